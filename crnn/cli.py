@@ -1,0 +1,53 @@
+"""The `crnn` command: a dispatcher that imports each subcommand's code only when it runs."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module, one-line help). Modules outside crnn/ are imported lazily so that
+# `crnn ocr` starts fast and needs no training or server dependencies.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "ocr": ("crnn.ocr", "read the text of word images (files, folders, globs, stdin)"),
+    "info": ("crnn.info", "print a model's architecture, parameters and multiply-adds"),
+    "synth": ("synth_data.cli", "render synthetic word images (datasets, previews, font list)"),
+    "train": ("training.train", "train a model from a YAML config"),
+    "eval": ("training.evaluate", "evaluate weights on labeled folders"),
+    "plot": ("training.plot", "plot the training curves of a run folder"),
+}
+
+USAGE = "usage: crnn <command> [options]\n\ncommands:\n" + "\n".join(
+    f"  {name:<8} {help_}" for name, (_, help_) in SUBCOMMANDS.items()
+) + "\n\nRun `crnn <command> --help` for a command's options."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `crnn` console script; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if args[0] in ("-V", "--version"):
+        from crnn import __version__
+
+        print(f"crnn-ocr {__version__}")
+        return 0
+    name = args[0]
+    if name not in SUBCOMMANDS:
+        print(f"crnn: unknown command {name!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    module_name = SUBCOMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        print(
+            f"crnn {name}: missing dependency {e.name!r}; install the extras, e.g. pip install -e '.[dev]'",
+            file=sys.stderr,
+        )
+        return 2
+    return int(module.main(args[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Typed exceptions of the crnn library; each boundary (CLI, API) catches CRNNError once."""
+
+from __future__ import annotations
+
+
+class CRNNError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class InvalidImageError(CRNNError, ValueError):
+    """An input could not be read as an image (empty, corrupt, wrong type, too large or too small)."""
+
+
+class UnsupportedCharacterError(CRNNError, ValueError):
+    """A text holds characters that the charset cannot encode."""
+
+
+class CheckpointError(CRNNError):
+    """A weights file is missing, unreadable or not a crnn-ocr checkpoint."""
+
+
+class ConfigError(CRNNError, ValueError):
+    """A configuration holds an unknown key or a value of the wrong type."""

@@ -1,0 +1,206 @@
+"""The CRNN network (Shi, Bai, Yao 2015): conv feature extractor, recurrent head, per-frame classifier.
+
+The module is free of loss and charset: it maps images to per-frame log-probabilities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from crnn.errors import ConfigError
+
+# Horizontal downsampling of every backbone: one feature column (frame) per 4 input pixels.
+WIDTH_STRIDE = 4
+
+# Conv stacks as (out_channels, kernel, padding, batch_norm, pool) rows; pool is the (h, w) max-pool after it.
+# "full" is the paper's VGG-style 7-conv stack (batch norm after every conv, which trains faster than the
+# paper's two BN layers); "small" keeps the same shape with fewer channels for CPUs.
+_BACKBONES: dict[str, list[tuple[int, tuple[int, int], tuple[int, int], bool, tuple[int, int] | None]]] = {
+    "full": [
+        (64, (3, 3), (1, 1), True, (2, 2)),
+        (128, (3, 3), (1, 1), True, (2, 2)),
+        (256, (3, 3), (1, 1), True, None),
+        (256, (3, 3), (1, 1), True, (2, 1)),
+        (512, (3, 3), (1, 1), True, None),
+        (512, (3, 3), (1, 1), True, (2, 1)),
+        (512, (2, 3), (0, 1), True, None),
+    ],
+    "small": [
+        (32, (3, 3), (1, 1), True, (2, 2)),
+        (64, (3, 3), (1, 1), True, (2, 2)),
+        (96, (3, 3), (1, 1), True, None),
+        (96, (3, 3), (1, 1), True, (2, 1)),
+        (128, (3, 3), (1, 1), True, None),
+        (128, (3, 3), (1, 1), True, (2, 1)),
+        (256, (2, 3), (0, 1), True, None),
+    ],
+}
+BACKBONES: tuple[str, ...] = tuple(_BACKBONES)
+CELLS: tuple[str, ...] = ("lstm", "gru", "rnn", "none")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a CRNN; stored in every checkpoint so the model can be rebuilt from it alone."""
+
+    num_classes: int = 96
+    backbone: str = "small"
+    cell: str = "lstm"
+    hidden_size: int = 256
+    num_layers: int = 2
+    bidirectional: bool = True
+    dropout: float = 0.1
+    height: int = 32
+
+    def __post_init__(self) -> None:
+        if self.backbone not in _BACKBONES:
+            raise ConfigError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+        if self.cell not in CELLS:
+            raise ConfigError(f"cell must be one of {CELLS}, got {self.cell!r}")
+        if self.height != 32:
+            raise ConfigError(f"the backbones need 32-pixel-high input, got height={self.height}")
+        if self.num_classes < 2 or self.hidden_size < 1 or self.num_layers < 1:
+            raise ConfigError("num_classes must be >= 2, hidden_size and num_layers >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild from :meth:`to_dict`; unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model config key(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _make_backbone(name: str) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    in_ch = 1
+    for out_ch, kernel, padding, bn, pool in _BACKBONES[name]:
+        layers.append(nn.Conv2d(in_ch, out_ch, kernel, padding=padding, bias=not bn))
+        if bn:
+            layers.append(nn.BatchNorm2d(out_ch))
+        layers.append(nn.ReLU(inplace=True))
+        if pool is not None:
+            layers.append(nn.MaxPool2d(pool, pool))
+        in_ch = out_ch
+    return nn.Sequential(*layers), in_ch
+
+
+class CRNN(nn.Module):
+    """Images (B, 1, 32, W) -> per-frame log-probabilities (B, W // 4, num_classes)."""
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        c = self.config
+        self.backbone, feat = _make_backbone(c.backbone)
+        self.rnn: nn.RNNBase | None
+        if c.cell == "none":
+            self.rnn = None
+            head_in = feat
+        else:
+            rnn_cls = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[c.cell]
+            self.rnn = rnn_cls(
+                feat,
+                c.hidden_size,
+                num_layers=c.num_layers,
+                bidirectional=c.bidirectional,
+                batch_first=True,
+                dropout=c.dropout if c.num_layers > 1 else 0.0,
+            )
+            head_in = c.hidden_size * (2 if c.bidirectional else 1)
+        self.dropout = nn.Dropout(c.dropout)
+        self.classifier = nn.Linear(head_in, c.num_classes)
+
+    @staticmethod
+    def frames_for_width(width: Tensor | int) -> Tensor | int:
+        """Number of output frames that see real pixels for an image of ``width`` pixels (before padding)."""
+        if isinstance(width, Tensor):
+            return torch.div(width + WIDTH_STRIDE - 1, WIDTH_STRIDE, rounding_mode="floor")
+        return -(-int(width) // WIDTH_STRIDE)
+
+    def features(self, images: Tensor) -> Tensor:
+        """Conv feature columns (B, T, F) of images (B, 1, 32, W), T = W // 4."""
+        f = self.backbone(images)  # (B, F, 1, T)
+        return f.squeeze(2).transpose(1, 2)
+
+    def forward(self, images: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Log-probabilities (B, T, C) of images (B, 1, 32, W); ``lengths`` (B,) valid frames per image.
+
+        With ``lengths`` the recurrent layers see only each image's own frames (padding is packed away),
+        so a result does not depend on how much padding its batch added.
+        """
+        x = self.features(images)
+        if self.rnn is not None:
+            total = x.shape[1]
+            if lengths is not None and bool((lengths < total).any()):
+                packed = pack_padded_sequence(
+                    x, lengths.clamp(1, total).cpu(), batch_first=True, enforce_sorted=False
+                )
+                out, _ = self.rnn(packed)
+                x, _ = pad_packed_sequence(out, batch_first=True, total_length=total)
+            else:
+                x, _ = self.rnn(x)
+        x = self.classifier(self.dropout(x))
+        return x.float().log_softmax(-1)
+
+
+def build_model(
+    backbone: str = "small", cell: str = "lstm", num_classes: int = 96, **kwargs: Any
+) -> CRNN:
+    """A CRNN with clear defaults: the small backbone and a 2-layer bidirectional LSTM."""
+    return CRNN(ModelConfig(num_classes=num_classes, backbone=backbone, cell=cell, **kwargs))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_macs(model: CRNN, width: int = 128) -> int:
+    """Multiply-accumulates of one forward pass on a 32 x ``width`` image (convs, recurrent cells, classifier)."""
+    macs = 0
+    hooks = []
+
+    def conv_hook(m: nn.Conv2d, _inp: Any, out: Tensor) -> None:
+        nonlocal macs
+        kh, kw = m.kernel_size
+        macs += out.numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m: nn.Linear, _inp: Any, out: Tensor) -> None:
+        nonlocal macs
+        macs += out.numel() * m.in_features
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, model.config.height, width))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    if model.rnn is not None:
+        c = model.config
+        gates = {"lstm": 4, "gru": 3, "rnn": 1}[c.cell]
+        dirs = 2 if c.bidirectional else 1
+        frames = width // WIDTH_STRIDE
+        in_size = model.rnn.input_size
+        for _layer in range(c.num_layers):
+            macs += frames * dirs * gates * c.hidden_size * (in_size + c.hidden_size)
+            in_size = c.hidden_size * dirs
+    return macs

@@ -1,0 +1,212 @@
+"""`crnn ocr`: batch OCR of word images from the command line, streaming results as batches finish."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from crnn.ctc_decode import Lexicon
+from crnn.errors import CRNNError
+from crnn.prediction import Prediction
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"})
+FORMATS = ("tsv", "csv", "jsonl")
+
+
+@dataclass
+class Row:
+    """One output record: a path and either a prediction or an error message."""
+
+    path: str
+    prediction: Prediction | None = None
+    error: str | None = None
+
+
+def expand_inputs(inputs: Sequence[str], stdin: IO[str] | None = None) -> Iterator[tuple[str, str | None]]:
+    """Lazily yield (path, error) for files, folders (recursive, image files only), globs and '-' (stdin)."""
+    for arg in inputs:
+        if arg == "-":
+            for line in stdin or sys.stdin:
+                line = line.rstrip("\r\n")
+                if line:
+                    yield line, None
+        elif os.path.isdir(arg):
+            yield from ((p, None) for p in _walk_images(arg))
+        elif os.path.exists(arg):
+            yield arg, None
+        else:
+            matches = sorted(glob.iglob(arg, recursive=True)) if glob.has_magic(arg) else []
+            if not matches:
+                yield arg, "no such file, folder or matching pattern"
+            for m in matches:
+                if os.path.isdir(m):
+                    yield from ((p, None) for p in _walk_images(m))
+                elif Path(m).suffix.lower() in IMAGE_EXTENSIONS:
+                    yield m, None
+
+
+def _walk_images(root: str) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                yield os.path.join(dirpath, name)
+
+
+class Writer:
+    """Writes rows as TSV (default), CSV or JSON lines."""
+
+    def __init__(self, out: IO[str], fmt: str = "tsv") -> None:
+        self.out, self.fmt = out, fmt
+        if fmt in ("tsv", "csv"):
+            self._csv = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+            self._csv.writerow(["path", "text", "confidence", "error"])
+
+    def write(self, row: Row) -> None:
+        """Write one row."""
+        p = row.prediction
+        if self.fmt == "jsonl":
+            rec: dict[str, object] = {"path": row.path}
+            if p is not None:
+                rec.update(text=p.text, confidence=round(p.confidence, 6),
+                           char_confidences=[round(c, 6) for c in p.char_confidences])
+            else:
+                rec["error"] = row.error
+            self.out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        elif p is not None:
+            self._csv.writerow([row.path, p.text, f"{p.confidence:.4f}", ""])
+        else:
+            self._csv.writerow([row.path, "", "", row.error])
+
+
+def _load(recognizer: object, path: str) -> tuple[np.ndarray | None, str | None]:
+    try:
+        return recognizer.prepare(path), None  # type: ignore[attr-defined]
+    except CRNNError as e:
+        return None, str(e)
+    except Exception as e:  # an unexpected decoder failure must not end a million-file run
+        return None, f"{path}: {type(e).__name__}: {e}"
+
+
+def run_ocr(
+    recognizer: object,
+    items: Iterable[tuple[str, str | None]],
+    batch_size: int = 64,
+    decoder: str = "greedy",
+    beam_width: int = 10,
+    lexicon: Lexicon | None = None,
+    loaders: int = 2,
+    chunk_batches: int = 8,
+) -> Iterator[Row]:
+    """Yield one Row per input in input order; images of the next chunk load while this one runs."""
+    it = iter(items)
+    chunk_size = batch_size * chunk_batches
+    with ThreadPoolExecutor(max_workers=max(1, loaders)) as pool:
+
+        def submit(chunk: list[tuple[str, str | None]]) -> list:
+            return [(path, err, None if err else pool.submit(_load, recognizer, path)) for path, err in chunk]
+
+        pending = submit(list(islice(it, chunk_size)))
+        while pending:
+            current = pending
+            pending = submit(list(islice(it, chunk_size)))  # overlap: load ahead while the model runs
+            loaded = [(path, err, fut.result() if fut else (None, err)) for path, err, fut in current]
+            good = [i for i, (_, _, (arr, _)) in enumerate(loaded) if arr is not None]
+            preds = recognizer.recognize_prepared(  # type: ignore[attr-defined]
+                [loaded[i][2][0] for i in good], batch_size, decoder, beam_width, lexicon
+            ) if good else []
+            by_index = dict(zip(good, preds))
+            for i, (path, _, (_, err)) in enumerate(loaded):
+                yield Row(path, by_index.get(i), None if i in by_index else err)
+
+
+def _count(inputs: Sequence[str]) -> int | None:
+    if "-" in inputs:
+        return None
+    return sum(1 for _ in expand_inputs(inputs))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `crnn ocr`."""
+    p = argparse.ArgumentParser(prog="crnn ocr", description="Read the text of word images.")
+    p.add_argument("paths", nargs="+", help="image files, folders (recursive), glob patterns, or - for paths on stdin")
+    p.add_argument("--weights", help="checkpoint file (default: the shipped model in weights/)")
+    p.add_argument("--format", choices=FORMATS, default="tsv", help="output format (default tsv)")
+    p.add_argument("--output", "-o", help="write results to this file (default stdout)")
+    p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    p.add_argument("--beam-width", type=int, default=10)
+    p.add_argument("--lexicon", help="text file with one allowed word per line")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `crnn ocr`; exit 0 when every image was read, 1 when some failed, 2 on usage errors."""
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.beam_width < 1:
+        print("crnn ocr: --batch-size and --beam-width must be >= 1", file=sys.stderr)
+        return 2
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            print("crnn ocr: --device cuda asked for, but no CUDA GPU is available", file=sys.stderr)
+            return 2
+    from crnn.recognizer import Recognizer
+
+    try:
+        recognizer = Recognizer(args.weights, device=args.device, threads=args.threads)
+        lexicon = Lexicon.from_file(args.lexicon, recognizer.charset) if args.lexicon else None
+    except (CRNNError, OSError, ValueError) as e:
+        print(f"crnn ocr: {e}", file=sys.stderr)
+        return 2
+
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    show = args.progress or sys.stderr.isatty()
+    bar = None
+    if show:
+        from tqdm import tqdm
+
+        bar = tqdm(total=_count(args.paths), unit="img", file=sys.stderr, dynamic_ncols=True)
+    failed = 0
+    try:
+        writer = Writer(out, args.format)
+        rows = run_ocr(recognizer, expand_inputs(args.paths), args.batch_size, args.decoder,
+                       args.beam_width, lexicon)
+        for row in rows:
+            writer.write(row)
+            if row.error is not None:
+                failed += 1
+                msg = row.error if row.error.startswith(row.path) else f"{row.path}: {row.error}"
+                (bar.write if bar else lambda m: print(m, file=sys.stderr))(f"crnn ocr: error: {msg}")
+            if bar:
+                bar.update(1)
+        out.flush()
+    except KeyboardInterrupt:
+        print("crnn ocr: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader (e.g. `head`) went away: stop quietly, as Unix tools do.
+        sys.stderr.close()
+        return 1
+    finally:
+        if bar:
+            bar.close()
+        if out is not sys.stdout:
+            out.close()
+    return 1 if failed else 0

@@ -1,0 +1,28 @@
+"""The result of recognising one word image."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A recognised text with its confidences.
+
+    ``confidence`` is the CTC probability of the whole text given the image, P(text | image),
+    summed over every alignment of the text to the frames (so it is comparable across decoders).
+    ``char_confidences`` has one value per character of ``text``: the highest per-frame
+    probability of that character among the frames the best alignment assigns to it.
+    """
+
+    text: str
+    confidence: float
+    char_confidences: tuple[float, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-able dict (``text``, ``confidence``, ``char_confidences``)."""
+        return {
+            "text": self.text,
+            "confidence": self.confidence,
+            "char_confidences": list(self.char_confidences),
+        }

@@ -1,0 +1,220 @@
+"""Turn any image input into the model's input: grayscale, 32 pixels high, normalised, width-bucketed."""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from crnn.errors import ConfigError, InvalidImageError
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How images are turned into model input; stored in checkpoints next to the model config."""
+
+    height: int = 32
+    min_width: int = 16
+    max_width: int = 1024
+    # Images are padded to a multiple of this width so that padding depends only on the image itself.
+    width_bucket: int = 32
+    max_pixels: int = 40_000_000
+    min_side: int = 4
+    max_aspect: float = 64.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
+        """Rebuild from :meth:`to_dict`; unknown keys are refused."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown preprocess config key(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def _describe(source: object) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return type(source).__name__
+
+
+def _open_pil(data: bytes | Path, max_pixels: int, name: str) -> Image.Image:
+    # A path is opened lazily by PIL, so a huge file is refused from its header without reading it all.
+    if isinstance(data, Path):
+        if data.stat().st_size == 0:
+            raise InvalidImageError(f"{name}: empty file (0 bytes)")
+    elif not data:
+        raise InvalidImageError(f"{name}: empty input (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(data if isinstance(data, Path) else io.BytesIO(data))
+            w, h = img.size  # read from the header, before any pixel is decoded
+            if w * h > max_pixels:
+                raise InvalidImageError(
+                    f"{name}: image of {w}x{h} pixels is over the limit of {max_pixels:,} pixels"
+                )
+            img.load()
+    except InvalidImageError:
+        raise
+    except PermissionError as e:
+        raise InvalidImageError(f"{name}: cannot read ({e.strerror or e})") from None
+    except UnidentifiedImageError:
+        raise InvalidImageError(f"{name}: not an image file (unknown or unsupported format)") from None
+    except Image.DecompressionBombError as e:
+        raise InvalidImageError(
+            f"{name}: image is over the limit of {max_pixels:,} pixels (refused before decoding: {e})"
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
+        raise InvalidImageError(f"{name}: corrupt or truncated image ({e})") from None
+    return img
+
+
+def _pil_to_gray(img: Image.Image, name: str) -> np.ndarray:
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not lose an otherwise good image
+        pass
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        return _array_to_gray(arr, name)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = _flatten_alpha(img.convert("RGBA"))
+    return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    # Transparent pixels become white, as a viewer shows them on a page.
+    background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, img).convert("RGB")
+
+
+def _array_to_gray(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        alpha = arr[:, :, 3:4].astype(np.float64) / (65535.0 if arr.dtype == np.uint16 else 255.0 if arr.dtype == np.uint8 else 1.0)
+        white = {np.dtype(np.uint16): 65535.0, np.dtype(np.uint8): 255.0}.get(arr.dtype, 1.0)
+        arr = arr[:, :, :3].astype(np.float64) * alpha + white * (1.0 - alpha)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        # ITU-R 601 luma, the weights PIL's "L" conversion uses; arrays are taken as RGB.
+        arr = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    if arr.ndim != 2:
+        raise InvalidImageError(f"{name}: array of shape {arr.shape} is not a gray, RGB or RGBA image")
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8) * 255
+    arr = arr.astype(np.float64)
+    if not np.isfinite(arr).all():
+        raise InvalidImageError(f"{name}: array holds NaN or infinite values")
+    if arr.size == 0:
+        raise InvalidImageError(f"{name}: empty image (0 pixels)")
+    hi = arr.max()
+    if hi <= 1.0 and arr.min() >= 0.0:
+        scale = 255.0
+    elif hi <= 255.0:
+        scale = 1.0
+    else:  # 16-bit (or wider) data
+        scale = 255.0 / 65535.0 if hi <= 65535 else 255.0 / hi
+    return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+
+
+def load_image(source: ImageSource, max_pixels: int = PreprocessConfig.max_pixels) -> np.ndarray:
+    """A grayscale uint8 array (H, W) from a path, encoded bytes, a PIL image or a numpy array.
+
+    EXIF orientation is applied; images over ``max_pixels`` are refused from their header, before
+    decoding. Raises InvalidImageError with a message naming the problem.
+    """
+    name = _describe(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise InvalidImageError(f"{path}: no such file")
+        if not path.is_file():
+            raise InvalidImageError(f"{path}: not a file")
+        gray = _pil_to_gray(_open_pil(path, max_pixels, name), name)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        gray = _pil_to_gray(_open_pil(bytes(source), max_pixels, "image bytes"), "image bytes")
+    elif isinstance(source, Image.Image):
+        w, h = source.size
+        if w * h > max_pixels:
+            raise InvalidImageError(f"PIL image of {w}x{h} pixels is over the limit of {max_pixels:,} pixels")
+        gray = _pil_to_gray(source, "PIL image")
+    elif isinstance(source, np.ndarray):
+        if source.size > max_pixels * (source.shape[2] if source.ndim == 3 else 1):
+            raise InvalidImageError(f"array of shape {source.shape} is over the limit of {max_pixels:,} pixels")
+        gray = _array_to_gray(source, "array")
+    else:
+        raise InvalidImageError(
+            f"unsupported input of type {type(source).__name__}: expected a path, bytes, a PIL image or a numpy array"
+        )
+    if gray.size == 0 or min(gray.shape) == 0:
+        raise InvalidImageError(f"{name}: empty image ({gray.shape[1] if gray.ndim == 2 else 0}x{gray.shape[0]} pixels)")
+    return gray
+
+
+def resized_width(height: int, width: int, config: PreprocessConfig) -> int:
+    """Width after scaling an image of ``height`` x ``width`` to config.height, clamped to the allowed range."""
+    w = int(round(width * config.height / height))
+    return max(config.min_width, min(config.max_width, w))
+
+
+def bucket_width(width: int, config: PreprocessConfig) -> int:
+    """Padded width of an image resized to ``width``: the next multiple of config.width_bucket."""
+    return int(math.ceil(width / config.width_bucket) * config.width_bucket)
+
+
+def check_shape(gray: np.ndarray, config: PreprocessConfig, name: str = "image") -> None:
+    """Refuse images too small or too elongated to hold a word (raises InvalidImageError)."""
+    h, w = gray.shape[:2]
+    if min(h, w) < config.min_side:
+        raise InvalidImageError(f"{name}: {w}x{h} pixels is too small (each side must be at least {config.min_side})")
+    if w / h > config.max_aspect or h / w > config.max_aspect:
+        raise InvalidImageError(
+            f"{name}: {w}x{h} pixels has an aspect ratio beyond {config.max_aspect:g}:1, not a word image"
+        )
+
+
+def normalize(gray: np.ndarray, config: PreprocessConfig, name: str = "image") -> np.ndarray:
+    """Model input (config.height, W') float32 in [-1, 1] from a grayscale uint8 image (H, W)."""
+    check_shape(gray, config, name)
+    h, w = gray.shape
+    new_w = resized_width(h, w, config)
+    interp = cv2.INTER_AREA if h > config.height else cv2.INTER_CUBIC
+    resized = cv2.resize(gray, (new_w, config.height), interpolation=interp)
+    return resized.astype(np.float32) * (2.0 / 255.0) - 1.0
+
+
+def prepare(source: ImageSource, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """load_image then normalize: (config.height, W') float32."""
+    return normalize(load_image(source, config.max_pixels), config, _describe(source))
+
+
+def collate(arrays: list[np.ndarray], config: PreprocessConfig = PreprocessConfig()) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch normalised images: (B, 1, H, Wmax) padded with 0 to the largest bucket, and widths (B,).
+
+    Images of one bucket padded together give the same result as each alone (see Recognizer).
+    """
+    if not arrays:
+        raise ValueError("collate needs at least one image")
+    widths = [a.shape[1] for a in arrays]
+    padded_w = max(bucket_width(w, config) for w in widths)
+    batch = np.zeros((len(arrays), 1, config.height, padded_w), dtype=np.float32)
+    for i, a in enumerate(arrays):
+        batch[i, 0, :, : a.shape[1]] = a
+    return torch.from_numpy(batch), torch.tensor(widths, dtype=torch.long)

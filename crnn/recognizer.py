@@ -1,0 +1,133 @@
+"""Recognizer: the high-level API that reads text from word images with a trained CRNN."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import groupby
+from typing import Any
+
+import numpy as np
+import torch
+
+from crnn.charset import Charset
+from crnn.checkpoint import Checkpoint, load_checkpoint
+from crnn.ctc_decode import Lexicon, decode
+from crnn.model import CRNN
+from crnn.prediction import Prediction
+from crnn.preprocess import ImageSource, PreprocessConfig, bucket_width, collate, prepare
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads (None: leave torch's default, one per core)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+class Recognizer:
+    """Reads the text of word images: preprocessing, batching by width bucket, CRNN, CTC decoding."""
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | Checkpoint | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+    ) -> None:
+        """Load ``weights`` (a checkpoint path, a loaded Checkpoint, or None for the shipped model)."""
+        set_threads(threads)
+        ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights, device="cpu")
+        if ckpt.model.config.num_classes != ckpt.charset.num_classes:
+            raise ValueError(
+                f"model has {ckpt.model.config.num_classes} classes, charset needs {ckpt.charset.num_classes}"
+            )
+        self.device = torch.device(device)
+        self.model = ckpt.model.to(self.device).eval()
+        self.charset = ckpt.charset
+        self.preprocess = ckpt.preprocess
+        self.metadata = ckpt.metadata
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+    ) -> Recognizer:
+        """Load a checkpoint file (default: the shipped weights) into a ready Recognizer."""
+        return cls(path, device, threads)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: CRNN,
+        charset: Charset,
+        preprocess: PreprocessConfig | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+    ) -> Recognizer:
+        """Wrap an in-memory model (e.g. during training) without going through a file."""
+        return cls(Checkpoint(model, charset, preprocess or PreprocessConfig()), device, threads)
+
+    def prepare(self, source: ImageSource) -> np.ndarray:
+        """Model input (32, W') float32 of one image; raises InvalidImageError on bad input."""
+        return prepare(source, self.preprocess)
+
+    @torch.inference_mode()
+    def log_probs(self, arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-frame log-probabilities (B, T, C) on the CPU and valid frame counts (B,) for one batch."""
+        images, widths = collate(list(arrays), self.preprocess)
+        lengths = CRNN.frames_for_width(widths)
+        out = self.model(images.to(self.device, non_blocking=True), lengths.to(self.device))
+        return out.cpu(), lengths
+
+    def batches(self, arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[list[int]]:
+        """Indices of ``arrays`` grouped into batches of one width bucket each, sorted by width."""
+        order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[1])
+        for _, group in groupby(order, key=lambda i: bucket_width(arrays[i].shape[1], self.preprocess)):
+            idx = list(group)
+            for start in range(0, len(idx), batch_size):
+                yield idx[start : start + batch_size]
+
+    def recognize_prepared(
+        self,
+        arrays: Sequence[np.ndarray],
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | None = None,
+    ) -> list[Prediction]:
+        """Predictions for already prepared images (see :meth:`prepare`), in input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        lex = self._lexicon(lexicon)
+        results: list[Prediction | None] = [None] * len(arrays)
+        for idx in self.batches(arrays, batch_size):
+            lp, lengths = self.log_probs([arrays[i] for i in idx])
+            preds = decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex)
+            for i, p in zip(idx, preds):
+                results[i] = p
+        return results  # type: ignore[return-value]
+
+    def recognize(
+        self,
+        images: Sequence[ImageSource] | ImageSource,
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | None = None,
+    ) -> list[Prediction]:
+        """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
+
+        Raises InvalidImageError for the first input that is not a readable image.
+        """
+        if not isinstance(images, (list, tuple)):
+            images = [images]  # type: ignore[list-item]
+        arrays = [self.prepare(img) for img in images]
+        return self.recognize_prepared(arrays, batch_size, decoder, beam_width, lexicon)
+
+    def _lexicon(self, lexicon: Lexicon | Iterable[str] | None) -> Lexicon | None:
+        if lexicon is None or isinstance(lexicon, Lexicon):
+            return lexicon
+        return Lexicon(lexicon, self.charset)

@@ -1,0 +1,31 @@
+"""Shared fixtures: small rendered word images and a tiny untrained model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.word_images import render_word
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS = REPO.parent / "shared" / "benchmarks"
+
+
+@pytest.fixture
+def word_images() -> dict[str, np.ndarray]:
+    """A few words of very different widths."""
+    return {t: render_word(t) for t in ["a", "go", "crnn", "Hello", "recognition", "supercalifragilistic"]}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("CRNN_SKIP_SLOW"):
+        skip = pytest.mark.skip(reason="CRNN_SKIP_SLOW set")
+        for item in items:
+            if "slow" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,369 @@
+"""Tests of crnn.ctc_decode: likelihoods, greedy, prefix beam search and lexicon decoding."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import string
+
+import numpy as np
+import pytest
+import torch
+
+from crnn.charset import BLANK, Charset
+from crnn.ctc_decode import (
+    Lexicon,
+    beam_search_decode,
+    decode,
+    greedy_decode,
+    lexicon_decode,
+    sequence_log_likelihood,
+)
+
+AB = Charset("ab")
+LOWER = Charset(string.ascii_lowercase)
+
+
+def as_log_probs(*frames: list[float]) -> torch.Tensor:
+    """(1, T, C) log-probs from per-frame probability rows."""
+    return torch.tensor([frames], dtype=torch.float64).log()
+
+
+def peaked(path: list[int], num_classes: int, peak: float = 0.97) -> torch.Tensor:
+    """(T, C) log-probs with ``peak`` on each frame's path label, the rest spread evenly."""
+    rest = (1 - peak) / (num_classes - 1)
+    probs = torch.full((len(path), num_classes), rest, dtype=torch.float64)
+    probs[torch.arange(len(path)), torch.tensor(path)] = peak
+    return probs.log()
+
+
+def path_for(text: str, charset: Charset, frames_per_char: int = 2) -> list[int]:
+    """A frame path spelling ``text``: each char repeated, separated by blanks."""
+    path = [BLANK]
+    for i in charset.encode(text):
+        path += [i] * frames_per_char + [BLANK]
+    return path
+
+
+def collapse(path: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    previous = BLANK
+    for label in path:
+        if label != BLANK and label != previous:
+            out.append(label)
+        previous = label
+    return tuple(out)
+
+
+def brute_force(log_probs: torch.Tensor) -> dict[tuple[int, ...], float]:
+    """P(labelling) for every labelling, by enumerating all paths of log_probs (T, C)."""
+    probs = log_probs.exp().numpy()
+    frames, classes = probs.shape
+    totals: dict[tuple[int, ...], float] = {}
+    for path in itertools.product(range(classes), repeat=frames):
+        p = float(np.prod(probs[np.arange(frames), list(path)]))
+        totals[collapse(path)] = totals.get(collapse(path), 0.0) + p
+    return totals
+
+
+def one(log_probs: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([log_probs.shape[1]])
+
+
+ALL_DECODERS = [
+    pytest.param(lambda lp, n, cs: greedy_decode(lp, n, cs), id="greedy"),
+    pytest.param(lambda lp, n, cs: beam_search_decode(lp, n, cs, beam_width=10), id="beam"),
+    pytest.param(lambda lp, n, cs: decode(lp, n, cs, "beam", beam_width=3), id="decode-beam3"),
+]
+
+
+# --- sequence_log_likelihood -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sequence_log_likelihood_matches_path_enumeration(seed: int) -> None:
+    torch.manual_seed(seed)
+    log_probs = torch.randn(1, 4, 3, dtype=torch.float64).log_softmax(-1)
+    exact = brute_force(log_probs[0])
+    labellings = [(), (1,), (2, 1), (1, 1), (1, 2, 1)]
+    batch = log_probs.expand(len(labellings), -1, -1)
+    got = sequence_log_likelihood(batch, torch.full((len(labellings),), 4), labellings)
+    for labelling, value in zip(labellings, got.tolist()):
+        assert value == pytest.approx(math.log(exact[labelling]), abs=1e-9)
+
+
+def test_sequence_log_likelihood_empty_and_impossible_targets() -> None:
+    log_probs = torch.randn(3, 4, 3, dtype=torch.float64).log_softmax(-1)
+    got = sequence_log_likelihood(log_probs, torch.tensor([4, 2, 2]), [[], [1, 1], [1, 2]])
+    assert got[0].item() == pytest.approx(log_probs[0, :, BLANK].sum().item())
+    assert got[1].item() == -math.inf  # "aa" needs a blank between: 3 frames
+    assert math.isfinite(got[2].item())
+
+
+def test_sequence_log_likelihood_rejects_blank_in_target() -> None:
+    log_probs = torch.randn(1, 4, 3).log_softmax(-1)
+    with pytest.raises(ValueError):
+        sequence_log_likelihood(log_probs, torch.tensor([4]), [[0, 1]])
+
+
+# --- greedy vs beam ----------------------------------------------------------------------------
+
+
+def test_beam_finds_labelling_that_best_path_misses() -> None:
+    # Best path is blank-blank (P=0.16, text ""), but "a" sums 0.35^2 + 2*0.35*0.4 = 0.4025.
+    log_probs = as_log_probs([0.4, 0.35, 0.25], [0.4, 0.35, 0.25])
+    greedy = greedy_decode(log_probs, one(log_probs), AB)[0]
+    beam = beam_search_decode(log_probs, one(log_probs), AB)[0]
+    assert greedy.text == ""
+    assert greedy.confidence == pytest.approx(0.16)
+    assert greedy.char_confidences == ()
+    assert beam.text == "a"
+    assert beam.confidence == pytest.approx(0.4025)
+    assert beam.char_confidences == pytest.approx((0.35,))
+
+
+def test_beam_beats_greedy_on_longer_input() -> None:
+    # Best path -,-,-,b gives "b" (P=0.1807); "ab" spreads over many paths and reaches 0.264.
+    log_probs = as_log_probs([0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.4, 0.1, 0.5])
+    exact = brute_force(log_probs[0])
+    best = max(exact, key=exact.get)
+    greedy = greedy_decode(log_probs, one(log_probs), AB)[0]
+    beam = beam_search_decode(log_probs, one(log_probs), AB, beam_width=10)[0]
+    assert AB.encode(beam.text) == list(best)
+    assert beam.confidence == pytest.approx(exact[best])
+    assert (greedy.text, beam.text) == ("b", "ab")
+    assert greedy.confidence == pytest.approx(0.1807)
+    assert beam.confidence == pytest.approx(0.264)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_wide_beam_is_exact_on_small_inputs(seed: int) -> None:
+    torch.manual_seed(seed)
+    log_probs = (torch.randn(1, 4, 3, dtype=torch.float64) * 1.5).log_softmax(-1)
+    exact = brute_force(log_probs[0])
+    best = max(exact, key=exact.get)
+    beam = beam_search_decode(log_probs, one(log_probs), AB, beam_width=50)[0]
+    assert AB.encode(beam.text) == list(best)
+    assert beam.confidence == pytest.approx(exact[best])
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("beam_width", [1, 5, 10])
+def test_beam_equals_greedy_on_peaked_inputs(seed: int, beam_width: int) -> None:
+    rng = np.random.default_rng(seed)
+    paths = [rng.integers(0, LOWER.num_classes, size=20).tolist() for _ in range(4)]
+    log_probs = torch.stack([peaked(p, LOWER.num_classes) for p in paths])
+    lengths = torch.full((4,), 20)
+    greedy = greedy_decode(log_probs, lengths, LOWER)
+    beam = beam_search_decode(log_probs, lengths, LOWER, beam_width=beam_width)
+    assert [p.text for p in beam] == [p.text for p in greedy]
+    for g, b in zip(greedy, beam):
+        assert b.confidence == pytest.approx(g.confidence)
+        assert b.char_confidences == pytest.approx(g.char_confidences)
+
+
+@pytest.mark.parametrize("decode_fn", ALL_DECODERS)
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [
+        ([1, BLANK, 1], "aa"),
+        ([1, 1, 1], "a"),
+        ([1, 1, BLANK, BLANK, 1, 2, 2], "aab"),
+        ([BLANK, BLANK, BLANK], ""),
+    ],
+)
+def test_repeated_characters_need_a_blank(decode_fn, path: list[int], text: str) -> None:
+    log_probs = peaked(path, AB.num_classes, peak=0.99).unsqueeze(0)
+    assert decode_fn(log_probs, one(log_probs), AB)[0].text == text
+
+
+# --- padding -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "beam", "lexicon"])
+def test_padded_frames_are_ignored(decoder: str) -> None:
+    torch.manual_seed(0)
+    words = ["cat", "dog", "house", "tree"]
+    lexicon = Lexicon(words, LOWER)
+    samples = [peaked(path_for(w, LOWER), LOWER.num_classes, 0.8) for w in ("cat", "hose", "tre")]
+    frames = 20
+    batch = torch.randn(len(samples), frames, LOWER.num_classes, dtype=torch.float64).mul(5)
+    batch = batch.log_softmax(-1)  # garbage everywhere, overwritten by the valid frames below
+    for b, s in enumerate(samples):
+        batch[b, : len(s)] = s
+    lengths = torch.tensor([len(s) for s in samples])
+
+    def run(lp: torch.Tensor, n: torch.Tensor):
+        if decoder == "lexicon":
+            return lexicon_decode(lp, n, LOWER, lexicon)
+        return decode(lp, n, LOWER, decoder)
+
+    padded = run(batch, lengths)
+    for b, s in enumerate(samples):
+        alone = run(s.unsqueeze(0), one(s.unsqueeze(0)))[0]
+        assert padded[b].text == alone.text
+        assert padded[b].confidence == pytest.approx(alone.confidence)
+        assert padded[b].char_confidences == pytest.approx(alone.char_confidences)
+    if decoder == "lexicon":
+        assert [p.text for p in padded] == ["cat", "house", "tree"]
+
+
+# --- confidences -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_greedy_confidence_is_sequence_likelihood(seed: int) -> None:
+    torch.manual_seed(seed)
+    log_probs = (torch.randn(3, 12, LOWER.num_classes) * 4).log_softmax(-1)
+    lengths = torch.tensor([12, 7, 1])
+    predictions = greedy_decode(log_probs, lengths, LOWER)
+    expected = sequence_log_likelihood(
+        log_probs.double(), lengths, [LOWER.encode(p.text) for p in predictions]
+    ).exp()
+    assert [p.confidence for p in predictions] == pytest.approx(expected.tolist(), rel=1e-9)
+
+
+@pytest.mark.parametrize("decode_fn", ALL_DECODERS)
+@pytest.mark.parametrize("scale", [0.1, 3.0, 30.0])
+def test_confidences_are_probabilities(decode_fn, scale: float) -> None:
+    torch.manual_seed(1)
+    log_probs = (torch.randn(4, 16, LOWER.num_classes) * scale).log_softmax(-1)
+    lengths = torch.tensor([16, 10, 3, 0])
+    for p in decode_fn(log_probs, lengths, LOWER):
+        assert 0.0 <= p.confidence <= 1.0
+        assert len(p.char_confidences) == len(p.text)
+        assert all(0.0 <= c <= 1.0 for c in p.char_confidences)
+
+
+def test_char_confidences_follow_best_alignment() -> None:
+    # "ab" over 4 frames: best alignment a,a,b,b; char conf = max per-frame prob of each char.
+    log_probs = as_log_probs(
+        [0.1, 0.6, 0.3], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.3, 0.2, 0.5]
+    )
+    for prediction in (
+        greedy_decode(log_probs, one(log_probs), AB)[0],
+        beam_search_decode(log_probs, one(log_probs), AB)[0],
+    ):
+        assert prediction.text == "ab"
+        assert prediction.char_confidences == pytest.approx((0.8, 0.6))
+
+
+def test_empty_text_confidence_is_all_blank_path() -> None:
+    log_probs = as_log_probs([0.9, 0.05, 0.05], [0.8, 0.1, 0.1])
+    for prediction in (
+        greedy_decode(log_probs, one(log_probs), AB)[0],
+        beam_search_decode(log_probs, one(log_probs), AB)[0],
+    ):
+        assert prediction.text == ""
+        assert prediction.confidence == pytest.approx(0.72)
+        assert prediction.char_confidences == ()
+
+
+# --- lexicon -----------------------------------------------------------------------------------
+
+
+def random_words(count: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    letters = np.array(list(string.ascii_lowercase))
+    return ["".join(rng.choice(letters, size=rng.integers(3, 11))) for _ in range(count)]
+
+
+@pytest.fixture(scope="module")
+def big_lexicon() -> tuple[list[str], Lexicon]:
+    words = random_words(50_000, seed=0)
+    return words, Lexicon(words, LOWER)
+
+
+@pytest.mark.parametrize("index", [7, 12_345, 49_999])
+@pytest.mark.parametrize("decoder", ["lexicon_decode", "decode-greedy", "decode-beam"])
+def test_lexicon_picks_the_right_word(big_lexicon, index: int, decoder: str) -> None:
+    words, lexicon = big_lexicon
+    target = words[index]
+    # One character is misread: the wrong one wins its frames, the right one comes second.
+    path = path_for(target, LOWER)
+    probs = peaked(path, LOWER.num_classes, peak=0.9).exp()
+    position = 1 + 3 * (len(target) // 2)  # first frame of the middle character
+    wrong = LOWER.encode("z" if target[len(target) // 2] != "z" else "y")[0]
+    right = path[position]
+    for frame in (position, position + 1):
+        probs[frame] = 0.002
+        probs[frame, wrong], probs[frame, right] = 0.55, 0.4
+    log_probs = (probs / probs.sum(-1, keepdim=True)).log().unsqueeze(0)
+    lengths = one(log_probs)
+
+    assert greedy_decode(log_probs, lengths, LOWER)[0].text != target
+    if decoder == "lexicon_decode":
+        prediction = lexicon_decode(log_probs, lengths, LOWER, lexicon)[0]
+    else:
+        prediction = decode(log_probs, lengths, LOWER, decoder.split("-")[1], lexicon=lexicon)[0]
+    assert prediction.text == target
+    expected = sequence_log_likelihood(log_probs, lengths, [LOWER.encode(target)]).exp().item()
+    assert prediction.confidence == pytest.approx(expected)
+    assert len(prediction.char_confidences) == len(target)
+
+
+def test_lexicon_widens_when_nothing_is_near() -> None:
+    lexicon = Lexicon(["abcdefghij", "zzzzzzzzzzzz"], LOWER)
+    log_probs = peaked(path_for("abcxyz", LOWER), LOWER.num_classes).unsqueeze(0)
+    prediction = lexicon_decode(log_probs, one(log_probs), LOWER, lexicon, max_distance=1)[0]
+    assert prediction.text in {"abcdefghij", "zzzzzzzzzzzz"}
+    assert 0.0 <= prediction.confidence <= 1.0
+
+
+def test_lexicon_scores_words_as_written() -> None:
+    charset = Charset(string.ascii_letters)
+    lexicon = Lexicon(["Paris", "paris"], charset)
+    log_probs = peaked(path_for("Paris", charset), charset.num_classes).unsqueeze(0)
+    assert lexicon_decode(log_probs, one(log_probs), charset, lexicon)[0].text == "Paris"
+
+
+def test_lexicon_from_file_skips_unsupported_words(tmp_path) -> None:
+    path = tmp_path / "words.txt"
+    path.write_text("\ufeffhello\n\nworld\r\ncafé\n  \nnaïve\nhello\nok\n", encoding="utf-8")
+    lexicon = Lexicon.from_file(path, LOWER)
+    assert lexicon.words == ["hello", "world", "ok"]
+    assert lexicon.skipped == 2
+    assert len(lexicon) == 3 and "world" in lexicon
+
+
+def test_lexicon_without_usable_words_is_rejected() -> None:
+    with pytest.raises(ValueError, match="no usable words"):
+        Lexicon(["ÉTÉ", ""], LOWER)
+
+
+def test_lexicon_charset_must_match() -> None:
+    lexicon = Lexicon(["ab"], AB)
+    log_probs = peaked(path_for("abc", LOWER), LOWER.num_classes).unsqueeze(0)
+    with pytest.raises(ValueError, match="charset"):
+        lexicon_decode(log_probs, one(log_probs), LOWER, lexicon)
+
+
+# --- dispatcher and validation -----------------------------------------------------------------
+
+
+def test_unknown_decoder_names_the_choices() -> None:
+    log_probs = peaked([1, 0], AB.num_classes).unsqueeze(0)
+    with pytest.raises(ValueError, match="greedy, beam"):
+        decode(log_probs, one(log_probs), AB, "viterbi")
+
+
+@pytest.mark.parametrize(
+    ("shape", "lengths"),
+    [((2, 5, 3), [5]), ((1, 5, 3), [6]), ((1, 5, 4), [5]), ((5, 3), [5])],
+    ids=["lengths-size", "too-long", "wrong-classes", "2d"],
+)
+def test_bad_shapes_raise(shape: tuple[int, ...], lengths: list[int]) -> None:
+    log_probs = torch.randn(*shape).log_softmax(-1)
+    with pytest.raises(ValueError):
+        greedy_decode(log_probs, torch.tensor(lengths), AB)
+
+
+def test_beam_width_must_be_positive() -> None:
+    log_probs = peaked([1, 0], AB.num_classes).unsqueeze(0)
+    with pytest.raises(ValueError, match="beam_width"):
+        beam_search_decode(log_probs, one(log_probs), AB, beam_width=0)
+
+
+def test_empty_batch() -> None:
+    log_probs = torch.zeros(0, 5, AB.num_classes)
+    assert decode(log_probs, torch.zeros(0, dtype=torch.long), AB, "beam") == []

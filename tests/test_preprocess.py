@@ -1,0 +1,146 @@
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crnn.errors import InvalidImageError
+from crnn.preprocess import PreprocessConfig, bucket_width, collate, load_image, prepare
+from tests.word_images import render_word
+
+WORD = render_word("Hello")  # (32, W) uint8
+
+
+def _encode(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "TIFF", "WEBP"])
+def test_encoded_bytes(fmt: str) -> None:
+    rgb = Image.fromarray(WORD).convert("RGB")
+    gray = load_image(_encode(rgb, fmt))
+    assert gray.shape == WORD.shape and gray.dtype == np.uint8
+    assert np.abs(gray.astype(int) - WORD).mean() < 8  # lossy formats differ a little
+
+
+def test_path_and_pil(tmp_path: Path) -> None:
+    p = tmp_path / "w.png"
+    Image.fromarray(WORD).save(p)
+    assert np.array_equal(load_image(p), WORD)
+    assert np.array_equal(load_image(str(p)), WORD)
+    assert np.array_equal(load_image(Image.open(p)), WORD)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        WORD,
+        np.stack([WORD] * 3, axis=2),
+        np.dstack([WORD, WORD, WORD, np.full_like(WORD, 255)]),
+        WORD[:, :, None],
+        WORD.astype(np.uint16) * 257,
+        WORD.astype(np.float32) / 255.0,
+    ],
+    ids=["gray", "rgb", "rgba", "gray-hw1", "16-bit", "float01"],
+)
+def test_numpy_kinds(array: np.ndarray) -> None:
+    gray = load_image(array)
+    assert gray.shape == WORD.shape
+    assert np.abs(gray.astype(int) - WORD).max() <= 1
+
+
+def test_sixteen_bit_png() -> None:
+    img = Image.fromarray(WORD.astype(np.uint16) * 257)
+    gray = load_image(_encode(img, "PNG"))
+    assert np.abs(gray.astype(int) - WORD).max() <= 1
+
+
+def test_transparent_pixels_become_white() -> None:
+    rgba = np.zeros((32, 64, 4), np.uint8)  # fully transparent black
+    assert (load_image(rgba) == 255).all()
+
+
+def test_exif_orientation_applied() -> None:
+    img = Image.fromarray(WORD)
+    rotated = img.transpose(Image.Transpose.ROTATE_90)  # stored sideways...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ...with a tag saying "rotate 90 CW to display"
+    data = _encode(rotated.convert("RGB"), "JPEG", exif=exif.tobytes(), quality=95)
+    gray = load_image(data)
+    assert gray.shape == WORD.shape
+
+
+@pytest.mark.parametrize("height,width", [(32, 100), (64, 40), (10, 300), (100, 5000)])
+def test_prepare_height_and_clamped_width(height: int, width: int) -> None:
+    cfg = PreprocessConfig(min_width=16, max_width=1024)
+    out = prepare(np.full((height, width), 128, np.uint8), cfg)
+    assert out.shape[0] == 32 and out.dtype == np.float32
+    assert 16 <= out.shape[1] <= 1024
+    assert -1.0 <= out.min() and out.max() <= 1.0
+
+
+def test_collate_pads_to_bucket() -> None:
+    cfg = PreprocessConfig()
+    arrays = [np.ones((32, 40), np.float32), np.ones((32, 70), np.float32)]
+    batch, widths = collate(arrays, cfg)
+    assert batch.shape == (2, 1, 32, bucket_width(70, cfg)) and widths.tolist() == [40, 70]
+    assert (batch[0, 0, :, 40:] == 0).all()
+
+
+def _truncated_png() -> bytes:
+    return _encode(Image.fromarray(WORD), "PNG")[:60]
+
+
+def _bomb_png(side: int = 20000) -> bytes:
+    # A valid header for a side x side 1-bit image whose pixels were never decoded.
+    import struct
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    raw = zlib.compress(b"\x00" * (side // 8 + 1) * 16)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "source,match",
+    [
+        (b"", "empty"),
+        (_truncated_png(), "corrupt or truncated"),
+        (b"just some text, not an image\n", "not an image"),
+        (np.zeros((0, 0), np.uint8), "empty"),
+        (np.zeros((1, 100000), np.uint8), "too small|aspect"),
+        (np.zeros((2, 3, 5), np.uint8), "not a gray, RGB or RGBA"),
+        (_bomb_png(), "over the limit"),
+        (12345, "unsupported input"),
+    ],
+    ids=["empty", "truncated-png", "text", "0x0", "1x100000", "5-channels", "20000x20000", "int"],
+)
+def test_bad_inputs_raise_typed_error(source: object, match: str) -> None:
+    with pytest.raises(InvalidImageError, match=match):
+        prepare(source)  # type: ignore[arg-type]
+
+
+def test_missing_file_and_text_file(tmp_path: Path) -> None:
+    with pytest.raises(InvalidImageError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    t = tmp_path / "notes.png"
+    t.write_text("hello")
+    with pytest.raises(InvalidImageError, match="not an image"):
+        load_image(t)
+    e = tmp_path / "empty.png"
+    e.write_bytes(b"")
+    with pytest.raises(InvalidImageError, match="empty"):
+        load_image(e)
+
+
+def test_pixel_limit_is_configurable() -> None:
+    data = _encode(Image.new("L", (400, 300)), "PNG")
+    with pytest.raises(InvalidImageError, match="over the limit"):
+        load_image(data, max_pixels=100_000)
+    assert load_image(data, max_pixels=200_000).shape == (300, 400)

@@ -1,0 +1,122 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from crnn import Charset, Recognizer, build_model, load_checkpoint, save_checkpoint
+from crnn.errors import CheckpointError, InvalidImageError
+from crnn.model import CRNN
+from crnn.preprocess import PreprocessConfig, collate, normalize
+from tests.word_images import render_word
+
+
+def _recognizer(seed: int = 0) -> Recognizer:
+    torch.manual_seed(seed)
+    model = build_model("small", hidden_size=32)
+    # Random BN statistics so the untrained model's outputs are far from uniform.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return Recognizer.from_model(model, Charset())
+
+
+def test_same_result_alone_and_in_any_batch(word_images: dict[str, np.ndarray]) -> None:
+    rec = _recognizer()
+    images = list(word_images.values())
+    alone = [rec.recognize([img])[0] for img in images]
+    for batch_size in (1, 2, 64):
+        for order in (images, images[::-1]):
+            together = rec.recognize(order, batch_size=batch_size)
+            expected = alone if order is images else alone[::-1]
+            for a, b in zip(expected, together):
+                assert a.text == b.text
+                assert abs(a.confidence - b.confidence) < 1e-4
+
+
+def test_batches_hold_one_bucket_and_preserve_order(word_images: dict[str, np.ndarray]) -> None:
+    rec = _recognizer()
+    arrays = [rec.prepare(img) for img in word_images.values()] * 3
+    seen = []
+    for idx in rec.batches(arrays, batch_size=4):
+        assert len(idx) <= 4
+        assert len({-(-arrays[i].shape[1] // rec.preprocess.width_bucket) for i in idx}) == 1
+        seen += idx
+    assert sorted(seen) == list(range(len(arrays)))
+
+
+def test_recognize_accepts_every_input_kind(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rec = _recognizer()
+    img = render_word("mixed")
+    path = tmp_path / "w.png"
+    Image.fromarray(img).save(path)
+    preds = rec.recognize([str(path), path, path.read_bytes(), Image.open(path), img])
+    assert len({(p.text, round(p.confidence, 5)) for p in preds}) == 1
+    with pytest.raises(InvalidImageError):
+        rec.recognize([img, b"not an image"])
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path, word_images: dict) -> None:
+    rec = _recognizer()
+    path = save_checkpoint(tmp_path / "m.safetensors", rec.model, rec.charset, metadata={"steps": 3})
+    ckpt = load_checkpoint(path)
+    assert ckpt.charset == rec.charset and ckpt.metadata == {"steps": 3}
+    assert ckpt.model.config == rec.model.config
+    batch, widths = collate([rec.prepare(i) for i in word_images.values()])
+    lengths = CRNN.frames_for_width(widths)
+    with torch.no_grad():
+        assert torch.equal(rec.model(batch, lengths), ckpt.model(batch, lengths))
+    # fp16 storage stays close
+    half = load_checkpoint(save_checkpoint(tmp_path / "h.safetensors", rec.model, rec.charset, half=True))
+    with torch.no_grad():
+        assert torch.allclose(rec.model(batch, lengths), half.model(batch, lengths), atol=5e-2)
+
+
+def test_checkpoint_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"garbage" * 10)
+    with pytest.raises(CheckpointError, match="not a crnn-ocr checkpoint"):
+        load_checkpoint(bad)
+    from safetensors.torch import save_file
+
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other))
+    with pytest.raises(CheckpointError, match="not a crnn-ocr checkpoint"):
+        Recognizer(other)
+
+
+def test_overfitting_a_tiny_batch_learns_the_labels() -> None:
+    torch.manual_seed(0)
+    words = ["cat", "Dog", "42", "tree"]
+    charset = Charset()
+    cfg = PreprocessConfig()
+    arrays = [normalize(render_word(w), cfg) for w in words]
+    images, widths = collate(arrays, cfg)
+    lengths = CRNN.frames_for_width(widths)
+    targets = torch.tensor([i for w in words for i in charset.encode(w)])
+    target_lengths = torch.tensor([len(w) for w in words])
+    model = build_model("small", hidden_size=64, dropout=0.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    rec = Recognizer.from_model(model, charset)
+    losses, texts = [], []
+    for step in range(400):
+        model.train()
+        log_probs = model(images, lengths)
+        loss = F.ctc_loss(log_probs.transpose(0, 1), targets, lengths, target_lengths, zero_infinity=True)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % 25 == 24:
+            model.eval()
+            texts = [p.text for p in rec.recognize_prepared(arrays)]
+            if texts == words:
+                break
+    assert losses[-1] < 0.1 * losses[0]
+    assert texts == words
