@@ -204,3 +204,24 @@ def count_macs(model: CRNN, width: int = 128) -> int:
             macs += frames * dirs * gates * c.hidden_size * (in_size + c.hidden_size)
             in_size = c.hidden_size * dirs
     return macs
+
+
+def fuse_for_inference(model: CRNN) -> CRNN:
+    """A copy of ``model`` in eval mode with each BatchNorm folded into its conv (same outputs, faster)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    fused = copy.deepcopy(model).eval()
+    layers = list(fused.backbone)
+    out: list[nn.Module] = []
+    i = 0
+    while i < len(layers):
+        if isinstance(layers[i], nn.Conv2d) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d):
+            out.append(fuse_conv_bn_eval(layers[i], layers[i + 1]))
+            i += 2
+        else:
+            out.append(layers[i])
+            i += 1
+    fused.backbone = nn.Sequential(*out)
+    return fused

@@ -13,7 +13,7 @@ import torch
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint, load_checkpoint
 from crnn.ctc_decode import Lexicon, decode
-from crnn.model import CRNN
+from crnn.model import CRNN, fuse_for_inference
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, bucket_width, collate, prepare
 
@@ -44,6 +44,8 @@ class Recognizer:
             )
         self.device = torch.device(device)
         self.model = ckpt.model.to(self.device).eval()
+        # Inference runs a copy with batch norm folded into the convs: same outputs, less memory traffic.
+        self._net = fuse_for_inference(self.model)
         self.charset = ckpt.charset
         self.preprocess = ckpt.preprocess
         self.metadata = ckpt.metadata
@@ -79,7 +81,7 @@ class Recognizer:
         """Per-frame log-probabilities (B, T, C) on the CPU and valid frame counts (B,) for one batch."""
         images, widths = collate(list(arrays), self.preprocess)
         lengths = CRNN.frames_for_width(widths)
-        out = self.model(images.to(self.device, non_blocking=True), lengths.to(self.device))
+        out = self._net(images.to(self.device, non_blocking=True), lengths.to(self.device))
         return out.cpu(), lengths
 
     def batches(self, arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[list[int]]:
