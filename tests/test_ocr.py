@@ -1,0 +1,169 @@
+import csv
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from crnn import Charset, Recognizer, build_model, save_checkpoint
+from crnn.metrics import normalize_protocol
+from crnn.ocr import expand_inputs, main, run_ocr
+from tests.word_images import render_word
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+SHIPPED = REPO / "weights" / "crnn.safetensors"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    return save_checkpoint(path, build_model("small", hidden_size=16), Charset())
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    d = tmp_path / "imgs"
+    (d / "sub").mkdir(parents=True)
+    for i, w in enumerate(["alpha", "be", "gamma"]):
+        Image.fromarray(render_word(w)).save(d / f"{i}.png")
+    Image.fromarray(render_word("deep")).save(d / "sub" / "3.jpg")
+    (d / "notes.txt").write_text("not an image, and not listed since it is no image file")
+    return d
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture, stdin: str | None = None,
+         monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str, str]:
+    if stdin is not None and monkeypatch is not None:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _tsv(out: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(out), delimiter="\t"))
+
+
+def test_folder_recursive_images_only_in_order(folder: Path, tiny_weights: Path, capsys) -> None:
+    code, out, _ = _run([str(folder), "--weights", str(tiny_weights)], capsys)
+    rows = _tsv(out)
+    assert code == 0
+    assert [Path(r["path"]).name for r in rows] == ["0.png", "1.png", "2.png", "3.jpg"]
+    assert list(rows[0]) == ["path", "text", "confidence", "error"]
+    assert all(0.0 <= float(r["confidence"]) <= 1.0 for r in rows)
+
+
+def test_files_globs_and_stdin_keep_input_order(folder: Path, tiny_weights: Path, capsys, monkeypatch) -> None:
+    files = [str(folder / "2.png"), str(folder / "0.png")]
+    code, out, _ = _run([*files, str(folder / "*.png"), "-", "--weights", str(tiny_weights)], capsys,
+                        stdin=f"{folder / 'sub' / '3.jpg'}\n\n{folder / '1.png'}\n", monkeypatch=monkeypatch)
+    names = [Path(r["path"]).name for r in _tsv(out)]
+    assert code == 0
+    assert names == ["2.png", "0.png", "0.png", "1.png", "2.png", "3.jpg", "1.png"]
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])
+def test_output_formats_and_output_file(fmt: str, folder: Path, tiny_weights: Path, tmp_path: Path, capsys) -> None:
+    out_file = tmp_path / f"out.{fmt}"
+    code, out, _ = _run([str(folder), "--weights", str(tiny_weights), "--format", fmt, "-o", str(out_file)], capsys)
+    assert code == 0 and out == ""
+    text = out_file.read_text()
+    if fmt == "jsonl":
+        recs = [json.loads(line) for line in text.splitlines()]
+        assert len(recs) == 4 and {"path", "text", "confidence", "char_confidences"} <= set(recs[0])
+        assert len(recs[0]["char_confidences"]) == len(recs[0]["text"])
+    else:
+        rows = list(csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ","))
+        assert rows[0] == ["path", "text", "confidence", "error"] and len(rows) == 5
+
+
+def test_corrupt_file_in_the_middle_is_reported_and_the_rest_read(folder: Path, tiny_weights: Path, capsys) -> None:
+    (folder / "1.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    (folder / "1b.png").write_bytes(b"")
+    code, out, err = _run([str(folder), "--weights", str(tiny_weights)], capsys)
+    rows = _tsv(out)
+    assert code == 1
+    assert [Path(r["path"]).name for r in rows] == ["0.png", "1.png", "1b.png", "2.png", "3.jpg"]
+    assert rows[1]["error"] and rows[2]["error"] and not rows[0]["error"] and rows[3]["text"] is not None
+    assert "1.png" in err and "1b.png" in err and err.count("error") == 2
+
+
+def test_missing_input_and_exit_codes(folder: Path, tiny_weights: Path, tmp_path: Path, capsys) -> None:
+    code, out, err = _run([str(folder / "nope.png"), "--weights", str(tiny_weights)], capsys)
+    assert code == 1 and "nope.png" in err
+    code, _, err = _run([str(folder), "--weights", str(tmp_path / "missing.safetensors")], capsys)
+    assert code == 2 and "weights file not found" in err and len(err.strip().splitlines()) == 1
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_text("hello")
+    code, _, err = _run([str(folder), "--weights", str(bogus)], capsys)
+    assert code == 2 and "not a crnn-ocr checkpoint" in err
+    with pytest.raises(SystemExit) as e:
+        main(["--format", "xml", str(folder)])
+    assert e.value.code == 2
+
+
+def test_beam_and_lexicon_options(folder: Path, tiny_weights: Path, tmp_path: Path, capsys) -> None:
+    lex = tmp_path / "lex.txt"
+    lex.write_text("alpha\nbe\ngamma\ndeep\n")
+    code, out, _ = _run([str(folder), "--weights", str(tiny_weights), "--decoder", "beam", "--beam-width", "4",
+                         "--lexicon", str(lex)], capsys)
+    assert code == 0
+    assert {r["text"] for r in _tsv(out)} <= {"alpha", "be", "gamma", "deep"}
+
+
+def test_memory_stays_flat_over_many_paths(tmp_path: Path, tiny_weights: Path) -> None:
+    img = tmp_path / "w.png"
+    Image.fromarray(render_word("x")).save(img)
+    rec = Recognizer(tiny_weights, threads=1)
+
+    def rss_mb() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def items(n: int):
+        for _ in range(n):
+            yield str(img), None
+
+    for _ in run_ocr(rec, items(2_000), batch_size=64):
+        pass
+    before = rss_mb()
+    count = sum(1 for _ in run_ocr(rec, items(20_000), batch_size=64))
+    assert count == 20_000
+    assert rss_mb() - before < 50  # peak RSS grows by less than 50 MB for 10x more paths
+
+
+def test_expand_inputs_is_lazy(tmp_path: Path) -> None:
+    it = expand_inputs([str(tmp_path / "*.png")])
+    assert next(it, None)[1] is not None  # no match: reported, not raised
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped weights")
+def test_shipped_weights_read_the_examples() -> None:
+    labels = dict(line.split("\t") for line in (EXAMPLES / "labels.tsv").read_text().splitlines())
+    names = sorted(labels)
+    preds = Recognizer().recognize([str(EXAMPLES / n) for n in names])
+    exact = [p.text == labels[n] for n, p in zip(names, preds)]
+    assert sum(exact) >= 10, [(n, p.text) for n, p in zip(names, preds)]
+    for n, p in zip(names, preds):
+        if p.confidence >= 0.5:  # confident predictions are right (up to case for one-letter words)
+            assert normalize_protocol(p.text) == normalize_protocol(labels[n])
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped weights")
+def test_console_command_on_examples() -> None:
+    exe = Path(sys.executable).parent / "crnn"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "crnn.cli"]
+    res = subprocess.run([*cmd, "ocr", str(EXAMPLES)], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stderr
+    rows = _tsv(res.stdout)
+    assert len(rows) == 12 and rows[3]["text"] == "INTERNATIONALIZATION"
+    assert res.stderr == ""  # nothing but results on stdout, and no progress bar when not a terminal
