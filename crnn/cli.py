@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.train", "train a model from a YAML config"),
     "eval": ("training.evaluate", "evaluate weights on labeled folders"),
     "plot": ("training.plot", "plot the training curves of a run folder"),
+    "serve": ("server.cli", "run the REST API (FastAPI + uvicorn)"),
 }
 
 USAGE = "usage: crnn <command> [options]\n\ncommands:\n" + "\n".join(

@@ -1,0 +1,279 @@
+"""The FastAPI application: routes, error handlers, middleware and the model's lifespan."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crnn import __version__
+from crnn.recognizer import Recognizer
+from server.batching import BatcherClosed, QueueFull, QueueTimeout
+from server.engine import DecodeOptions, Engine
+from server.errors import APIError, InvalidRequest, NotReady, Overloaded, Unauthorized, status_code
+from server.metrics import CONTENT_TYPE_LATEST, Metrics
+from server.middleware import ObservabilityMiddleware, request_id_of
+from server.parsing import RecognizeJSON, parse_recognize
+from server.settings import Settings
+
+log = logging.getLogger("crnn.server")
+
+API_KEY_HEADER = "X-API-Key"
+
+
+# ---- response models (for the OpenAPI schema; handlers build plain dicts for speed) ----------
+
+
+class ImageResult(BaseModel):
+    """A recognised image."""
+
+    name: str
+    text: str
+    confidence: float = Field(description="P(text | image) under CTC, in [0, 1].")
+    char_confidences: list[float] = Field(description="One value per character of text.")
+
+
+class ImageFailure(BaseModel):
+    """An image that could not be read (the request's other images are still read)."""
+
+    name: str
+    error: str = Field(description="Why the image was refused (corrupt, not an image, too many pixels, ...).")
+    code: str = Field("invalid_image")
+
+
+class RecognizeResponse(BaseModel):
+    """Results in the order of the request's images."""
+
+    model: str
+    results: list[ImageResult | ImageFailure]
+    elapsed_ms: float
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+    request_id: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in [
+        (400, "Empty or malformed body"), (401, "Missing or wrong X-API-Key"),
+        (413, "Body over the size limit, or too many images"), (415, "Neither multipart/form-data nor JSON"),
+        (422, "Invalid options or fields, or no image"), (503, "Overloaded (see Retry-After) or not ready"),
+    ]
+}
+
+RECOGNIZE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "properties": {
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                              "description": "Word crops (PNG, JPEG, ...), one part each."},
+                    "decoder": {"type": "string", "enum": ["greedy", "beam"], "default": "greedy"},
+                    "beam_width": {"type": "integer", "minimum": 1, "default": 10},
+                    "lexicon": {"type": "string", "description": "Allowed words, one per line (or repeat the field)."},
+                },
+                "required": ["files"],
+            }},
+            "application/json": {"schema": {"$ref": "#/components/schemas/RecognizeJSON"}},
+        },
+    }
+}
+
+
+def _error_response(request: Request, error: APIError) -> JSONResponse:
+    request.state.error_code = error.code
+    return JSONResponse(error.body(request_id_of(request.scope)), status_code=error.status, headers=error.headers)
+
+
+def create_app(settings: Settings | None = None, recognizer: Recognizer | None = None,
+               model_name: str | None = None) -> FastAPI:
+    """The API app; the model is loaded at start-up (lifespan) unless ``recognizer`` is given."""
+    settings = settings or Settings.from_env()
+    metrics = Metrics()
+    engine = Engine(settings, metrics, recognizer, model_name)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            # Runs after uvicorn has stopped accepting and finished in-flight requests (SIGTERM).
+            await engine.stop()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="crnn-ocr",
+        version=__version__,
+        summary="Scene-text recognition of word crops with a CRNN (CNN + BiLSTM + CTC).",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.engine = engine
+
+    api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
+                                  description="Required when the server runs with CRNN_API_KEY set.")
+
+    # Dependencies are coroutines so that FastAPI runs them inline, not through a thread pool hop.
+    async def require_api_key(key: str | None = Depends(api_key_header)) -> None:
+        """Refuse the request unless X-API-Key matches the configured key (compared in constant time)."""
+        if settings.api_key is None:
+            return
+        if key is None or not hmac.compare_digest(key.encode(), settings.api_key.encode()):
+            raise Unauthorized("missing or wrong X-API-Key header")
+
+    async def require_ready() -> Engine:
+        """The engine, or 503 while the model is not loaded or the server drains."""
+        if not engine.ready:
+            raise NotReady("the model is not loaded, or the server is shutting down", headers={"Retry-After": "1"})
+        return engine
+
+    # ---- error handlers: every error is typed JSON ---------------------------------------------
+
+    @app.exception_handler(APIError)
+    async def api_error(request: Request, exc: APIError) -> JSONResponse:
+        return _error_response(request, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error = APIError(str(exc.detail), headers=dict(exc.headers or {}))
+        error.status, error.code = exc.status_code, status_code(exc.status_code)
+        return _error_response(request, error)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
+        return _error_response(request, InvalidRequest("invalid request", details))
+
+    # ---- routes ----------------------------------------------------------------------------------
+
+    @app.post("/v1/recognize", response_model=RecognizeResponse, responses=ERROR_RESPONSES,
+              openapi_extra=RECOGNIZE_BODY, dependencies=[Depends(require_api_key)], tags=["ocr"])
+    async def recognize(request: Request, engine: Engine = Depends(require_ready)) -> Response:
+        """Read the text of word crops sent as multipart parts named `files` or as base64 JSON."""
+        started = time.perf_counter()
+        parsed = await parse_recognize(request, settings)
+        request.state.images = len(parsed.images)
+        opts = parsed.options
+        try:
+            lexicon = engine.lexicon(opts.lexicon) if opts.lexicon is not None else None
+        except ValueError as e:
+            raise InvalidRequest(f"invalid lexicon: {e}") from None
+        options = DecodeOptions(opts.decoder, opts.beam_width, lexicon)
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        try:
+            results = await engine.recognize(parsed.images, options)
+        except QueueFull as e:
+            metrics.rejected.labels("full").inc()
+            raise Overloaded(f"server busy: {e}; retry later", headers=retry) from None
+        except QueueTimeout as e:
+            metrics.rejected.labels("timeout").inc()
+            raise Overloaded(f"server busy: {e}; retry later", headers=retry) from None
+        except BatcherClosed as e:
+            metrics.rejected.labels("closed").inc()
+            raise NotReady(str(e), headers=retry) from None
+        body = {"model": engine.name, "results": results, "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return JSONResponse(body)
+
+    @app.get("/v1/model", dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES, tags=["ocr"])
+    async def model_info(engine: Engine = Depends(require_ready)) -> dict[str, Any]:
+        """The loaded model: name, architecture, charset, parameters and the model card's metrics."""
+        return {**engine.info, "server": {
+            "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms, "max_images": settings.max_images,
+            "max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
+            "max_beam_width": settings.max_beam_width, "max_lexicon_words": settings.max_lexicon_words}}
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"model": ErrorResponse}})
+    async def readyz(engine: Engine = Depends(require_ready)) -> dict[str, Any]:
+        """Readiness: the model is loaded and the batcher takes work."""
+        assert engine.batcher is not None
+        return {"status": "ready", "model": engine.name, "queue_depth": engine.batcher.depth}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def prometheus() -> Response:
+        """Prometheus metrics of this process (text exposition format)."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    page = resources.files("server.static").joinpath("index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        """The web page: pick or drop word images and see what the model reads."""
+        return HTMLResponse(page)
+
+    # Observability sits inside CORS so that preflights are answered before it and every
+    # response it writes (413 included) still gets the CORS headers.
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                       access_log=settings.access_log)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Content-Type", API_KEY_HEADER, "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+            max_age=600,
+        )
+    _add_request_schemas(app)
+    return app
+
+
+def _add_request_schemas(app: FastAPI) -> None:
+    """Put RecognizeJSON (the hand-parsed JSON body) into the OpenAPI components that RECOGNIZE_BODY refers to."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            defs = RecognizeJSON.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(defs.pop("$defs", {}))
+            components["RecognizeJSON"] = defs
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for worker processes: settings come from $CRNN_SERVER_SETTINGS (set by `crnn serve`)."""
+    import os
+
+    from server.settings import ENV_SETTINGS
+
+    text = os.environ.get(ENV_SETTINGS)
+    return create_app(Settings.from_json(text) if text else Settings.from_env())

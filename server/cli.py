@@ -1,0 +1,113 @@
+"""`crnn serve`: run the REST API with uvicorn (the model loads once per worker process at start-up)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from crnn.checkpoint import read_header
+from crnn.errors import CheckpointError, ConfigError
+from server.settings import ENV_API_KEY, ENV_CORS_ORIGINS, ENV_SETTINGS, MiB, Settings, parse_origins
+
+DEFAULTS = Settings()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `crnn serve`."""
+    p = argparse.ArgumentParser(
+        prog="crnn serve",
+        description="Run the crnn-ocr REST API: POST /v1/recognize, GET /v1/model, /healthz, /readyz, /metrics, "
+                    "/docs and a web page at /.",
+        epilog=f"Environment: {ENV_API_KEY} (require this key in X-API-Key on /v1/*), "
+               f"{ENV_CORS_ORIGINS} (comma-separated origins), CRNN_WEIGHTS (default weights file).",
+    )
+    a = p.add_argument
+    a("--host", default=DEFAULTS.host, help="address to bind (default %(default)s; 0.0.0.0 for every interface)")
+    a("--port", type=int, default=DEFAULTS.port, help="port (default %(default)s)")
+    a("--weights", metavar="FILE", help="checkpoint file (default: the shipped weights, or $CRNN_WEIGHTS)")
+    a("--workers", type=int, default=DEFAULTS.workers, help="worker processes, each with its own model (default %(default)s)")
+    a("--threads", type=int, help="torch threads per worker (default: the cores divided among workers, less one)")
+    g = p.add_argument_group("batching")
+    g.add_argument("--max-batch", type=int, default=DEFAULTS.max_batch,
+                   help="most images per model batch, merged across requests; 1 turns batching off (default %(default)s)")
+    g.add_argument("--max-wait-ms", type=float, default=DEFAULTS.max_wait_ms,
+                   help="longest wait for more images before a batch starts (default %(default)s)")
+    g.add_argument("--max-queue", type=int, default=DEFAULTS.max_queue,
+                   help="most images waiting for the model; more get 503 (default %(default)s)")
+    g.add_argument("--queue-timeout", type=float, default=DEFAULTS.queue_timeout_s, metavar="SECONDS",
+                   help="a request whose images wait longer gets 503 + Retry-After (default %(default)s)")
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-body-mb", type=float, default=DEFAULTS.max_body_bytes / MiB,
+                   help="largest request body in MiB (default %(default)g)")
+    g.add_argument("--max-images", type=int, default=DEFAULTS.max_images, help="most images per request (default %(default)s)")
+    g.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels,
+                   help="largest image in pixels, checked from its header before decoding (default %(default)s)")
+    g.add_argument("--max-beam-width", type=int, default=DEFAULTS.max_beam_width, help="(default %(default)s)")
+    g.add_argument("--max-lexicon-words", type=int, default=DEFAULTS.max_lexicon_words, help="(default %(default)s)")
+    g = p.add_argument_group("operations")
+    g.add_argument("--cors-origins", metavar="ORIGINS",
+                   help=f"comma-separated origins allowed by CORS, '*' for any (default: ${ENV_CORS_ORIGINS}, else none)")
+    g.add_argument("--graceful-timeout", type=int, default=DEFAULTS.graceful_timeout_s, metavar="SECONDS",
+                   help="on SIGTERM, how long in-flight requests may take to finish (default %(default)s)")
+    g.add_argument("--log-level", default=DEFAULTS.log_level, choices=["debug", "info", "warning", "error"])
+    g.add_argument("--no-access-log", action="store_true", help="do not log one JSON line per request")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from parsed flags over the environment (raises ConfigError on bad values)."""
+    threads = args.threads
+    if threads is None:
+        # Each worker has its own torch pool: share the cores among workers and leave one for the
+        # event loop and image decoding, which otherwise stall behind the model's threads.
+        threads = max(1, (os.cpu_count() or 1) // args.workers - 1)
+    return Settings.from_env(
+        host=args.host, port=args.port, weights=args.weights, workers=args.workers, threads=threads,
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        queue_timeout_s=args.queue_timeout, max_body_bytes=int(args.max_body_mb * MiB), max_images=args.max_images,
+        max_pixels=args.max_pixels, max_beam_width=args.max_beam_width, max_lexicon_words=args.max_lexicon_words,
+        cors_origins=parse_origins(args.cors_origins) if args.cors_origins is not None else None,
+        graceful_timeout_s=args.graceful_timeout, log_level=args.log_level, access_log=not args.no_access_log,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Check the settings and the weights file, then run uvicorn until SIGINT/SIGTERM."""
+    args = build_parser().parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+        # Fail here with one clear line rather than in every worker's start-up traceback.
+        read_header(settings.weights_path)
+    except CheckpointError as e:
+        hint = "" if args.weights else " (pass --weights FILE or set CRNN_WEIGHTS)"
+        print(f"crnn serve: {e}{hint}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"crnn serve: {e}", file=sys.stderr)
+        return 2
+
+    import uvicorn
+
+    from server.logs import log_config
+
+    # Worker processes (and the single-process server alike) rebuild the app from this variable.
+    os.environ[ENV_SETTINGS] = settings.to_json()
+    uvicorn.run(
+        "server.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=log_config(settings.log_level),
+        access_log=False,
+        timeout_graceful_shutdown=settings.graceful_timeout_s,
+        # Keep-alive a little longer than typical client pools so connections are reused under load.
+        timeout_keep_alive=15,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,203 @@
+"""The model side of the server: one Recognizer per process, a micro-batcher and image preparation."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import copy
+import dataclasses
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crnn.ctc_decode import Lexicon
+from crnn.errors import InvalidImageError
+from crnn.info import describe
+from crnn.prediction import Prediction
+from crnn.recognizer import Recognizer
+from server.batching import MicroBatcher
+from server.metrics import Metrics
+from server.settings import Settings
+
+log = logging.getLogger("crnn.server")
+
+_DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w.+=-]+)*;base64,", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How one request's images are decoded; images of requests with equal options share batches."""
+
+    decoder: str = "greedy"
+    beam_width: int = 10
+    lexicon: Lexicon | None = None
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Batching key: beam width only matters for beam search; a lexicon is never shared."""
+        return (self.decoder, self.beam_width if self.decoder == "beam" else None,
+                id(self.lexicon) if self.lexicon is not None else None)
+
+
+@dataclass
+class ImageInput:
+    """One image of a request: its name and its encoded bytes, or why it could not be read."""
+
+    name: str
+    data: bytes | None = None
+    error: str | None = None
+
+
+def decode_base64(text: str) -> bytes:
+    """Bytes of a base64 string (standard or URL-safe alphabet, padding optional, data: URL prefix allowed)."""
+    text = _DATA_URL.sub("", text.strip(), count=1)
+    text = "".join(text.split())  # line breaks, as `base64` wraps its output
+    text += "=" * (-len(text) % 4)
+    alt = b"-_" if ("-" in text or "_" in text) else None
+    try:
+        return base64.b64decode(text, altchars=alt, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidImageError("data is not valid base64") from None
+
+
+def _image_error(e: InvalidImageError) -> str:
+    # The library names bytes inputs "image bytes"; the result already carries the image's name.
+    return re.sub(r"^image bytes: ", "", str(e))
+
+
+class Engine:
+    """Loads the model once per process and reads batches of images through the micro-batcher."""
+
+    def __init__(self, settings: Settings, metrics: Metrics, recognizer: Recognizer | None = None,
+                 model_name: str | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.recognizer = recognizer
+        self._model_name = model_name
+        self._weights: Path | None = None
+        self.info: dict[str, Any] = {}
+        self.batcher: MicroBatcher[Prediction] | None = None
+        # Decoding and resizing run here, beside the model thread (PIL and OpenCV release the GIL).
+        self._prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crnn-prep")
+
+    @property
+    def ready(self) -> bool:
+        """Whether the model is loaded and the batcher takes work."""
+        return self.recognizer is not None and self.batcher is not None and self.batcher.running
+
+    @property
+    def name(self) -> str:
+        """The model's name in responses."""
+        return str(self.info.get("name", "crnn"))
+
+    async def start(self) -> None:
+        """Load the model (unless given), describe it and start the batcher."""
+        if self.recognizer is None:
+            path = self.settings.weights_path
+            log.info("loading model", extra={"weights": str(path)})
+            self.recognizer = await asyncio.to_thread(Recognizer, path, "cpu", self.settings.threads)
+            self._weights = path
+            self._model_name = self._model_name or self.recognizer.metadata.get("name") or path.stem
+        elif self.settings.threads is not None:
+            import torch
+
+            torch.set_num_threads(self.settings.threads)
+        # A shallow copy shares the model but lets the server tighten the pixel limit (never
+        # loosen it) without touching a Recognizer the caller may still use.
+        rec = self.recognizer = copy.copy(self.recognizer)
+        rec.preprocess = dataclasses.replace(
+            rec.preprocess, max_pixels=min(rec.preprocess.max_pixels, self.settings.max_pixels))
+        self.info = await asyncio.to_thread(self._describe)
+        self.batcher = MicroBatcher(
+            self._infer,
+            max_batch=self.settings.max_batch,
+            max_wait_s=self.settings.max_wait_ms / 1000.0,
+            max_queue=self.settings.max_queue,
+            queue_timeout_s=self.settings.queue_timeout_s,
+            on_batch=self.metrics.observe_batch,
+            on_depth=self.metrics.queue_depth.set,
+        )
+        await self.batcher.start()
+        self.metrics.model_loaded.set(1)
+        log.info("model ready", extra={"model": self.name, "parameters": self.info["parameters"]})
+
+    async def stop(self) -> None:
+        """Finish queued images (drain), then stop the batcher and the threads."""
+        self.metrics.model_loaded.set(0)
+        if self.batcher is not None:
+            await self.batcher.close(timeout=self.settings.graceful_timeout_s or None)
+        self._prep.shutdown(wait=True)
+
+    def _describe(self) -> dict[str, Any]:
+        rec = self.recognizer
+        assert rec is not None
+        meta = rec.metadata or {}
+        d = describe(rec.model)
+        return {
+            "name": self._model_name or meta.get("name") or "crnn",
+            "weights": str(self._weights) if self._weights else None,
+            "architecture": d["architecture"],
+            "parameters": d["parameters"],
+            "multiply_adds": d["multiply_adds"],
+            "multiply_adds_input": d["input"],
+            "charset": rec.charset.chars,
+            "num_classes": rec.charset.num_classes,
+            "preprocess": rec.preprocess.to_dict(),
+            "metrics": meta.get("metrics", {}),
+            "training": {k: meta[k] for k in ("step", "images_seen", "wall_time_s", "git_commit", "hardware") if k in meta},
+        }
+
+    def lexicon(self, words: list[str]) -> Lexicon:
+        """A Lexicon over the model's charset; raises ValueError when no word is usable."""
+        assert self.recognizer is not None
+        return Lexicon(words, self.recognizer.charset)
+
+    def _infer(self, arrays: list[np.ndarray], options: DecodeOptions) -> list[Prediction]:
+        assert self.recognizer is not None
+        return self.recognizer.recognize_prepared(
+            arrays, batch_size=self.settings.max_batch, decoder=options.decoder,
+            beam_width=options.beam_width, lexicon=options.lexicon)
+
+    def _prepare_all(self, images: list[ImageInput]) -> list[np.ndarray | str]:
+        assert self.recognizer is not None
+        out: list[np.ndarray | str] = []
+        for img in images:
+            if img.error is not None:
+                out.append(img.error)
+                continue
+            try:
+                out.append(self.recognizer.prepare(img.data or b""))
+            except InvalidImageError as e:
+                out.append(_image_error(e))
+            except Exception as e:
+                # A decoder bug on a hostile file must cost that image, not the whole request.
+                log.warning("image decoder failed", exc_info=True, extra={"image": img.name})
+                out.append(f"could not decode the image ({type(e).__name__})")
+        return out
+
+    async def recognize(self, images: list[ImageInput], options: DecodeOptions) -> list[dict[str, Any]]:
+        """One result dict per image, in order: the prediction, or the error that kept it from being read.
+
+        Raises the batcher's QueueFull, QueueTimeout or BatcherClosed when the model cannot take the work.
+        """
+        assert self.batcher is not None
+        loop = asyncio.get_running_loop()
+        prepared = await loop.run_in_executor(self._prep, self._prepare_all, images)
+        good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
+        preds = await self.batcher.submit([prepared[i] for i in good], options, options.key) if good else []
+        by_index = dict(zip(good, preds))
+        results: list[dict[str, Any]] = []
+        for i, (img, p) in enumerate(zip(images, prepared)):
+            if i in by_index:
+                results.append({"name": img.name, **by_index[i].to_dict()})
+            else:
+                results.append({"name": img.name, "error": p, "code": "invalid_image"})
+        self.metrics.images.labels("ok").inc(len(good))
+        self.metrics.images.labels("error").inc(len(images) - len(good))
+        return results

@@ -1,0 +1,448 @@
+"""The REST API through an in-process client: endpoints, results, every refused input and its status."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import struct
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi")
+with warnings.catch_warnings():
+    # Starlette >= 1.x warns that its TestClient will move from httpx to httpx2.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from crnn import Charset, Recognizer, build_model
+from server import Settings, create_app
+from server.app import API_KEY_HEADER
+from tests.word_images import render_word
+
+WORDS = ["hello", "a", "recognition"]
+
+
+def png(image: np.ndarray | Image.Image) -> bytes:
+    """PNG bytes of an array or PIL image."""
+    buf = io.BytesIO()
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def tiny_recognizer(seed: int = 0) -> Recognizer:
+    """An untrained small CRNN: fast, and its outputs differ from image to image."""
+    torch.manual_seed(seed)
+    model = build_model("small", hidden_size=16)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return Recognizer.from_model(model, Charset())
+
+
+LIMITS = dict(max_wait_ms=1.0, max_images=4, max_body_bytes=200_000, max_pixels=1_000_000, max_beam_width=20,
+              max_lexicon_words=50)
+
+
+def make_client(**settings: Any) -> TestClient:
+    """A client of a fresh app with a tiny model (use as a context manager to run start-up)."""
+    return TestClient(create_app(Settings(**{**LIMITS, **settings}), tiny_recognizer(), model_name="tiny"))
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    with make_client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def images() -> dict[str, bytes]:
+    return {w: png(render_word(w)) for w in WORDS}
+
+
+@pytest.fixture(scope="module")
+def expected(images: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+    """What the library itself reads from each image (the server must agree)."""
+    rec = tiny_recognizer()
+    return {w: p.to_dict() for w, p in zip(images, rec.recognize(list(images.values())))}
+
+
+def files(items: list[tuple[str, bytes]]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    return [("files", (name, data, "image/png")) for name, data in items]
+
+
+def assert_error(r: Any, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error"]["code"] == code, body
+    assert body["error"]["message"]
+    assert body["request_id"] == r.headers["x-request-id"]
+    return body
+
+
+def assert_same(result: dict[str, Any], want: dict[str, Any]) -> None:
+    assert result["text"] == want["text"]
+    assert result["confidence"] == pytest.approx(want["confidence"], rel=1e-4, abs=1e-12)
+    assert len(result["char_confidences"]) == len(result["text"])
+
+
+# ---- successful requests -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", [WORDS, WORDS[::-1]])
+def test_multipart_results_in_request_order(client: TestClient, images: dict[str, bytes],
+                                            expected: dict[str, dict[str, Any]], order: list[str]) -> None:
+    r = client.post("/v1/recognize", files=files([(f"{w}.png", images[w]) for w in order]))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "tiny"
+    assert body["elapsed_ms"] > 0
+    assert [res["name"] for res in body["results"]] == [f"{w}.png" for w in order]
+    for w, res in zip(order, body["results"]):
+        assert_same(res, expected[w])
+
+
+@pytest.mark.parametrize("encode", [
+    b64,
+    lambda d: "data:image/png;base64," + b64(d),
+    lambda d: base64.urlsafe_b64encode(d).decode().rstrip("="),
+    lambda d: base64.encodebytes(d).decode(),  # wrapped in lines
+], ids=["plain", "data-url", "urlsafe-unpadded", "wrapped"])
+def test_json_base64_matches_the_library(client: TestClient, images: dict[str, bytes],
+                                         expected: dict[str, dict[str, Any]], encode: Any) -> None:
+    payload = {"images": [{"name": "first", "data": encode(images["hello"])}, {"data": encode(images["a"])}]}
+    r = client.post("/v1/recognize", json=payload)
+    assert r.status_code == 200, r.text
+    first, second = r.json()["results"]
+    assert (first["name"], second["name"]) == ("first", "image1")
+    assert_same(first, expected["hello"])
+    assert_same(second, expected["a"])
+
+
+def bad_images() -> list[tuple[str, bytes, str]]:
+    good = png(render_word("ok"))
+    bomb = png(Image.new("L", (1500, 1000), 255))  # 1.5 Mpx: over the 1 Mpx limit, refused from the header
+    return [
+        ("not-an-image", b"hello, I am text", "not an image"),
+        ("empty", b"", "empty"),
+        ("truncated", good[: len(good) // 2], "truncated"),
+        ("too-small", png(np.full((2, 2), 255, np.uint8)), "too small"),
+        ("too-many-pixels", bomb, "over the limit"),
+    ]
+
+
+@pytest.mark.parametrize("name,data,message", bad_images(), ids=[b[0] for b in bad_images()])
+def test_a_bad_image_gets_its_own_error_and_the_others_are_read(
+        client: TestClient, images: dict[str, bytes], expected: dict[str, dict[str, Any]],
+        name: str, data: bytes, message: str) -> None:
+    r = client.post("/v1/recognize", files=files([("a.png", images["hello"]), (name, data), ("b.png", images["a"])]))
+    assert r.status_code == 200, r.text
+    first, bad, last = r.json()["results"]
+    assert_same(first, expected["hello"])
+    assert_same(last, expected["a"])
+    assert bad["name"] == name and bad["code"] == "invalid_image"
+    assert message in bad["error"] and "text" not in bad
+
+
+def test_json_bad_base64_is_a_per_image_error(client: TestClient, images: dict[str, bytes]) -> None:
+    r = client.post("/v1/recognize", json={"images": [{"data": "@@not base64@@"}, {"data": b64(images["a"])}]})
+    assert r.status_code == 200
+    bad, good = r.json()["results"]
+    assert "base64" in bad["error"] and "text" in good
+
+
+def test_decoder_crash_on_one_file_costs_only_that_file(client: TestClient, images: dict[str, bytes],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Recognizer.prepare
+
+    def flaky(self: Recognizer, source: Any) -> np.ndarray:
+        if source == b"boom":  # as a decoder bug on a hostile file might fail, outside the typed errors
+            raise struct.error("unpack requires a buffer of 4 bytes")
+        return original(self, source)
+
+    monkeypatch.setattr(Recognizer, "prepare", flaky)
+    r = client.post("/v1/recognize", files=files([("x", b"boom"), ("y", images["a"])]))
+    assert r.status_code == 200
+    bad, good = r.json()["results"]
+    assert "could not decode" in bad["error"] and "text" in good
+
+
+@pytest.mark.parametrize("options", [
+    {"decoder": "beam"},
+    {"decoder": "beam", "beam_width": "3"},
+    {"decoder": "greedy", "lexicon": "hello\nworld"},
+    {"decoder": "beam", "lexicon": "hello\nworld"},
+])
+def test_decoder_options(client: TestClient, images: dict[str, bytes], options: dict[str, str]) -> None:
+    r = client.post("/v1/recognize", files=files([("h", images["hello"]), ("r", images["recognition"])]), data=options)
+    assert r.status_code == 200, r.text
+    for res in r.json()["results"]:
+        assert 0.0 <= res["confidence"] <= 1.0
+        if "lexicon" in options:
+            assert res["text"] in {"hello", "world"}
+
+
+def test_json_lexicon_snaps_to_its_words(client: TestClient, images: dict[str, bytes]) -> None:
+    r = client.post("/v1/recognize", json={"images": [{"data": b64(images["hello"])}], "lexicon": ["hello", "help"]})
+    assert r.status_code == 200
+    assert r.json()["results"][0]["text"] in {"hello", "help"}
+
+
+# ---- refused requests ----------------------------------------------------------------------------
+
+PNG_1 = png(render_word("x"))
+BOUNDARY = "b0undary"
+
+
+def multipart_raw(body: bytes, boundary: str | None = BOUNDARY) -> dict[str, Any]:
+    ctype = "multipart/form-data" + (f"; boundary={boundary}" if boundary else "")
+    return {"content": body, "headers": {"Content-Type": ctype}}
+
+
+PART = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.png\"\r\n"
+        "Content-Type: image/png\r\n\r\n").encode() + PNG_1 + b"\r\n"
+
+BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
+    ("no-body", {}, 400, "empty_request"),
+    ("zero-length-json", {"content": b"", "headers": {"Content-Type": "application/json"}}, 400, "empty_request"),
+    ("text-plain", {"content": b"hello", "headers": {"Content-Type": "text/plain"}}, 415, "unsupported_media_type"),
+    ("no-content-type", {"content": PNG_1}, 415, "unsupported_media_type"),
+    ("urlencoded", {"data": {"files": "x"}}, 415, "unsupported_media_type"),
+    ("raw-png", {"content": PNG_1, "headers": {"Content-Type": "image/png"}}, 415, "unsupported_media_type"),
+    ("multipart-no-boundary", multipart_raw(PART, boundary=None), 400, "malformed_body"),
+    ("multipart-truncated", multipart_raw(PART), 400, "malformed_body"),
+    ("multipart-garbage", multipart_raw(b"\x00\xff garbage without boundaries"), 400, "malformed_body"),
+    ("multipart-only-options", {"files": [("decoder", (None, "greedy"))]}, 422, "no_images"),
+    ("multipart-unknown-field", {"files": [("file", ("x.png", PNG_1, "image/png"))]}, 422, "invalid_request"),
+    ("multipart-bad-decoder", {"files": [("files", ("x.png", PNG_1))], "data": {"decoder": "viterbi"}}, 422, "invalid_request"),
+    ("multipart-beam-zero", {"files": [("files", ("x.png", PNG_1))], "data": {"beam_width": "0"}}, 422, "invalid_request"),
+    ("multipart-beam-text", {"files": [("files", ("x.png", PNG_1))], "data": {"beam_width": "wide"}}, 422, "invalid_request"),
+    ("multipart-beam-over-limit", {"files": [("files", ("x.png", PNG_1))], "data": {"beam_width": "21"}}, 422, "invalid_request"),
+    ("multipart-repeated-option", {"files": [("files", ("x.png", PNG_1)), ("decoder", (None, "beam")), ("decoder", (None, "greedy"))]}, 422, "invalid_request"),
+    ("multipart-lexicon-unusable", {"files": [("files", ("x.png", PNG_1))], "data": {"lexicon": "\u00e9\u00e9\n\u20ac"}}, 422, "invalid_request"),
+    ("multipart-too-many", {"files": [("files", (f"{i}.png", PNG_1)) for i in range(5)]}, 413, "too_many_images"),
+    ("json-invalid", {"content": b'{"images": [', "headers": {"Content-Type": "application/json"}}, 400, "malformed_body"),
+    ("json-no-images-key", {"json": {"decoder": "greedy"}}, 422, "invalid_request"),
+    ("json-empty-images", {"json": {"images": []}}, 422, "no_images"),
+    ("json-images-not-list", {"json": {"images": "abc"}}, 422, "invalid_request"),
+    ("json-image-without-data", {"json": {"images": [{"name": "x"}]}}, 422, "invalid_request"),
+    ("json-unknown-key", {"json": {"images": [{"data": b64(PNG_1)}], "decoderr": "beam"}}, 422, "invalid_request"),
+    ("json-not-object", {"json": [1, 2, 3]}, 422, "invalid_request"),
+    ("json-bad-decoder", {"json": {"images": [{"data": b64(PNG_1)}], "decoder": 3}}, 422, "invalid_request"),
+    ("json-beam-float", {"json": {"images": [{"data": b64(PNG_1)}], "beam_width": 2.5}}, 422, "invalid_request"),
+    ("json-lexicon-not-strings", {"json": {"images": [{"data": b64(PNG_1)}], "lexicon": [1, 2]}}, 422, "invalid_request"),
+    ("json-lexicon-empty", {"json": {"images": [{"data": b64(PNG_1)}], "lexicon": []}}, 422, "invalid_request"),
+    ("json-lexicon-too-long", {"json": {"images": [{"data": b64(PNG_1)}], "lexicon": ["w"] * 51}}, 422, "invalid_request"),
+    ("json-too-many", {"json": {"images": [{"data": b64(PNG_1)}] * 5}}, 413, "too_many_images"),
+    ("too-large", {"json": {"images": [{"data": "A" * 300_000}]}}, 413, "payload_too_large"),
+]
+
+
+@pytest.mark.parametrize("kwargs,status,code", [b[1:] for b in BAD_REQUESTS], ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_requests_get_typed_4xx(client: TestClient, kwargs: dict[str, Any], status: int, code: str) -> None:
+    body = assert_error(client.post("/v1/recognize", **kwargs), status, code)
+    if code in ("invalid_request", "malformed_body") and "details" in body["error"]:
+        assert isinstance(body["error"]["details"], list)
+
+
+def test_chunked_body_over_the_limit_is_cut_off(client: TestClient) -> None:
+    chunks = iter([b'{"images": [{"data": "'] + [b"A" * 50_000] * 10 + [b'"}]}'])
+    assert_error(client.post("/v1/recognize", content=chunks, headers={"Content-Type": "application/json"}),
+                 413, "payload_too_large")
+
+
+def run_asgi(app: Any, headers: list[tuple[bytes, bytes]], chunks: list[bytes], complete: bool = True) -> tuple[int, int]:
+    """Drive the ASGI app directly: (status, how many body chunks it pulled); not ``complete``: the client leaves."""
+    import asyncio
+
+    pulled = 0
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        if pulled > len(chunks):
+            return {"type": "http.disconnect"}
+        return {"type": "http.request", "body": chunks[pulled - 1], "more_body": pulled < len(chunks) or not complete}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/recognize", "raw_path": b"/v1/recognize", "query_string": b"", "root_path": "",
+             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    return status, pulled
+
+
+def test_body_limit_is_enforced_while_reading() -> None:
+    with make_client() as c:
+        app = c.app
+        ctype = (b"content-type", b"application/json")
+        # Declared too large: refused from the header without reading any of the body.
+        status, pulled = run_asgi(app, [ctype, (b"content-length", b"10000000")], [b"x" * 1000] * 3)
+        assert (status, pulled) == (413, 0)
+        # Undeclared (chunked): refused as soon as the running total passes the limit, not at the end.
+        status, pulled = run_asgi(app, [ctype], [b"x" * 50_000] * 100)
+        assert status == 413 and pulled == 5
+
+
+def test_client_leaving_mid_body_is_not_a_server_error() -> None:
+    with make_client() as c:
+        ctype = (b"content-type", b"multipart/form-data; boundary=" + BOUNDARY.encode())
+        status, _ = run_asgi(c.app, [ctype], [PART], complete=False)
+        assert status == 0  # nobody left to answer
+        text = c.get("/metrics").text
+    assert 'crnn_http_requests_total{method="POST",route="/v1/recognize",status="499"} 1.0' in text
+    assert 'status="500"' not in text
+
+
+@pytest.mark.parametrize("method,path,status,code", [
+    ("GET", "/v1/recognize", 405, "method_not_allowed"),
+    ("GET", "/nowhere", 404, "not_found"),
+    ("POST", "/healthz", 405, "method_not_allowed"),
+])
+def test_routing_errors_are_typed(client: TestClient, method: str, path: str, status: int, code: str) -> None:
+    assert_error(client.request(method, path), status, code)
+
+
+def test_server_failure_is_a_typed_500(images: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any, **__: Any) -> None:
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(Recognizer, "recognize_prepared", broken)
+    with make_client() as c:
+        body = assert_error(c.post("/v1/recognize", files=files([("h", images["hello"])])), 500, "internal_error")
+        assert "exploded" not in body["error"]["message"]  # internals stay in the logs
+        assert c.get("/readyz").status_code == 200  # the batcher survives a failed batch
+
+
+# ---- security, CORS, request ids, logs ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers,status", [({}, 401), ({API_KEY_HEADER: "wrong"}, 401),
+                                            ({API_KEY_HEADER: ""}, 401), ({API_KEY_HEADER: "s3cret"}, 200)])
+def test_api_key(images: dict[str, bytes], headers: dict[str, str], status: int,
+                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    monkeypatch.setenv("CRNN_API_KEY", "s3cret")
+    with TestClient(create_app(Settings.from_env(**LIMITS), tiny_recognizer())) as c:
+        r = c.post("/v1/recognize", files=files([("h", images["hello"])]), headers=headers)
+        assert r.status_code == status
+        if status == 401:
+            assert_error(r, 401, "unauthorized")
+        assert c.get("/v1/model", headers=headers).status_code == status
+        # Probes, metrics and the page stay open (the page asks for the key itself).
+        assert [c.get(p).status_code for p in ("/healthz", "/readyz", "/metrics", "/")] == [200] * 4
+    if headers.get(API_KEY_HEADER):
+        assert calls, "keys must be compared with hmac.compare_digest"
+
+
+def test_cors_origins(images: dict[str, bytes]) -> None:
+    with make_client(cors_origins=("https://app.example",)) as c:
+        r = c.post("/v1/recognize", files=files([("h", images["hello"])]), headers={"Origin": "https://app.example"})
+        assert r.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
+        pre = c.options("/v1/recognize", headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                                                   "Access-Control-Request-Headers": "X-API-Key"})
+        assert pre.status_code == 200 and "x-api-key" in pre.headers["access-control-allow-headers"].lower()
+        other = c.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+        # Errors written by the middleware (413) still carry CORS headers so browsers can read them.
+        big = c.post("/v1/recognize", content=b"x" * 300_000, headers={"Origin": "https://app.example",
+                                                                        "Content-Type": "application/json"})
+        assert big.status_code == 413 and big.headers["access-control-allow-origin"] == "https://app.example"
+
+
+@pytest.mark.parametrize("given,echoed", [("abc-123", True), ("bad id with spaces", False), ("x" * 200, False), (None, False)])
+def test_request_id_and_access_log(client: TestClient, caplog: pytest.LogCaptureFixture,
+                                   given: str | None, echoed: bool) -> None:
+    caplog.set_level(logging.INFO, logger="crnn.server.access")
+    r = client.get("/healthz", headers={"X-Request-ID": given} if given else {})
+    rid = r.headers["x-request-id"]
+    assert (rid == given) is echoed and len(rid) <= 128 and " " not in rid
+    records = [rec for rec in caplog.records if rec.name == "crnn.server.access"]
+    assert records, "no access log line"
+    from server.logs import JsonFormatter
+
+    line = json.loads(JsonFormatter().format(records[-1]))
+    assert line["request_id"] == rid
+    assert (line["method"], line["path"], line["route"], line["status"]) == ("GET", "/healthz", "/healthz", 200)
+    assert line["duration_ms"] >= 0 and "\n" not in JsonFormatter().format(records[-1])
+
+
+# ---- ops endpoints -------------------------------------------------------------------------------
+
+
+def test_health_ready_and_model(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["model"] == "tiny"
+    info = client.get("/v1/model").json()
+    assert info["name"] == "tiny"
+    assert info["architecture"]["backbone"] == "small" and info["architecture"]["hidden_size"] == 16
+    assert info["charset"] == Charset().chars and info["num_classes"] == len(Charset().chars) + 1
+    assert info["parameters"] > 0 and info["multiply_adds"] > 0
+    assert info["metrics"] == {} and info["server"]["max_images"] == 4
+    assert info["preprocess"]["max_pixels"] == 1_000_000  # the server's tighter limit
+
+
+def test_not_ready_before_startup(images: dict[str, bytes]) -> None:
+    c = make_client()  # not entered: the lifespan (model start-up) has not run
+    assert c.get("/healthz").status_code == 200
+    assert_error(c.get("/readyz"), 503, "not_ready")
+    assert_error(c.post("/v1/recognize", files=files([("h", images["hello"])])), 503, "not_ready")
+
+
+def test_metrics_text(images: dict[str, bytes]) -> None:
+    with make_client() as c:
+        c.post("/v1/recognize", files=files([("h", images["hello"]), ("bad", b"junk")]))
+        c.post("/v1/recognize", content=b"x", headers={"Content-Type": "text/plain"})
+        c.get("/nowhere")
+        c.post("/v1/recognize", content=b"x" * 300_000, headers={"Content-Type": "application/json"})
+        text = c.get("/metrics").text
+    assert 'crnn_http_requests_total{method="POST",route="/v1/recognize",status="200"} 1.0' in text
+    assert 'crnn_http_requests_total{method="POST",route="/v1/recognize",status="415"} 1.0' in text
+    assert 'crnn_http_errors_total{code="unsupported_media_type",route="/v1/recognize",status="415"} 1.0' in text
+    assert 'crnn_http_errors_total{code="not_found",route="<unmatched>",status="404"} 1.0' in text
+    assert 'crnn_http_errors_total{code="payload_too_large",route="/v1/recognize",status="413"} 1.0' in text
+    assert 'crnn_http_request_duration_seconds_count{route="/v1/recognize"} 3.0' in text
+    assert 'crnn_images_total{outcome="ok"} 1.0' in text and 'crnn_images_total{outcome="error"} 1.0' in text
+    assert "crnn_batch_size_count 1.0" in text and "crnn_batch_size_sum 1.0" in text
+    assert "crnn_queue_depth 0.0" in text and "crnn_model_loaded 1.0" in text
+
+
+def test_openapi_and_docs(client: TestClient) -> None:
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/v1/recognize"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert {"RecognizeJSON", "ImageIn", "RecognizeResponse", "ErrorResponse"} <= set(spec["components"]["schemas"])
+    assert {"/healthz", "/readyz", "/metrics", "/v1/model"} <= set(spec["paths"])
+    responses = spec["paths"]["/v1/recognize"]["post"]["responses"]
+    assert {"200", "400", "401", "413", "415", "422", "503"} <= set(responses)
+
+
+def test_index_page(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'id="files"' in r.text and "v1/recognize" in r.text and 'type="file"' in r.text

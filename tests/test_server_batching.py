@@ -1,0 +1,233 @@
+"""The micro-batcher: merging across requests, limits, back-pressure (503) and draining."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+import httpx
+
+from server import Settings, create_app
+from server.batching import BatcherClosed, MicroBatcher, QueueFull, QueueTimeout
+from tests.test_server_api import LIMITS, files, png, tiny_recognizer
+from tests.word_images import render_word
+
+
+class FakeModel:
+    """Records every batch; each result is (value of the array, options)."""
+
+    def __init__(self, delay: float = 0.0, fail_on: Any = "never") -> None:
+        self.batches: list[tuple[list[float], Any]] = []
+        self.delay = delay
+        self.fail_on = fail_on
+        self.gate: threading.Event | None = None
+
+    def __call__(self, arrays: list[np.ndarray], options: Any) -> list[tuple[float, Any]]:
+        if self.gate is not None:
+            self.gate.wait(5)
+        time.sleep(self.delay)
+        values = [float(a[0]) for a in arrays]
+        self.batches.append((values, options))
+        if options == self.fail_on:
+            raise RuntimeError("bad options")
+        return [(v, options) for v in values]
+
+
+def arr(v: float) -> np.ndarray:
+    return np.array([v], dtype=np.float32)
+
+
+def run(coro_fn: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(coro_fn())
+
+
+def test_concurrent_requests_are_merged_and_results_go_back_in_order() -> None:
+    model = FakeModel()
+
+    async def main() -> list[list[tuple[float, Any]]]:
+        b = MicroBatcher(model, max_batch=16, max_wait_s=0.2)
+        await b.start()
+        out = await asyncio.gather(*[b.submit([arr(10 * i + j) for j in range(i + 1)], "greedy") for i in range(4)])
+        await b.close()
+        return out
+
+    out = run(main)
+    for i, res in enumerate(out):
+        assert [v for v, _ in res] == [10 * i + j for j in range(i + 1)]
+    assert len(model.batches) == 1 and len(model.batches[0][0]) == 10
+
+
+def test_batches_hold_at_most_max_batch() -> None:
+    model = FakeModel()
+
+    async def main() -> list[tuple[float, Any]]:
+        b = MicroBatcher(model, max_batch=4, max_wait_s=0.05)
+        await b.start()
+        res = await b.submit([arr(i) for i in range(10)])
+        await b.close()
+        return res
+
+    assert [v for v, _ in run(main)] == list(range(10))
+    assert [len(v) for v, _ in model.batches] == [4, 4, 2]
+
+
+def test_no_wait_when_batching_is_off() -> None:
+    model = FakeModel()
+
+    async def main() -> float:
+        b = MicroBatcher(model, max_batch=1, max_wait_s=10.0)
+        await b.start()
+        t = time.perf_counter()
+        await asyncio.gather(*[b.submit([arr(i)]) for i in range(3)])
+        await b.close()
+        return time.perf_counter() - t
+
+    assert run(main) < 2.0  # a full batch (of 1) never waits for max_wait
+    assert [len(v) for v, _ in model.batches] == [1, 1, 1]
+
+
+def test_options_split_a_batch_and_a_failure_stays_in_its_group() -> None:
+    model = FakeModel(fail_on="beam")
+
+    async def main() -> tuple[Any, Any]:
+        b = MicroBatcher(model, max_batch=8, max_wait_s=0.2)
+        await b.start()
+        good, bad = await asyncio.gather(b.submit([arr(1), arr(2)], "greedy", key="greedy"),
+                                         b.submit([arr(3)], "beam", key="beam"), return_exceptions=True)
+        await b.close()
+        return good, bad
+
+    good, bad = run(main)
+    assert good == [(1.0, "greedy"), (2.0, "greedy")]
+    assert isinstance(bad, RuntimeError)
+    assert sorted(opts for _, opts in model.batches) == ["beam", "greedy"]
+
+
+def test_full_queue_refuses_at_once() -> None:
+    model = FakeModel()
+    model.gate = threading.Event()
+
+    async def main() -> None:
+        b = MicroBatcher(model, max_batch=2, max_wait_s=0.0, max_queue=3, queue_timeout_s=5)
+        await b.start()
+        with pytest.raises(QueueFull):
+            await b.submit([arr(i) for i in range(4)])  # more than the queue holds
+        first = asyncio.ensure_future(b.submit([arr(0), arr(1)]))  # taken by the model, which blocks
+        await asyncio.sleep(0.05)
+        waiting = asyncio.ensure_future(b.submit([arr(2), arr(3), arr(4)]))  # fills the queue
+        await asyncio.sleep(0.01)
+        assert b.depth == 3
+        with pytest.raises(QueueFull):
+            await b.submit([arr(5)])
+        model.gate.set()
+        assert len(await first) == 2 and len(await waiting) == 3
+        await b.close()
+
+    run(main)
+
+
+def test_images_that_wait_too_long_time_out_and_are_dropped() -> None:
+    model = FakeModel()
+    depths: list[int] = []
+
+    async def main() -> None:
+        b = MicroBatcher(model, max_batch=8, max_wait_s=5.0, queue_timeout_s=0.05, on_depth=depths.append)
+        await b.start()
+        with pytest.raises(QueueTimeout):
+            await b.submit([arr(1), arr(2)])
+        assert b.depth == 0
+        await b.close()
+
+    run(main)
+    assert model.batches == [] and depths[-1] == 0
+
+
+def test_close_drains_queued_work_then_refuses() -> None:
+    model = FakeModel(delay=0.02)
+
+    async def main() -> None:
+        b = MicroBatcher(model, max_batch=2, max_wait_s=1.0)
+        await b.start()
+        pending = [asyncio.ensure_future(b.submit([arr(i)])) for i in range(5)]
+        await asyncio.sleep(0)  # let every request enqueue
+        await b.close(timeout=10)
+        assert [(await p)[0][0] for p in pending] == [0, 1, 2, 3, 4]
+        with pytest.raises(BatcherClosed):
+            await b.submit([arr(9)])
+
+    run(main)
+
+
+def test_cancelled_requests_do_not_reach_the_model() -> None:
+    model = FakeModel()
+
+    async def main() -> None:
+        b = MicroBatcher(model, max_batch=8, max_wait_s=0.1)
+        await b.start()
+        gone = asyncio.ensure_future(b.submit([arr(1)]))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        kept = await b.submit([arr(2)])
+        assert kept[0][0] == 2.0
+        await b.close()
+
+    run(main)
+    assert [v for v, _ in model.batches] == [[2.0]]
+
+
+# ---- through the app ----------------------------------------------------------------------------------
+
+
+async def _post_concurrently(settings: dict[str, Any], bodies: list[list[tuple[str, bytes]]]) -> tuple[list[httpx.Response], str]:
+    app = create_app(Settings(**{**LIMITS, **settings}), tiny_recognizer(), model_name="tiny")
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            responses = await asyncio.gather(*[c.post("/v1/recognize", files=files(b)) for b in bodies])
+            metrics = (await c.get("/metrics")).text
+    return list(responses), metrics
+
+
+def sample(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise KeyError(name)
+
+
+def test_concurrent_http_requests_share_model_batches() -> None:
+    words = ["one", "two", "three", "four", "five", "six"]
+    images = [png(render_word(w)) for w in words]
+    expected = [p.text for p in tiny_recognizer().recognize(images)]
+    responses, metrics = asyncio.run(_post_concurrently(
+        {"max_batch": 16, "max_wait_ms": 300}, [[(w, img)] for w, img in zip(words, images)]))
+    assert [r.status_code for r in responses] == [200] * 6
+    assert [r.json()["results"][0]["text"] for r in responses] == expected
+    batches = sample(metrics, "crnn_batch_size_count")
+    assert sample(metrics, "crnn_batch_size_sum") == 6
+    assert batches < 6, "no two requests shared a batch"
+    assert sample(metrics, 'crnn_batch_size_bucket{le="1.0"}') < batches or batches == 1
+
+
+@pytest.mark.parametrize("settings,sizes,reason", [
+    # The first request waits in the queue (max_wait) and fills it; the second does not fit.
+    ({"max_queue": 4, "max_wait_ms": 500, "max_batch": 8}, [3, 2], "full"),
+    ({"max_wait_ms": 5000, "queue_timeout_s": 0.1, "max_batch": 8}, [1], "timeout"),
+])
+def test_overload_gets_503_with_retry_after(settings: dict[str, Any], sizes: list[int], reason: str) -> None:
+    img = png(render_word("busy"))
+    responses, metrics = asyncio.run(_post_concurrently({**settings, "retry_after_s": 2}, [[("x", img)] * n for n in sizes]))
+    refused = [r for r in responses if r.status_code == 503]
+    assert len(refused) == 1 and all(r.status_code == 200 for r in responses if r not in refused)
+    r = refused[0]
+    assert r.headers["retry-after"] == "2"
+    assert r.json()["error"]["code"] == "overloaded"
+    assert sample(metrics, f'crnn_queue_rejected_total{{reason="{reason}"}}') == 1
+    assert sample(metrics, "crnn_queue_depth") == 0

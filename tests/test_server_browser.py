@@ -1,0 +1,209 @@
+"""The web page in a real headless Chromium: pick images through the page's file input, see the results.
+
+Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe), which needs no
+driver package. The test skips when Debian's `chromium` is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+
+from crnn import Recognizer
+from server.testing import ServerProcess, tiny_checkpoint
+from tests.test_server_api import png
+from tests.word_images import render_word
+
+CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"))
+                 if p), None)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")]
+
+
+class Chromium:
+    """A headless Chromium and a minimal DevTools-protocol client over its pipe (fds 3 and 4)."""
+
+    def __init__(self, executable: str) -> None:
+        self._profile = tempfile.TemporaryDirectory(prefix="crnn-chromium-")
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+
+        def wire_pipes() -> None:
+            # The protocol pipe must be fds 3 (browser reads) and 4 (browser writes) in the child.
+            a, b = os.dup(to_browser_r), os.dup(from_browser_w)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(3, 4), preexec_fn=wire_pipes,
+        )
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._next_id = 0
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(self._from_browser, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                with self._cond:
+                    self._replies[-1] = {"error": {"message": "browser closed the pipe"}}
+                    self._cond.notify_all()
+                return
+            buf += chunk
+            while b"\0" in buf:
+                raw, buf = buf.split(b"\0", 1)
+                msg = json.loads(raw)
+                if "id" in msg:
+                    with self._cond:
+                        self._replies[msg["id"]] = msg
+                        self._cond.notify_all()
+
+    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
+             timeout: float = 30.0) -> dict[str, Any]:
+        """Call a protocol method and return its result (raises on a protocol error)."""
+        self._next_id += 1
+        msg_id = self._next_id
+        msg: dict[str, Any] = {"id": msg_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to_browser, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while msg_id not in self._replies and -1 not in self._replies:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no reply to {method}")
+                self._cond.wait(left)
+            reply = self._replies.pop(msg_id, None) or self._replies[-1]
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def close(self) -> None:
+        """Close the browser and its profile."""
+        try:
+            self.send("Browser.close", timeout=5)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for fd in (self._to_browser, self._from_browser):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._profile.cleanup()
+
+
+class Page:
+    """One tab of the browser."""
+
+    def __init__(self, browser: Chromium) -> None:
+        self.browser = browser
+        target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        self.send("Page.enable")
+        self.send("Runtime.enable")
+
+    def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.browser.send(method, params, self.session)
+
+    def evaluate(self, expression: str) -> Any:
+        """The value of a JavaScript expression in the page."""
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        if "exceptionDetails" in result:
+            raise RuntimeError(result["exceptionDetails"])
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 30.0) -> Any:
+        """Poll a JavaScript expression until it is truthy; its value."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise TimeoutError(f"page never satisfied: {expression}")
+
+    def goto(self, url: str) -> None:
+        self.send("Page.navigate", {"url": url})
+        self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'")
+
+    def set_files(self, selector: str, paths: list[str]) -> None:
+        """Pick files in a file input, as a user does in the file dialog (fires input and change)."""
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        node = self.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        assert node, f"no element matches {selector}"
+        self.send("DOM.setFileInputFiles", {"nodeId": node, "files": paths})
+
+    def screenshot(self, path: Path) -> None:
+        import base64
+
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"})["data"]))
+
+
+READ_RESULTS = """[...document.querySelectorAll('#results .result')].map(li => ({
+  name: li.querySelector('.name')?.textContent,
+  text: li.querySelector('.text')?.dataset.text ?? null,
+  confidence: li.querySelector('.confidence')?.textContent ?? null,
+  error: li.querySelector('.err')?.textContent ?? null,
+}))"""
+
+
+def test_page_reads_picked_images_in_a_real_browser(tmp_path: Path) -> None:
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    word = png(render_word("browser"))
+    (tmp_path / "word.png").write_bytes(word)
+    (tmp_path / "broken.png").write_bytes(b"not really a png")
+    expected = Recognizer(ckpt).recognize([word])[0]
+
+    with ServerProcess(["--weights", str(ckpt), "--max-wait-ms", "1", "--threads", "1"]) as server:
+        browser = Chromium(CHROMIUM)  # type: ignore[arg-type]
+        try:
+            page = Page(browser)
+            page.goto(server.url + "/")
+            assert page.evaluate("document.title") == "crnn-ocr"
+            # The page asked /v1/model for the model's name on load.
+            assert "tiny-untrained" in page.wait_for("document.getElementById('model').textContent")
+            page.set_files("#files", [str(tmp_path / "word.png"), str(tmp_path / "broken.png")])
+            page.wait_for("document.body.dataset.state === 'done'")
+            results = page.evaluate(READ_RESULTS)
+            status = page.evaluate("document.getElementById('status').textContent")
+            if os.environ.get("CRNN_SCREENSHOT"):
+                page.screenshot(Path(os.environ["CRNN_SCREENSHOT"]))
+        finally:
+            browser.close()
+        posts = [line for line in server.access_log() if line["path"] == "/v1/recognize"]
+
+    assert [r["name"] for r in results] == ["word.png", "broken.png"]
+    good, bad = results
+    assert good["text"] == expected.text and good["error"] is None
+    assert good["confidence"] == f"confidence {expected.confidence * 100:.1f}%"
+    assert bad["text"] is None and "not an image" in bad["error"]
+    assert "2 images read by tiny-untrained" in status
+    assert len(posts) == 1 and posts[0]["status"] == 200 and posts[0]["images"] == 2

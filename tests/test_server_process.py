@@ -1,0 +1,152 @@
+"""`crnn serve` as a user runs it: settings, the missing-weights error, and a real server process."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+import httpx
+
+from crnn import Recognizer
+from crnn.checkpoint import default_weights_path
+from crnn.cli import main as crnn_main
+from crnn.errors import ConfigError
+from server.cli import build_parser, main, settings_from_args
+from server.settings import Settings
+from server.testing import ServerProcess, tiny_checkpoint
+from tests.test_server_api import png
+from tests.word_images import render_word
+
+
+def test_missing_weights_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    assert main(["--weights", str(tmp_path / "nope.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "weights file not found" in err and "nope.safetensors" in err
+    # Without --weights the shipped path (or $CRNN_WEIGHTS) is used, and the message says how to choose.
+    monkeypatch.setenv("CRNN_WEIGHTS", str(tmp_path / "shipped.safetensors"))
+    assert crnn_main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "shipped.safetensors" in err and "--weights FILE" in err
+
+
+def test_not_a_checkpoint_and_bad_settings_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    assert main(["--weights", str(junk)]) == 2
+    assert "not a crnn-ocr checkpoint" in capsys.readouterr().err
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    assert main(["--weights", str(ckpt), "--max-batch", "0"]) == 2
+    assert "max_batch must be >= 1" in capsys.readouterr().err
+
+
+def test_serve_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        crnn_main(["serve", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--host", "--port", "--weights", "--workers", "--max-batch", "--max-wait-ms", "--max-queue",
+                 "--max-body-mb", "--max-images", "--max-pixels", "--cors-origins", "CRNN_API_KEY"):
+        assert flag in out
+    crnn_main(["--help"])
+    assert "serve" in capsys.readouterr().out
+
+
+def test_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRNN_API_KEY", "s3cret-key")
+    monkeypatch.setenv("CRNN_CORS_ORIGINS", "https://a.example, https://b.example")
+    args = build_parser().parse_args(["--workers", "2", "--max-batch", "8", "--max-body-mb", "1.5"])
+    s = settings_from_args(args)
+    assert (s.api_key, s.cors_origins) == ("s3cret-key", ("https://a.example", "https://b.example"))
+    assert s.workers == 2 and s.threads is not None and s.threads >= 1 and s.max_batch == 8
+    assert s.max_body_bytes == int(1.5 * 1024 * 1024)
+    assert Settings.from_json(s.to_json()) == s
+    assert "s3cret-key" not in repr(s)  # the key stays out of logs and tracebacks
+    args = build_parser().parse_args(["--cors-origins", "*"])
+    assert settings_from_args(args).cors_origins == ("*",)
+
+
+@pytest.mark.parametrize("field,value", [("max_batch", 0), ("max_wait_ms", -1), ("max_queue", 0), ("workers", 0),
+                                         ("queue_timeout_s", 0), ("max_images", 0), ("port", 70000),
+                                         ("max_queue", 10)])  # fewer than max_images (64)
+def test_invalid_settings(field: str, value: Any) -> None:
+    with pytest.raises(ConfigError):
+        Settings(**{field: value})
+
+
+def test_empty_api_key_means_no_key() -> None:
+    assert Settings.from_env({"CRNN_API_KEY": ""}).api_key is None
+    assert Settings(api_key="").api_key is None
+
+
+@pytest.mark.slow
+def test_real_server_reads_images_logs_and_drains_on_sigterm(tmp_path: Path) -> None:
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    words = ["serve", "the", "crnn", "model"]
+    images = [png(render_word(w)) for w in words]
+    expected = [p.text for p in Recognizer(ckpt).recognize(images)]
+    # max_wait is long on purpose: a lone request sits in the batcher while SIGTERM arrives below.
+    server = ServerProcess(["--weights", str(ckpt), "--max-batch", "4", "--max-wait-ms", "1500", "--threads", "1"])
+    with server:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            r = c.post("/v1/recognize", files=[("files", (f"{w}.png", img, "image/png")) for w, img in zip(words, images)],
+                       headers={"X-Request-ID": "e2e-1"})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["model"] == "tiny-untrained"
+            assert [res["text"] for res in body["results"]] == expected
+            assert [res["name"] for res in body["results"]] == [f"{w}.png" for w in words]
+            assert r.headers["x-request-id"] == "e2e-1"
+            assert c.post("/v1/recognize", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
+            assert c.get("/v1/model").json()["weights"] == str(ckpt)
+            assert 'crnn_http_requests_total{method="POST",route="/v1/recognize",status="200"} 1.0' in c.get("/metrics").text
+
+        # SIGTERM while a request is in flight: it still gets its answer, then the process exits cleanly.
+        result: dict[str, Any] = {}
+
+        def post() -> None:
+            with httpx.Client(base_url=server.url, timeout=30) as c:
+                result["r"] = c.post("/v1/recognize", files=[("files", ("late.png", images[0], "image/png"))])
+
+        t = threading.Thread(target=post)
+        t.start()
+        for _ in range(100):  # wait until the request is queued (the queue depth gauge says so)
+            metrics = httpx.get(server.url + "/metrics").text
+            if "crnn_queue_depth 1.0" in metrics:
+                break
+            threading.Event().wait(0.02)
+        else:
+            pytest.fail("the request never showed up in the queue")
+        server.terminate()
+        t.join(30)
+        assert result["r"].status_code == 200 and result["r"].json()["results"][0]["text"] == expected[0]
+        # uvicorn re-raises the captured SIGTERM once shutdown is complete, so -15 is a clean exit too.
+        assert server.wait(30) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete." in server.stderr()
+        log = server.access_log()
+        assert any(line["request_id"] == "e2e-1" and line["status"] == 200 and line["images"] == 4 for line in log)
+        assert all({"request_id", "method", "path", "status", "duration_ms"} <= set(line) for line in log)
+        assert "Shutting down" in server.stderr()
+        for line in io.StringIO(server.stderr()):
+            json.loads(line)  # every log line is JSON
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not default_weights_path().exists(), reason="the shipped weights are not in this checkout")
+def test_shipped_model_reads_words_over_http() -> None:
+    words = ["hello", "world", "server", "text"]
+    # No --weights: the server must find the shipped model by itself.
+    with ServerProcess(["--max-wait-ms", "1"]) as server, httpx.Client(base_url=server.url, timeout=60) as c:
+        r = c.post("/v1/recognize", files=[("files", (f"{w}.png", png(render_word(w)), "image/png")) for w in words])
+        assert r.status_code == 200, r.text
+        texts = [res["text"] for res in r.json()["results"]]
+        assert sum(t == w for t, w in zip(texts, words)) >= 3, texts
+        info = c.get("/v1/model").json()
+        assert info["weights"] == str(default_weights_path()) and info["metrics"]
