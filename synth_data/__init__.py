@@ -1,0 +1,47 @@
+"""Synthetic scene-text word images for training the CRNN: renderer, on-the-fly dataset, writers and readers."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Imported lazily so that `crnn synth` and the renderer start without loading torch.
+_EXPORTS = {
+    "SynthConfig": "synth_data.config",
+    "Sample": "synth_data.render",
+    "WordRenderer": "synth_data.render",
+    "render_sample": "synth_data.render",
+    "SyntheticWordDataset": "synth_data.dataset",
+    "FolderDataset": "synth_data.storage",
+    "FolderWriter": "synth_data.storage",
+    "LmdbDataset": "synth_data.storage",
+    "LmdbWriter": "synth_data.storage",
+    "export_words": "synth_data.text",
+}
+__all__ = [
+    "FolderDataset",
+    "FolderWriter",
+    "LmdbDataset",
+    "LmdbWriter",
+    "Sample",
+    "SynthConfig",
+    "SyntheticWordDataset",
+    "WordRenderer",
+    "export_words",
+    "render_sample",
+]
+
+if TYPE_CHECKING:
+    from synth_data.config import SynthConfig
+    from synth_data.dataset import SyntheticWordDataset
+    from synth_data.render import Sample, WordRenderer, render_sample
+    from synth_data.storage import FolderDataset, FolderWriter, LmdbDataset, LmdbWriter
+    from synth_data.text import export_words
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'synth_data' has no attribute {name!r}")

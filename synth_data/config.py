@@ -1,0 +1,182 @@
+"""SynthConfig: every knob of the synthetic word renderer, with realistic defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from crnn.charset import DEFAULT_CHARS
+
+# Tokens accepted in ``font_dirs`` besides real folders (expanded by synth_data.fonts).
+SYSTEM_FONTS = "@system"
+MATPLOTLIB_FONTS = "@matplotlib"
+
+
+@dataclass
+class SynthConfig:
+    """All settings of the renderer; probabilities are per sample, lengths in output pixels unless noted."""
+
+    # --- output ---
+    height: int = 32
+    color: bool = False  # True: Sample.image is (H, W, 3) RGB instead of gray
+    min_width: int = 8
+    charset: str = DEFAULT_CHARS
+
+    # --- text (proportions of the kinds of text; normalised, need not sum to 1) ---
+    words_file: str | None = None  # one word per line, most frequent first; None: wordfreq
+    lexicon_size: int = 50_000
+    word_rank_power: float = 2.0  # rank = N * u**power: >1 favours frequent words
+    min_length: int = 1
+    max_length: int = 25
+    length_balance: float = 0.25  # share of words drawn with a uniform length instead of by rank
+    kind_word: float = 0.64
+    kind_number: float = 0.10
+    kind_alnum: float = 0.06
+    kind_punct_word: float = 0.10
+    kind_phrase: float = 0.08
+    kind_random_chars: float = 0.02  # any charset characters, so rare symbols are not starved
+    case_lower: float = 0.40
+    case_upper: float = 0.38
+    case_title: float = 0.22
+
+    # --- fonts ---
+    font_dirs: list[str] = field(default_factory=lambda: [SYSTEM_FONTS, MATPLOTLIB_FONTS])
+    # File-name patterns (case-insensitive) of fonts whose glyphs are not the characters they map:
+    # symbols, pictograms, keyboard keys, math alphabets that draw "$" as "£".
+    exclude_fonts: list[str] = field(
+        default_factory=lambda: [
+            "*Emoji*", "*Symbol*", "*Dingbat*", "D050000L*", "STIX*", "*Math*", "*Braille*",
+            "LinLibertine_I*", "LinBiolinum_K*", "Winks*", "Wargames*", "*Initials*", "Euterpe*",
+            "f500*", "flatline*", "RadisSans*", "cmex10*", "cmsy10*", "cmmi10*", "cmti10*",
+        ]
+    )
+    font_cache: str | None = "~/.cache/crnn-ocr/synth_fonts.json"  # None: rescan every start
+    font_size: int = 32  # glyph rasterisation size (px); the warp rescales to ``height``
+    min_font_coverage: float = 0.5  # a face must cover this share of the charset's letters+digits
+
+    # --- colours and backgrounds ---
+    min_contrast: float = 0.25  # minimum luminance difference (0..1) between text and background
+    p_light_on_dark: float = 0.38
+    p_gray: float = 0.35  # share of unsaturated (gray / black / white) colours
+    bg_flat: float = 0.25
+    bg_gradient: float = 0.20
+    bg_noise: float = 0.15
+    bg_texture: float = 0.25
+    bg_image: float = 0.15  # used only when backgrounds_dir is set
+    backgrounds_dir: str | None = None  # natural images (jpg/png) to crop backgrounds from
+    p_panel_edge: float = 0.12  # a second colour region (edge of a sign) behind the text
+
+    # --- text styling ---
+    p_border: float = 0.12
+    p_shadow: float = 0.12
+    p_outline_only: float = 0.03  # hollow letters: only the border is visible
+    p_fake_bold: float = 0.08
+    p_midground: float = 0.25  # partial text lines above/below
+    p_tight_spacing: float = 0.15  # touching or overlapping characters
+    p_wide_spacing: float = 0.1
+
+    # --- geometry ---
+    p_rotate: float = 0.5
+    max_rotation: float = 10.0  # degrees
+    p_perspective: float = 0.4
+    perspective_strength: float = 0.12  # corner jitter as a share of text height
+    p_shear: float = 0.2  # slanted (fake italic) text
+    max_shear: float = 0.3
+    p_stretch: float = 0.4  # condensed or expanded text
+    stretch_range: tuple[float, float] = (0.7, 1.35)
+    p_curve: float = 0.15
+    max_curve: float = 0.3  # curve amplitude as a share of text height
+    pad_vertical: tuple[float, float] = (-0.04, 0.3)  # padding per side, share of text height
+    pad_horizontal: tuple[float, float] = (-0.02, 0.45)
+
+    # --- degradations (albumentations) ---
+    p_blur: float = 0.35
+    blur_sigma: tuple[float, float] = (0.3, 1.3)
+    p_motion_blur: float = 0.1
+    p_noise: float = 0.25
+    noise_std: tuple[float, float] = (0.01, 0.06)
+    p_jpeg: float = 0.35
+    jpeg_quality: tuple[int, int] = (25, 95)
+    p_brightness_contrast: float = 0.4
+    p_downscale: float = 0.25
+    downscale_range: tuple[float, float] = (0.35, 0.85)
+    p_distort: float = 0.1  # elastic or grid distortion
+
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML/JSON-able dict of every field (tuples become lists)."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SynthConfig:
+        """Build a config from a (partial) dict; unknown keys raise a ValueError naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown SynthConfig key(s): {', '.join(unknown)}")
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
+
+    def with_overrides(self, assignments: list[str]) -> SynthConfig:
+        """A copy with ``key=value`` strings applied (lists and pairs are comma-separated)."""
+        data = self.to_dict()
+        hints = typing.get_type_hints(type(self))
+        for item in assignments:
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep:
+                raise ValueError(f"expected key=value, got {item!r}")
+            if key not in hints:
+                raise ValueError(f"unknown SynthConfig key: {key}")
+            data[key] = _parse_text(value.strip(), hints[key])
+        return type(self).from_dict(data)
+
+
+def _parse_text(value: str, hint: Any) -> Any:
+    """A command-line string converted to the field's type."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (list, tuple):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if value.lower() in ("none", "null", "") and type(None) in args:
+        return None
+    base = next((a for a in args if a is not type(None)), hint)
+    if base is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return base(value)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against and converted to the field's type; raises ValueError naming ``key``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    try:
+        if origin is tuple:
+            items = list(value)
+            if len(items) != len(args):
+                raise ValueError(f"expected {len(args)} values")
+            return tuple(t(v) for t, v in zip(args, items))
+        if origin is list:
+            if isinstance(value, str):
+                raise ValueError("expected a list")
+            return [args[0](v) for v in value]
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ValueError("may not be None")
+        base = next((a for a in args if a is not type(None)), hint)
+        if base is bool and not isinstance(value, bool):
+            raise ValueError("expected true/false")
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected an integer")
+        return base(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"SynthConfig.{key}: {e} (got {value!r})") from None
