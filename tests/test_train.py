@@ -1,0 +1,149 @@
+"""Training end to end on a tiny config: loss falls, kill-and-resume is bit-identical, DDP, fine-tuning, bad data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from crnn.charset import Charset
+from crnn.checkpoint import load_checkpoint, save_checkpoint
+from crnn.model import CRNN, ModelConfig
+from tests.word_images import render_word
+from training.config import load_config
+from training.train import init_from, main
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = str(REPO / "configs" / "tiny.yaml")
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+RUN = ["train.max_steps=20", "train.save_every=5", "train.eval_every=10"]
+
+
+def records(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+
+
+def test_tiny_run_learns_and_resume_is_bit_identical(tmp_path: Path) -> None:
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main(["--config", TINY, f"out_dir={full}", *RUN]) == 0
+    losses = [r["loss"] for r in records(full, "train")]
+    assert losses[-1] < 0.5 * losses[0], losses
+    for name in ("best.safetensors", "last.pt", "metrics.jsonl", "config.yaml", "curves.png"):
+        assert (full / name).is_file(), name
+    ckpt = load_checkpoint(full / "best.safetensors")
+    assert ckpt.metadata["config"]["model"]["hidden_size"] == 32 and "synth/cer" in ckpt.metadata["metrics"]
+
+    # The same run killed (no clean-up at all) after step 12; its last save was at step 10.
+    proc = subprocess.run([sys.executable, "-m", "training.train", "--config", TINY, f"out_dir={killed}", *RUN,
+                           "train.halt_at_step=12"], env=ENV, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert torch.load(killed / "last.pt", weights_only=True)["step"] == 10
+    assert main(["--resume", str(killed), "train.halt_at_step=0"]) == 0
+
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(killed / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 20
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["loss"] for r in records(killed, "train")] == losses
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "training.train", "--config", TINY, f"out_dir={tmp_path}", "train.max_steps=6", "train.eval_every=3"],
+        env=ENV, cwd=REPO, capture_output=True, text=True, timeout=150,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "world 2" in proc.stdout + proc.stderr
+    assert (tmp_path / "best.safetensors").is_file()
+    steps = [r["step"] for r in records(tmp_path, "train")]
+    assert steps == sorted(set(steps)) and steps[-1] == 6  # only rank 0 writes
+    assert records(tmp_path, "train")[-1]["images_seen"] == 6 * 2 * 8
+
+
+def test_init_from_keeps_old_rows_with_a_new_charset(tmp_path: Path) -> None:
+    old_cs = Charset("abc")
+    torch.manual_seed(0)
+    old = CRNN(ModelConfig(num_classes=old_cs.num_classes, hidden_size=16, num_layers=1))
+    save_checkpoint(tmp_path / "old.safetensors", old, old_cs)
+    config = load_config(TINY, ["charset=cxa!"])
+    model, cs = init_from(str(tmp_path / "old.safetensors"), config)
+    assert cs == Charset("cxa!") and model.config.hidden_size == 16 and config.model.hidden_size == 16
+    w_old, w_new = old.classifier.weight.detach(), model.classifier.weight.detach()
+    for ch in "ca":
+        assert torch.equal(w_new[cs.subset_indices(ch)[0]], w_old[old_cs.subset_indices(ch)[0]])
+    assert torch.equal(w_new[0], w_old[0])  # the blank
+    assert torch.equal(model.rnn.weight_hh_l0.detach(), old.rnn.weight_hh_l0.detach())
+
+
+def test_bad_samples_in_a_training_folder_are_skipped(tmp_path: Path) -> None:
+    folder = tmp_path / "words"
+    folder.mkdir()
+    lines = []
+    for i, word in enumerate(["cat", "dog", "tree", "house", "Moon", "sun"] * 3):
+        cv2.imwrite(str(folder / f"{i}.png"), render_word(word))
+        lines.append(f"{i}.png\t{word}")
+    (folder / "broken.png").write_bytes(b"not a png")
+    lines += ["broken.png\tbroken", "missing.png\tmissing", "0.png\tnaïve", "no tab here"]
+    (folder / "labels.tsv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    rc = main(["--config", TINY, f"out_dir={out}", "train.max_steps=6", "val.synth_size=0",
+               f"val.folders=[{folder}]", "val.best_metric=words/cer",
+               f"data.sources=[{{type: folder, path: {folder}, weight: 1}}, {{type: synth, weight: 1}}]"])
+    assert rc == 0
+    last = records(out, "train")[-1]
+    assert last["step"] == 6 and last["bad"] > 0  # the broken and missing images were drawn and skipped
+    assert records(out, "val")[-1]["words/count"] == 18  # the 4 bad lines are not in the validation set
+
+
+def test_weighted_mix_with_lmdb_and_folder_batches(tmp_path: Path) -> None:
+    from synth_data import LmdbWriter
+
+    from crnn.preprocess import PreprocessConfig
+    from training.data import BatchStream, build_sources
+
+    words = ["alpha", "beta", "gamma", "delta"]
+    with LmdbWriter(tmp_path / "db.lmdb", map_size=1 << 22) as w:
+        for word in words:
+            w.add(render_word(word), word)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "x.png"), render_word("xyz"))
+    (folder / "labels.tsv").write_text("x.png\txyz\n")
+    config = load_config(TINY, [f"data.sources=[{{type: lmdb, path: {tmp_path / 'db.lmdb'}, weight: 3}}, "
+                                f"{{type: folder, path: {folder}, weight: 1}}]"])
+    cs = Charset()
+    stream = BatchStream(build_sources(config, cs, 0), [3, 1], cs, PreprocessConfig(), 8, 2, seed=0)
+    pool = stream.make_pool(0)
+    again = stream.make_pool(0)  # a pool is a pure function of (seed, rank, index)
+    assert all(torch.equal(a["images"], b["images"]) and a["texts"] == b["texts"] for a, b in zip(pool, again))
+    texts = [t for b in pool for t in b["texts"]]
+    assert len(texts) == 16 and set(texts) <= set(words) | {"xyz"}
+    assert 6 <= sum(t in words for t in texts) <= 16  # about 3:1
+    for b in pool:  # each batch is sorted into one width range and padded to one bucket
+        assert b["images"].shape[0] == len(b["texts"]) and b["images"].shape[-1] % PreprocessConfig().width_bucket == 0
+        assert int(b["target_lengths"].sum()) == b["targets"].numel()
+
+
+def test_plot_command(tmp_path: Path) -> None:
+    from training.plot import main as plot_main
+
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"kind": "train", "step": 5, "loss": 3.0, "lr": 1e-3, "grad_norm": 2.0, "rnn_grad_norm": 0.5,
+         "images_per_s": 50.0, "data_wait_frac": 0.1},
+        {"kind": "train", "step": 10, "loss": 2.0, "lr": 5e-4, "grad_norm": 1.0, "rnn_grad_norm": 0.4,
+         "images_per_s": 55.0, "data_wait_frac": 0.05},
+        {"kind": "val", "step": 10, "synth/word_accuracy_protocol": 0.1, "synth/word_accuracy_case": 0.05,
+         "synth/cer": 0.8},
+    ]) + "\n")
+    assert plot_main([str(tmp_path)]) == 0 and (tmp_path / "curves.png").stat().st_size > 1000
+    assert plot_main([str(tmp_path / "nope")]) == 2

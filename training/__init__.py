@@ -1,0 +1,1 @@
+"""Training and evaluation of the CRNN: `crnn train`, `crnn eval`, `crnn plot`."""

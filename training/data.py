@@ -1,0 +1,374 @@
+"""Training and validation data: weighted source mixes, width-bucketed batches made in DataLoader workers.
+
+Every batch is a deterministic function of (seed, rank, pool index), so a resumed run sees exactly the
+batches an uninterrupted run would have seen (see :class:`BatchStream`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from crnn.charset import Charset
+from crnn.errors import ConfigError, CRNNError
+from crnn.model import CRNN
+from crnn.preprocess import PreprocessConfig, collate, load_image, normalize
+
+# How many bad samples of each source are named in the log before the rest are only counted.
+MAX_NAMED_PROBLEMS = 5
+
+
+def ctc_frames_needed(ids: list[int]) -> int:
+    """Frames CTC needs for a label: one per character plus a blank between repeated neighbours."""
+    return len(ids) + sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labeled folders (labels.tsv) and LMDB datasets
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabeledFolder:
+    """A folder of word images with ``labels.tsv`` (``relative_path<TAB>text`` per line)."""
+
+    root: Path
+    items: list[tuple[str, str]]  # (relative path, text)
+    problems: list[str]  # label lines refused (malformed, or characters outside the charset)
+
+    @classmethod
+    def read(cls, root: str | os.PathLike, charset: Charset | None = None) -> LabeledFolder:
+        """Parse labels.tsv; lines that are malformed or whose text the charset cannot encode are refused."""
+        root = Path(root)
+        labels = root / "labels.tsv"
+        if not labels.is_file():
+            raise ConfigError(f"{root}: not a labeled folder (no labels.tsv)")
+        items: list[tuple[str, str]] = []
+        problems: list[str] = []
+        for n, line in enumerate(labels.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            rel, sep, text = line.partition("\t")
+            if not sep or not rel or not text:
+                problems.append(f"{labels}:{n}: expected 'path<TAB>text'")
+            elif charset is not None and not charset.supports(text):
+                problems.append(f"{labels}:{n}: {rel}: characters outside the charset {''.join(charset.unsupported(text))!r}")
+            else:
+                items.append((rel, text))
+        return cls(root, items, problems)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, i: int) -> tuple[np.ndarray, str]:
+        """Gray image and text of item ``i``; raises InvalidImageError for a missing or corrupt image."""
+        rel, text = self.items[i]
+        return load_image(self.root / rel), text
+
+
+def report_problems(name: str, problems: list[str], out: Any = None) -> None:
+    """Print the count of refused samples and name the first few."""
+    if not problems:
+        return
+    out = out or sys.stderr
+    print(f"[data] {name}: skipped {len(problems)} sample(s):", file=out)
+    for p in problems[:MAX_NAMED_PROBLEMS]:
+        print(f"[data]   {p}", file=out)
+
+
+def load_labeled_arrays(
+    root: str | os.PathLike, charset: Charset, preprocess: PreprocessConfig, limit: int = 0
+) -> tuple[list[np.ndarray], list[str], list[str], list[str]]:
+    """Prepared arrays, texts and paths of a labeled folder, plus the problems of the samples skipped."""
+    folder = LabeledFolder.read(root, charset)
+    problems = list(folder.problems)
+    arrays, texts, paths = [], [], []
+    items = folder.items[:limit] if limit > 0 else folder.items
+    for i, (rel, _) in enumerate(items):
+        try:
+            gray, text = folder.load(i)
+            arrays.append(normalize(gray, preprocess, rel))
+        except CRNNError as e:
+            problems.append(str(e))
+            continue
+        texts.append(text)
+        paths.append(str(folder.root / rel))
+    return arrays, texts, paths, problems
+
+
+class _MapSource:
+    """Random access to a labeled folder or an LMDB dataset (synth_data.LmdbDataset reopens itself after a fork)."""
+
+    def __init__(self, kind: str, path: str, charset: Charset) -> None:
+        self.kind, self.path = kind, path
+        self._ds: Any
+        if kind == "folder":
+            self._ds = LabeledFolder.read(path, charset)
+            report_problems(path, self._ds.problems)
+        else:
+            from synth_data import LmdbDataset  # lmdb is only imported when an LMDB source is used
+
+            try:
+                self._ds = LmdbDataset(path, charset)
+            except (OSError, ValueError, ImportError) as e:
+                raise ConfigError(f"data source {path}: {e}") from None
+        self.size = len(self._ds)
+        if self.size == 0:
+            raise ConfigError(f"data source {path} holds no usable samples")
+
+    def get(self, i: int) -> tuple[np.ndarray, str]:
+        """Gray image and text of sample ``i`` (a folder raises InvalidImageError for a bad image)."""
+        return self._ds.load(i) if self.kind == "folder" else self._ds[i]
+
+
+class _SynthSource:
+    """Random access to the on-the-fly renderer by global sample index (the renderer is built lazily per process)."""
+
+    path = "synth"
+
+    def __init__(self, synth: dict[str, Any], charset: Charset, seed: int) -> None:
+        from synth_data import SynthConfig
+
+        data = dict(synth)
+        data.setdefault("charset", charset.chars)
+        try:
+            self.config = SynthConfig.from_dict(data)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"synth: {e}") from None
+        self.seed = seed
+        self.size = 0
+        self._renderer: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Workers build their own renderer: fonts and caches are not worth pickling.
+        return {**self.__dict__, "_renderer": None}
+
+    def warm(self) -> None:
+        """Build the renderer here once, so a fresh machine scans its fonts (and fills the cache) only once."""
+        if self._renderer is None:
+            from synth_data import WordRenderer
+
+            self._renderer = WordRenderer(self.config)
+
+    def get(self, i: int) -> tuple[np.ndarray, str]:
+        """Gray image and text of sample ``i`` of this stream (the same in every process and every run)."""
+        self.warm()
+        sample = self._renderer.render(self.seed, i)
+        return sample.image, sample.text
+
+
+def build_sources(config: Any, charset: Charset, seed: int) -> list[Any]:
+    """One random-access source per ``data.sources`` entry (``seed``: this rank's synthetic stream)."""
+    sources: list[Any] = []
+    for s in config.data.sources:
+        if s.type == "synth":
+            sources.append(_SynthSource(config.synth, charset, seed))
+        else:
+            sources.append(_MapSource(s.type, s.path, charset))
+    return sources
+
+
+# ---------------------------------------------------------------------------------------------
+# Width-bucketed training batches
+# ---------------------------------------------------------------------------------------------
+
+
+def single_threaded_cv2() -> None:
+    """Make OpenCV single-threaded; call in the parent before any worker starts.
+
+    Calling cv2.setNumThreads in a forked worker whose parent already ran a threaded cv2 call deadlocks
+    (the child tears down a thread pool it inherited without its threads), so it is done once, up front.
+    """
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def worker_init(_worker_id: int) -> None:
+    """Each data worker uses one thread: the cores are shared with the trainer and other workers."""
+    torch.set_num_threads(1)
+
+
+_STREAMS: weakref.WeakSet[BatchStream] = weakref.WeakSet()
+
+
+def stop_all_streams() -> None:
+    """Tell every stream of this process to stop rendering (also after an error or Ctrl-C)."""
+    for stream in list(_STREAMS):
+        stream.stop.set()
+
+
+class BatchStream(IterableDataset):
+    """An endless stream of ready batches, made in DataLoader workers.
+
+    Samples come in pools of ``pool_batches * batch_size``: a pool is sorted by width and cut into
+    ``pool_batches`` batches (little padding), which are shuffled. Pool ``p`` is built by worker
+    ``p % W`` and is a pure function of (seed, rank, p). The DataLoader takes one batch from each worker
+    in turn, so batch ``k`` of the run is fixed by k and W; on resume at step ``s`` worker ids are rotated
+    by ``s`` and each skips what it had already delivered, continuing the same sequence exactly.
+    """
+
+    def __init__(
+        self,
+        sources: list[Any],
+        weights: list[float],
+        charset: Charset,
+        preprocess: PreprocessConfig,
+        batch_size: int,
+        pool_batches: int,
+        seed: int,
+        rank: int = 0,
+        start_step: int = 0,
+    ) -> None:
+        super().__init__()
+        # Set by the trainer when it is done: workers then drop the pool they are rendering, so that the
+        # DataLoader's shutdown (which waits up to 5 s per busy worker) is immediate.
+        self.stop = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn").Event()
+        _STREAMS.add(self)
+        self.sources, self.charset, self.preprocess = sources, charset, preprocess
+        w = np.asarray(weights, dtype=np.float64)
+        self.weights = w / w.sum()
+        self.batch_size, self.pool_batches = batch_size, pool_batches
+        self.seed, self.rank, self.start_step = seed, rank, start_step
+        self._named = 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        n_workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        per_round = n_workers * self.pool_batches
+        role = (wid + self.start_step) % n_workers
+        offset = self.start_step % per_round
+        pool = (self.start_step // per_round) * n_workers + role
+        skip = (offset - role + n_workers - 1) // n_workers if offset > role else 0
+        while not self.stop.is_set():
+            for batch in self.make_pool(pool)[skip:]:
+                yield batch
+            skip, pool = 0, pool + n_workers
+
+    def make_pool(self, pool: int) -> list[dict[str, Any]]:
+        """The ``pool_batches`` batches of pool ``pool`` (always that many; bad samples only shrink a batch)."""
+        n = self.batch_size * self.pool_batches
+        rng = np.random.default_rng([self.seed, self.rank, pool])
+        choice = rng.choice(len(self.sources), size=n, p=self.weights) if len(self.sources) > 1 else np.zeros(n, int)
+        picks = rng.integers(0, 2**62, size=n)
+        samples: list[tuple[np.ndarray, list[int], str]] = []
+        bad: list[str] = []
+        too_long = 0
+        for j in range(n):
+            if self.stop.is_set():
+                return []
+            src = self.sources[choice[j]]
+            index = pool * n + j if isinstance(src, _SynthSource) else int(picks[j] % src.size)
+            try:
+                gray, text = src.get(index)
+                if gray.ndim == 3:
+                    gray = gray.mean(axis=2).astype(np.uint8)
+                arr = normalize(gray, self.preprocess, f"sample {index}")
+                ids = self.charset.encode(text)
+            except Exception as e:  # noqa: BLE001 -- one bad sample (or renderer bug) must not end a run
+                bad.append(f"{getattr(src, 'path', 'synth') or 'synth'}[{index}]: {e}")
+                continue
+            # CTC cannot align a label that needs more frames than the image has: skip it (counted).
+            if not ids or ctc_frames_needed(ids) > CRNN.frames_for_width(arr.shape[1]):
+                too_long += 1
+                continue
+            samples.append((arr, ids, text))
+        if bad and self._named < MAX_NAMED_PROBLEMS:  # name the first few per process, count the rest
+            report_problems(f"pool {pool}", bad[: MAX_NAMED_PROBLEMS - self._named])
+            self._named += len(bad)
+        samples.sort(key=lambda s: s[0].shape[1])
+        size = -(-len(samples) // self.pool_batches) if samples else 0
+        chunks = [samples[i * size : (i + 1) * size] for i in range(self.pool_batches)]
+        order = rng.permutation(self.pool_batches)
+        # Spread the pool's skip counts over its batches so the trainer's totals stay right.
+        return [self._batch(chunks[i], len(bad) if k == 0 else 0, too_long if k == 0 else 0) for k, i in enumerate(order)]
+
+    def _batch(self, chunk: list[tuple[np.ndarray, list[int], str]], bad: int, too_long: int) -> dict[str, Any]:
+        if chunk:
+            images, widths = collate([s[0] for s in chunk], self.preprocess)
+        else:
+            images, widths = torch.zeros(0, 1, self.preprocess.height, 32), torch.zeros(0, dtype=torch.long)
+        return {
+            "images": images,
+            "widths": widths,
+            "targets": torch.tensor([i for s in chunk for i in s[1]], dtype=torch.long),
+            "target_lengths": torch.tensor([len(s[1]) for s in chunk], dtype=torch.long),
+            "texts": [s[2] for s in chunk],
+            "bad": bad,
+            "too_long": too_long,
+        }
+
+
+def make_loader(stream: BatchStream, num_workers: int, prefetch_factor: int, pin_memory: bool, seed: int) -> DataLoader:
+    """A DataLoader that passes the stream's ready batches through (batch_size=None)."""
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor, worker_init_fn=worker_init)
+    # An own generator: creating the loader must not draw from the global RNG (resume exactness).
+    return DataLoader(
+        stream, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed), **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The held-out synthetic validation set
+# ---------------------------------------------------------------------------------------------
+
+
+class _SynthRange(IterableDataset):
+    """Samples ``[0, size)`` of a renderer, split across workers, as (index, prepared array, text) chunks."""
+
+    def __init__(self, source: _SynthSource, size: int, preprocess: PreprocessConfig, charset: Charset) -> None:
+        super().__init__()
+        self.source, self.size, self.preprocess, self.charset = source, size, preprocess, charset
+
+    def __iter__(self) -> Iterator[list[tuple[int, np.ndarray, str]]]:
+        info = get_worker_info()
+        n_workers, wid = (info.num_workers, info.id) if info else (1, 0)
+        chunk: list[tuple[int, np.ndarray, str]] = []
+        for i in range(wid, self.size, n_workers):
+            try:
+                gray, text = self.source.get(i)
+                if gray.ndim == 3:
+                    gray = gray.mean(axis=2).astype(np.uint8)
+                if not self.charset.supports(text) or not text:
+                    continue
+                chunk.append((i, normalize(gray, self.preprocess, f"val {i}"), text))
+            except (CRNNError, ValueError):
+                continue
+            if len(chunk) == 64:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _identity(x: Any) -> Any:
+    return x
+
+
+def render_synth_val(
+    config: Any, charset: Charset, preprocess: PreprocessConfig, num_workers: int
+) -> tuple[list[np.ndarray], list[str]]:
+    """The fixed synthetic validation set (its own seed), rendered by ``num_workers`` workers at once."""
+    source = _SynthSource(config.synth, charset, config.val.synth_seed)
+    source.warm()
+    ds = _SynthRange(source, config.val.synth_size, preprocess, charset)
+    workers = min(num_workers, max(config.val.synth_size // 64, 0))
+    loader = DataLoader(
+        ds, batch_size=None, num_workers=workers, collate_fn=_identity,
+        worker_init_fn=worker_init if workers else None, generator=torch.Generator().manual_seed(0),
+    )
+    items = sorted((s for chunk in loader for s in chunk), key=lambda s: s[0])
+    return [s[1] for s in items], [s[2] for s in items]

@@ -1,0 +1,170 @@
+"""Evaluation: fast greedy validation inside training, and the ``crnn eval`` command."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crnn.charset import Charset
+from crnn.errors import CRNNError
+from crnn.metrics import TextMetrics, compute_metrics
+from crnn.model import CRNN
+from crnn.preprocess import PreprocessConfig, collate
+
+
+EVAL_GROUP_WIDTH = 32
+
+
+def greedy_texts(log_probs: torch.Tensor, lengths: torch.Tensor, charset: Charset) -> list[str]:
+    """Best-path texts of log_probs (B, T, C) over lengths (B,) frames: argmax, collapse repeats, drop blanks."""
+    ids = log_probs.argmax(-1).cpu()
+    keep = ids != 0
+    keep[:, 1:] &= ids[:, 1:] != ids[:, :-1]
+    keep &= torch.arange(ids.shape[1])[None, :] < lengths.cpu()[:, None]
+    chars = charset.chars
+    return ["".join(chars[i - 1] for i in row[m].tolist()) for row, m in zip(ids, keep)]
+
+
+@torch.inference_mode()
+def predict_texts(
+    model: CRNN,
+    arrays: Sequence[np.ndarray],
+    charset: Charset,
+    preprocess: PreprocessConfig,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> list[str]:
+    """Greedy texts of prepared images, in input order (batched by width so padding stays small)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[1])
+    # Batches group images within 32 px of width: one wide image must not make the convs run over a whole
+    # batch of padding, and groups as fine as preprocess.width_bucket would make many tiny batches.
+    chunks: list[list[int]] = []
+    for _, group in groupby(order, key=lambda i: -(-arrays[i].shape[1] // EVAL_GROUP_WIDTH)):
+        idx = list(group)
+        chunks.extend(idx[s : s + batch_size] for s in range(0, len(idx), batch_size))
+    out: list[str] = [""] * len(arrays)
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    )
+    try:
+        for idx in chunks:
+            images, widths = collate([arrays[i] for i in idx], preprocess)
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            lengths = CRNN.frames_for_width(widths)  # on the CPU: packing needs them there anyway
+            with autocast:
+                lp = model(images, lengths)
+            for i, text in zip(idx, greedy_texts(lp.float(), lengths, charset)):
+                out[i] = text
+    finally:
+        model.train(was_training)
+    return out
+
+
+def evaluate_arrays(
+    model: CRNN, arrays: Sequence[np.ndarray], texts: Sequence[str], charset: Charset,
+    preprocess: PreprocessConfig, **kwargs: Any,
+) -> TextMetrics:
+    """Metrics of the model's greedy predictions on prepared images against their texts."""
+    return compute_metrics(predict_texts(model, arrays, charset, preprocess, **kwargs), list(texts))
+
+
+# ---------------------------------------------------------------------------------------------
+# crnn eval
+# ---------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="crnn eval", description="Evaluate a checkpoint on labeled folders (labels.tsv: path<TAB>text)."
+    )
+    p.add_argument("--weights", default=None, help="checkpoint (.safetensors); default: the shipped model")
+    p.add_argument("--data", action="append", required=True, metavar="DIR", help="labeled folder (repeatable)")
+    p.add_argument("--json", action="store_true", help="print machine-readable results")
+    p.add_argument("--errors", metavar="OUT.tsv", help="write mispredictions (path, target, prediction, confidence)")
+    p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    p.add_argument("--beam-width", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, default=0, help="evaluate at most N images per folder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    return p
+
+
+def evaluate_folder(recognizer: Any, folder: str, args: argparse.Namespace) -> tuple[dict[str, Any], list[list[str]]]:
+    """One result row for a labeled folder, and its mispredictions as (path, target, prediction, confidence)."""
+    from training.data import MAX_NAMED_PROBLEMS, load_labeled_arrays
+
+    arrays, texts, paths, problems = load_labeled_arrays(folder, recognizer.charset, recognizer.preprocess, args.limit)
+    for p in problems[:MAX_NAMED_PROBLEMS]:
+        print(f"[eval] skipped: {p}", file=sys.stderr)
+    t0 = time.perf_counter()
+    preds = recognizer.recognize_prepared(
+        arrays, batch_size=args.batch_size, decoder=args.decoder, beam_width=args.beam_width
+    ) if arrays else []
+    seconds = time.perf_counter() - t0
+    metrics = compute_metrics([p.text for p in preds], texts)
+    row = {"folder": folder, **metrics.to_dict(), "skipped": len(problems),
+           "images_per_s": round(len(arrays) / seconds, 1) if seconds > 0 and arrays else 0.0}
+    errors = [[path, t, p.text, f"{p.confidence:.4f}"] for path, t, p in zip(paths, texts, preds) if p.text != t]
+    return row, errors
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The results as an aligned text table."""
+    head = f"{'folder':<32} {'count':>6} {'skipped':>7} {'acc(proto)':>10} {'acc(case)':>9} {'CER':>7} {'1-NED':>7} {'img/s':>8}"
+    lines = [head]
+    for r in rows:
+        lines.append(
+            f"{Path(r['folder']).name or r['folder']:<32} {r['count']:>6} {r['skipped']:>7} "
+            f"{100 * r['word_accuracy_protocol']:>9.2f}% {100 * r['word_accuracy_case']:>8.2f}% "
+            f"{r['cer']:>7.4f} {r['one_minus_ned']:>7.4f} {r['images_per_s']:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``crnn eval``: one row per labeled folder; exit code 2 on a bad checkpoint or folder."""
+    args = _parser().parse_args(argv)
+    try:
+        from crnn.recognizer import Recognizer
+
+        recognizer = Recognizer.from_checkpoint(args.weights, device=args.device, threads=args.threads)
+        rows, errors = [], []
+        for folder in args.data:
+            row, errs = evaluate_folder(recognizer, folder, args)
+            rows.append(row)
+            errors.extend(errs)
+    except (CRNNError, ValueError) as e:
+        print(f"crnn eval: error: {e}", file=sys.stderr)
+        return 2
+    if args.errors:
+        with open(args.errors, "w", encoding="utf-8") as f:
+            f.write("path\ttarget\tprediction\tconfidence\n")
+            for e in errors:
+                f.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in e) + "\n")
+    if args.json:
+        print(json.dumps({"weights": str(args.weights) if args.weights else None, "decoder": args.decoder, "results": rows}, indent=2))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
