@@ -108,20 +108,24 @@ def run_ocr(
     beam_width: int = 10,
     lexicon: Lexicon | None = None,
     loaders: int = 2,
-    chunk_batches: int = 8,
+    chunk_batches: int = 32,
 ) -> Iterator[Row]:
     """Yield one Row per input in input order; images of the next chunk load while this one runs."""
     it = iter(items)
-    chunk_size = batch_size * chunk_batches
+    # Bigger chunks give fuller width buckets (so bigger batches); the first chunks are small so the
+    # model starts early, and sizes double up to the cap. At most two chunks are in memory at a time.
+    cap = batch_size * chunk_batches
+    size = min(cap, batch_size * 2)
     with ThreadPoolExecutor(max_workers=max(1, loaders)) as pool:
 
         def submit(chunk: list[tuple[str, str | None]]) -> list:
             return [(path, err, None if err else pool.submit(_load, recognizer, path)) for path, err in chunk]
 
-        pending = submit(list(islice(it, chunk_size)))
+        pending = submit(list(islice(it, size)))
         while pending:
             current = pending
-            pending = submit(list(islice(it, chunk_size)))  # overlap: load ahead while the model runs
+            size = min(cap, size * 2)
+            pending = submit(list(islice(it, size)))  # overlap: load ahead while the model runs
             loaded = [(path, err, fut.result() if fut else (None, err)) for path, err, fut in current]
             good = [i for i, (_, _, (arr, _)) in enumerate(loaded) if arr is not None]
             preds = recognizer.recognize_prepared(  # type: ignore[attr-defined]

@@ -27,10 +27,9 @@ class PreprocessConfig:
     height: int = 32
     min_width: int = 16
     max_width: int = 1024
-    # Images are padded to a multiple of this width so that padding depends only on the image itself.
-    # 4 (one frame) means no image ever has a padded frame, so inference never needs packed sequences
-    # (which run several times slower on CPU) and sees exactly what training saw.
-    width_bucket: int = 4
+    # Resized widths are rounded to a multiple of this (see resized_width), so images of one bucket
+    # batch together with no padding and a result never depends on the rest of its batch.
+    width_bucket: int = 8
     max_pixels: int = 40_000_000
     min_side: int = 4
     max_aspect: float = 64.0
@@ -171,9 +170,15 @@ def load_image(source: ImageSource, max_pixels: int = PreprocessConfig.max_pixel
 
 
 def resized_width(height: int, width: int, config: PreprocessConfig) -> int:
-    """Width after scaling an image of ``height`` x ``width`` to config.height, clamped to the allowed range."""
-    w = int(round(width * config.height / height))
-    return max(config.min_width, min(config.max_width, w))
+    """Width after scaling ``height`` x ``width`` to config.height: a multiple of config.width_bucket, clamped.
+
+    Rounding the width (a change of aspect of at most half a bucket) instead of padding means no image has
+    padded frames: the recurrent layers run unpacked (several times faster on CPU) and see just the image.
+    """
+    b = config.width_bucket
+    w = int(round(width * config.height / height / b)) * b
+    lo = -(-config.min_width // b) * b
+    return max(lo, min(config.max_width // b * b, w))
 
 
 def bucket_width(width: int, config: PreprocessConfig) -> int:

@@ -25,7 +25,7 @@ class FakeRecognizer:
     """Reads each image as the text planted for it (looked up by image width, unique per word here)."""
 
     def __init__(self, answers: dict[int, str]) -> None:
-        self.charset, self.preprocess, self.answers = Charset(), PreprocessConfig(), answers
+        self.charset, self.preprocess, self.answers = Charset(), PreprocessConfig(width_bucket=1), answers
 
     def recognize_prepared(self, arrays, batch_size=64, decoder="greedy", beam_width=10):  # noqa: ANN001
         return [Prediction(self.answers[a.shape[1]], 0.5) for a in arrays]
@@ -45,7 +45,7 @@ def folder(tmp_path: Path) -> Path:
 
 def test_crnn_eval_rows_json_and_errors(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    pre = PreprocessConfig()
+    pre = PreprocessConfig(width_bucket=1)  # exact widths, so each word has its own
     from crnn.preprocess import prepare
 
     answers = {prepare(folder / n, pre).shape[1]: read for n, (_, read) in WORDS.items()}

@@ -144,3 +144,12 @@ def test_pixel_limit_is_configurable() -> None:
     with pytest.raises(InvalidImageError, match="over the limit"):
         load_image(data, max_pixels=100_000)
     assert load_image(data, max_pixels=200_000).shape == (300, 400)
+
+
+@pytest.mark.parametrize("bucket", [1, 4, 8, 16])
+@pytest.mark.parametrize("width", [20, 37, 99, 150, 2000])
+def test_resized_width_is_a_multiple_of_the_bucket(bucket: int, width: int) -> None:
+    cfg = PreprocessConfig(width_bucket=bucket)
+    out = prepare(np.full((40, width), 100, np.uint8), cfg)
+    assert out.shape[1] % bucket == 0
+    assert abs(out.shape[1] - min(width * 32 / 40, cfg.max_width)) <= bucket / 2 + 1
