@@ -75,10 +75,6 @@ class Charset:
             out.append(chars[i - 1])
         return "".join(out)
 
-    def filter(self, text: str) -> str:
-        """``text`` with the characters this charset lacks removed."""
-        return "".join(c for c in text if c in self._index)
-
     def to_dict(self) -> dict[str, str]:
         """A JSON-able description, stored in every checkpoint."""
         return {"chars": self.chars}
