@@ -13,6 +13,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from crnn.baseline.model import BaselineConfig, SegCharModel
+from crnn.baseline.segment import SegmentConfig
 from crnn.charset import Charset
 from crnn.errors import CheckpointError
 from crnn.model import CRNN, ModelConfig
@@ -33,7 +35,7 @@ def default_weights_path() -> Path:
 class Checkpoint:
     """Everything needed to run a trained model, as loaded from one file."""
 
-    model: CRNN
+    model: CRNN | SegCharModel  # SegCharModel when model_type is "baseline"
     charset: Charset
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -53,14 +55,6 @@ def save_checkpoint(
         raise CheckpointError(
             f"model has {model.config.num_classes} classes but the charset needs {charset.num_classes}"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {}
-    for k, v in model.state_dict().items():
-        v = v.detach().cpu()
-        if half and v.is_floating_point():
-            v = v.half()
-        tensors[k] = v.contiguous()
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -70,6 +64,19 @@ def save_checkpoint(
         "preprocess": json.dumps((preprocess or PreprocessConfig()).to_dict()),
         "metadata": json.dumps(metadata or {}, default=str),
     }
+    return _write(path, model, header, half)
+
+
+def _write(path: str | os.PathLike, model: torch.nn.Module, header: dict[str, str], half: bool) -> Path:
+    # Shared by every model type: the header says which model the weights rebuild.
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if half and v.is_floating_point():
+            v = v.half()
+        tensors[k] = v.contiguous()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
@@ -79,6 +86,33 @@ def save_checkpoint(
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def save_baseline_checkpoint(
+    path: str | os.PathLike,
+    model: SegCharModel,
+    charset: Charset,
+    preprocess: PreprocessConfig | None = None,
+    metadata: dict[str, Any] | None = None,
+    segmenter: SegmentConfig | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a segmented-character baseline (model_type "baseline"); its segmenter config goes in metadata."""
+    if model.config.num_classes != charset.num_classes:
+        raise CheckpointError(
+            f"model has {model.config.num_classes} classes but the charset needs {charset.num_classes}"
+        )
+    meta = {**(metadata or {}), "segmenter": (segmenter or SegmentConfig()).to_dict()}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_type": "baseline",
+        "model_config": json.dumps(model.config.to_dict()),
+        "charset": json.dumps(charset.to_dict()),
+        "preprocess": json.dumps((preprocess or PreprocessConfig()).to_dict()),
+        "metadata": json.dumps(meta, default=str),
+    }
+    return _write(path, model, header, half)
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
@@ -119,16 +153,8 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str | torch.d
     header = read_header(path)
     if header["model_type"] != "crnn":
         raise CheckpointError(f"{path}: model type {header['model_type']!r} is not a CRNN")
-    try:
-        state = load_file(str(path), device="cpu")
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: cannot read weights ({e})") from None
     model = CRNN(ModelConfig.from_dict(header["model_config"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not match the stored model config ({e})") from None
+    _load_weights(path, model)
     model.to(device).eval()
     return Checkpoint(
         model=model,
@@ -136,3 +162,41 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str | torch.d
         preprocess=PreprocessConfig.from_dict(header["preprocess"]),
         metadata=header["metadata"],
     )
+
+
+def _load_weights(path: Path, model: torch.nn.Module) -> None:
+    try:
+        state = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: cannot read weights ({e})") from None
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not match the stored model config ({e})") from None
+
+
+def load_baseline_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild a segmented-character baseline (eval mode, fp32); metadata["segmenter"] holds its SegmentConfig."""
+    path = Path(path)
+    header = read_header(path)
+    if header["model_type"] != "baseline":
+        raise CheckpointError(f"{path}: model type {header['model_type']!r} is not the segmented-character baseline")
+    model = SegCharModel(BaselineConfig.from_dict(header["model_config"]))
+    _load_weights(path, model)
+    model.to(device).eval()
+    return Checkpoint(
+        model=model,
+        charset=Charset.from_dict(header["charset"]),
+        preprocess=PreprocessConfig.from_dict(header["preprocess"]),
+        metadata=header["metadata"],
+        model_type="baseline",
+    )
+
+
+def load_any(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint of any model type (CRNN or baseline), chosen by its header's model_type."""
+    path = Path(path) if path is not None else default_weights_path()
+    if read_header(path)["model_type"] == "baseline":
+        return load_baseline_checkpoint(path, device)
+    return load_checkpoint(path, device)

@@ -175,13 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     import cv2
 
-    from crnn.recognizer import Recognizer
+    from crnn.recognizer import load_recognizer
 
     # Images are decoded in loader threads already; OpenCV's own thread pool on top of them (and of
     # torch's threads) only oversubscribes the cores.
     cv2.setNumThreads(1)
     try:
-        recognizer = Recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision)
+        # The checkpoint's model_type picks the recognizer (CRNN or the segmented-character baseline).
+        recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision)
         lexicon = Lexicon.from_file(args.lexicon, recognizer.charset) if args.lexicon else None
     except (CRNNError, OSError, ValueError) as e:
         print(f"crnn ocr: {e}", file=sys.stderr)

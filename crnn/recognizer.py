@@ -152,3 +152,25 @@ class Recognizer:
         if lexicon is None or isinstance(lexicon, Lexicon):
             return lexicon
         return Lexicon(lexicon, self.charset)
+
+
+def load_recognizer(
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    precision: str = "fp32",
+) -> Any:
+    """A Recognizer or a BaselineRecognizer, whichever the checkpoint's model_type asks for (None: shipped model)."""
+    from crnn.checkpoint import default_weights_path, read_header
+    from crnn.errors import CheckpointError
+
+    path = weights if weights is not None else default_weights_path()
+    try:
+        model_type = read_header(path)["model_type"]
+    except CheckpointError:
+        model_type = "crnn"  # let the CRNN loader report the problem, as it always has
+    if model_type == "baseline":
+        from crnn.baseline.recognizer import BaselineRecognizer  # imported only when a baseline is used
+
+        return BaselineRecognizer(path, device, threads, precision)
+    return Recognizer.from_checkpoint(weights, device, threads, precision)

@@ -143,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     """``crnn eval``: one row per labeled folder; exit code 2 on a bad checkpoint or folder."""
     args = _parser().parse_args(argv)
     try:
-        from crnn.recognizer import Recognizer
+        from crnn.recognizer import load_recognizer
 
-        recognizer = Recognizer.from_checkpoint(args.weights, device=args.device, threads=args.threads)
+        # The checkpoint's model_type picks the recognizer (CRNN or the segmented-character baseline).
+        recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads)
         rows, errors = [], []
         for folder in args.data:
             row, errs = evaluate_folder(recognizer, folder, args)

@@ -1,0 +1,160 @@
+"""BaselineRecognizer: the Recognizer interface over segment -> crop -> SegCharModel -> argmax per segment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from crnn.baseline.model import PAD, SegCharModel, collate_crops, crops_from_boxes
+from crnn.baseline.segment import SegmentConfig, segment, text_is_dark
+from crnn.charset import Charset
+from crnn.checkpoint import Checkpoint, load_baseline_checkpoint
+from crnn.ctc_decode import Lexicon
+from crnn.prediction import Prediction
+from crnn.preprocess import ImageSource, PreprocessConfig, prepare
+from crnn.recognizer import PRECISIONS, set_threads
+
+
+def to_uint8(array: np.ndarray) -> np.ndarray:
+    """The uint8 gray image (H, W) of a prepared array (H, W) float32 in [-1, 1]."""
+    return np.clip(np.rint((array + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def word_crops(array: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Crops (N, size, size) of a prepared array (H, W) in [-1, 1], always dark text on light (polarity flipped)."""
+    # The segmenter already decides the polarity; flipping light text here means the classifier never has to
+    # learn both versions of every letter.
+    img = array if text_is_dark(to_uint8(array)) else -array
+    return crops_from_boxes(img, boxes, size)
+
+
+class BaselineRecognizer:
+    """Reads word images with the segmented-character baseline; same public methods as crnn.Recognizer.
+
+    ``Prediction.confidence`` is the product over segments of the highest softmax probability of each
+    segment (the model treats segments as given, so this is P(text | image, segmentation)); it is 0.0 when
+    the segmenter finds no character. ``char_confidences`` are those per-segment probabilities.
+    Spaces are never predicted: the segmenter only finds characters.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | Checkpoint,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        """Load ``weights`` (a baseline checkpoint path or a loaded Checkpoint); bf16 autocasts the network."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        set_threads(threads)
+        ckpt = weights if isinstance(weights, Checkpoint) else load_baseline_checkpoint(weights)
+        if ckpt.model.config.num_classes != ckpt.charset.num_classes:
+            raise ValueError(
+                f"model has {ckpt.model.config.num_classes} classes, charset needs {ckpt.charset.num_classes}"
+            )
+        self.device = torch.device(device)
+        self.model: SegCharModel = ckpt.model.to(self.device).eval()  # type: ignore[assignment]
+        self.charset = ckpt.charset
+        self.preprocess = ckpt.preprocess
+        self.metadata = ckpt.metadata
+        self.segmenter = SegmentConfig.from_dict(ckpt.metadata.get("segmenter", {}))
+
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None,
+        precision: str = "fp32",
+    ) -> BaselineRecognizer:
+        """Load a baseline checkpoint file into a ready recognizer."""
+        return cls(path, device, threads, precision)
+
+    @classmethod
+    def from_model(
+        cls, model: SegCharModel, charset: Charset, preprocess: PreprocessConfig | None = None,
+        segmenter: SegmentConfig | None = None, device: str | torch.device = "cpu",
+    ) -> BaselineRecognizer:
+        """Wrap an in-memory model (e.g. during training) without going through a file."""
+        meta: dict[str, Any] = {"segmenter": (segmenter or SegmentConfig()).to_dict()}
+        return cls(Checkpoint(model, charset, preprocess or PreprocessConfig(), meta, "baseline"), device)
+
+    def prepare(self, source: ImageSource) -> np.ndarray:
+        """Prepared image (H, W') float32 in [-1, 1], as for the CRNN; raises InvalidImageError on bad input."""
+        return prepare(source, self.preprocess)
+
+    def segment(self, array: np.ndarray) -> np.ndarray:
+        """Character boxes (N, 4) of a prepared image (H, W'), left to right."""
+        return segment(to_uint8(array), self.segmenter)
+
+    @torch.inference_mode()
+    def recognize_prepared(
+        self,
+        arrays: Sequence[np.ndarray],
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | None = None,
+    ) -> list[Prediction]:
+        """Predictions for prepared images, in input order.
+
+        ``decoder`` and ``beam_width`` are accepted for interface parity: per-segment argmax is already the
+        most likely text given the segmentation. With a lexicon, the word of the segment count with the
+        highest summed log-probability is chosen (the greedy text when none has that length).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        lex = lexicon if lexicon is None or isinstance(lexicon, Lexicon) else Lexicon(lexicon, self.charset)
+        size = self.model.config.crop_size
+        crops = [word_crops(a, self.segment(a), size) for a in arrays]
+        results: list[Prediction] = []
+        for start in range(0, len(crops), batch_size):
+            chunk = crops[start : start + batch_size]
+            batch, lengths = collate_crops(chunk, size)
+            batch = batch.to(self.device)
+            if self.precision == "bf16":
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    logits = self.model(batch, lengths)
+            else:
+                logits = self.model(batch, lengths)
+            logits = logits.float().cpu()
+            logits[..., PAD] = float("-inf")  # the padding class is never a character
+            log_probs = logits.log_softmax(-1)
+            for lp, n in zip(log_probs, lengths.tolist()):
+                results.append(self._decode(lp[:n], lex))
+        return results
+
+    def _decode(self, log_probs: torch.Tensor, lexicon: Lexicon | None) -> Prediction:
+        # log_probs: (N, C) of one word's segments.
+        if len(log_probs) == 0:
+            return Prediction("", 0.0, ())
+        best, ids = log_probs.max(-1)
+        text = self.charset.decode(ids.tolist())
+        if lexicon is not None:
+            n = len(log_probs)
+            scored = [(float(log_probs[torch.arange(n), torch.tensor(self.charset.encode(w))].sum()), w)
+                      for w in lexicon.words if len(w) == n]
+            if scored:
+                score, word = max(scored)
+                ids = torch.tensor(self.charset.encode(word))
+                best = log_probs[torch.arange(n), ids]
+                text = word
+        chars = tuple(float(p) for p in best.exp())
+        return Prediction(text, float(best.sum().exp()), chars)
+
+    def recognize(
+        self,
+        images: Sequence[ImageSource] | ImageSource,
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | None = None,
+    ) -> list[Prediction]:
+        """Read the text of each image (paths, bytes, PIL images or arrays), in input order."""
+        if not isinstance(images, (list, tuple)):
+            images = [images]  # type: ignore[list-item]
+        arrays = [self.prepare(img) for img in images]
+        return self.recognize_prepared(arrays, batch_size, decoder, beam_width, lexicon)
