@@ -147,13 +147,20 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: damaged crnn-ocr header ({e})") from None
 
 
-def load_checkpoint(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild the model (in eval mode, fp32) and its charset from one checkpoint file."""
-    path = Path(path) if path is not None else default_weights_path()
+# model_type -> (model class, its config class): how a checkpoint of each kind is rebuilt.
+_MODEL_TYPES: dict[str, tuple[type[torch.nn.Module], Any]] = {
+    "crnn": (CRNN, ModelConfig),
+    "baseline": (SegCharModel, BaselineConfig),
+}
+_MODEL_NAMES = {"crnn": "a CRNN", "baseline": "the segmented-character baseline"}
+
+
+def _load(path: Path, device: str | torch.device, model_type: str) -> Checkpoint:
     header = read_header(path)
-    if header["model_type"] != "crnn":
-        raise CheckpointError(f"{path}: model type {header['model_type']!r} is not a CRNN")
-    model = CRNN(ModelConfig.from_dict(header["model_config"]))
+    if header["model_type"] != model_type:
+        raise CheckpointError(f"{path}: model type {header['model_type']!r} is not {_MODEL_NAMES[model_type]}")
+    model_cls, config_cls = _MODEL_TYPES[model_type]
+    model = model_cls(config_cls.from_dict(header["model_config"]))
     _load_weights(path, model)
     model.to(device).eval()
     return Checkpoint(
@@ -161,7 +168,18 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: str | torch.d
         charset=Charset.from_dict(header["charset"]),
         preprocess=PreprocessConfig.from_dict(header["preprocess"]),
         metadata=header["metadata"],
+        model_type=model_type,
     )
+
+
+def load_checkpoint(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild the model (in eval mode, fp32) and its charset from one checkpoint file."""
+    return _load(Path(path) if path is not None else default_weights_path(), device, "crnn")
+
+
+def load_baseline_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Rebuild a segmented-character baseline (eval mode, fp32); metadata["segmenter"] holds its SegmentConfig."""
+    return _load(Path(path), device, "baseline")
 
 
 def _load_weights(path: Path, model: torch.nn.Module) -> None:
@@ -176,27 +194,10 @@ def _load_weights(path: Path, model: torch.nn.Module) -> None:
         raise CheckpointError(f"{path}: weights do not match the stored model config ({e})") from None
 
 
-def load_baseline_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
-    """Rebuild a segmented-character baseline (eval mode, fp32); metadata["segmenter"] holds its SegmentConfig."""
-    path = Path(path)
-    header = read_header(path)
-    if header["model_type"] != "baseline":
-        raise CheckpointError(f"{path}: model type {header['model_type']!r} is not the segmented-character baseline")
-    model = SegCharModel(BaselineConfig.from_dict(header["model_config"]))
-    _load_weights(path, model)
-    model.to(device).eval()
-    return Checkpoint(
-        model=model,
-        charset=Charset.from_dict(header["charset"]),
-        preprocess=PreprocessConfig.from_dict(header["preprocess"]),
-        metadata=header["metadata"],
-        model_type="baseline",
-    )
-
-
 def load_any(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint of any model type (CRNN or baseline), chosen by its header's model_type."""
     path = Path(path) if path is not None else default_weights_path()
-    if read_header(path)["model_type"] == "baseline":
-        return load_baseline_checkpoint(path, device)
-    return load_checkpoint(path, device)
+    model_type = read_header(path)["model_type"]
+    if model_type not in _MODEL_TYPES:
+        raise CheckpointError(f"{path}: unknown model type {model_type!r}")
+    return _load(path, device, model_type)
