@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth_data.cli", "render synthetic word images (datasets, previews, font list)"),
     "train": ("training.train", "train a model from a YAML config"),
     "eval": ("training.evaluate", "evaluate weights on labeled folders"),
+    "compare": ("training.compare", "compare two models (e.g. CRNN vs the segmented-character baseline) in a report"),
     "plot": ("training.plot", "plot the training curves of a run folder"),
     "serve": ("server.cli", "run the REST API (FastAPI + uvicorn)"),
 }

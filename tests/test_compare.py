@@ -1,0 +1,93 @@
+"""crnn compare: the report and charts of two tiny untrained models, and the bucketing helpers."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+import crnn
+from crnn.baseline.model import BaselineConfig, SegCharModel
+from crnn.charset import Charset
+from crnn.checkpoint import save_baseline_checkpoint
+from crnn.cli import main as cli_main
+from tests.word_images import render_word
+from training.compare import bucket_accuracy, length_bucket
+
+CHARSET = Charset()
+
+
+def test_length_bucket_and_bucket_accuracy() -> None:
+    assert [length_bucket(n) for n in (0, 1, 3, 4, 6, 7, 9, 10, 25)] == [
+        "1-3", "1-3", "1-3", "4-6", "4-6", "7-9", "7-9", "10+", "10+"]
+    preds = ["ab", "Hello", "world", "x", "abcdefghijk"]
+    targets = ["AB", "hello!", "words", "y", "abcdefghijk"]
+    keys = [length_bucket(len(t)) for t in targets]
+    acc = bucket_accuracy(preds, targets, keys, ("1-3", "4-6", "7-9", "10+"))
+    # protocol: case and punctuation are ignored, so "ab"/"AB" and "Hello"/"hello!" count as right
+    assert acc == {"1-3": (0.5, 2), "4-6": (0.5, 2), "7-9": (0.0, 0), "10+": (1.0, 1)}
+    assert bucket_accuracy(["a", "b"], ["a", "c"], ["tight", "wide"], ["tight", "normal", "wide"]) == {
+        "tight": (1.0, 1), "normal": (0.0, 0), "wide": (0.0, 1)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two tiny untrained checkpoints (CRNN and baseline) and a small labeled folder."""
+    root = tmp_path_factory.mktemp("compare")
+    torch.manual_seed(0)
+    crnn.save_checkpoint(root / "crnn.safetensors", crnn.build_model("small", hidden_size=16), CHARSET)
+    base = SegCharModel(BaselineConfig(num_classes=CHARSET.num_classes, channels=(8, 16, 16), embed_dim=16,
+                                       hidden_size=16, dropout=0.0))
+    save_baseline_checkpoint(root / "baseline.safetensors", base, CHARSET)
+    folder = root / "bench"
+    folder.mkdir()
+    words = ["cab", "Bad", "dice", "jog", "window", "Table", "spacing", "x"]
+    for i, w in enumerate(words):
+        cv2.imwrite(str(folder / f"{i}.png"), render_word(w, invert=i % 2 == 1))
+    (folder / "labels.tsv").write_text("".join(f"{i}.png\t{w}\n" for i, w in enumerate(words)))
+    return root
+
+
+def test_compare_writes_report_and_charts(setup: Path) -> None:
+    out, charts = setup / "docs" / "comparison.md", setup / "docs" / "comparison"
+    rc = cli_main(["compare", "--model", f"CRNN={setup / 'crnn.safetensors'}",
+                   "--model", f"baseline={setup / 'baseline.safetensors'}", "--data", str(setup / "bench"),
+                   "--synth-count", "12", "--out", str(out), "--charts-dir", str(charts)])
+    assert rc == 0
+    pngs = {p.name for p in charts.glob("*.png")}
+    assert pngs == {"length.png", "spacing.png", "failures_CRNN.png", "failures_baseline.png"}
+    assert all((charts / p).stat().st_size > 1000 for p in pngs)
+    report = out.read_text()
+    for png in pngs:
+        assert f"](comparison/{png})" in report
+    assert "images seen" in report and "not the budget-matched comparison" in report  # no images_seen recorded
+    for section in ("### synthetic", "### bench", "Accuracy vs word length", "character spacing", "segmenter alone"):
+        assert section in report
+    # every table row of a model: percentages in [0, 100], CER >= 0, images/s > 0
+    rows = [line for line in report.splitlines() if re.match(r"\| (CRNN|baseline) \|", line)]
+    assert sum("safetensors" in r for r in rows) == 2  # the models' header table
+    per_dataset = [r for r in rows if re.match(r"\| \w+ \| \d+ \|", r)]  # model, images, acc, acc, CER, wrong length, img/s
+    assert len(per_dataset) == 4 and {r.split("|")[1].strip() for r in per_dataset} == {"CRNN", "baseline"}
+    for r in per_dataset:
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        assert int(cells[1]) > 0
+        for c in (cells[2], cells[3], cells[5]):
+            assert 0.0 <= float(c.rstrip(" %")) <= 100.0
+        assert float(cells[4]) >= 0.0 and float(cells[6]) > 0.0
+    for r in rows:
+        for value in re.findall(r"([0-9.]+) %", r):
+            assert 0.0 <= float(value) <= 100.0
+    seg_rows = [line for line in report.splitlines() if re.match(r"\| (tight|normal|wide) \|", line)]
+    assert len(seg_rows) == 3
+    for r in seg_rows:
+        cells = [c.strip() for c in r.strip("|").split("|")]
+        assert int(cells[1]) == 4  # 12 words split over 3 spacing classes, all boxed by the renderer
+        assert 0.0 <= float(cells[4]) <= 1.0
+
+
+def test_bad_model_spec_is_an_error(setup: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["compare", "--model", str(setup / "crnn.safetensors"), "--synth-count", "0"]) == 2
+    assert "NAME=CHECKPOINT" in capsys.readouterr().err
