@@ -399,6 +399,13 @@ def _lexicon_ids(
     return id_seqs, char_confs
 
 
+def as_lexicon(lexicon: Lexicon | Iterable[str] | None, charset: Charset) -> Lexicon | None:
+    """``lexicon`` as a Lexicon for ``charset`` (a word iterable is built into one; None stays None)."""
+    if lexicon is None or isinstance(lexicon, Lexicon):
+        return lexicon
+    return Lexicon(lexicon, charset)
+
+
 def lexicon_decode(
     log_probs: torch.Tensor,
     lengths: torch.Tensor,

@@ -12,7 +12,7 @@ import torch
 
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint, load_checkpoint
-from crnn.ctc_decode import Lexicon, decode
+from crnn.ctc_decode import Lexicon, as_lexicon, decode
 from crnn.model import CRNN, fuse_for_inference
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, bucket_width, collate, prepare
@@ -122,7 +122,7 @@ class Recognizer:
         """Predictions for already prepared images (see :meth:`prepare`), in input order."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        lex = self._lexicon(lexicon)
+        lex = as_lexicon(lexicon, self.charset)
         results: list[Prediction | None] = [None] * len(arrays)
         for idx in self.batches(arrays, batch_size):
             lp, lengths = self.log_probs([arrays[i] for i in idx])
@@ -147,11 +147,6 @@ class Recognizer:
             images = [images]  # type: ignore[list-item]
         arrays = [self.prepare(img) for img in images]
         return self.recognize_prepared(arrays, batch_size, decoder, beam_width, lexicon)
-
-    def _lexicon(self, lexicon: Lexicon | Iterable[str] | None) -> Lexicon | None:
-        if lexicon is None or isinstance(lexicon, Lexicon):
-            return lexicon
-        return Lexicon(lexicon, self.charset)
 
 
 def load_recognizer(

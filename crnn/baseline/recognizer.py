@@ -13,7 +13,7 @@ from crnn.baseline.model import PAD, SegCharModel, collate_crops, crops_from_box
 from crnn.baseline.segment import SegmentConfig, segment, text_is_dark
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint, load_baseline_checkpoint
-from crnn.ctc_decode import Lexicon
+from crnn.ctc_decode import Lexicon, as_lexicon
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, prepare
 from crnn.recognizer import PRECISIONS, set_threads
@@ -107,7 +107,7 @@ class BaselineRecognizer:
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        lex = lexicon if lexicon is None or isinstance(lexicon, Lexicon) else Lexicon(lexicon, self.charset)
+        lex = as_lexicon(lexicon, self.charset)
         size = self.model.config.crop_size
         crops = [word_crops(a, self.segment(a), size) for a in arrays]
         results: list[Prediction] = []
