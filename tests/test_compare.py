@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -91,3 +92,41 @@ def test_compare_writes_report_and_charts(setup: Path) -> None:
 def test_bad_model_spec_is_an_error(setup: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["compare", "--model", str(setup / "crnn.safetensors"), "--synth-count", "0"]) == 2
     assert "NAME=CHECKPOINT" in capsys.readouterr().err
+
+
+def test_experiment_commands_share_stream_and_budget() -> None:
+    from training.experiment import RUNS, run_command, steps_for
+
+    assert steps_for(200_000, 128) == 1563 and steps_for(1, 128) == 1
+    synth = {"lexicon_size": 50}
+    cmds = {r.slug: run_command(r, Path("/tmp/x") / r.slug, "configs/tiny.yaml", 1000, 8, "cpu", 1, 1, synth, [])
+            for r in RUNS}
+    base = cmds["baseline"]
+    assert base[base.index("--max-steps") + 1] == "125" and base[base.index("--batch-size") + 1] == "8"
+    assert base[base.index("--seed") + 1] == "0" and '"lexicon_size": 50' in base[base.index("--synth") + 1]
+    for slug, cmd in cmds.items():
+        if slug != "baseline":
+            assert "train.max_steps=125" in cmd and "seed=0" in cmd and "synth.lexicon_size=50" in cmd
+    assert "model.cell=none" in cmds["none"] and "model.bidirectional=false" in cmds["lstm2-uni"]
+    assert "model.cell=rnn" in cmds["birnn2"] and "model.num_layers=1" in cmds["bilstm1"]
+
+
+@pytest.mark.slow
+def test_compare_quick_trains_the_budget_matched_set(tmp_path: Path) -> None:
+    runs, out, charts = tmp_path / "runs", tmp_path / "docs" / "comparison.md", tmp_path / "docs" / "comparison"
+    args = ["compare", "--quick", "--runs-dir", str(runs), "--train-images", "32", "--train-config",
+            "configs/tiny.yaml", "--synth-count", "12", "--out", str(out), "--charts-dir", str(charts)]
+    assert cli_main(args) == 0
+    from training.experiment import RUNS
+
+    for r in RUNS:  # every run finished on the same budget
+        assert json.loads((runs / r.slug / "done.json").read_text())["images"] == 32
+    report = out.read_text()
+    assert "Training budgets match" in report and "Recurrent-head ablation" in report
+    rows = [line for line in report.splitlines() if line.startswith(("| baseline |", "| CRNN |"))]
+    assert len(rows) >= 4  # both models in the models table and the per-dataset table at least
+    assert (charts / "gradient_flow.png").stat().st_size > 1000
+    assert {p.name for p in charts.glob("failures_*.png")} == {"failures_CRNN.png", "failures_baseline.png"}
+    meta = crnn.checkpoint.read_header(runs / "baseline" / "best.safetensors")["metadata"]
+    assert meta["train_args"]["max_steps"] * meta["train_args"]["batch_size"] == 32  # the budget it was given
+    assert meta["images_seen"] in (16, 32) and "hardware" in meta  # the best of the half-way and final evaluations

@@ -5,6 +5,11 @@ normal, wide) from the same seed, and (b) every labeled folder given. The report
 accuracy, CER and images/s; accuracy against word length and character spacing; the segmenter's own error
 rate against the renderer's true boxes; a gallery of typical failures per model; and each model's
 checkpoint metadata (architecture, parameters, images seen, training hardware).
+
+With ``--runs-dir`` the models are the budget-matched set of :mod:`training.experiment` (the CRNN with
+each recurrent head and the segmented baseline, same stream, same image count), trained first when
+``--train-images`` is given; the report then adds the recurrent-head ablation and, for the recurrent
+CRNNs, the vanishing-gradient chart of :mod:`training.gradient_flow`.
 """
 
 from __future__ import annotations
@@ -156,7 +161,7 @@ def model_info(name: str, path: str, model: Any) -> dict[str, Any]:
         arch = f"CRNN, {cfg.backbone} backbone, {rnn if cfg.cell != 'none' else 'no recurrent head'} + CTC"
     hw = meta.get("hardware")
     if isinstance(hw, dict):
-        hardware = hw.get("gpu") if hw.get("device") == "cuda" and hw.get("gpu") else f"{hw.get('cpu', 'CPU')}"
+        hardware = hw.get("gpu") if str(hw.get("device", "")).startswith("cuda") and hw.get("gpu") else f"{hw.get('cpu', 'CPU')}"
         hardware += f", {hw.get('cpu_cores', '?')} CPU cores"
     else:
         hardware = "not recorded"
@@ -202,18 +207,21 @@ def _plt() -> Any:
 def bar_chart(path: Path, panels: dict[str, dict[str, dict[str, tuple[float, int]]]], title: str) -> None:
     """Grouped bars: one panel per dataset, groups = buckets, one bar per model (panels[ds][model][bucket])."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, 2.8), squeeze=False)
+    n_models = max(len(m) for m in panels.values())
+    legend_rows = -(-n_models // 4)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(3.4, 0.5 * n_models + 1.8) * len(panels) + 0.6,
+                                                      2.8 + 0.25 * legend_rows), squeeze=False)
     for ax, (ds, per_model) in zip(axes[0], panels.items()):
         buckets = list(next(iter(per_model.values())))
         x, w = np.arange(len(buckets)), 0.8 / len(per_model)
         for j, (name, acc) in enumerate(per_model.items()):
             ax.bar(x + (j - (len(per_model) - 1) / 2) * w, [100 * acc[b][0] for b in buckets], w, label=name)
         ax.set_xticks(x, buckets)
-        ax.set_ylim(0, 118)  # headroom for the legend above the 100 % line
+        ax.set_ylim(0, 112 + 8 * legend_rows)  # headroom for the legend above the 100 % line
         ax.set_yticks(range(0, 101, 20))
         ax.set_title(ds, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, ncol=len(per_model), loc="upper center", frameon=False)
+        ax.legend(fontsize=7, ncol=min(4, len(per_model)), loc="upper center", frameon=False)
     axes[0][0].set_ylabel("% of words")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -236,6 +244,46 @@ def gallery(path: Path, items: list[tuple[np.ndarray, str, str]], title: str) ->
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
+
+
+def gradient_chart(path: Path, curves: dict[str, np.ndarray]) -> None:
+    """Relative gradient norm ||dL_T/dh_{T-k}|| against k, one line per model, log scale."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    for name, values in curves.items():
+        ax.semilogy(np.arange(len(values)), values, label=name, lw=1.6)
+    ax.set_xlabel("k (frames before the last frame; 1 frame = 4 px of a 32-px-high image)")
+    ax.set_ylabel("||dL_T / dh_(T-k)||, relative to k=0")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.suptitle("gradient reaching the top layer's forward state k frames back (trained models)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def gradient_curves(models: dict[str, Any], dataset: Dataset, names: list[str], width: int = 256,
+                    count: int = 64, max_k: int = 48) -> dict[str, np.ndarray]:
+    """Gradient-flow curves of the recurrent CRNNs among ``names`` on the first ``count`` synthetic words.
+
+    Each word is resized to ``width`` px so a batch has one frame count (T = width / 4).
+    """
+    import cv2
+
+    from training.gradient_flow import hidden_gradient_norms
+
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        m = models[name]
+        if isinstance(m, BaselineRecognizer) or m.model.rnn is None:
+            continue
+        arrays = dataset.arrays[name][:count]
+        batch = torch.from_numpy(np.stack([cv2.resize(a, (width, a.shape[0]), interpolation=cv2.INTER_AREA)
+                                           for a in arrays]))[:, None].float()
+        import copy
+
+        out[name] = hidden_gradient_norms(copy.deepcopy(m.model), batch, max_k)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,8 +331,13 @@ def budget_note(infos: list[dict[str, Any]]) -> str:
 
 def write_report(out: Path, charts: Path, infos: list[dict[str, Any]], datasets: list[Dataset],
                  results: dict[str, dict[str, tuple[list[str], float]]], seg: dict[str, dict[str, float]],
-                 args: argparse.Namespace) -> None:
-    """Write the Markdown report and its PNG charts."""
+                 args: argparse.Namespace, heads: dict[str, str] | None = None,
+                 gradients: dict[str, np.ndarray] | None = None, gallery_models: list[str] | None = None) -> None:
+    """Write the Markdown report and its PNG charts.
+
+    ``heads`` names the CRNNs of the recurrent-head ablation (model name -> head description);
+    ``gradients`` holds their gradient-flow curves; ``gallery_models`` limits the failure galleries.
+    """
     charts.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     rel = Path(os.path.relpath(charts, out.parent))
@@ -319,6 +372,36 @@ def write_report(out: Path, charts: Path, infos: list[dict[str, Any]], datasets:
               + " (touching characters are where segmentation breaks)."]
     if not budget_note(infos).startswith("Training budgets match"):
         L += ["- Caveat: the training budgets are not matched (see above), so these gaps are not yet the method's alone."]
+    if getattr(args, "notes", None):
+        L += ["", Path(args.notes).read_text(encoding="utf-8").strip()]
+    if heads:
+        L += ["", "## Recurrent-head ablation (CRNN, same budget)", "",
+              "The same `small` backbone, data stream and image count; only the head between the conv features "
+              "and the per-frame classifier changes. Word accuracy under the benchmark protocol.", ""]
+        ds_names = [d.name for d in datasets]
+        rows = []
+        for name, head in heads.items():
+            info = next(i for i in infos if i["name"] == name)
+            accs = [pct(compute_metrics(results[d][name][0], next(x for x in datasets if x.name == d).texts).word_accuracy_protocol)
+                    for d in ds_names]
+            cers = [f"{compute_metrics(results[d][name][0], next(x for x in datasets if x.name == d).texts).cer:.3f}"
+                    for d in ds_names]
+            speed = results[ds_names[0]][name][1] if ds_names else 0.0
+            rows.append([name, head, f"{info['params'] / 1e6:.2f}M", *accs, *cers, f"{speed:.0f}"])
+        L += _md_table(["model", "head", "parameters", *(f"{d} acc" for d in ds_names), *(f"{d} CER" for d in ds_names),
+                        f"images/s ({ds_names[0] if ds_names else '-'})"], rows)
+        L += [""]
+    if gradients:
+        gradient_chart(charts / "gradient_flow.png", gradients)
+        ks = [k for k in (1, 2, 5, 10, 20, 40) if all(k < len(v) for v in gradients.values())]
+        L += ["### Vanishing gradients, measured", "",
+              "For each trained recurrent CRNN: the loss at the last frame T (cross-entropy against the model's own "
+              "best-path label there) differentiated with respect to the top recurrent layer's forward hidden state "
+              "k frames earlier, relative to k = 0, geometric mean over 64 synthetic words resized to 256 px (64 "
+              "frames); computed in float64 by `training/gradient_flow.py`.", "",
+              f"![gradient flow]({rel / 'gradient_flow.png'})", ""]
+        L += _md_table(["model", *(f"k={k}" for k in ks)], [[n, *(f"{v[k]:.1e}" for k in ks)] for n, v in gradients.items()])
+        L += [""]
     L += ["", "## Accuracy per dataset", "",
           "Word accuracy under the benchmark protocol (lowercase, 0-9a-z) and case-sensitive; CER on the raw text; "
           "'wrong length' is the share of predictions with another number of characters than the label "
@@ -368,7 +451,7 @@ def write_report(out: Path, charts: Path, infos: list[dict[str, Any]], datasets:
     real = [d for d in datasets if d.name == "synthetic"] or datasets
     L += ["## Typical failures", "", f"{GALLERY_SIZE} errors drawn at random (fixed seed) from "
           f"{', '.join(d.name for d in real)}, as each model sees the image (32 px high).", ""]
-    for name in names:
+    for name in gallery_models or names:
         errs = [(d.arrays[name][i], p, t) for d in real for i, (p, t) in enumerate(zip(results[d.name][name][0], d.texts))
                 if normalize_protocol(p) != normalize_protocol(t)]
         pick = np.random.default_rng(0).permutation(len(errs))[:GALLERY_SIZE]
@@ -385,13 +468,24 @@ def write_report(out: Path, charts: Path, infos: list[dict[str, Any]], datasets:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crnn compare", description=__doc__.splitlines()[0])
-    p.add_argument("--model", action="append", required=True, metavar="NAME=CHECKPOINT",
+    p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="a model to compare (repeatable; CRNN or baseline checkpoint)")
+    p.add_argument("--runs-dir", help="the budget-matched set of training.experiment in this folder (the CRNN "
+                   "head ablation + the baseline); trained first with --train-images")
+    p.add_argument("--train-images", type=int, default=0,
+                   help="train the set into --runs-dir (runs already trained on this budget are kept); "
+                   "--quick alone trains 3,000 images each into runs/compare-quick")
+    p.add_argument("--train-config", default="configs/compare.yaml", help="preset of the CRNN runs")
+    p.add_argument("--lanes", type=int, default=1, help="runs trained at once")
+    p.add_argument("--device", default="auto", help="training device (auto | cpu | cuda)")
+    p.add_argument("--workers", type=int, default=1, help="rendering workers per training run")
+    p.add_argument("--notes", help="a Markdown file of discussion inserted after the summary")
     p.add_argument("--data", action="append", default=[], metavar="DIR", help="labeled folder (repeatable)")
     p.add_argument("--synth-count", type=int, default=1000, help="synthetic test words (split over 3 spacing classes)")
     p.add_argument("--seed", type=int, default=SYNTH_SEED, help="seed of the synthetic test set")
     p.add_argument("--limit", type=int, default=0, help="at most N images per labeled folder (0: all)")
-    p.add_argument("--quick", action="store_true", help="small budget: 60 synthetic words, 200 images per folder")
+    p.add_argument("--quick", action="store_true", help="small budget: 60 synthetic words, 200 images per folder "
+                   "(and, with no --model or --runs-dir, a 3,000-image training set)")
     p.add_argument("--out", default="docs/comparison.md")
     p.add_argument("--charts-dir", default="docs/comparison")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (images/s are measured with these)")
@@ -404,6 +498,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.quick:
         args.synth_count, args.limit = min(args.synth_count, 60), args.limit or 200
+        if not args.model and not args.runs_dir:
+            args.runs_dir, args.train_images = "runs/compare-quick", args.train_images or 3000
+    if args.train_images and not args.runs_dir:
+        print("crnn compare: error: --train-images needs --runs-dir", file=sys.stderr)
+        return 2
+    if not args.model and not args.runs_dir:
+        print("crnn compare: error: give --model NAME=CHECKPOINT (repeatable) or --runs-dir", file=sys.stderr)
+        return 2
     specs = []
     for spec in args.model:
         name, sep, path = spec.partition("=")
@@ -411,9 +513,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"crnn compare: error: --model wants NAME=CHECKPOINT, got {spec!r}", file=sys.stderr)
             return 2
         specs.append((name, path))
-    if len({n for n, _ in specs}) != len(specs):
-        print("crnn compare: error: model names must differ", file=sys.stderr)
-        return 2
+    heads: dict[str, str] = {}
+    if args.runs_dir:
+        from training.experiment import RUNS, train_all
+
+        try:
+            if args.train_images:
+                train_all(args.runs_dir, args.train_images, config=args.train_config, lanes=args.lanes,
+                          device=args.device, workers=args.workers, val_size=200 if args.quick else 1000)
+        except (CRNNError, OSError) as e:
+            print(f"crnn compare: error: {e}", file=sys.stderr)
+            return 2
+        for run in RUNS:
+            ckpt = Path(args.runs_dir) / run.slug / "best.safetensors"
+            if ckpt.is_file():
+                specs.append((run.label, str(ckpt)))
+                if run.kind == "crnn":
+                    heads[run.label] = run.head
+            else:
+                print(f"[compare] {run.slug}: no checkpoint in {ckpt.parent}, left out", file=sys.stderr)
+        if not specs:
+            print(f"crnn compare: error: no trained run in {args.runs_dir}", file=sys.stderr)
+            return 2
     try:
         from crnn.recognizer import load_recognizer
 
@@ -441,7 +562,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in SPACINGS:
             idx = [i for i, sp in enumerate(synth.spacing) if sp == s]
             seg[s] = segmentation_stats([segment(to_uint8(arrays[i]), config) for i in idx], [synth.boxes[i] for i in idx])
-    write_report(Path(args.out), Path(args.charts_dir), infos, datasets, results, seg, args)
+    gradients = gradient_curves(models, synth, list(heads)) if heads and synth is not None else {}
+    main_pair = [n for n in models if n not in heads or n == next(iter(heads), None)]
+    write_report(Path(args.out), Path(args.charts_dir), infos, datasets, results, seg, args, heads, gradients,
+                 main_pair if heads else None)
     print(f"[compare] wrote {args.out} and charts in {args.charts_dir}", file=sys.stderr)
     return 0
 

@@ -172,6 +172,25 @@ def git_commit() -> str | None:
         return None
 
 
+def pick_device(want: str, local_rank: int | None = None) -> torch.device:
+    """The training device for ``want`` (auto | cpu | cuda | cuda:N); ``local_rank`` picks the GPU under torchrun.
+
+    On CUDA it is made current (set_device and DDP need an explicit index) and TF32 is allowed for the
+    fp32 parts outside autocast.
+    """
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {want!r} asked for, but CUDA is not available")
+    device = torch.device(f"cuda:{local_rank}" if want == "cuda" and local_rank is not None else want)
+    if device.type == "cuda":
+        device = torch.device("cuda", device.index or 0)
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return device
+
+
 def hardware(device: torch.device, world: int, workers: int, threads: int) -> dict[str, Any]:
     """A description of the machine, stored in checkpoints."""
     hw: dict[str, Any] = {"device": str(device), "cpu_cores": cpu_cores(), "world_size": world,
@@ -296,17 +315,7 @@ def train(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
-    want = config.train.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={config.train.device} but CUDA is not available")
-    device = torch.device(f"cuda:{local_rank}" if want == "cuda" and world > 1 else want)
-    if device.type == "cuda":
-        device = torch.device("cuda", device.index or 0)  # an explicit index: set_device and DDP need one
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 parts (outside autocast) may use TF32
-        torch.backends.cudnn.allow_tf32 = True
+    device = pick_device(config.train.device, local_rank if world > 1 else None)
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     master = rank == 0

@@ -2,8 +2,13 @@
 
 Read top to bottom: data (synthetic words cut at the renderer's true character boxes, with box jitter),
 the fixed validation set (scored end to end with the automatic segmenter), the loop (cross-entropy,
-AdamW, a time budget), checkpoints. Outputs in ``--out``: best.safetensors (model_type "baseline",
+AdamW, a time or step budget), checkpoints. Outputs in ``--out``: best.safetensors (model_type "baseline",
 best end-to-end synthetic word accuracy) and log.jsonl (one line per evaluation).
+
+The word stream is the CRNN trainer's: sample ``i`` of seed ``--seed`` is the same rendered image in both
+(``training.train`` with ``seed`` and one synthetic source renders samples 0, 1, 2, ... of that seed), so
+``--max-steps`` x ``--batch-size`` words here and ``train.max_steps`` x ``data.batch_size`` there are the
+same images: the budget-matched comparison of issue 7.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from crnn.preprocess import PreprocessConfig, normalize
 from synth_data import SynthConfig
 from synth_data.dataset import SyntheticWordDataset
 from training.data import single_threaded_cv2, worker_init
+from training.train import git_commit, hardware, pick_device
 
 VAL_SEED = 1_000_003  # a seed the training stream never uses (as in training/config.py)
 
@@ -129,7 +135,8 @@ def evaluate(model: SegCharModel, val: list[tuple[np.ndarray, str, np.ndarray]],
              preprocess: PreprocessConfig, segmenter: SegmentConfig) -> dict[str, float]:
     """End-to-end word accuracy (automatic segmenter) and oracle accuracy (true boxes) on the validation set."""
     was_training = model.training
-    rec = BaselineRecognizer.from_model(model, charset, preprocess, segmenter)
+    device = next(model.parameters()).device
+    rec = BaselineRecognizer.from_model(model, charset, preprocess, segmenter, device=device)
     try:
         preds = rec.recognize_prepared([a for a, _, _ in val])
         e2e = float(np.mean([p.text == t for p, (_, t, _) in zip(preds, val)]))
@@ -141,7 +148,7 @@ def evaluate(model: SegCharModel, val: list[tuple[np.ndarray, str, np.ndarray]],
             for start in range(0, len(val), 64):
                 chunk = val[start : start + 64]
                 crops, lengths = collate_crops([word_crops(a, tighten_boxes(a, b), size) for a, _, b in chunk], size)
-                logits = model(crops, lengths)
+                logits = model(crops.to(device), lengths.to(device))
                 logits[..., 0] = float("-inf")
                 for row, n, (_, t, _) in zip(logits.argmax(-1), lengths.tolist(), chunk):
                     correct += int(charset.decode(row[:n].tolist()) == t)
@@ -153,8 +160,10 @@ def evaluate(model: SegCharModel, val: list[tuple[np.ndarray, str, np.ndarray]],
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.train_baseline", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output folder (best.safetensors, log.jsonl)")
-    p.add_argument("--minutes", type=float, default=10.0, help="wall-clock budget, start-up and evaluations included")
-    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: the time budget alone)")
+    p.add_argument("--minutes", type=float, default=10.0,
+                   help="wall-clock budget, start-up and evaluations included (0: none; then --max-steps is required)")
+    p.add_argument("--max-steps", type=int, default=0,
+                   help="stop after this many steps; the lr schedule follows steps when set (0: the time budget alone)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=0.01)
@@ -162,8 +171,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-size", type=int, default=500)
     p.add_argument("--eval-every", type=float, default=120.0, help="seconds between evaluations")
+    p.add_argument("--eval-every-steps", type=int, default=0, help="also evaluate every N steps (0: by time only)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader workers rendering words")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the trainer")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present) | cpu | cuda | cuda:N")
+    p.add_argument("--synth", default="{}", metavar="JSON",
+                   help='renderer overrides as a JSON object (e.g. {"words_file": "words.txt"}), as training.train\'s synth section')
     p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--binarize", choices=("otsu", "sauvola", "both"), default=SegmentConfig.binarize)
@@ -173,7 +186,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, log and save the best checkpoint; returns the last log record."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 and args.max_steps <= 0:
+        parser.error("give a budget: --minutes > 0 or --max-steps > 0")
+    try:
+        synth_overrides = json.loads(args.synth)
+        if not isinstance(synth_overrides, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        parser.error(f"--synth: {e}")
     start = time.time()  # the budget counts from here: the validation set and every evaluation included
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -183,9 +205,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     charset = Charset(DEFAULT_CHARS)
     preprocess = PreprocessConfig()
     segmenter = SegmentConfig(binarize=args.binarize, split_ratio=args.split_ratio)
-    synth = SynthConfig.from_dict({"charset": charset.chars})
+    synth = SynthConfig.from_dict({**synth_overrides, "charset": charset.chars})
+    device = pick_device(args.device)
     config = BaselineConfig(num_classes=charset.num_classes, cell=args.cell, hidden_size=args.hidden)
-    model = SegCharModel(config)
+    model = SegCharModel(config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     log = open(out / "log.jsonl", "a", encoding="utf-8")
 
@@ -199,22 +222,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     seg = segmentation_stats([segment(to_uint8(a), segmenter) for a, _, _ in val], [b for _, _, b in val])
     record({"event": "segmenter", **{f"seg_{k}": v for k, v in seg.items()}, **segmenter.to_dict()})
     params = sum(p.numel() for p in model.parameters())
-    record({"event": "start", "params": params, **config.to_dict(), "val_words": len(val)})
+    hw = hardware(device, 1, args.workers, args.threads)
+    record({"event": "start", "params": params, **config.to_dict(), "val_words": len(val), "device": str(device)})
 
     stream = CropStream(synth, args.seed, charset, preprocess, config.crop_size, args.jitter)
     loader = DataLoader(stream, batch_size=args.batch_size, collate_fn=_Collate(config.crop_size),
                         num_workers=args.workers, worker_init_fn=worker_init if args.workers else None,
-                        persistent_workers=args.workers > 0)
-    budget = args.minutes * 60.0
+                        persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
+    budget = args.minutes * 60.0 if args.minutes > 0 else float("inf")
     best, step, images, last_eval, losses = -1.0, 0, 0, time.time(), []
     rec: dict[str, Any] = {}
     model.train()
     for crops, lengths, targets in loader:
-        # Warm-up then cosine decay over the time budget (steps are unknown in advance, time is not).
-        frac = min(1.0, (time.time() - start) / budget)
+        # Warm-up then cosine decay over the step budget, else over the time budget.
+        frac = step / args.max_steps if args.max_steps else min(1.0, (time.time() - start) / budget)
         lr = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
+        crops, lengths, targets = (t.to(device, non_blocking=True) for t in (crops, lengths, targets))
         loss = SegCharModel.loss(model(crops, lengths), targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -222,17 +247,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         opt.step()
         step += 1
         images += len(lengths)
-        losses.append(loss.item())
+        losses.append(loss.detach())
         done = time.time() - start >= budget or (args.max_steps and step >= args.max_steps)
-        if done or time.time() - last_eval >= args.eval_every:
-            rec = {"event": "eval", "step": step, "images": images, "loss": float(np.mean(losses)),
+        if done or time.time() - last_eval >= args.eval_every or (args.eval_every_steps and step % args.eval_every_steps == 0):
+            rec = {"event": "eval", "step": step, "images": images, "loss": float(torch.stack(losses).mean()),
                    "lr": lr, "elapsed_s": round(time.time() - start, 1),
                    **evaluate(model, val, charset, preprocess, segmenter)}
             losses, last_eval = [], time.time()
             if rec["e2e_word_accuracy"] > best:
                 best = rec["e2e_word_accuracy"]
-                save_baseline_checkpoint(out / "best.safetensors", model, charset, preprocess,
-                                         {**rec, "segmenter_stats": seg}, segmenter, half=True)
+                meta = {**rec, "images_seen": images, "segmenter_stats": seg, "hardware": hw, "git_commit": git_commit(),
+                        "wall_time_s": round(time.time() - start, 1), "train_args": vars(args),
+                        "data": {"stream": "synth", "seed": args.seed, "synth": synth_overrides}}
+                save_baseline_checkpoint(out / "best.safetensors", model, charset, preprocess, meta, segmenter, half=True)
                 rec["saved"] = "best.safetensors"
             record(rec)
         if done:

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# One lent-GPU session, everything at once (run from the repository root; OUT = a folder for results):
+#   1. scripts/train_gpu.sh fine-tunes the shipped model (weights/crnn.safetensors) for MAIN_MINUTES, and
+#   2. beside it, `python -m training.experiment` trains issue 7's budget-matched set (CRNN head ablation
+#      + segmented baseline, EXP_IMAGES word images each, EXP_LANES runs at a time) on the spare GPU time.
+# Results are packed into a few tar files in OUT (the device tool returns at most 8 files).
+# Env: OUT (required), WHEELS_DIR (.whl), MAIN_MINUTES (8; 0: experiment only), MAIN_WORKERS (8), MAIN_ARGS (extra overrides), EXP_IMAGES (200000),
+#      EXP_LANES (3), EXP_WORKERS (2), DEADLINE_S (545: everything is stopped by then), DEVICE (cuda).
+set -u
+: "${OUT:?set OUT}"
+T0=$(date +%s)
+DEADLINE_S=${DEADLINE_S:-545}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+mkdir -p "$OUT" /tmp/session
+exec > >(tee -a "$OUT/session.log") 2>&1
+echo "[session] $(date -u +%FT%TZ) $(nproc) cores; $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo no GPU)"
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 5 > "$OUT/gpu_util.csv" 2>&1 &
+fi
+SITE=/tmp/site
+WHEELS_DIR=${WHEELS_DIR:-.whl}
+if compgen -G "$WHEELS_DIR/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$WHEELS_DIR"/*.whl || echo "[session] pip failed"
+fi
+export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+SYNTH=$(python3 -c 'import json,os,sys; print(json.dumps({"words_file": os.path.abspath(".gpu/words.txt"), "font_dirs": [os.path.abspath(".fonts"), "@system", "@matplotlib"]}))')
+
+python3 -m training.experiment --runs-dir /tmp/session/exp --images "${EXP_IMAGES:-200000}" --lanes "${EXP_LANES:-3}" \
+    --device "${DEVICE:-cuda}" --workers "${EXP_WORKERS:-2}" --threads 1 --synth "$SYNTH" > "$OUT/exp.log" 2>&1 &
+EXP=$!
+
+if [ "${MAIN_MINUTES:-8}" != 0 ]; then
+    WHEELS_DIR=$WHEELS_DIR FONTS_DIR=.fonts WORDS_FILE=.gpu/words.txt INIT_FROM=weights/crnn.safetensors \
+    EXTRA_ARGS="model.backbone=small model.hidden_size=256 data.num_workers=${MAIN_WORKERS:-8} ${MAIN_ARGS:-}" \
+        timeout $((DEADLINE_S - ($(date +%s) - T0))) bash scripts/train_gpu.sh /tmp/session/main "${MAIN_MINUTES:-8}"
+    echo "[session] main finished with $? at $(( $(date +%s) - T0 ))s"
+fi
+
+left=$((DEADLINE_S - ($(date +%s) - T0)))
+while kill -0 "$EXP" 2> /dev/null && [ "$left" -gt 0 ]; do sleep 2; left=$((DEADLINE_S - ($(date +%s) - T0))); done
+if kill -0 "$EXP" 2> /dev/null; then
+    echo "[session] deadline: stopping the experiment"
+    pkill -TERM -f training.train; sleep 3; kill "$EXP" 2> /dev/null
+fi
+echo "[session] experiment finished at $(( $(date +%s) - T0 ))s"
+
+[ -d /tmp/session/main ] && tar -C /tmp/session -cf "$OUT/main.tar" --exclude=last.pt --exclude=tb main
+cd /tmp/session/exp 2> /dev/null && {
+    tar -cf "$OUT/expA.tar" --exclude=last.pt baseline bilstm2 birnn2 none 2> /dev/null
+    tar -cf "$OUT/expB.tar" --exclude=last.pt lstm2-uni bilstm1 bigru2 2> /dev/null
+}
+ls -la "$OUT"
+echo "[session] done at $(( $(date +%s) - T0 ))s"
