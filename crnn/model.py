@@ -139,7 +139,10 @@ class CRNN(nn.Module):
         With ``lengths`` the recurrent layers see only each image's own frames (padding is packed away),
         so a result does not depend on how much padding its batch added.
         """
-        x = self.features(images)
+        return self.sequence_head(self.features(images), lengths)
+
+    def sequence_head(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Log-probabilities (B, T, C) from conv feature columns (B, T, F): the recurrent layers and the classifier."""
         if self.rnn is not None:
             total = x.shape[1]
             if lengths is not None and bool((lengths < total).any()):

@@ -155,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: faster on CPUs with AVX-512 BF16, results may vary slightly with the batch")
+    p.add_argument("--precision", choices=("auto", "fp32", "mixed", "bf16"), default="auto",
+                   help="fp32; mixed: convolutions in bf16, recurrence in fp32 (faster, batch-independent); bf16: fastest, "
+                   "results may vary slightly with the batch; auto (default): mixed where the CPU has native bf16, else fp32")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
     return p
 

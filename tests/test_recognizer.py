@@ -12,7 +12,7 @@ from crnn.preprocess import PreprocessConfig, collate, normalize
 from tests.word_images import render_word
 
 
-def _recognizer(seed: int = 0) -> Recognizer:
+def _recognizer(seed: int = 0, precision: str = "fp32") -> Recognizer:
     torch.manual_seed(seed)
     model = build_model("small", hidden_size=32)
     # Random BN statistics so the untrained model's outputs are far from uniform.
@@ -20,11 +20,12 @@ def _recognizer(seed: int = 0) -> Recognizer:
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    return Recognizer.from_model(model, Charset())
+    return Recognizer.from_model(model, Charset(), precision=precision)
 
 
-def test_same_result_alone_and_in_any_batch(word_images: dict[str, np.ndarray]) -> None:
-    rec = _recognizer()
+@pytest.mark.parametrize("precision", ["fp32", "mixed"])
+def test_same_result_alone_and_in_any_batch(word_images: dict[str, np.ndarray], precision: str) -> None:
+    rec = _recognizer(precision=precision)
     images = list(word_images.values())
     alone = [rec.recognize([img])[0] for img in images]
     for batch_size in (1, 2, 64):
@@ -34,6 +35,18 @@ def test_same_result_alone_and_in_any_batch(word_images: dict[str, np.ndarray]) 
             for a, b in zip(expected, together):
                 assert a.text == b.text
                 assert abs(a.confidence - b.confidence) < 1e-4
+
+
+@pytest.mark.parametrize(("asked", "native", "expected"), [
+    ("auto", True, "mixed"), ("auto", False, "fp32"), ("fp32", True, "fp32"), ("bf16", False, "bf16")])
+def test_precision_auto_picks_mixed_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch, asked: str,
+                                                         native: bool, expected: str) -> None:
+    import crnn.recognizer as recognizer
+
+    monkeypatch.setattr(recognizer, "native_bf16", lambda device: native)
+    assert recognizer.resolve_precision(asked, torch.device("cpu")) == expected
+    with pytest.raises(ValueError, match="precision must be one of"):
+        recognizer.resolve_precision("fp8", torch.device("cpu"))
 
 
 def test_batches_hold_one_bucket_and_preserve_order(word_images: dict[str, np.ndarray]) -> None:

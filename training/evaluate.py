@@ -104,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="evaluate at most N images per folder")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--precision", choices=("auto", "fp32", "mixed", "bf16"), default="auto",
+                   help="as crnn ocr's (auto: mixed where the CPU has native bf16, else fp32)")
     return p
 
 
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         from crnn.recognizer import load_recognizer
 
         # The checkpoint's model_type picks the recognizer (CRNN or the segmented-character baseline).
-        recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads)
+        recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision)
         rows, errors = [], []
         for folder in args.data:
             row, errs = evaluate_folder(recognizer, folder, args)

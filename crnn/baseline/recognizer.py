@@ -48,7 +48,7 @@ class BaselineRecognizer:
         threads: int | None = None,
         precision: str = "fp32",
     ) -> None:
-        """Load ``weights`` (a baseline checkpoint path or a loaded Checkpoint); bf16 autocasts the network."""
+        """Load ``weights`` (a baseline checkpoint path or a loaded Checkpoint); bf16 autocasts the network, other precisions run fp32."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
