@@ -9,18 +9,12 @@ from crnn import Charset, Recognizer, build_model, load_checkpoint, save_checkpo
 from crnn.errors import CheckpointError, InvalidImageError
 from crnn.model import CRNN
 from crnn.preprocess import PreprocessConfig, collate, normalize
+from tests.tiny_models import tiny_recognizer
 from tests.word_images import render_word
 
 
 def _recognizer(seed: int = 0, precision: str = "fp32") -> Recognizer:
-    torch.manual_seed(seed)
-    model = build_model("small", hidden_size=32)
-    # Random BN statistics so the untrained model's outputs are far from uniform.
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return Recognizer.from_model(model, Charset(), precision=precision)
+    return tiny_recognizer(seed, hidden_size=32, precision=precision)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "mixed"])

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("fastapi")
@@ -22,9 +21,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from crnn import Charset, Recognizer, build_model
+from crnn import Charset, Recognizer
 from server import Settings, create_app
 from server.app import API_KEY_HEADER
+from tests.tiny_models import tiny_recognizer
 from tests.word_images import render_word
 
 WORDS = ["hello", "a", "recognition"]
@@ -39,17 +39,6 @@ def png(image: np.ndarray | Image.Image) -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def tiny_recognizer(seed: int = 0) -> Recognizer:
-    """An untrained small CRNN: fast, and its outputs differ from image to image."""
-    torch.manual_seed(seed)
-    model = build_model("small", hidden_size=16)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return Recognizer.from_model(model, Charset())
 
 
 LIMITS = dict(max_wait_ms=1.0, max_images=4, max_body_bytes=200_000, max_pixels=1_000_000, max_beam_width=20,

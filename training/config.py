@@ -14,18 +14,17 @@ import yaml
 
 from crnn.charset import DEFAULT_CHARS
 from crnn.errors import ConfigError
+from crnn.model import ModelConfig
 
 
-@dataclass
-class ModelSection:
-    """Architecture (see crnn.model.ModelConfig); num_classes comes from the charset."""
-
-    backbone: str = "small"
-    cell: str = "lstm"
-    hidden_size: int = 256
-    num_layers: int = 2
-    bidirectional: bool = True
-    dropout: float = 0.1
+# The architecture section: crnn.model.ModelConfig's fields and defaults, less num_classes (from the charset)
+# and the input height (fixed by the backbone), so the two never drift apart.
+ModelSection = dataclasses.make_dataclass(
+    "ModelSection",
+    [(f.name, f.type, field(default=f.default)) for f in dataclasses.fields(ModelConfig) if f.name not in ("num_classes", "height")],
+)
+ModelSection.__module__ = __name__  # type hints (strings) resolve in this module
+ModelSection.__doc__ = "Architecture (see crnn.model.ModelConfig); num_classes comes from the charset."
 
 
 @dataclass
