@@ -1,4 +1,4 @@
-"""`crnn info`: describe a model (architecture, charset, parameters, multiply-adds)."""
+"""`crnn info`: describe a model (architecture, charset, parameters, multiply-adds): a CRNN or the baseline."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from crnn.checkpoint import default_weights_path, load_checkpoint
+from crnn.checkpoint import default_weights_path, load_any
 from crnn.errors import CRNNError
 from crnn.model import BACKBONES, CELLS, CRNN, build_model, count_macs, count_parameters
 
@@ -37,13 +37,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.backbone:
             model, info = build_model(args.backbone, args.cell), {}
         else:
-            ckpt = load_checkpoint(args.weights or default_weights_path())
+            ckpt = load_any(args.weights or default_weights_path())
             model = ckpt.model
-            info = {"weights": str(args.weights or default_weights_path()), "charset": ckpt.charset.chars,
-                    "metadata": {k: v for k, v in ckpt.metadata.items() if k != "config"}}
+            info = {"weights": str(args.weights or default_weights_path()), "model_type": ckpt.model_type,
+                    "charset": ckpt.charset.chars, "metadata": {k: v for k, v in ckpt.metadata.items() if k != "config"}}
     except CRNNError as e:
         print(f"crnn info: {e}", file=sys.stderr)
         return 2
+    if not isinstance(model, CRNN):  # the segmented-character baseline: no frames, so no per-width cost
+        d = {**info, "architecture": model.config.to_dict(), "parameters": count_parameters(model)}
+        if args.json:
+            print(json.dumps(d, indent=2, default=str))
+            return 0
+        a = d["architecture"]
+        print(f"weights:       {d['weights']}")
+        print(f"model type:    baseline (segmenter + per-character CNN + RNN + softmax)")
+        print(f"charset:       {len(d['charset'])} characters")
+        print(f"crop CNN:      channels {a['channels']}, crops {a['crop_size']}x{a['crop_size']}, embedding {a['embed_dim']}")
+        print(f"recurrent:     {a['num_layers']}-layer {'bi' if a['bidirectional'] else 'uni'}directional "
+              f"{a['cell'].upper()}, hidden {a['hidden_size']}")
+        print(f"parameters:    {d['parameters']:,} ({d['parameters'] / 1e6:.2f} M)")
+        return 0
     d = {**info, **describe(model, args.width)}
     if args.json:
         print(json.dumps(d, indent=2, default=str))

@@ -1,0 +1,48 @@
+"""crnn info: describes CRNN and baseline checkpoints and untrained architectures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import crnn
+from crnn.baseline.model import BaselineConfig, SegCharModel
+from crnn.charset import Charset
+from crnn.checkpoint import save_baseline_checkpoint
+from crnn.cli import main as cli_main
+from crnn.model import count_macs, count_parameters
+
+
+def test_info_on_a_crnn_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = crnn.build_model("small", cell="gru", hidden_size=16, num_layers=1)
+    crnn.save_checkpoint(tmp_path / "m.safetensors", model, Charset())
+    assert cli_main(["info", "--weights", str(tmp_path / "m.safetensors"), "--json", "--width", "64"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["model_type"] == "crnn" and d["architecture"]["cell"] == "gru"
+    assert d["parameters"] == count_parameters(model) and d["multiply_adds"] == count_macs(model, 64)
+    assert d["frames"] == 16 and len(d["charset"]) == 95
+
+
+def test_info_on_a_baseline_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch.manual_seed(0)
+    model = SegCharModel(BaselineConfig(num_classes=Charset().num_classes, channels=(8, 16, 16), embed_dim=16, hidden_size=16))
+    save_baseline_checkpoint(tmp_path / "b.safetensors", model, Charset())
+    assert cli_main(["info", "--weights", str(tmp_path / "b.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "model type:    baseline" in out and f"{count_parameters(model):,}" in out
+
+
+@pytest.mark.parametrize("backbone", ["small", "full"])
+def test_info_on_an_untrained_architecture(backbone: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["info", "--backbone", backbone, "--cell", "none", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["architecture"]["backbone"] == backbone and d["multiply_adds"] > 0
+
+
+def test_info_on_a_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["info", "--weights", str(tmp_path / "nope.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crnn info:") and err.count("\n") == 1
