@@ -109,6 +109,9 @@ def test_missing_input_and_exit_codes(folder: Path, tiny_weights: Path, tmp_path
     with pytest.raises(SystemExit) as e:
         main(["--format", "xml", str(folder)])
     assert e.value.code == 2
+    for bad in (["--threads", "-1"], ["--batch-size", "0"]):
+        code, _, err = _run([str(folder), "--weights", str(tiny_weights), *bad], capsys)
+        assert code == 2 and "must be >= 1" in err
 
 
 def test_beam_and_lexicon_options(folder: Path, tiny_weights: Path, tmp_path: Path, capsys) -> None:

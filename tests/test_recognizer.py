@@ -31,6 +31,18 @@ def test_same_result_alone_and_in_any_batch(word_images: dict[str, np.ndarray], 
                 assert abs(a.confidence - b.confidence) < 1e-4
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_batches_give_the_same_results_in_order(word_images: dict[str, np.ndarray], workers: int) -> None:
+    rec = _recognizer()
+    arrays = [rec.prepare(img) for img in word_images.values()] * 3
+    serial = rec.recognize_prepared(arrays, batch_size=2)
+    parallel = rec.recognize_prepared(arrays, batch_size=2, workers=workers)
+    assert [p.text for p in parallel] == [p.text for p in serial]
+    assert [p.confidence for p in parallel] == pytest.approx([p.confidence for p in serial], abs=1e-6)
+    with pytest.raises(ValueError, match="workers"):
+        rec.recognize_prepared(arrays, workers=0)
+
+
 @pytest.mark.parametrize(("asked", "native", "expected"), [
     ("auto", True, "mixed"), ("auto", False, "fp32"), ("fp32", True, "fp32"), ("bf16", False, "bf16")])
 def test_precision_auto_picks_mixed_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch, asked: str,

@@ -98,10 +98,11 @@ class BaselineRecognizer:
         decoder: str = "greedy",
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
+        workers: int = 1,
     ) -> list[Prediction]:
         """Predictions for prepared images, in input order.
 
-        ``decoder`` and ``beam_width`` are accepted for interface parity: per-segment argmax is already the
+        ``decoder``, ``beam_width`` and ``workers`` are accepted for interface parity: per-segment argmax is already the
         most likely text given the segmentation. With a lexicon, the word of the segment count with the
         highest summed log-probability is chosen (the greedy text when none has that length).
         """
