@@ -486,8 +486,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="at most N images per labeled folder (0: all)")
     p.add_argument("--quick", action="store_true", help="small budget: 60 synthetic words, 200 images per folder "
                    "(and, with no --model or --runs-dir, a 3,000-image training set)")
-    p.add_argument("--out", default="docs/comparison.md")
-    p.add_argument("--charts-dir", default="docs/comparison")
+    p.add_argument("--out", help="the report (default docs/comparison.md; with --quick runs/compare-quick/comparison.md, "
+                   "so a quick run never overwrites the committed report)")
+    p.add_argument("--charts-dir", help="PNG charts (default: a folder named after --out, beside it)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (images/s are measured with these)")
     return p
 
@@ -500,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.synth_count, args.limit = min(args.synth_count, 60), args.limit or 200
         if not args.model and not args.runs_dir:
             args.runs_dir, args.train_images = "runs/compare-quick", args.train_images or 3000
+    args.out = args.out or ("runs/compare-quick/comparison.md" if args.quick else "docs/comparison.md")
+    args.charts_dir = args.charts_dir or str(Path(args.out).with_suffix(""))
     if args.train_images and not args.runs_dir:
         print("crnn compare: error: --train-images needs --runs-dir", file=sys.stderr)
         return 2
