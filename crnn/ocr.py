@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU cores to use (default: all; on a CPU that many batches run at once)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--precision", choices=("auto", "fp32", "mixed", "bf16"), default="auto",
-                   help="fp32; mixed: convolutions in bf16, recurrence in fp32 (faster, batch-independent); bf16: fastest, "
-                   "results may vary slightly with the batch; auto (default): mixed where the CPU has native bf16, else fp32")
+                   help="auto (default): bf16 on a CPU with native bf16 (AVX-512 BF16, AMX), else fp32; mixed: "
+                   "bf16 convolutions, fp32 recurrence. Results never depend on the batch")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
     return p
 

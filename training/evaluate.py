@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--precision", choices=("auto", "fp32", "mixed", "bf16"), default="auto",
-                   help="as crnn ocr's (auto: mixed where the CPU has native bf16, else fp32)")
+                   help="as crnn ocr's (auto: bf16 on a CPU with native bf16, else fp32)")
     return p
 
 
