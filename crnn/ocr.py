@@ -113,8 +113,10 @@ def run_ocr(
 ) -> Iterator[Row]:
     """Yield one Row per input in input order; images of the next chunk load while this one runs."""
     it = iter(items)
-    # Bigger chunks give fuller width buckets (so bigger batches); the first chunks are small so the
-    # model starts early, and sizes double up to the cap. At most two chunks are in memory at a time.
+    # Bigger chunks give fuller width buckets, so bigger batches (on 2,000 rendered words, whose widths
+    # spread over ~60 buckets, jumping straight to the cap after a first chunk of two batches doubled the
+    # mean batch, 10 -> 21 images, and the rate, 444 -> 594 images/s). The first chunk is small so the
+    # model starts early. At most two chunks are in memory at a time.
     cap = batch_size * chunk_batches
     size = min(cap, batch_size * 2)
     with ThreadPoolExecutor(max_workers=max(1, loaders)) as pool:
@@ -125,7 +127,7 @@ def run_ocr(
         pending = submit(list(islice(it, size)))
         while pending:
             current = pending
-            size = min(cap, size * 2)
+            size = cap
             pending = submit(list(islice(it, size)))  # overlap: load ahead while the model runs
             loaded = [(path, err, fut.result() if fut else (None, err)) for path, err, fut in current]
             good = [i for i, (_, _, (arr, _)) in enumerate(loaded) if arr is not None]

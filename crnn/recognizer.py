@@ -130,8 +130,8 @@ class Recognizer:
             if lone:
                 out, lengths = out[:1], lengths[:1]
         elif self.precision == "mixed":
-            # Convolutions in bf16 (each image's result does not depend on its batch), the recurrence in
-            # fp32: bf16 recurrent matmuls are what made full bf16 batch-dependent.
+            # Convolutions in bf16, the recurrence in fp32: closer to fp32 results than bf16, for
+            # CPUs where the bf16 LSTM kernels are slow or a caller wants the fp32 recurrence.
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
                 features = self._net.features(images)
             out = self._net.sequence_head(features.float(), lengths.to(self.device))
