@@ -55,6 +55,22 @@ def test_tiny_run_learns_and_resume_is_bit_identical(tmp_path: Path) -> None:
     assert [r["loss"] for r in records(killed, "train")] == losses
 
 
+def test_fp16_autocast_runs_with_a_grad_scaler_and_resumes_it(tmp_path: Path) -> None:
+    # The CUDA fp16 path (autocast + GradScaler, its state saved and resumed) exercised on the CPU,
+    # where torch supports both.
+    run = tmp_path / "fp16"
+    args = ["--config", TINY, f"out_dir={run}", "train.amp=fp16", "train.max_steps=10", "train.save_every=5",
+            "train.eval_every=10"]
+    proc = subprocess.run([sys.executable, "-m", "training.train", *args, "train.halt_at_step=7"], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["step"] == 5 and state["scaler"]["scale"] > 0  # an enabled scaler saved its scale
+    assert main(["--resume", str(run), "train.halt_at_step=0"]) == 0
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 10
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records(run, "train"))
+
+
 @pytest.mark.slow
 def test_ddp_two_gloo_processes(tmp_path: Path) -> None:
     proc = subprocess.run(
