@@ -147,6 +147,8 @@ def _count(inputs: Sequence[str]) -> int | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `crnn ocr`."""
+    from crnn.recognizer import PRECISIONS
+
     p = argparse.ArgumentParser(prog="crnn ocr", description="Read the text of word images.")
     p.add_argument("paths", nargs="+", help="image files, folders (recursive), glob patterns, or - for paths on stdin")
     p.add_argument("--weights", help="checkpoint file (default: the shipped model in weights/)")
@@ -158,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="CPU cores to use (default: all; on a CPU that many batches run at once)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--precision", choices=("auto", "fp32", "mixed", "bf16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (default): bf16 on a CPU with native bf16 (AVX-512 BF16, AMX), else fp32; mixed: "
                    "bf16 convolutions, fp32 recurrence. Results never depend on the batch")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")

@@ -35,6 +35,7 @@ from crnn.baseline.segment import SegmentConfig, segment, segmentation_stats
 from crnn.errors import CRNNError
 from crnn.metrics import compute_metrics, normalize_protocol
 from crnn.model import count_parameters
+from crnn.recognizer import PRECISIONS, resolve_precision
 
 SYNTH_SEED = 2_000_003  # a stream neither trainer uses (training seeds are small, validation uses 1_000_003)
 SPACINGS: dict[str, dict[str, float]] = {
@@ -268,6 +269,8 @@ def gradient_curves(models: dict[str, Any], dataset: Dataset, names: list[str], 
 
     Each word is resized to ``width`` px so a batch has one frame count (T = width / 4).
     """
+    import copy
+
     import cv2
 
     from training.gradient_flow import hidden_gradient_norms
@@ -280,8 +283,6 @@ def gradient_curves(models: dict[str, Any], dataset: Dataset, names: list[str], 
         arrays = dataset.arrays[name][:count]
         batch = torch.from_numpy(np.stack([cv2.resize(a, (width, a.shape[0]), interpolation=cv2.INTER_AREA)
                                            for a in arrays]))[:, None].float()
-        import copy
-
         out[name] = hidden_gradient_norms(copy.deepcopy(m.model), batch, max_k)
     return out
 
@@ -311,8 +312,6 @@ def _cpu_name() -> str:
 
 
 def _precision_used(asked: str) -> str:
-    from crnn.recognizer import resolve_precision
-
     used = resolve_precision(asked, torch.device("cpu"))
     return used if used == asked else f"{asked} ({used} here)"
 
@@ -386,15 +385,13 @@ def write_report(out: Path, charts: Path, infos: list[dict[str, Any]], datasets:
               "The same `small` backbone, data stream and image count; only the head between the conv features "
               "and the per-frame classifier changes. Word accuracy under the benchmark protocol.", ""]
         ds_names = [d.name for d in datasets]
+        params = {i["name"]: i["params"] for i in infos}
         rows = []
         for name, head in heads.items():
-            info = next(i for i in infos if i["name"] == name)
-            accs = [pct(compute_metrics(results[d][name][0], next(x for x in datasets if x.name == d).texts).word_accuracy_protocol)
-                    for d in ds_names]
-            cers = [f"{compute_metrics(results[d][name][0], next(x for x in datasets if x.name == d).texts).cer:.3f}"
-                    for d in ds_names]
+            metrics = [compute_metrics(results[d.name][name][0], d.texts) for d in datasets]
             speed = results[ds_names[0]][name][1] if ds_names else 0.0
-            rows.append([name, head, f"{info['params'] / 1e6:.2f}M", *accs, *cers, f"{speed:.0f}"])
+            rows.append([name, head, f"{params[name] / 1e6:.2f}M", *(pct(m.word_accuracy_protocol) for m in metrics),
+                         *(f"{m.cer:.3f}" for m in metrics), f"{speed:.0f}"])
         L += _md_table(["model", "head", "parameters", *(f"{d} acc" for d in ds_names), *(f"{d} CER" for d in ds_names),
                         f"images/s ({ds_names[0] if ds_names else '-'})"], rows)
         L += [""]
@@ -497,7 +494,7 @@ def _parser() -> argparse.ArgumentParser:
                    "so a quick run never overwrites the committed report)")
     p.add_argument("--charts-dir", help="PNG charts (default: a folder named after --out, beside it)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (images/s are measured with these)")
-    p.add_argument("--precision", choices=("auto", "fp32", "mixed", "bf16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="inference precision of every model (as crnn ocr's)")
     return p
 

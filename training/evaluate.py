@@ -20,6 +20,7 @@ from crnn.errors import CRNNError
 from crnn.metrics import TextMetrics, compute_metrics
 from crnn.model import CRNN
 from crnn.preprocess import PreprocessConfig, collate
+from crnn.recognizer import PRECISIONS
 
 
 EVAL_GROUP_WIDTH = 32
@@ -104,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="evaluate at most N images per folder")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    p.add_argument("--precision", choices=("auto", "fp32", "mixed", "bf16"), default="auto",
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="as crnn ocr's (auto: bf16 on a CPU with native bf16, else fp32)")
     return p
 

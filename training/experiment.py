@@ -74,6 +74,8 @@ def train_all(runs_dir: str | Path, images: int, *, config: str = "configs/compa
     """Train every run (``lanes`` at once) for ``images`` images each; {label: best checkpoint} of those that finished."""
     from training.config import load_config
 
+    if images <= 0:
+        raise ConfigError(f"the image budget must be positive, got {images}")
     config = str(Path(config).resolve())  # the runs start in the repository root
     resolved = load_config(config, list(extra or []))
     batch_size = resolved.data.batch_size
@@ -107,8 +109,6 @@ def train_all(runs_dir: str | Path, images: int, *, config: str = "configs/compa
         print(f"[experiment] {run.slug}: done in {time.time() - t0:.0f}s", file=sys.stderr)
         return run, best
 
-    if images <= 0:
-        raise ConfigError(f"the image budget must be positive, got {images}")
     with ThreadPoolExecutor(max_workers=max(1, lanes)) as pool:
         results = list(pool.map(one, runs))
     return {run.label: path for run, path in results if path is not None}
