@@ -1,32 +1,56 @@
 """crnn-ocr: scene text recognition with a CRNN (convolutional + recurrent network, CTC loss)."""
 
-from crnn.charset import DEFAULT_CHARS, Charset
-from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from crnn.errors import CheckpointError, ConfigError, CRNNError, InvalidImageError, UnsupportedCharacterError
-from crnn.model import CRNN, ModelConfig, build_model
-from crnn.prediction import Prediction
-from crnn.preprocess import PreprocessConfig, load_image, prepare
-from crnn.recognizer import Recognizer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CRNN",
-    "DEFAULT_CHARS",
-    "CRNNError",
-    "Charset",
-    "Checkpoint",
-    "CheckpointError",
-    "ConfigError",
-    "InvalidImageError",
-    "ModelConfig",
-    "Prediction",
-    "PreprocessConfig",
-    "Recognizer",
-    "UnsupportedCharacterError",
-    "build_model",
-    "load_checkpoint",
-    "prepare",
-    "save_checkpoint",
-    "__version__",
-]
+# Public name -> the module that defines it. Resolved on first use (PEP 562), so that importing a
+# torch-free part of the package (crnn.cli, crnn.ocr, crnn.preprocess) does not import torch: `crnn ocr`
+# starts its image-decoding processes before torch is loaded.
+_EXPORTS: dict[str, str] = {
+    "DEFAULT_CHARS": "crnn.charset",
+    "Charset": "crnn.charset",
+    "Checkpoint": "crnn.checkpoint",
+    "load_checkpoint": "crnn.checkpoint",
+    "save_checkpoint": "crnn.checkpoint",
+    "CheckpointError": "crnn.errors",
+    "ConfigError": "crnn.errors",
+    "CRNNError": "crnn.errors",
+    "InvalidImageError": "crnn.errors",
+    "UnsupportedCharacterError": "crnn.errors",
+    "CRNN": "crnn.model",
+    "ModelConfig": "crnn.model",
+    "build_model": "crnn.model",
+    "Prediction": "crnn.prediction",
+    "PreprocessConfig": "crnn.preprocess",
+    "load_image": "crnn.preprocess",
+    "prepare": "crnn.preprocess",
+    "Recognizer": "crnn.recognizer",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+if TYPE_CHECKING:
+    from crnn.charset import DEFAULT_CHARS, Charset
+    from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from crnn.errors import CheckpointError, ConfigError, CRNNError, InvalidImageError, UnsupportedCharacterError
+    from crnn.model import CRNN, ModelConfig, build_model
+    from crnn.prediction import Prediction
+    from crnn.preprocess import PreprocessConfig, load_image, prepare
+    from crnn.recognizer import Recognizer
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'crnn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

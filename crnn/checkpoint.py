@@ -16,20 +16,10 @@ from safetensors.torch import load_file, save_file
 from crnn.baseline.model import BaselineConfig, SegCharModel
 from crnn.baseline.segment import SegmentConfig
 from crnn.charset import Charset
+from crnn.checkpoint_header import FORMAT, FORMAT_VERSION, default_weights_path, read_header  # noqa: F401 (re-exported)
 from crnn.errors import CheckpointError
 from crnn.model import CRNN, ModelConfig
 from crnn.preprocess import PreprocessConfig
-
-FORMAT = "crnn-ocr"
-FORMAT_VERSION = "1"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "crnn.safetensors"
-
-
-def default_weights_path() -> Path:
-    """The shipped model: $CRNN_WEIGHTS if set, else weights/crnn.safetensors of this checkout."""
-    env = os.environ.get("CRNN_WEIGHTS")
-    return Path(env) if env else DEFAULT_WEIGHTS
-
 
 @dataclass
 class Checkpoint:
@@ -113,38 +103,6 @@ def save_baseline_checkpoint(
         "metadata": json.dumps(meta, default=str),
     }
     return _write(path, model, header, half)
-
-
-def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The decoded header of a checkpoint (model_config, charset, preprocess, metadata) without loading weights."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"weights file not found: {path}")
-    try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 0 < n < 100_000_000:
-                raise ValueError("bad header length")
-            raw = json.loads(f.read(n))
-        meta = raw.get("__metadata__") or {}
-    except (OSError, ValueError, UnicodeDecodeError):
-        raise CheckpointError(
-            f"{path} is not a crnn-ocr checkpoint (expected a .safetensors file written by `crnn train`)"
-        ) from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path} is a safetensors file but not a crnn-ocr checkpoint (no '{FORMAT}' header)"
-        )
-    try:
-        return {
-            "model_type": meta.get("model_type", "crnn"),
-            "model_config": json.loads(meta["model_config"]),
-            "charset": json.loads(meta["charset"]),
-            "preprocess": json.loads(meta.get("preprocess", "{}")),
-            "metadata": json.loads(meta.get("metadata", "{}")),
-        }
-    except (KeyError, ValueError) as e:
-        raise CheckpointError(f"{path}: damaged crnn-ocr header ({e})") from None
 
 
 # model_type -> (model class, its config class): how a checkpoint of each kind is rebuilt.

@@ -21,3 +21,7 @@ class CheckpointError(CRNNError):
 
 class ConfigError(CRNNError, ValueError):
     """A configuration holds an unknown key or a value of the wrong type."""
+
+
+class LoaderError(CRNNError):
+    """An image-decoding worker process died (e.g. a decoder crashed), so a run cannot go on."""

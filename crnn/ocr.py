@@ -9,20 +9,23 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-import numpy as np
-
-from crnn.ctc_decode import Lexicon
-from crnn.errors import CRNNError
+from crnn.errors import CRNNError, LoaderError
 from crnn.prediction import Prediction
+
+if TYPE_CHECKING:
+    from crnn.ctc_decode import Lexicon
+    from crnn.image_loader import Chunk, ChunkLoader
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"})
 FORMATS = ("tsv", "csv", "jsonl")
+# Images per chunk = batch size x this. Big chunks fill the width buckets, so batches are full (on 2,000
+# rendered words, whose widths spread over ~60 buckets, 32 batches a chunk instead of 2 doubled the mean
+# batch, 10 -> 21 images); two chunks at most are held at a time.
+CHUNK_BATCHES = 32
 
 
 @dataclass
@@ -91,52 +94,24 @@ class Writer:
             self._csv.writerow([row.path, "", "", row.error])
 
 
-def _load(recognizer: object, path: str) -> tuple[np.ndarray | None, str | None]:
-    try:
-        return recognizer.prepare(path), None  # type: ignore[attr-defined]
-    except CRNNError as e:
-        return None, str(e)
-    except Exception as e:  # an unexpected decoder failure must not end a million-file run
-        return None, f"{path}: {type(e).__name__}: {e}"
-
-
 def run_ocr(
     recognizer: object,
-    items: Iterable[tuple[str, str | None]],
+    chunks: Iterable[Chunk],
     batch_size: int = 64,
     decoder: str = "greedy",
     beam_width: int = 10,
     lexicon: Lexicon | None = None,
-    loaders: int = 2,
-    chunk_batches: int = 32,
     workers: int = 1,
 ) -> Iterator[Row]:
-    """Yield one Row per input in input order; images of the next chunk load while this one runs."""
-    it = iter(items)
-    # Bigger chunks give fuller width buckets, so bigger batches (on 2,000 rendered words, whose widths
-    # spread over ~60 buckets, jumping straight to the cap after a first chunk of two batches doubled the
-    # mean batch, 10 -> 21 images, and the rate, 444 -> 594 images/s). The first chunk is small so the
-    # model starts early. At most two chunks are in memory at a time.
-    cap = batch_size * chunk_batches
-    size = min(cap, batch_size * 2)
-    with ThreadPoolExecutor(max_workers=max(1, loaders)) as pool:
-
-        def submit(chunk: list[tuple[str, str | None]]) -> list:
-            return [(path, err, None if err else pool.submit(_load, recognizer, path)) for path, err in chunk]
-
-        pending = submit(list(islice(it, size)))
-        while pending:
-            current = pending
-            size = cap
-            pending = submit(list(islice(it, size)))  # overlap: load ahead while the model runs
-            loaded = [(path, err, fut.result() if fut else (None, err)) for path, err, fut in current]
-            good = [i for i, (_, _, (arr, _)) in enumerate(loaded) if arr is not None]
-            preds = recognizer.recognize_prepared(  # type: ignore[attr-defined]
-                [loaded[i][2][0] for i in good], batch_size, decoder, beam_width, lexicon, workers
-            ) if good else []
-            by_index = dict(zip(good, preds))
-            for i, (path, _, (_, err)) in enumerate(loaded):
-                yield Row(path, by_index.get(i), None if i in by_index else err)
+    """Yield one Row per input in input order, a chunk at a time (see :class:`crnn.image_loader.ChunkLoader`)."""
+    for chunk in chunks:
+        good = [i for i, (_, arr, _) in enumerate(chunk) if arr is not None]
+        preds = recognizer.recognize_prepared(  # type: ignore[attr-defined]
+            [chunk[i][1] for i in good], batch_size, decoder, beam_width, lexicon, workers
+        ) if good else []
+        by_index = dict(zip(good, preds))
+        for i, (path, _, err) in enumerate(chunk):
+            yield Row(path, by_index.get(i), None if i in by_index else err)
 
 
 def _count(inputs: Sequence[str]) -> int | None:
@@ -147,7 +122,7 @@ def _count(inputs: Sequence[str]) -> int | None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `crnn ocr`."""
-    from crnn.recognizer import PRECISIONS
+    from crnn.precision import PRECISIONS
 
     p = argparse.ArgumentParser(prog="crnn ocr", description="Read the text of word images.")
     p.add_argument("paths", nargs="+", help="image files, folders (recursive), glob patterns, or - for paths on stdin")
@@ -167,27 +142,57 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `crnn ocr`; exit 0 when every image was read, 1 when some failed, 2 on usage errors."""
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.beam_width < 1 or (args.threads is not None and args.threads < 1):
         print("crnn ocr: --batch-size, --beam-width and --threads must be >= 1", file=sys.stderr)
         return 2
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            print("crnn ocr: --device cuda asked for, but no CUDA GPU is available", file=sys.stderr)
-            return 2
     import cv2
 
-    from crnn.recognizer import load_recognizer
+    from crnn.checkpoint_header import default_weights_path, read_header
+    from crnn.image_loader import ChunkLoader, make_pool
+    from crnn.preprocess import PreprocessConfig
 
-    # Images are decoded in loader threads already; OpenCV's own thread pool on top of them (and of
-    # torch's threads) only oversubscribes the cores.
+    # Images are decoded in loader processes (or threads); OpenCV's own thread pool on top of them (and
+    # of torch's threads) only oversubscribes the cores.
     cv2.setNumThreads(1)
+    try:
+        header = read_header(args.weights or default_weights_path())
+        preprocess = PreprocessConfig.from_dict(header["preprocess"])
+    except CRNNError as e:
+        print(f"crnn ocr: {e}", file=sys.stderr)
+        return 2
+    # The decoders start (forked: torch is not imported yet) and read the first chunk of images while
+    # this process imports torch and loads the model, ~1 s on a CPU (see crnn/image_loader.py).
+    pool = make_pool(args.threads or _usable_cores())
+    try:
+        chunks = ChunkLoader(expand_inputs(args.paths), preprocess, pool, chunk_size=args.batch_size * CHUNK_BATCHES)
+        return _recognize(args, chunks)
+    except KeyboardInterrupt:
+        print("crnn ocr: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
+    """Load the model and write a row per input; the exit status of `crnn ocr`."""
     import torch
 
+    from crnn.ctc_decode import Lexicon
+    from crnn.recognizer import load_recognizer
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("crnn ocr: --device cuda asked for, but no CUDA GPU is available", file=sys.stderr)
+        return 2
     # On a CPU, N cores read more images as N batches at once, each single-threaded, than as one batch
     # on N intra-op threads: the recurrent matrices of one batch are too small to split well.
     on_cpu = not args.device.startswith("cuda")
@@ -211,8 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = 0
     try:
         writer = Writer(out, args.format)
-        rows = run_ocr(recognizer, expand_inputs(args.paths), args.batch_size, args.decoder,
-                       args.beam_width, lexicon, workers=workers)
+        rows = run_ocr(recognizer, chunks, args.batch_size, args.decoder, args.beam_width, lexicon, workers=workers)
         for row in rows:
             writer.write(row)
             if row.error is not None:
@@ -222,9 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if bar:
                 bar.update(1)
         out.flush()
-    except KeyboardInterrupt:
-        print("crnn ocr: interrupted", file=sys.stderr)
-        return 130
+    except LoaderError as e:  # the rows written so far stand; the rest could not be read
+        print(f"crnn ocr: {e}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader (e.g. `head`) went away: stop quietly, as Unix tools do.
         sys.stderr.close()

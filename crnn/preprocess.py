@@ -8,14 +8,16 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import cv2
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from crnn.errors import ConfigError, InvalidImageError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
@@ -212,11 +214,13 @@ def prepare(source: ImageSource, config: PreprocessConfig = PreprocessConfig()) 
     return normalize(load_image(source, config.max_pixels), config, _describe(source))
 
 
-def collate(arrays: list[np.ndarray], config: PreprocessConfig = PreprocessConfig()) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(arrays: list[np.ndarray], config: PreprocessConfig = PreprocessConfig()) -> tuple[Tensor, Tensor]:
     """Batch normalised images: (B, 1, H, Wmax) padded with 0 to the largest bucket, and widths (B,).
 
     Images of one bucket padded together give the same result as each alone (see Recognizer).
     """
+    import torch  # here, not at the top: the image-decoding processes of `crnn ocr` run without torch
+
     if not arrays:
         raise ValueError("collate needs at least one image")
     widths = [a.shape[1] for a in arrays]

@@ -6,7 +6,6 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,31 +15,9 @@ from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint, load_checkpoint
 from crnn.ctc_decode import Lexicon, as_lexicon, decode
 from crnn.model import CRNN, fuse_for_inference
+from crnn.precision import PRECISIONS, native_bf16, resolve_precision  # noqa: F401 (re-exported)
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, bucket_width, collate, prepare
-
-
-PRECISIONS = ("auto", "fp32", "mixed", "bf16")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` is a CPU that computes bfloat16 natively (AVX-512 BF16 or AMX)."""
-    if device.type != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision to run: ``auto`` is ``bf16`` on a CPU with native bf16 (elsewhere emulated and slow), else ``fp32``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    return precision
 
 
 def set_threads(threads: int | None) -> None:
@@ -209,7 +186,7 @@ def load_recognizer(
     precision: str = "auto",
 ) -> Any:
     """A Recognizer or a BaselineRecognizer, whichever the checkpoint's model_type asks for (None: shipped model)."""
-    from crnn.checkpoint import default_weights_path, read_header
+    from crnn.checkpoint_header import default_weights_path, read_header
     from crnn.errors import CheckpointError
 
     path = weights if weights is not None else default_weights_path()

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from crnn.checkpoint import read_header
+from crnn.checkpoint_header import read_header
 from crnn.errors import CheckpointError, ConfigError
 from server.settings import ENV_API_KEY, ENV_CORS_ORIGINS, ENV_SETTINGS, MiB, Settings, parse_origins
 

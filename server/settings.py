@@ -80,7 +80,7 @@ class Settings:
     @property
     def weights_path(self) -> Path:
         """The checkpoint file this server loads."""
-        from crnn.checkpoint import default_weights_path
+        from crnn.checkpoint_header import default_weights_path
 
         return Path(self.weights) if self.weights else default_weights_path()
 

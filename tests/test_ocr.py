@@ -14,6 +14,7 @@ from PIL import Image
 
 from crnn import Charset, Recognizer, build_model, save_checkpoint
 from crnn.metrics import normalize_protocol
+from crnn.image_loader import ChunkLoader, make_pool
 from crnn.ocr import expand_inputs, main, run_ocr
 from tests.word_images import render_word
 
@@ -135,10 +136,14 @@ def test_memory_stays_flat_over_many_paths(tmp_path: Path, tiny_weights: Path) -
         for _ in range(n):
             yield str(img), None
 
-    for _ in run_ocr(rec, items(2_000), batch_size=64):
+    def rows(n: int):
+        with make_pool(2, processes=False) as pool:
+            yield from run_ocr(rec, ChunkLoader(items(n), rec.preprocess, pool, chunk_size=2048), batch_size=64)
+
+    for _ in rows(2_000):
         pass
     before = rss_mb()
-    count = sum(1 for _ in run_ocr(rec, items(20_000), batch_size=64))
+    count = sum(1 for _ in rows(20_000))
     assert count == 20_000
     assert rss_mb() - before < 50  # peak RSS grows by less than 50 MB for 10x more paths
 
@@ -158,6 +163,42 @@ def test_shipped_weights_read_the_examples() -> None:
     for n, p in zip(names, preds):
         if p.confidence >= 0.5:  # confident predictions are right (up to case for one-letter words)
             assert normalize_protocol(p.text) == normalize_protocol(labels[n])
+
+
+def test_decoding_processes_in_a_fresh_command(folder: Path, tiny_weights: Path) -> None:
+    # In a new process torch is not imported yet, so the images are decoded in forked processes
+    # (in-process calls above use threads): same rows, a corrupt file still reported, exit status 1.
+    (folder / "1.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    res = subprocess.run([sys.executable, "-m", "crnn.cli", "ocr", str(folder), "--weights", str(tiny_weights),
+                          "--batch-size", "1"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    rows = _tsv(res.stdout)
+    assert res.returncode == 1
+    assert [Path(r["path"]).name for r in rows] == ["0.png", "1.png", "2.png", "3.jpg"]
+    assert rows[1]["error"] and not rows[0]["error"] and not rows[3]["error"]
+    assert res.stderr.count("crnn ocr: error:") == 1 and "1.png" in res.stderr
+
+
+def _die(paths: list[str], config: object) -> list:
+    os._exit(3)  # a decoder that crashes its process
+
+
+def test_a_crashed_decoder_ends_the_run_with_one_line_and_status_1(
+    folder: Path, tiny_weights: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crnn import image_loader
+
+    monkeypatch.setattr(image_loader, "load_paths", _die)
+    monkeypatch.setattr(image_loader, "fork_is_safe", lambda: True)  # in-process callers get threads otherwise
+    code, out, err = _run([str(folder), "--weights", str(tiny_weights)], capsys)
+    assert code == 1 and out.strip() == "path\ttext\tconfidence\terror"
+    assert err.count("\n") == 1 and "decoding process died" in err
+
+
+def test_ocr_command_imports_torch_only_after_starting_its_decoders() -> None:
+    code = "import sys, crnn, crnn.ocr, crnn.image_loader, crnn.checkpoint_header; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert res.stdout.strip() == "False", res.stderr
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="no shipped weights")

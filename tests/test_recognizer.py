@@ -56,18 +56,6 @@ def test_parallel_batches_give_the_same_results_in_order(word_images: dict[str, 
         rec.recognize_prepared(arrays, workers=0)
 
 
-@pytest.mark.parametrize(("asked", "native", "expected"), [
-    ("auto", True, "bf16"), ("auto", False, "fp32"), ("fp32", True, "fp32"), ("mixed", False, "mixed")])
-def test_precision_auto_picks_bf16_only_with_native_bf16(monkeypatch: pytest.MonkeyPatch, asked: str,
-                                                         native: bool, expected: str) -> None:
-    import crnn.recognizer as recognizer
-
-    monkeypatch.setattr(recognizer, "native_bf16", lambda device: native)
-    assert recognizer.resolve_precision(asked, torch.device("cpu")) == expected
-    with pytest.raises(ValueError, match="precision must be one of"):
-        recognizer.resolve_precision("fp8", torch.device("cpu"))
-
-
 def test_batches_hold_one_bucket_and_preserve_order(word_images: dict[str, np.ndarray]) -> None:
     rec = _recognizer()
     arrays = [rec.prepare(img) for img in word_images.values()] * 3

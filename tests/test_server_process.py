@@ -15,7 +15,7 @@ pytest.importorskip("fastapi")
 import httpx
 
 from crnn import Recognizer
-from crnn.checkpoint import default_weights_path
+from crnn.checkpoint_header import default_weights_path
 from crnn.cli import main as crnn_main
 from crnn.errors import ConfigError
 from server.cli import build_parser, main, settings_from_args

@@ -35,7 +35,7 @@ from crnn.baseline.segment import SegmentConfig, segment, segmentation_stats
 from crnn.errors import CRNNError
 from crnn.metrics import compute_metrics, normalize_protocol
 from crnn.model import count_parameters
-from crnn.recognizer import PRECISIONS, resolve_precision
+from crnn.precision import PRECISIONS, resolve_precision
 
 SYNTH_SEED = 2_000_003  # a stream neither trainer uses (training seeds are small, validation uses 1_000_003)
 SPACINGS: dict[str, dict[str, float]] = {

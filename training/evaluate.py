@@ -20,7 +20,7 @@ from crnn.errors import CRNNError
 from crnn.metrics import TextMetrics, compute_metrics
 from crnn.model import CRNN
 from crnn.preprocess import PreprocessConfig, collate
-from crnn.recognizer import PRECISIONS
+from crnn.precision import PRECISIONS
 
 
 EVAL_GROUP_WIDTH = 32

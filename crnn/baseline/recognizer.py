@@ -16,7 +16,8 @@ from crnn.checkpoint import Checkpoint, load_baseline_checkpoint
 from crnn.ctc_decode import Lexicon, as_lexicon
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, prepare
-from crnn.recognizer import PRECISIONS, set_threads
+from crnn.precision import PRECISIONS
+from crnn.recognizer import set_threads
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:

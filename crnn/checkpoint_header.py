@@ -1,0 +1,52 @@
+"""A checkpoint's header (model type, configs, charset, metadata) read without torch or the weights."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from crnn.errors import CheckpointError
+
+FORMAT = "crnn-ocr"
+FORMAT_VERSION = "1"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "crnn.safetensors"
+
+
+def default_weights_path() -> Path:
+    """The shipped model: $CRNN_WEIGHTS if set, else weights/crnn.safetensors of this checkout."""
+    env = os.environ.get("CRNN_WEIGHTS")
+    return Path(env) if env else DEFAULT_WEIGHTS
+
+
+def read_header(path: str | os.PathLike) -> dict[str, Any]:
+    """The decoded header of a checkpoint (model_config, charset, preprocess, metadata) without loading weights."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 100_000_000:
+                raise ValueError("bad header length")
+            raw = json.loads(f.read(n))
+        meta = raw.get("__metadata__") or {}
+    except (OSError, ValueError, UnicodeDecodeError):
+        raise CheckpointError(
+            f"{path} is not a crnn-ocr checkpoint (expected a .safetensors file written by `crnn train`)"
+        ) from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is a safetensors file but not a crnn-ocr checkpoint (no '{FORMAT}' header)"
+        )
+    try:
+        return {
+            "model_type": meta.get("model_type", "crnn"),
+            "model_config": json.loads(meta["model_config"]),
+            "charset": json.loads(meta["charset"]),
+            "preprocess": json.loads(meta.get("preprocess", "{}")),
+            "metadata": json.loads(meta.get("metadata", "{}")),
+        }
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: damaged crnn-ocr header ({e})") from None
