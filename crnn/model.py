@@ -209,8 +209,40 @@ def count_macs(model: CRNN, width: int = 128) -> int:
     return macs
 
 
+class SliceMaxPool2d(nn.Module):
+    """Max pooling (B, C, H, W) -> (B, C, H // kh, W // kw) for kernel = stride in {1, 2} per axis, as the
+    maximum of strided slices: the same values as nn.MaxPool2d, ~3x faster on CPU (it computes no indices)."""
+
+    def __init__(self, kernel: tuple[int, int]) -> None:
+        super().__init__()
+        if any(k not in (1, 2) for k in kernel):
+            raise ValueError(f"SliceMaxPool2d takes kernels of 1 or 2 per axis, got {kernel}")
+        self.kernel = kernel
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Pooled x; a last odd row or column is dropped, as nn.MaxPool2d does."""
+        if self.kernel[0] == 2:
+            h = x.shape[2] - x.shape[2] % 2
+            x = torch.maximum(x[:, :, 0:h:2], x[:, :, 1:h:2])
+        if self.kernel[1] == 2:
+            w = x.shape[3] - x.shape[3] % 2
+            x = torch.maximum(x[:, :, :, 0:w:2], x[:, :, :, 1:w:2])
+        return x
+
+
+def _slice_pool_for(m: nn.Module) -> nn.Module:
+    """SliceMaxPool2d for a plain 1-or-2 nn.MaxPool2d (kernel = stride, no padding), else ``m`` itself."""
+    if not isinstance(m, nn.MaxPool2d):
+        return m
+    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+    kernel, stride = pair(m.kernel_size), pair(m.stride)
+    plain = kernel == stride and pair(m.padding) == (0, 0) and pair(m.dilation) == (1, 1) and not m.ceil_mode
+    return SliceMaxPool2d(kernel) if plain and set(kernel) <= {1, 2} else m
+
+
 def fuse_for_inference(model: CRNN) -> CRNN:
-    """A copy of ``model`` in eval mode with each BatchNorm folded into its conv (same outputs, faster)."""
+    """A copy of ``model`` in eval mode, faster with the same outputs: each BatchNorm folded into its conv,
+    each 2x2 / 2x1 max pool computed as SliceMaxPool2d."""
     import copy
 
     from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -224,7 +256,7 @@ def fuse_for_inference(model: CRNN) -> CRNN:
             out.append(fuse_conv_bn_eval(layers[i], layers[i + 1]))
             i += 2
         else:
-            out.append(layers[i])
+            out.append(_slice_pool_for(layers[i]))
             i += 1
     fused.backbone = nn.Sequential(*out)
     return fused

@@ -1,8 +1,10 @@
 import pytest
 import torch
+from torch import nn
 
 from crnn.errors import ConfigError
-from crnn.model import BACKBONES, CELLS, CRNN, ModelConfig, build_model, count_macs, count_parameters
+from crnn.model import (BACKBONES, CELLS, CRNN, ModelConfig, SliceMaxPool2d, build_model, count_macs,
+                        count_parameters, fuse_for_inference)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -65,3 +67,44 @@ def test_config_dict_round_trip_and_unknown_keys() -> None:
     assert ModelConfig.from_dict(c.to_dict()) == c
     with pytest.raises(ConfigError, match="colour"):
         ModelConfig.from_dict({**c.to_dict(), "colour": 1})
+
+
+@pytest.mark.parametrize("kernel", [(2, 2), (2, 1), (1, 2), (1, 1)])
+@pytest.mark.parametrize("size", [(8, 16), (7, 9)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_slice_max_pool_equals_max_pool(kernel: tuple[int, int], size: tuple[int, int], dtype: torch.dtype,
+                                        channels_last: bool) -> None:
+    x = torch.randn(3, 5, *size).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(SliceMaxPool2d(kernel)(x), nn.MaxPool2d(kernel, kernel)(x))
+
+
+def test_slice_max_pool_refuses_other_kernels() -> None:
+    with pytest.raises(ValueError, match="1 or 2"):
+        SliceMaxPool2d((3, 3))
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_fuse_for_inference_keeps_the_outputs(backbone: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(backbone, hidden_size=16).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):  # random statistics, so that folding them changes the convs
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    fused = fuse_for_inference(model)
+    kinds = {type(m) for m in fused.backbone}
+    assert nn.BatchNorm2d not in kinds and nn.MaxPool2d not in kinds and SliceMaxPool2d in kinds
+    x = torch.randn(2, 1, 32, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d(3, 3), nn.MaxPool2d(2, 1), nn.MaxPool2d(2, 2, padding=1),
+                                  nn.MaxPool2d(2, 2, ceil_mode=True)])
+def test_only_plain_two_by_two_pools_are_replaced(pool: nn.MaxPool2d) -> None:
+    model = build_model("small", hidden_size=16)
+    model.backbone = nn.Sequential(*model.backbone, pool)
+    assert type(fuse_for_inference(model).backbone[-1]) is nn.MaxPool2d  # kept as it is

@@ -56,6 +56,18 @@ def test_parallel_batches_give_the_same_results_in_order(word_images: dict[str, 
         rec.recognize_prepared(arrays, workers=0)
 
 
+def test_bf16_network_gives_exactly_what_autocast_gives(word_images: dict[str, np.ndarray]) -> None:
+    # precision="bf16" runs a bf16 copy of the network instead of casting the weights at every call.
+    bf16, fp32 = _recognizer(precision="bf16"), _recognizer(precision="fp32")
+    arrays = [bf16.prepare(img) for img in word_images.values()] * 2  # >= 2 per bucket: no lone image
+    for idx in bf16.batches(arrays, batch_size=8):
+        batch = [arrays[i] for i in idx]
+        images, widths = collate(batch, bf16.preprocess)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            expected = fp32._net(images.contiguous(memory_format=torch.channels_last), CRNN.frames_for_width(widths))
+        assert torch.equal(bf16.log_probs(batch)[0], expected)
+
+
 def test_batches_hold_one_bucket_and_preserve_order(word_images: dict[str, np.ndarray]) -> None:
     rec = _recognizer()
     arrays = [rec.prepare(img) for img in word_images.values()] * 3
