@@ -231,6 +231,24 @@ def test_recognizer_factory_eval_and_ocr(baseline_ckpt: Path, tmp_path: Path,
     assert json.loads(capsys.readouterr().out.splitlines()[0])["text"] == "Bad"
 
 
+@pytest.mark.parametrize("words", ["three", "one"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_recognizer_reads_a_word_alone_as_in_a_batch(overfit_model: SegCharModel, precision: str, words: str) -> None:
+    rec = BaselineRecognizer(Checkpoint(overfit_model, CHARSET, PreprocessConfig(), {}, "baseline"), precision=precision)
+    # Words with as many segments, so that a batch adds no padding that could move a result; one-letter
+    # words too, whose lone crop is a one-row product (the case that needs a pair in the CRNN's bf16).
+    texts = ("cab", "jog", "Bad") if words == "three" else ("c", "j", "B")
+    arrays = [rec.prepare(spaced_word(text, gap=5)[0]) for text in texts]
+    together = rec.recognize_prepared(arrays, batch_size=8)
+    for array, batched in zip(arrays, together):
+        alone = rec.recognize_prepared([array])[0]
+        assert alone.text == batched.text
+        if precision == "bf16":
+            assert alone.confidence == batched.confidence
+        else:  # fp32 kernels differ by batch size in the last bits
+            assert abs(alone.confidence - batched.confidence) < 1e-5
+
+
 def test_train_baseline_smoke(tmp_path: Path) -> None:
     from training import train_baseline
 

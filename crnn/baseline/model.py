@@ -116,7 +116,7 @@ class SegCharModel(nn.Module):
         # Only real crops go through the CNN: padding would cost time and shift batch-norm statistics.
         emb = crops.new_zeros(b, n, self.config.embed_dim)
         if valid.any():
-            emb[valid] = self.embed_crops(crops[valid])
+            emb[valid] = self.embed_crops(crops[valid]).to(emb.dtype)  # bf16 under autocast
         # Packed sequences: the backward direction starts at each word's own last segment, not at padding,
         # so a word's result does not depend on the rest of its batch.
         lens = lengths.cpu().clamp(min=1)

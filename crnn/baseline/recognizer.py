@@ -115,6 +115,8 @@ class BaselineRecognizer:
         results: list[Prediction] = []
         for start in range(0, len(crops), batch_size):
             chunk = crops[start : start + batch_size]
+            # Unlike Recognizer, no lone word is run as a pair: here a word alone (one-letter words
+            # included) gets exactly its batched result in bf16 too (tested in tests/test_baseline.py).
             batch, lengths = collate_crops(chunk, size)
             batch = batch.to(self.device)
             if self.precision == "bf16":
