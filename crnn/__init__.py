@@ -31,7 +31,27 @@ _EXPORTS: dict[str, str] = {
     "Recognizer": "crnn.recognizer",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [
+    "CRNN",
+    "CRNNError",
+    "Charset",
+    "Checkpoint",
+    "CheckpointError",
+    "ConfigError",
+    "DEFAULT_CHARS",
+    "InvalidImageError",
+    "ModelConfig",
+    "Prediction",
+    "PreprocessConfig",
+    "Recognizer",
+    "UnsupportedCharacterError",
+    "build_model",
+    "load_checkpoint",
+    "load_image",
+    "prepare",
+    "save_checkpoint",
+    "__version__",
+]
 
 if TYPE_CHECKING:
     from crnn.charset import DEFAULT_CHARS, Charset

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         a = d["architecture"]
         print(f"weights:       {d['weights']}")
-        print(f"model type:    baseline (segmenter + per-character CNN + RNN + softmax)")
+        print("model type:    baseline (segmenter + per-character CNN + RNN + softmax)")
         print(f"charset:       {len(d['charset'])} characters")
         print(f"crop CNN:      channels {a['channels']}, crops {a['crop_size']}x{a['crop_size']}, embedding {a['embed_dim']}")
         print(f"recurrent:     {a['num_layers']}-layer {'bi' if a['bidirectional'] else 'uni'}directional "

@@ -5,13 +5,14 @@ The module is free of loss and charset: it maps images to per-frame log-probabil
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from crnn.config_dict import DictConfig
 from crnn.errors import ConfigError
 
 # Horizontal downsampling of every backbone: one feature column (frame) per 4 input pixels.
@@ -45,8 +46,10 @@ CELLS: tuple[str, ...] = ("lstm", "gru", "rnn", "none")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(DictConfig):
     """Architecture of a CRNN; stored in every checkpoint so the model can be rebuilt from it alone."""
+
+    kind = "model"
 
     num_classes: int = 96
     backbone: str = "small"
@@ -66,19 +69,6 @@ class ModelConfig:
             raise ConfigError(f"the backbones need 32-pixel-high input, got height={self.height}")
         if self.num_classes < 2 or self.hidden_size < 1 or self.num_layers < 1:
             raise ConfigError("num_classes must be >= 2, hidden_size and num_layers >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Rebuild from :meth:`to_dict`; unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown model config key(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 def _make_backbone(name: str) -> tuple[nn.Sequential, int]:

@@ -6,15 +6,16 @@ import io
 import math
 import os
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Union
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from crnn.errors import ConfigError, InvalidImageError
+from crnn.config_dict import DictConfig
+from crnn.errors import InvalidImageError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -23,8 +24,10 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image,
 
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(DictConfig):
     """How images are turned into model input; stored in checkpoints next to the model config."""
+
+    kind = "preprocess"
 
     height: int = 32
     min_width: int = 16
@@ -35,18 +38,6 @@ class PreprocessConfig:
     max_pixels: int = 40_000_000
     min_side: int = 4
     max_aspect: float = 64.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        """Rebuild from :meth:`to_dict`; unknown keys are refused."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown preprocess config key(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 def _describe(source: object) -> str:

@@ -15,7 +15,7 @@ from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint, load_checkpoint
 from crnn.ctc_decode import Lexicon, as_lexicon, decode
 from crnn.model import CRNN, fuse_for_inference
-from crnn.precision import PRECISIONS, native_bf16, resolve_precision  # noqa: F401 (re-exported)
+from crnn.precision import resolve_precision
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, bucket_width, collate, prepare
 

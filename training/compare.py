@@ -374,7 +374,7 @@ def write_report(out: Path, charts: Path, infos: list[dict[str, Any]], datasets:
               + (f" (word accuracy, protocol): {acc[0][1]} leads by {100 * (acc[0][0] - acc[1][0]):.1f} points."
                  if len(acc) > 1 else ".")]
     if synth is not None:
-        L += [f"- Segmenter count match on synthetic words: " + ", ".join(f"{s} {pct(v['count_match'])}" for s, v in seg.items())
+        L += ["- Segmenter count match on synthetic words: " + ", ".join(f"{s} {pct(v['count_match'])}" for s, v in seg.items())
               + " (touching characters are where segmentation breaks)."]
     if not budget_note(infos).startswith("Training budgets match"):
         L += ["- Caveat: the training budgets are not matched (see above), so these gaps are not yet the method's alone."]

@@ -6,8 +6,7 @@ blank in a CRNN, is here the padding label of positions past a word's last segme
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from crnn.config_dict import DictConfig
 from crnn.errors import ConfigError
 
 PAD: int = 0
@@ -22,8 +22,10 @@ CELLS: tuple[str, ...] = ("lstm", "gru")
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(DictConfig):
     """Architecture of a SegCharModel; stored in its checkpoint so the model can be rebuilt from it alone."""
+
+    kind = "baseline"
 
     num_classes: int = 96
     crop_size: int = 32
@@ -43,20 +45,6 @@ class BaselineConfig:
             raise ConfigError(f"crop_size {self.crop_size} must be divisible by 2**{len(self.channels)}")
         if self.num_classes < 2 or self.hidden_size < 1 or self.num_layers < 1 or not self.channels:
             raise ConfigError("num_classes must be >= 2, hidden_size and num_layers >= 1, channels non-empty")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of every field."""
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BaselineConfig:
-        """Rebuild from :meth:`to_dict`; unknown keys are refused."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown baseline config key(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 def crops_from_boxes(image: np.ndarray, boxes: np.ndarray, size: int, pad_value: float | None = None) -> np.ndarray:

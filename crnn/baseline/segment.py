@@ -7,20 +7,22 @@ boundaries before knowing which characters it is looking at.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from crnn.config_dict import DictConfig
 from crnn.errors import ConfigError
 
 BINARIZATIONS: tuple[str, ...] = ("otsu", "sauvola", "both")
 
 
 @dataclass(frozen=True)
-class SegmentConfig:
+class SegmentConfig(DictConfig):
     """Knobs of :func:`segment`; stored in baseline checkpoints so evaluation segments as training did."""
+
+    kind = "segmenter"
 
     binarize: str = "otsu"  # "otsu", "sauvola" or "both" (ink under both); otsu scored best on synthetic words
     sauvola_window: float = 0.5  # local window side, as a share of the image height (odd, >= 3 px)
@@ -35,18 +37,6 @@ class SegmentConfig:
     def __post_init__(self) -> None:
         if self.binarize not in BINARIZATIONS:
             raise ConfigError(f"binarize must be one of {BINARIZATIONS}, got {self.binarize!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict of every field."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SegmentConfig:
-        """Rebuild from :meth:`to_dict`; unknown keys are refused."""
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown segmenter config key(s): {', '.join(unknown)}")
-        return cls(**data)
 
 
 def otsu_threshold(gray: np.ndarray) -> float:
