@@ -162,7 +162,7 @@ class Engine:
         assert self.recognizer is not None
         return self.recognizer.recognize_prepared(
             arrays, batch_size=self.settings.max_batch, decoder=options.decoder,
-            beam_width=options.beam_width, lexicon=options.lexicon)
+            beam_width=options.beam_width, lexicon=options.lexicon, workers=self.settings.batch_workers)
 
     def _prepare_all(self, images: list[ImageInput]) -> list[np.ndarray | str]:
         assert self.recognizer is not None

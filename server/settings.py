@@ -28,6 +28,9 @@ class Settings:
     port: int = 8000
     workers: int = 1
     threads: int | None = None  # torch intra-op threads per worker process (None: torch's default)
+    # Images of different widths never share a model batch (so that no result depends on its batch): a
+    # micro-batch splits into width groups, and this many groups run at once, each on `threads` threads.
+    batch_workers: int = 1
     # Batching: images of concurrent requests are merged into model batches of at most max_batch,
     # waiting at most max_wait_ms for more to arrive. max_batch=1 turns batching off.
     max_batch: int = 32
@@ -55,6 +58,7 @@ class Settings:
         checks = [
             (self.workers >= 1, "workers must be >= 1"),
             (self.threads is None or self.threads >= 1, "threads must be >= 1"),
+            (self.batch_workers >= 1, "batch_workers must be >= 1"),
             (self.max_batch >= 1, "max_batch must be >= 1"),
             (self.max_wait_ms >= 0, "max_wait_ms must be >= 0"),
             (self.max_queue >= 1, "max_queue must be >= 1"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import threading
 from pathlib import Path
@@ -66,6 +67,7 @@ def test_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) ->
     s = settings_from_args(args)
     assert (s.api_key, s.cors_origins) == ("s3cret-key", ("https://a.example", "https://b.example"))
     assert s.workers == 2 and s.threads is not None and s.threads >= 1 and s.max_batch == 8
+    assert 1 <= s.batch_workers * s.threads <= max(1, (os.cpu_count() or 1) // 2)  # the worker's share of cores
     assert s.max_body_bytes == int(1.5 * 1024 * 1024)
     assert Settings.from_json(s.to_json()) == s
     assert "s3cret-key" not in repr(s)  # the key stays out of logs and tracebacks
@@ -73,7 +75,18 @@ def test_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert settings_from_args(args).cors_origins == ("*",)
 
 
+@pytest.mark.parametrize("threads,cores,expected", [(1, 2, 2), (1, 16, 16), (15, 16, 1), (4, 16, 4)])
+def test_default_batch_workers_share_the_cores_with_the_threads(threads: int, cores: int, expected: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    s = settings_from_args(build_parser().parse_args(["--threads", str(threads)]))
+    assert (s.threads, s.batch_workers) == (threads, expected)
+    s = settings_from_args(build_parser().parse_args(["--threads", str(threads), "--batch-workers", "3"]))
+    assert s.batch_workers == 3
+
+
 @pytest.mark.parametrize("field,value", [("max_batch", 0), ("max_wait_ms", -1), ("max_queue", 0), ("workers", 0),
+                                         ("batch_workers", 0),
                                          ("queue_timeout_s", 0), ("max_images", 0), ("port", 70000),
                                          ("max_queue", 10)])  # fewer than max_images (64)
 def test_invalid_settings(field: str, value: Any) -> None:
