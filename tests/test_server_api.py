@@ -103,6 +103,17 @@ def test_multipart_results_in_request_order(client: TestClient, images: dict[str
         assert_same(res, expected[w])
 
 
+@pytest.mark.parametrize("batch_workers", [1, 3])
+def test_width_groups_run_at_once_give_the_same_results(images: dict[str, bytes], expected: dict[str, dict[str, Any]],
+                                                        batch_workers: int) -> None:
+    # The three words have three widths: one request is three model batches, run up to 3 at a time.
+    with make_client(batch_workers=batch_workers) as c:
+        r = c.post("/v1/recognize", files=files([(f"{w}.png", images[w]) for w in WORDS]))
+    assert r.status_code == 200, r.text
+    for w, res in zip(WORDS, r.json()["results"]):
+        assert_same(res, expected[w])
+
+
 @pytest.mark.parametrize("encode", [
     b64,
     lambda d: "data:image/png;base64," + b64(d),
