@@ -96,3 +96,36 @@ def compute_metrics(predictions: Sequence[str], targets: Sequence[str]) -> TextM
         cer=character_error_rate(predictions, targets),
         one_minus_ned=normalized_edit_similarity(predictions, targets),
     )
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """Predictions whose confidence fell in [low, high): how many, their mean confidence, how many were right."""
+
+    low: float
+    high: float
+    count: int
+    mean_confidence: float
+    accuracy: float
+
+
+def calibration(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> tuple[float, list[CalibrationBin]]:
+    """Expected calibration error and the reliability table over ``bins`` equal-width confidence bins.
+
+    ECE = sum over bins of (bin count / total) * |accuracy - mean confidence|: 0 when, among predictions
+    made with confidence c, a share c is right. Empty bins are left out of the table.
+    """
+    if len(confidences) != len(correct):
+        raise ValueError(f"{len(confidences)} confidences but {len(correct)} correctness flags")
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    groups: list[list[tuple[float, bool]]] = [[] for _ in range(bins)]
+    for c, ok in zip(confidences, correct):
+        groups[min(bins - 1, max(0, int(c * bins)))].append((c, bool(ok)))
+    table = [
+        CalibrationBin(i / bins, (i + 1) / bins, len(g), sum(c for c, _ in g) / len(g), sum(ok for _, ok in g) / len(g))
+        for i, g in enumerate(groups) if g
+    ]
+    total = len(confidences)
+    ece = sum(b.count / total * abs(b.accuracy - b.mean_confidence) for b in table) if total else 0.0
+    return ece, table

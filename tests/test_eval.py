@@ -66,9 +66,16 @@ def test_crnn_eval_rows_json_and_errors(folder: Path, tmp_path: Path, monkeypatc
     assert lines[0] == "path\ttarget\tprediction\tconfidence" and len(lines) == 4
     assert any(line.endswith("2.png\tcat\tcut\t0.5000") for line in lines)
 
-    assert evaluate.main(["--data", str(folder)]) == 0
+    assert row["ece"] == pytest.approx(0.25)  # every answer 50% sure, a quarter exactly right
+
+    assert evaluate.main(["--data", str(folder), "--json", "--calibration"]) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]
+    assert row["calibration"] == [{"low": 0.5, "high": 0.6, "count": 4, "mean_confidence": 0.5, "accuracy": 0.25}]
+
+    assert evaluate.main(["--data", str(folder), "--calibration"]) == 0
     table = capsys.readouterr().out
-    assert "bench" in table and "75.00%" in table and "25.00%" in table
+    assert "bench" in table and "75.00%" in table and "25.00%" in table and " 0.250 " in table
+    assert "[0.5, 0.6)       4   0.500   0.250" in table
 
 
 def test_crnn_eval_bad_weights_exit_2(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from crnn.metrics import (
     TextMetrics,
+    calibration,
     character_error_rate,
     compute_metrics,
     normalize_protocol,
@@ -123,3 +124,23 @@ def test_compute_metrics_empty_and_mismatched() -> None:
     }
     with pytest.raises(ValueError):
         compute_metrics(["a"], [])
+
+
+@pytest.mark.parametrize(("confidences", "correct", "ece"), [
+    ([0.95, 0.95, 0.15, 0.15], [True, True, False, False], 0.10),    # 95% sure and right, 15% sure and wrong
+    ([0.75] * 4, [True, True, True, False], 0.0),                      # right as often as it says
+    ([1.0, 0.0], [False, True], 1.0),                                   # always wrong about itself
+    ([], [], 0.0),
+])
+def test_calibration_error(confidences: list[float], correct: list[bool], ece: float) -> None:
+    got, table = calibration(confidences, correct)
+    assert got == pytest.approx(ece)
+    assert sum(b.count for b in table) == len(confidences)
+
+
+def test_calibration_table_bins() -> None:
+    _, table = calibration([0.05, 0.55, 0.58, 1.0], [False, True, False, True], bins=10)
+    assert [(b.low, b.count) for b in table] == [(0.0, 1), (0.5, 2), (0.9, 1)]  # 1.0 goes in the last bin
+    assert table[1].accuracy == 0.5 and table[1].mean_confidence == pytest.approx(0.565)
+    with pytest.raises(ValueError, match="confidences"):
+        calibration([0.5], [True, False])

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 
 from crnn.charset import Charset
 from crnn.errors import CRNNError
-from crnn.metrics import TextMetrics, compute_metrics
+from crnn.metrics import CalibrationBin, TextMetrics, calibration, compute_metrics
 from crnn.model import CRNN
 from crnn.preprocess import PreprocessConfig, collate
 from crnn.precision import PRECISIONS
@@ -99,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", action="append", required=True, metavar="DIR", help="labeled folder (repeatable)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--errors", metavar="OUT.tsv", help="write mispredictions (path, target, prediction, confidence)")
+    p.add_argument("--calibration", action="store_true",
+                   help="also print each folder's reliability table: accuracy (case-sensitive) per confidence bin")
     p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
     p.add_argument("--beam-width", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
@@ -110,8 +113,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def evaluate_folder(recognizer: Any, folder: str, args: argparse.Namespace) -> tuple[dict[str, Any], list[list[str]]]:
-    """One result row for a labeled folder, and its mispredictions as (path, target, prediction, confidence)."""
+def evaluate_folder(
+    recognizer: Any, folder: str, args: argparse.Namespace
+) -> tuple[dict[str, Any], list[list[str]], list[CalibrationBin]]:
+    """One result row for a labeled folder, its mispredictions as (path, target, prediction, confidence), and
+    its reliability table (a confidence is P(text | image), so it is checked against the exact text)."""
     from training.data import MAX_NAMED_PROBLEMS, load_labeled_arrays
 
     arrays, texts, paths, problems = load_labeled_arrays(folder, recognizer.charset, recognizer.preprocess, args.limit)
@@ -123,21 +129,31 @@ def evaluate_folder(recognizer: Any, folder: str, args: argparse.Namespace) -> t
     ) if arrays else []
     seconds = time.perf_counter() - t0
     metrics = compute_metrics([p.text for p in preds], texts)
-    row = {"folder": folder, **metrics.to_dict(), "skipped": len(problems),
+    ece, table = calibration([p.confidence for p in preds], [p.text == t for p, t in zip(preds, texts)])
+    row = {"folder": folder, **metrics.to_dict(), "ece": round(ece, 4), "skipped": len(problems),
            "images_per_s": round(len(arrays) / seconds, 1) if seconds > 0 and arrays else 0.0}
     errors = [[path, t, p.text, f"{p.confidence:.4f}"] for path, t, p in zip(paths, texts, preds) if p.text != t]
-    return row, errors
+    return row, errors, table
+
+
+def format_calibration(folder: str, table: list[CalibrationBin]) -> str:
+    """A folder's reliability table as aligned text: per confidence bin, images, mean confidence, accuracy."""
+    lines = [f"{Path(folder).name or folder}: confidence bin, images, mean confidence, accuracy (case-sensitive)"]
+    for b in table:
+        lines.append(f"  [{b.low:.1f}, {b.high:.1f})  {b.count:>6}  {b.mean_confidence:>6.3f}  {b.accuracy:>6.3f}")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The results as an aligned text table."""
-    head = f"{'folder':<32} {'count':>6} {'skipped':>7} {'acc(proto)':>10} {'acc(case)':>9} {'CER':>7} {'1-NED':>7} {'img/s':>8}"
+    head = (f"{'folder':<32} {'count':>6} {'skipped':>7} {'acc(proto)':>10} {'acc(case)':>9} {'CER':>7} {'1-NED':>7} "
+            f"{'ECE':>6} {'img/s':>8}")
     lines = [head]
     for r in rows:
         lines.append(
             f"{Path(r['folder']).name or r['folder']:<32} {r['count']:>6} {r['skipped']:>7} "
             f"{100 * r['word_accuracy_protocol']:>9.2f}% {100 * r['word_accuracy_case']:>8.2f}% "
-            f"{r['cer']:>7.4f} {r['one_minus_ned']:>7.4f} {r['images_per_s']:>8.1f}"
+            f"{r['cer']:>7.4f} {r['one_minus_ned']:>7.4f} {r['ece']:>6.3f} {r['images_per_s']:>8.1f}"
         )
     return "\n".join(lines)
 
@@ -150,11 +166,12 @@ def main(argv: list[str] | None = None) -> int:
 
         # The checkpoint's model_type picks the recognizer (CRNN or the segmented-character baseline).
         recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision)
-        rows, errors = [], []
+        rows, errors, tables = [], [], []
         for folder in args.data:
-            row, errs = evaluate_folder(recognizer, folder, args)
+            row, errs, table = evaluate_folder(recognizer, folder, args)
             rows.append(row)
             errors.extend(errs)
+            tables.append(table)
     except (CRNNError, ValueError) as e:
         print(f"crnn eval: error: {e}", file=sys.stderr)
         return 2
@@ -164,9 +181,15 @@ def main(argv: list[str] | None = None) -> int:
             for e in errors:
                 f.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in e) + "\n")
     if args.json:
+        if args.calibration:
+            for row, table in zip(rows, tables):
+                row["calibration"] = [asdict(b) for b in table]
         print(json.dumps({"weights": str(args.weights) if args.weights else None, "decoder": args.decoder, "results": rows}, indent=2))
     else:
         print(format_table(rows))
+        if args.calibration:
+            for folder, table in zip(args.data, tables):
+                print(format_calibration(folder, table))
     return 0
 
 
