@@ -104,8 +104,9 @@ class ChunkLoader:
                 try:
                     loaded = iter(future.result() if future else ())
                 except BrokenProcessPool as e:
-                    raise LoaderError(f"an image-decoding process died while reading {part[0][0]} and the "
-                                      f"{len(part) - 1} paths after it ({e})") from None
+                    # Every pending task fails with the pool, so which image killed it is not known.
+                    raise LoaderError(f"an image-decoding process died (a decoder crash?); the images from "
+                                      f"{part[0][0]} on were not read ({e})") from None
                 for path, err in part:
                     chunk.append((path, None, err) if err is not None else (path, *next(loaded)))
             yield chunk

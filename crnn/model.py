@@ -201,7 +201,7 @@ def count_macs(model: CRNN, width: int = 128) -> int:
 
 class SliceMaxPool2d(nn.Module):
     """Max pooling (B, C, H, W) -> (B, C, H // kh, W // kw) for kernel = stride in {1, 2} per axis, as the
-    maximum of strided slices: the same values as nn.MaxPool2d, ~3x faster on CPU (it computes no indices)."""
+    maximum of strided slices: the same values as nn.MaxPool2d, 2-4x faster on CPU (it computes no indices)."""
 
     def __init__(self, kernel: tuple[int, int]) -> None:
         super().__init__()
@@ -220,13 +220,16 @@ class SliceMaxPool2d(nn.Module):
         return x
 
 
+def _pair(v: Any) -> tuple[Any, Any]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # type: ignore[return-value]
+
+
 def _slice_pool_for(m: nn.Module) -> nn.Module:
     """SliceMaxPool2d for a plain 1-or-2 nn.MaxPool2d (kernel = stride, no padding), else ``m`` itself."""
     if not isinstance(m, nn.MaxPool2d):
         return m
-    pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-    kernel, stride = pair(m.kernel_size), pair(m.stride)
-    plain = kernel == stride and pair(m.padding) == (0, 0) and pair(m.dilation) == (1, 1) and not m.ceil_mode
+    kernel, stride = _pair(m.kernel_size), _pair(m.stride)
+    plain = kernel == stride and _pair(m.padding) == (0, 0) and _pair(m.dilation) == (1, 1) and not m.ceil_mode
     return SliceMaxPool2d(kernel) if plain and set(kernel) <= {1, 2} else m
 
 
