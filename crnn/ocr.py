@@ -142,13 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `crnn ocr`; exit 0 when every image was read, 1 when some failed, 2 on usage errors."""
     args = build_parser().parse_args(argv)
@@ -159,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from crnn.checkpoint_header import default_weights_path, read_header
     from crnn.image_loader import ChunkLoader, make_pool
+    from crnn.machine import cpu_cores
     from crnn.preprocess import PreprocessConfig
 
     # Images are decoded in loader processes (or threads); OpenCV's own thread pool on top of them (and
@@ -172,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # The decoders start (forked: torch is not imported yet) and read the first chunk of images while
     # this process imports torch and loads the model, ~1 s on a CPU (see crnn/image_loader.py).
-    pool = make_pool(args.threads or _usable_cores())
+    pool = make_pool(args.threads or cpu_cores())
     try:
         chunks = ChunkLoader(expand_inputs(args.paths), preprocess, pool, chunk_size=args.batch_size * CHUNK_BATCHES)
         return _recognize(args, chunks)

@@ -71,14 +71,14 @@ def test_loading_starts_at_once_and_stays_one_chunk_ahead(inputs: list[tuple[str
     assert sum(seen) == len(inputs)
 
 
-def _die(paths: list[str], config: PreprocessConfig) -> list:
+def crashing_decoder(paths: list[str], config: PreprocessConfig) -> list:
     os._exit(3)  # a decoder that crashes its process
 
 
 def test_a_dead_decoding_process_is_an_error_not_a_hang(
     inputs: list[tuple[str, str | None]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(image_loader, "load_paths", _die)
+    monkeypatch.setattr(image_loader, "load_paths", crashing_decoder)
     with make_pool(1, processes=True) as pool, pytest.raises(LoaderError, match="decoding process died"):
         list(ChunkLoader(inputs, CONFIG, pool, chunk_size=4))
 

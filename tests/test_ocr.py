@@ -15,6 +15,7 @@ from crnn import Charset, Recognizer, build_model, save_checkpoint
 from crnn.metrics import normalize_protocol
 from crnn.image_loader import ChunkLoader, make_pool
 from crnn.ocr import expand_inputs, main, run_ocr
+from tests.test_image_loader import crashing_decoder
 from tests.word_images import render_word
 
 REPO = Path(__file__).resolve().parent.parent
@@ -178,16 +179,12 @@ def test_decoding_processes_in_a_fresh_command(folder: Path, tiny_weights: Path)
     assert res.stderr.count("crnn ocr: error:") == 1 and "1.png" in res.stderr
 
 
-def _die(paths: list[str], config: object) -> list:
-    os._exit(3)  # a decoder that crashes its process
-
-
 def test_a_crashed_decoder_ends_the_run_with_one_line_and_status_1(
     folder: Path, tiny_weights: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from crnn import image_loader
 
-    monkeypatch.setattr(image_loader, "load_paths", _die)
+    monkeypatch.setattr(image_loader, "load_paths", crashing_decoder)
     monkeypatch.setattr(image_loader, "fork_is_safe", lambda: True)  # in-process callers get threads otherwise
     code, out, err = _run([str(folder), "--weights", str(tiny_weights)], capsys)
     assert code == 1 and out.strip() == "path\ttext\tconfidence\terror"
@@ -195,7 +192,8 @@ def test_a_crashed_decoder_ends_the_run_with_one_line_and_status_1(
 
 
 def test_ocr_command_imports_torch_only_after_starting_its_decoders() -> None:
-    code = "import sys, crnn, crnn.ocr, crnn.image_loader, crnn.checkpoint_header; print('torch' in sys.modules)"
+    code = ("import sys, crnn, crnn.ocr, crnn.image_loader, crnn.checkpoint_header, crnn.machine; "
+            "print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert res.stdout.strip() == "False", res.stderr
 

@@ -27,6 +27,7 @@ import yaml
 from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
 from crnn.errors import ConfigError, CRNNError
+from crnn.machine import cpu_cores
 from crnn.model import CRNN, ModelConfig, count_parameters
 from crnn.preprocess import PreprocessConfig
 from training.config import TrainConfig, config_from_dict, default_charset, load_config, save_yaml
@@ -41,14 +42,6 @@ START = time.time()  # the time budget counts from process start-up, imports inc
 # ---------------------------------------------------------------------------------------------
 # Setup helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def cpu_cores() -> int:
-    """Cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def auto_threads(config: TrainConfig, device: torch.device, local_world: int) -> tuple[int, int]:
