@@ -23,7 +23,7 @@ from pathlib import Path
 
 def render_folder(out: Path, count: int) -> Path:
     """Write ``count`` synthetic word images (PNG) to ``out``."""
-    subprocess.run([sys.executable, "-m", "synth_data.cli", "--count", str(count), "--out", str(out),
+    subprocess.run([sys.executable, "-m", "crnn_synth_data.cli", "--count", str(count), "--out", str(out),
                     "--format", "folder", "--seed", "0"], check=True, stderr=subprocess.DEVNULL)
     return out
 

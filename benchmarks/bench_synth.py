@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth_data import SynthConfig, WordRenderer  # noqa: E402
+from crnn_synth_data import SynthConfig, WordRenderer  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Training throughput on this machine for each speed option (not a test): python benchmarks/bench_train.py.
 
-Each variant is a short real run of ``training.train`` (renderer in DataLoader workers, the real loop);
+Each variant is a short real run of ``crnn_training.train`` (renderer in DataLoader workers, the real loop);
 images/s is the mean over the logging windows after the first (start-up excluded).
 """
 
@@ -32,7 +32,7 @@ VARIANTS: dict[str, list[str]] = {
 def run(config: str, extra: list[str], steps: int, log_every: int) -> float:
     """Mean images/s of one short run."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "training.train", "--config", config, f"out_dir={out}",
+        cmd = [sys.executable, "-m", "crnn_training.train", "--config", config, f"out_dir={out}",
                f"train.max_steps={steps}", f"train.log_every={log_every}", "train.eval_every=1000000",
                "val.synth_size=64", "train.max_minutes=0", "train.tensorboard=false", "train.progress=off", *extra]
         proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})

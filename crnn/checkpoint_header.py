@@ -11,11 +11,18 @@ from crnn.errors import CheckpointError
 
 FORMAT = "crnn-ocr"
 FORMAT_VERSION = "1"
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "crnn.safetensors"
+_PACKAGE = Path(__file__).resolve().parent
+# An installed wheel carries the shipped weights inside the package (crnn/weights/, see pyproject.toml); a
+# clone (or an editable install of one) has them in the repository's weights/ folder.
+DEFAULT_WEIGHTS = next(
+    (p for p in (_PACKAGE / "weights" / "crnn.safetensors", _PACKAGE.parent / "weights" / "crnn.safetensors")
+     if p.exists()),
+    _PACKAGE.parent / "weights" / "crnn.safetensors",
+)
 
 
 def default_weights_path() -> Path:
-    """The shipped model: $CRNN_WEIGHTS if set, else weights/crnn.safetensors of this checkout."""
+    """The shipped model: $CRNN_WEIGHTS if set, else the weights shipped in the wheel or in this clone."""
     env = os.environ.get("CRNN_WEIGHTS")
     return Path(env) if env else DEFAULT_WEIGHTS
 

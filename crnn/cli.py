@@ -11,12 +11,12 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ocr": ("crnn.ocr", "read the text of word images (files, folders, globs, stdin)"),
     "info": ("crnn.info", "print a model's architecture, parameters and multiply-adds"),
-    "synth": ("synth_data.cli", "render synthetic word images (datasets, previews, font list)"),
-    "train": ("training.train", "train a model from a YAML config"),
-    "eval": ("training.evaluate", "evaluate weights on labeled folders"),
-    "compare": ("training.compare", "compare two models (e.g. CRNN vs the segmented-character baseline) in a report"),
-    "plot": ("training.plot", "plot the training curves of a run folder"),
-    "serve": ("server.cli", "run the REST API (FastAPI + uvicorn)"),
+    "synth": ("crnn_synth_data.cli", "render synthetic word images (datasets, previews, font list)"),
+    "train": ("crnn_training.train", "train a model from a YAML config"),
+    "eval": ("crnn_training.evaluate", "evaluate weights on labeled folders"),
+    "compare": ("crnn_training.compare", "compare two models (e.g. CRNN vs the segmented-character baseline) in a report"),
+    "plot": ("crnn_training.plot", "plot the training curves of a run folder"),
+    "serve": ("crnn_server.cli", "run the REST API (FastAPI + uvicorn)"),
 }
 
 USAGE = "usage: crnn <command> [options]\n\ncommands:\n" + "\n".join(

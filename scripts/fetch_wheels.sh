@@ -42,6 +42,6 @@ WORDS_FILE=${WORDS_FILE:-.gpu/words.txt}
 if [ ! -f "$WORDS_FILE" ]; then
     mkdir -p "$(dirname "$WORDS_FILE")"
     PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "${VENV_PYTHON:-/work/venv/bin/python}" -c \
-        "import sys; from synth_data import export_words; print('fetch_wheels: words', export_words(sys.argv[1]), sys.argv[1])" \
+        "import sys; from crnn_synth_data import export_words; print('fetch_wheels: words', export_words(sys.argv[1]), sys.argv[1])" \
         "$WORDS_FILE"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One lent-GPU session, everything at once (run from the repository root; OUT = a folder for results):
 #   1. scripts/train_gpu.sh fine-tunes the shipped model (weights/crnn.safetensors) for MAIN_MINUTES, and
-#   2. beside it, `python -m training.experiment` trains issue 7's budget-matched set (CRNN head ablation
+#   2. beside it, `python -m crnn_training.experiment` trains issue 7's budget-matched set (CRNN head ablation
 #      + segmented baseline, EXP_IMAGES word images each, EXP_LANES runs at a time) on the spare GPU time.
 # Results are packed into a few tar files in OUT (the device tool returns at most 8 files).
 # Env: OUT (required), WHEELS_DIR (.whl), MAIN_MINUTES (8; 0: experiment only), MAIN_WORKERS (8), MAIN_ARGS (extra overrides), EXP_IMAGES (200000),
@@ -23,10 +23,13 @@ WHEELS_DIR=${WHEELS_DIR:-.whl}
 if compgen -G "$WHEELS_DIR/*.whl" > /dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$WHEELS_DIR"/*.whl || echo "[session] pip failed"
 fi
-export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# The repository's folders under their installed names (crnn_training, ...; see pyproject.toml).
+NAMES=$(mktemp -d); ln -s "$ROOT/crnn" "$NAMES/crnn"
+for d in training synth_data server; do ln -s "$ROOT/$d" "$NAMES/crnn_$d"; done
+export PYTHONPATH="$NAMES:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 SYNTH=$(python3 -c 'import json,os,sys; print(json.dumps({"words_file": os.path.abspath(".gpu/words.txt"), "font_dirs": [os.path.abspath(".fonts"), "@system", "@matplotlib"]}))')
 
-python3 -m training.experiment --runs-dir /tmp/session/exp --images "${EXP_IMAGES:-200000}" --lanes "${EXP_LANES:-3}" \
+python3 -m crnn_training.experiment --runs-dir /tmp/session/exp --images "${EXP_IMAGES:-200000}" --lanes "${EXP_LANES:-3}" \
     --device "${DEVICE:-cuda}" --workers "${EXP_WORKERS:-2}" --threads 1 --synth "$SYNTH" > "$OUT/exp.log" 2>&1 &
 EXP=$!
 
@@ -41,7 +44,7 @@ left=$((DEADLINE_S - ($(date +%s) - T0)))
 while kill -0 "$EXP" 2> /dev/null && [ "$left" -gt 0 ]; do sleep 2; left=$((DEADLINE_S - ($(date +%s) - T0))); done
 if kill -0 "$EXP" 2> /dev/null; then
     echo "[session] deadline: stopping the experiment"
-    pkill -TERM -f training.train; sleep 3; kill "$EXP" 2> /dev/null
+    pkill -TERM -f crnn_training.train; sleep 3; kill "$EXP" 2> /dev/null
 fi
 echo "[session] experiment finished at $(( $(date +%s) - T0 ))s"
 

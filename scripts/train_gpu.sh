@@ -43,11 +43,16 @@ for whl in sys.argv[2:]:
 PYEOF
     fi
     say "installed $(ls "$WHEELS_DIR"/*.whl | wc -l) wheels from $WHEELS_DIR into $SITE"
-    export PYTHONPATH="$ROOT:$SITE${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 else
     say "no wheels in $WHEELS_DIR: using the installed packages"
-    export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 fi
+# The repository's folders under their installed names (pyproject.toml: training/ is crnn_training, ...),
+# without pip installing the project on the box.
+NAMES=$(mktemp -d)
+ln -s "$ROOT/crnn" "$NAMES/crnn"
+for d in training synth_data server; do ln -s "$ROOT/$d" "$NAMES/crnn_$d"; done
+export PYTHONPATH="$NAMES${PYTHONPATH:+:$PYTHONPATH}"
 
 # 2. The run's arguments.
 ARGS=(--config "$CONFIG" "train.max_minutes=$MINUTES" "out_dir=$OUT_DIR")
@@ -58,11 +63,11 @@ if [ -n "$INIT_FROM" ]; then ARGS+=(--init-from "$INIT_FROM"); fi
 EXTRA=(${EXTRA_ARGS:-})
 
 say "$(date -u +%FT%TZ) $("$PY" -c 'import torch,sys; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "")')"
-say "cores $(nproc); running: $PY -m training.train ${ARGS[*]} ${EXTRA[*]:-}"
+say "cores $(nproc); running: $PY -m crnn_training.train ${ARGS[*]} ${EXTRA[*]:-}"
 
 # 3. Train (the time budget includes start-up and the final evaluation).
 set +e
-PYTHONUNBUFFERED=1 "$PY" -m training.train "${ARGS[@]}" "${EXTRA[@]}" 2>&1 | tee -a "$LOG"
+PYTHONUNBUFFERED=1 "$PY" -m crnn_training.train "${ARGS[@]}" "${EXTRA[@]}" 2>&1 | tee -a "$LOG"
 RC=${PIPESTATUS[0]}
 set -e
 

@@ -20,13 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crnn import __version__
 from crnn.recognizer import Recognizer
-from server.batching import BatcherClosed, QueueFull, QueueTimeout
-from server.engine import DecodeOptions, Engine
-from server.errors import APIError, InvalidRequest, NotReady, Overloaded, Unauthorized, status_code
-from server.metrics import CONTENT_TYPE_LATEST, Metrics
-from server.middleware import ObservabilityMiddleware, request_id_of
-from server.parsing import RecognizeJSON, parse_recognize
-from server.settings import Settings
+from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout
+from crnn_server.engine import DecodeOptions, Engine
+from crnn_server.errors import APIError, InvalidRequest, NotReady, Overloaded, Unauthorized, status_code
+from crnn_server.metrics import CONTENT_TYPE_LATEST, Metrics
+from crnn_server.middleware import ObservabilityMiddleware, request_id_of
+from crnn_server.parsing import RecognizeJSON, parse_recognize
+from crnn_server.settings import Settings
 
 log = logging.getLogger("crnn.server")
 
@@ -228,7 +228,7 @@ def create_app(settings: Settings | None = None, recognizer: Recognizer | None =
         """Prometheus metrics of this process (text exposition format)."""
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    page = resources.files("server.static").joinpath("index.html").read_text(encoding="utf-8")
+    page = resources.files("crnn_server.static").joinpath("index.html").read_text(encoding="utf-8")
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -273,7 +273,7 @@ def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes: settings come from $CRNN_SERVER_SETTINGS (set by `crnn serve`)."""
     import os
 
-    from server.settings import ENV_SETTINGS
+    from crnn_server.settings import ENV_SETTINGS
 
     text = os.environ.get(ENV_SETTINGS)
     return create_app(Settings.from_json(text) if text else Settings.from_env())

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from crnn.checkpoint_header import read_header
 from crnn.errors import CheckpointError, ConfigError
-from server.settings import ENV_API_KEY, ENV_CORS_ORIGINS, ENV_SETTINGS, MiB, Settings, parse_origins
+from crnn_server.settings import ENV_API_KEY, ENV_CORS_ORIGINS, ENV_SETTINGS, MiB, Settings, parse_origins
 
 DEFAULTS = Settings()
 
@@ -99,12 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import uvicorn
 
-    from server.logs import log_config
+    from crnn_server.logs import log_config
 
     # Worker processes (and the single-process server alike) rebuild the app from this variable.
     os.environ[ENV_SETTINGS] = settings.to_json()
     uvicorn.run(
-        "server.app:app_from_env",
+        "crnn_server.app:app_from_env",
         factory=True,
         host=settings.host,
         port=settings.port,

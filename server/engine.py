@@ -21,9 +21,9 @@ from crnn.errors import InvalidImageError
 from crnn.info import describe
 from crnn.prediction import Prediction
 from crnn.recognizer import Recognizer
-from server.batching import MicroBatcher
-from server.metrics import Metrics
-from server.settings import Settings
+from crnn_server.batching import MicroBatcher
+from crnn_server.metrics import Metrics
+from crnn_server.settings import Settings
 
 log = logging.getLogger("crnn.server")
 

@@ -13,9 +13,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.errors import APIError, InternalError, PayloadTooLarge
-from server.logs import ACCESS_LOGGER
-from server.metrics import Metrics
+from crnn_server.errors import APIError, InternalError, PayloadTooLarge
+from crnn_server.logs import ACCESS_LOGGER
+from crnn_server.metrics import Metrics
 
 log = logging.getLogger("crnn.server")
 access_log = logging.getLogger(ACCESS_LOGGER)

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 # Imported lazily so that `crnn synth` and the renderer start without loading torch.
 _EXPORTS = {
-    "SynthConfig": "synth_data.config",
-    "Sample": "synth_data.render",
-    "WordRenderer": "synth_data.render",
-    "render_sample": "synth_data.render",
-    "SyntheticWordDataset": "synth_data.dataset",
-    "FolderDataset": "synth_data.storage",
-    "FolderWriter": "synth_data.storage",
-    "LmdbDataset": "synth_data.storage",
-    "LmdbWriter": "synth_data.storage",
-    "export_words": "synth_data.text",
+    "SynthConfig": "crnn_synth_data.config",
+    "Sample": "crnn_synth_data.render",
+    "WordRenderer": "crnn_synth_data.render",
+    "render_sample": "crnn_synth_data.render",
+    "SyntheticWordDataset": "crnn_synth_data.dataset",
+    "FolderDataset": "crnn_synth_data.storage",
+    "FolderWriter": "crnn_synth_data.storage",
+    "LmdbDataset": "crnn_synth_data.storage",
+    "LmdbWriter": "crnn_synth_data.storage",
+    "export_words": "crnn_synth_data.text",
 }
 __all__ = [
     "FolderDataset",
@@ -32,11 +32,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from synth_data.config import SynthConfig
-    from synth_data.dataset import SyntheticWordDataset
-    from synth_data.render import Sample, WordRenderer, render_sample
-    from synth_data.storage import FolderDataset, FolderWriter, LmdbDataset, LmdbWriter
-    from synth_data.text import export_words
+    from crnn_synth_data.config import SynthConfig
+    from crnn_synth_data.dataset import SyntheticWordDataset
+    from crnn_synth_data.render import Sample, WordRenderer, render_sample
+    from crnn_synth_data.storage import FolderDataset, FolderWriter, LmdbDataset, LmdbWriter
+    from crnn_synth_data.text import export_words
 
 
 def __getattr__(name: str) -> Any:

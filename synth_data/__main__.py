@@ -1,7 +1,7 @@
-"""`python -m synth_data ...` runs `crnn synth ...`."""
+"""`python -m crnn_synth_data ...` runs `crnn synth ...`."""
 
 import sys
 
-from synth_data.cli import main
+from crnn_synth_data.cli import main
 
 raise SystemExit(main(sys.argv[1:]))

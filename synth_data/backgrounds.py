@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from synth_data.colors import color_with_luminance
-from synth_data.config import SynthConfig
+from crnn_synth_data.colors import color_with_luminance
+from crnn_synth_data.config import SynthConfig
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")

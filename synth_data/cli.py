@@ -10,7 +10,7 @@ import time
 import warnings
 from pathlib import Path
 
-from synth_data.config import SynthConfig
+from crnn_synth_data.config import SynthConfig
 
 _renderer = None  # the worker process's WordRenderer (inherited through fork when possible)
 
@@ -56,14 +56,14 @@ def load_config(path: Path | None, overrides: list[str]) -> SynthConfig:
 def _init_worker(config: SynthConfig) -> None:
     global _renderer
     if _renderer is None:
-        from synth_data.render import WordRenderer
+        from crnn_synth_data.render import WordRenderer
 
         _renderer = WordRenderer(config)
 
 
 def _render_chunk(job: tuple[int, int, int]) -> list[tuple[bytes, str]]:
     """PNG bytes and text of stream indices ``start..stop-1``."""
-    from synth_data.storage import encode_png
+    from crnn_synth_data.storage import encode_png
 
     seed, start, stop = job
     out = []
@@ -77,12 +77,12 @@ def write_dataset(config: SynthConfig, out: Path, fmt: str, count: int, workers:
     """Render stream indices ``start..start+count-1`` of ``seed`` into ``out``; returns the number written."""
     from tqdm import tqdm
 
-    from synth_data.storage import FolderWriter, LmdbWriter
+    from crnn_synth_data.storage import FolderWriter, LmdbWriter
 
     import cv2
 
     global _renderer
-    from synth_data.render import WordRenderer
+    from crnn_synth_data.render import WordRenderer
 
     if workers > 1:
         # Processes are the parallelism. Set before any OpenCV call: changing it inside a
@@ -117,7 +117,7 @@ def write_dataset(config: SynthConfig, out: Path, fmt: str, count: int, workers:
 
 def list_fonts(config: SynthConfig) -> None:
     """Print, per font folder, how many files and faces were found and how many are usable."""
-    from synth_data.fonts import scan_fonts
+    from crnn_synth_data.fonts import scan_fonts
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -144,20 +144,20 @@ def main(argv: list[str] | None = None) -> int:
         list_fonts(config)
         did = True
     if args.export_words:
-        from synth_data.text import export_words
+        from crnn_synth_data.text import export_words
 
         n = export_words(args.export_words, args.count or config.lexicon_size, config)
         print(f"wrote {n} words to {args.export_words}")
         did = True
     if args.collect_fonts:
-        from synth_data.fonts import collect_fonts
+        from crnn_synth_data.fonts import collect_fonts
 
         n, size = collect_fonts(config, args.collect_fonts)
         print(f"wrote {n} fonts ({size / 1e6:.1f} MB) to {args.collect_fonts}; use --set font_dirs={args.collect_fonts}")
         did = True
     if args.preview:
-        from synth_data.preview import write_preview
-        from synth_data.render import WordRenderer
+        from crnn_synth_data.preview import write_preview
+        from crnn_synth_data.render import WordRenderer
 
         renderer = WordRenderer(config)
         samples = [renderer.render(args.seed, args.start + i) for i in range(args.count or 64)]

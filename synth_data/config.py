@@ -9,7 +9,7 @@ from typing import Any
 
 from crnn.charset import DEFAULT_CHARS
 
-# Tokens accepted in ``font_dirs`` besides real folders (expanded by synth_data.fonts).
+# Tokens accepted in ``font_dirs`` besides real folders (expanded by crnn_synth_data.fonts).
 SYSTEM_FONTS = "@system"
 MATPLOTLIB_FONTS = "@matplotlib"
 

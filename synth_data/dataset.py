@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 from torch.utils.data import IterableDataset, get_worker_info
 
-from synth_data.config import SynthConfig
-from synth_data.render import Sample, WordRenderer
+from crnn_synth_data.config import SynthConfig
+from crnn_synth_data.render import Sample, WordRenderer
 
 
 class SyntheticWordDataset(IterableDataset):

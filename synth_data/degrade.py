@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from synth_data.config import SynthConfig
+from crnn_synth_data.config import SynthConfig
 
 
 def _albumentations() -> Any:

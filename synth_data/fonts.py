@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from synth_data.config import MATPLOTLIB_FONTS, SYSTEM_FONTS, SynthConfig
+from crnn_synth_data.config import MATPLOTLIB_FONTS, SYSTEM_FONTS, SynthConfig
 
 log = logging.getLogger(__name__)
 

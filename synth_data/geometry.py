@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from synth_data.config import SynthConfig
+from crnn_synth_data.config import SynthConfig
 
 
 @dataclass

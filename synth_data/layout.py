@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from synth_data.fonts import Glyph, GlyphSet
+from crnn_synth_data.fonts import Glyph, GlyphSet
 
 
 @dataclass

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from synth_data.render import Sample
+from crnn_synth_data.render import Sample
 
 _BOX_COLORS = [(230, 40, 40), (40, 200, 60), (40, 120, 255), (240, 180, 0)]
 

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from synth_data.backgrounds import BackgroundMaker
-from synth_data.colors import color_with_luminance, contrasting_luminance
-from synth_data.config import SynthConfig
-from synth_data.degrade import Degrader
-from synth_data.fonts import FontPool, GlyphSet
-from synth_data.geometry import plan_warp
-from synth_data.layout import Line, draw_line, layout_line
-from synth_data.text import TextSampler
+from crnn_synth_data.backgrounds import BackgroundMaker
+from crnn_synth_data.colors import color_with_luminance, contrasting_luminance
+from crnn_synth_data.config import SynthConfig
+from crnn_synth_data.degrade import Degrader
+from crnn_synth_data.fonts import FontPool, GlyphSet
+from crnn_synth_data.geometry import plan_warp
+from crnn_synth_data.layout import Line, draw_line, layout_line
+from crnn_synth_data.text import TextSampler
 
 
 @dataclass

@@ -7,7 +7,7 @@ import string
 from collections.abc import Callable
 from pathlib import Path
 
-from synth_data.config import SynthConfig
+from crnn_synth_data.config import SynthConfig
 
 UPPER = string.ascii_uppercase
 DIGITS = string.digits

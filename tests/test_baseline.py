@@ -219,7 +219,7 @@ def test_recognizer_factory_eval_and_ocr(baseline_ckpt: Path, tmp_path: Path,
     (folder / "labels.tsv").write_text("\n".join(labels) + "\n")
     assert rec.recognize([str(folder / "0.png")])[0].text == "cab"
 
-    from training import evaluate
+    from crnn_training import evaluate
 
     assert evaluate.main(["--weights", str(baseline_ckpt), "--data", str(folder), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["results"][0]
@@ -250,7 +250,7 @@ def test_recognizer_reads_a_word_alone_as_in_a_batch(overfit_model: SegCharModel
 
 
 def test_train_baseline_smoke(tmp_path: Path) -> None:
-    from training import train_baseline
+    from crnn_training import train_baseline
 
     rec = train_baseline.main(["--out", str(tmp_path), "--max-steps", "3", "--batch-size", "4", "--val-size", "6",
                                "--workers", "0", "--hidden", "16"])

@@ -16,7 +16,7 @@ from crnn.charset import Charset
 from crnn.checkpoint import save_baseline_checkpoint
 from crnn.cli import main as cli_main
 from tests.word_images import render_word
-from training.compare import bucket_accuracy, length_bucket
+from crnn_training.compare import bucket_accuracy, length_bucket
 
 CHARSET = Charset()
 
@@ -95,7 +95,7 @@ def test_bad_model_spec_is_an_error(setup: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_experiment_commands_share_stream_and_budget() -> None:
-    from training.experiment import RUNS, run_command, steps_for
+    from crnn_training.experiment import RUNS, run_command, steps_for
 
     assert steps_for(200_000, 128) == 1563 and steps_for(1, 128) == 1
     synth = {"lexicon_size": 50}
@@ -117,7 +117,7 @@ def test_compare_quick_trains_the_budget_matched_set(tmp_path: Path) -> None:
     args = ["compare", "--quick", "--runs-dir", str(runs), "--train-images", "32", "--train-config",
             "configs/tiny.yaml", "--synth-count", "12", "--out", str(out), "--charts-dir", str(charts)]
     assert cli_main(args) == 0
-    from training.experiment import RUNS
+    from crnn_training.experiment import RUNS
 
     for r in RUNS:  # every run finished on the same budget
         assert json.loads((runs / r.slug / "done.json").read_text())["images"] == 32

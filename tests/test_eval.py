@@ -14,8 +14,8 @@ from crnn.charset import Charset
 from crnn.prediction import Prediction
 from crnn.preprocess import PreprocessConfig
 from tests.word_images import render_word
-from training import evaluate
-from training.evaluate import evaluate_arrays, greedy_texts
+from crnn_training import evaluate
+from crnn_training.evaluate import evaluate_arrays, greedy_texts
 
 # image name -> (label, what the fake model reads)
 WORDS = {"0.png": ("Hello", "hello"), "1.png": ("World", "World"), "2.png": ("cat", "cut"), "3.png": ("SALE!", "sale")}

@@ -1,4 +1,4 @@
-"""training.gradient_flow: the unrolled top layer reproduces the model, and the norms are well formed."""
+"""crnn_training.gradient_flow: the unrolled top layer reproduces the model, and the norms are well formed."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from crnn.model import build_model
-from training.gradient_flow import hidden_gradient_norms, last_frame_log_probs
+from crnn_training.gradient_flow import hidden_gradient_norms, last_frame_log_probs
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

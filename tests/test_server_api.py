@@ -22,8 +22,8 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from crnn import Charset, Recognizer
-from server import Settings, create_app
-from server.app import API_KEY_HEADER
+from crnn_server import Settings, create_app
+from crnn_server.app import API_KEY_HEADER
 from tests.tiny_models import tiny_recognizer
 from tests.word_images import render_word
 
@@ -381,7 +381,7 @@ def test_request_id_and_access_log(client: TestClient, caplog: pytest.LogCapture
     assert (rid == given) is echoed and len(rid) <= 128 and " " not in rid
     records = [rec for rec in caplog.records if rec.name == "crnn.server.access"]
     assert records, "no access log line"
-    from server.logs import JsonFormatter
+    from crnn_server.logs import JsonFormatter
 
     line = json.loads(JsonFormatter().format(records[-1]))
     assert line["request_id"] == rid

@@ -14,8 +14,8 @@ import pytest
 pytest.importorskip("fastapi")
 import httpx
 
-from server import Settings, create_app
-from server.batching import BatcherClosed, MicroBatcher, QueueFull, QueueTimeout
+from crnn_server import Settings, create_app
+from crnn_server.batching import BatcherClosed, MicroBatcher, QueueFull, QueueTimeout
 from tests.test_server_api import LIMITS, files, png, tiny_recognizer
 from tests.word_images import render_word
 

@@ -21,7 +21,7 @@ import pytest
 pytest.importorskip("fastapi")
 
 from crnn import Recognizer
-from server.testing import ServerProcess, tiny_checkpoint
+from crnn_server.testing import ServerProcess, tiny_checkpoint
 from tests.test_server_api import png
 from tests.word_images import render_word
 

@@ -19,9 +19,9 @@ from crnn import Recognizer
 from crnn.checkpoint_header import default_weights_path
 from crnn.cli import main as crnn_main
 from crnn.errors import ConfigError
-from server.cli import build_parser, main, settings_from_args
-from server.settings import Settings
-from server.testing import ServerProcess, tiny_checkpoint
+from crnn_server.cli import build_parser, main, settings_from_args
+from crnn_server.settings import Settings
+from crnn_server.testing import ServerProcess, tiny_checkpoint
 from tests.test_server_api import png
 from tests.word_images import render_word
 

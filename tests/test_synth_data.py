@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from crnn.charset import DEFAULT_CHARS
-from synth_data import (
+from crnn_synth_data import (
     FolderDataset,
     FolderWriter,
     LmdbDataset,
@@ -24,8 +24,8 @@ from synth_data import (
     WordRenderer,
     render_sample,
 )
-from synth_data.fonts import FontPool, FontWarning, expand_font_dirs, scan_font_file, scan_fonts
-from synth_data.text import TextSampler
+from crnn_synth_data.fonts import FontPool, FontWarning, expand_font_dirs, scan_font_file, scan_fonts
+from crnn_synth_data.text import TextSampler
 
 REPO = Path(__file__).resolve().parents[1]
 DEJAVU = expand_font_dirs(["@matplotlib"])[0] / "DejaVuSans.ttf"
@@ -266,7 +266,7 @@ def test_reads_a_real_benchmark_folder() -> None:
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "synth_data.cli", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "crnn_synth_data.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -279,7 +279,7 @@ def test_cli_preview_writes_a_png(tmp_path: Path, config: SynthConfig) -> None:
 
 
 def test_cli_writes_datasets_with_workers(tmp_path: Path, config: SynthConfig) -> None:
-    from synth_data.cli import main
+    from crnn_synth_data.cli import main
 
     sets = ["--set", "font_dirs=@matplotlib", "--set", f"font_cache={config.font_cache}"]
     res = _cli("--count", "12", "--out", str(tmp_path / "f"), "--format", "folder", "--workers", "2",
@@ -293,7 +293,7 @@ def test_cli_writes_datasets_with_workers(tmp_path: Path, config: SynthConfig) -
 
 
 def test_cli_list_fonts_and_export_words(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from synth_data.cli import main
+    from crnn_synth_data.cli import main
 
     assert main(["--list-fonts", "--set", "font_dirs=@matplotlib", "--set", "font_cache=none"]) == 0
     out = capsys.readouterr().out
@@ -308,7 +308,7 @@ def test_cli_list_fonts_and_export_words(tmp_path: Path, capsys: pytest.CaptureF
 def test_collect_fonts_makes_a_small_carryable_folder(tmp_path: Path) -> None:
     import warnings
 
-    from synth_data.fonts import collect_fonts
+    from crnn_synth_data.fonts import collect_fonts
 
     src = tmp_path / "src"
     src.mkdir()

@@ -16,8 +16,8 @@ from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
 from crnn.model import CRNN, ModelConfig
 from tests.word_images import render_word
-from training.config import load_config
-from training.train import init_from, main
+from crnn_training.config import load_config
+from crnn_training.train import init_from, main
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "configs" / "tiny.yaml")
@@ -41,7 +41,7 @@ def test_tiny_run_learns_and_resume_is_bit_identical(tmp_path: Path) -> None:
     assert ckpt.metadata["config"]["model"]["hidden_size"] == 32 and "synth/cer" in ckpt.metadata["metrics"]
 
     # The same run killed (no clean-up at all) after step 12; its last save was at step 10.
-    proc = subprocess.run([sys.executable, "-m", "training.train", "--config", TINY, f"out_dir={killed}", *RUN,
+    proc = subprocess.run([sys.executable, "-m", "crnn_training.train", "--config", TINY, f"out_dir={killed}", *RUN,
                            "train.halt_at_step=12"], env=ENV, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert torch.load(killed / "last.pt", weights_only=True)["step"] == 10
@@ -61,7 +61,7 @@ def test_fp16_autocast_runs_with_a_grad_scaler_and_resumes_it(tmp_path: Path) ->
     run = tmp_path / "fp16"
     args = ["--config", TINY, f"out_dir={run}", "train.amp=fp16", "train.max_steps=10", "train.save_every=5",
             "train.eval_every=10"]
-    proc = subprocess.run([sys.executable, "-m", "training.train", *args, "train.halt_at_step=7"], env=ENV, cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "crnn_training.train", *args, "train.halt_at_step=7"], env=ENV, cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr[-2000:]
     state = torch.load(run / "last.pt", weights_only=True)
@@ -75,7 +75,7 @@ def test_fp16_autocast_runs_with_a_grad_scaler_and_resumes_it(tmp_path: Path) ->
 def test_ddp_two_gloo_processes(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "training.train", "--config", TINY, f"out_dir={tmp_path}", "train.max_steps=6", "train.eval_every=3"],
+         "-m", "crnn_training.train", "--config", TINY, f"out_dir={tmp_path}", "train.max_steps=6", "train.eval_every=3"],
         env=ENV, cwd=REPO, capture_output=True, text=True, timeout=150,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -122,10 +122,10 @@ def test_bad_samples_in_a_training_folder_are_skipped(tmp_path: Path) -> None:
 
 
 def test_weighted_mix_with_lmdb_and_folder_batches(tmp_path: Path) -> None:
-    from synth_data import LmdbWriter
+    from crnn_synth_data import LmdbWriter
 
     from crnn.preprocess import PreprocessConfig
-    from training.data import BatchStream, build_sources
+    from crnn_training.data import BatchStream, build_sources
 
     words = ["alpha", "beta", "gamma", "delta"]
     with LmdbWriter(tmp_path / "db.lmdb", map_size=1 << 22) as w:
@@ -151,7 +151,7 @@ def test_weighted_mix_with_lmdb_and_folder_batches(tmp_path: Path) -> None:
 
 
 def test_plot_command(tmp_path: Path) -> None:
-    from training.plot import main as plot_main
+    from crnn_training.plot import main as plot_main
 
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
         {"kind": "train", "step": 5, "loss": 3.0, "lr": 1e-3, "grad_norm": 2.0, "rnn_grad_norm": 0.5,

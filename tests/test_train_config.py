@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crnn.errors import ConfigError
-from training.config import load_config
+from crnn_training.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
 PRESETS = sorted((REPO / "configs").glob("*.yaml"))
@@ -56,7 +56,7 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
 
 
 def test_cli_reports_config_errors_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from training.train import main
+    from crnn_training.train import main
 
     assert main(["--config", str(REPO / "configs/tiny.yaml"), "train.log_every=often"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -64,7 +64,7 @@ def test_cli_reports_config_errors_in_one_line(capsys: pytest.CaptureFixture[str
 
 
 def test_bad_synth_key_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from training.train import main
+    from crnn_training.train import main
 
     assert main(["--config", str(REPO / "configs/tiny.yaml"), f"out_dir={tmp_path}", "synth.bogus_knob=1"]) == 2
     assert "bogus_knob" in capsys.readouterr().err
@@ -72,7 +72,7 @@ def test_bad_synth_key_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_schedules_and_optimizers() -> None:
     from crnn.model import CRNN, ModelConfig
-    from training.train import lr_factor, make_optimizer
+    from crnn_training.train import lr_factor, make_optimizer
 
     c = load_config(REPO / "configs/tiny.yaml", ["optim.warmup_steps=10", "optim.min_lr_ratio=0.1"])
     f = [lr_factor(s, 100, c)[0] for s in range(100)]

@@ -6,10 +6,10 @@ accuracy, CER and images/s; accuracy against word length and character spacing; 
 rate against the renderer's true boxes; a gallery of typical failures per model; and each model's
 checkpoint metadata (architecture, parameters, images seen, training hardware).
 
-With ``--runs-dir`` the models are the budget-matched set of :mod:`training.experiment` (the CRNN with
+With ``--runs-dir`` the models are the budget-matched set of :mod:`crnn_training.experiment` (the CRNN with
 each recurrent head and the segmented baseline, same stream, same image count), trained first when
 ``--train-images`` is given; the report then adds the recurrent-head ablation and, for the recurrent
-CRNNs, the vanishing-gradient chart of :mod:`training.gradient_flow`.
+CRNNs, the vanishing-gradient chart of :mod:`crnn_training.gradient_flow`.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ class Dataset:
 
 def render_synthetic(count: int, charset_chars: str, seed: int = SYNTH_SEED) -> list[tuple[np.ndarray, str, np.ndarray, str]]:
     """(gray image, text without spaces, true boxes, spacing class) of ``count`` words split over the spacing classes."""
-    from synth_data import SynthConfig
-    from synth_data.render import render_sample
+    from crnn_synth_data import SynthConfig
+    from crnn_synth_data.render import render_sample
 
     out = []
     per_class = max(1, count // len(SPACINGS))
@@ -107,7 +107,7 @@ def reference_model(models: dict[str, Any]) -> Any:
 
 def synthetic_dataset(models: dict[str, Any], count: int, seed: int = SYNTH_SEED) -> Dataset:
     """The fixed synthetic test set, prepared for every model (words the renderer could not box are dropped)."""
-    from training.train_baseline import prepare_sample
+    from crnn_training.train_baseline import prepare_sample
 
     ref = reference_model(models)  # true boxes are scaled to this model's prepared arrays
     texts, spacing, boxes, keep = [], [], [], []
@@ -125,8 +125,8 @@ def synthetic_dataset(models: dict[str, Any], count: int, seed: int = SYNTH_SEED
 
 
 def folder_dataset(models: dict[str, Any], folder: str, limit: int = 0) -> Dataset:
-    """A labeled folder read by training.data for every model; only samples every model could read are kept."""
-    from training.data import load_labeled_arrays
+    """A labeled folder read by crnn_training.data for every model; only samples every model could read are kept."""
+    from crnn_training.data import load_labeled_arrays
 
     loaded = {name: load_labeled_arrays(folder, m.charset, m.preprocess, limit) for name, m in models.items()}
     common = set.intersection(*(set(paths) for _, _, paths, _ in loaded.values()))
@@ -273,7 +273,7 @@ def gradient_curves(models: dict[str, Any], dataset: Dataset, names: list[str], 
 
     import cv2
 
-    from training.gradient_flow import hidden_gradient_norms
+    from crnn_training.gradient_flow import hidden_gradient_norms
 
     out: dict[str, np.ndarray] = {}
     for name in names:
@@ -474,7 +474,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crnn compare", description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", default=[], metavar="NAME=CHECKPOINT",
                    help="a model to compare (repeatable; CRNN or baseline checkpoint)")
-    p.add_argument("--runs-dir", help="the budget-matched set of training.experiment in this folder (the CRNN "
+    p.add_argument("--runs-dir", help="the budget-matched set of crnn_training.experiment in this folder (the CRNN "
                    "head ablation + the baseline); trained first with --train-images")
     p.add_argument("--train-images", type=int, default=0,
                    help="train the set into --runs-dir (runs already trained on this budget are kept); "
@@ -524,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs.append((name, path))
     heads: dict[str, str] = {}
     if args.runs_dir:
-        from training.experiment import RUNS, train_all
+        from crnn_training.experiment import RUNS, train_all
 
         try:
             if args.train_images:

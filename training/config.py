@@ -41,7 +41,7 @@ class DataSection:
     """How batches are made."""
 
     batch_size: int = 64
-    num_workers: int = -1  # -1: one per core, minus one for the trainer (CPU: see training.train.auto_threads)
+    num_workers: int = -1  # -1: one per core, minus one for the trainer (CPU: see crnn_training.train.auto_threads)
     pool_batches: int = 8  # each worker renders this many batches of samples, sorts them by width, cuts batches
     prefetch_factor: int = 4
     min_width: int = 16

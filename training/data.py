@@ -116,7 +116,7 @@ class _MapSource:
             self._ds = LabeledFolder.read(path, charset)
             report_problems(path, self._ds.problems)
         else:
-            from synth_data import LmdbDataset  # lmdb is only imported when an LMDB source is used
+            from crnn_synth_data import LmdbDataset  # lmdb is only imported when an LMDB source is used
 
             try:
                 self._ds = LmdbDataset(path, charset)
@@ -137,7 +137,7 @@ class _SynthSource:
     path = "synth"
 
     def __init__(self, synth: dict[str, Any], charset: Charset, seed: int) -> None:
-        from synth_data import SynthConfig
+        from crnn_synth_data import SynthConfig
 
         data = dict(synth)
         data.setdefault("charset", charset.chars)
@@ -156,7 +156,7 @@ class _SynthSource:
     def warm(self) -> None:
         """Build the renderer here once, so a fresh machine scans its fonts (and fills the cache) only once."""
         if self._renderer is None:
-            from synth_data import WordRenderer
+            from crnn_synth_data import WordRenderer
 
             self._renderer = WordRenderer(self.config)
 

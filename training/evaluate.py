@@ -118,7 +118,7 @@ def evaluate_folder(
 ) -> tuple[dict[str, Any], list[list[str]], list[CalibrationBin]]:
     """One result row for a labeled folder, its mispredictions as (path, target, prediction, confidence), and
     its reliability table (a confidence is P(text | image), so it is checked against the exact text)."""
-    from training.data import MAX_NAMED_PROBLEMS, load_labeled_arrays
+    from crnn_training.data import MAX_NAMED_PROBLEMS, load_labeled_arrays
 
     arrays, texts, paths, problems = load_labeled_arrays(folder, recognizer.charset, recognizer.preprocess, args.limit)
     for p in problems[:MAX_NAMED_PROBLEMS]:

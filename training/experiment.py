@@ -56,12 +56,12 @@ def run_command(run: Run, out: Path, config: str, images: int, batch_size: int, 
     """The command line that trains ``run`` into ``out`` for ``images`` word images."""
     steps = steps_for(images, batch_size)
     if run.kind == "baseline":
-        return [sys.executable, "-m", "training.train_baseline", "--out", str(out), "--minutes", "0",
+        return [sys.executable, "-m", "crnn_training.train_baseline", "--out", str(out), "--minutes", "0",
                 "--max-steps", str(steps), "--batch-size", str(batch_size), "--seed", "0", "--val-size", str(val_size),
                 "--eval-every", "1e9", "--eval-every-steps", str(math.ceil(steps / 2)), "--workers", str(workers), "--threads", str(threads), "--device", device,
                 "--synth", json.dumps(synth)]
     synth_args = [f"synth.{k}={json.dumps(v)}" for k, v in synth.items()]
-    return [sys.executable, "-m", "training.train", "--config", config, f"out_dir={out}", "seed=0",
+    return [sys.executable, "-m", "crnn_training.train", "--config", config, f"out_dir={out}", "seed=0",
             f"train.max_steps={steps}", "train.max_minutes=0", f"train.eval_every={max(1, math.ceil(steps / 2))}",
             f"train.device={device}", f"data.num_workers={workers}", f"train.threads={threads}",
             f"val.synth_size={val_size}",
@@ -72,7 +72,7 @@ def train_all(runs_dir: str | Path, images: int, *, config: str = "configs/compa
               device: str = "auto", workers: int = 1, threads: int = 1, synth: dict[str, Any] | None = None,
               extra: list[str] | None = None, val_size: int = 1000, runs: tuple[Run, ...] = RUNS) -> dict[str, Path]:
     """Train every run (``lanes`` at once) for ``images`` images each; {label: best checkpoint} of those that finished."""
-    from training.config import load_config
+    from crnn_training.config import load_config
 
     if images <= 0:
         raise ConfigError(f"the image budget must be positive, got {images}")
@@ -115,10 +115,10 @@ def train_all(runs_dir: str | Path, images: int, *, config: str = "configs/compa
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m training.experiment``: train the set only (``crnn compare --train-images`` also reports)."""
+    """``python -m crnn_training.experiment``: train the set only (``crnn compare --train-images`` also reports)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m training.experiment", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m crnn_training.experiment", description=__doc__.splitlines()[0])
     p.add_argument("--runs-dir", default="runs/compare")
     p.add_argument("--images", type=int, required=True, help="word images each model trains on")
     p.add_argument("--config", default="configs/compare.yaml", help="the CRNN runs' preset")

@@ -1,4 +1,4 @@
-"""Train a CRNN with CTC: ``crnn train --config FILE.yaml [key=value ...]`` or ``python -m training.train``.
+"""Train a CRNN with CTC: ``crnn train --config FILE.yaml [key=value ...]`` or ``python -m crnn_training.train``.
 
 One loop for CPU, one GPU and torchrun/DDP. Read top to bottom: setup, data, the step, evaluation,
 checkpoints. Outputs in ``out_dir``: best.safetensors (fp16), last.pt (resume state), metrics.jsonl,
@@ -30,10 +30,10 @@ from crnn.errors import ConfigError, CRNNError
 from crnn.machine import cpu_cores
 from crnn.model import CRNN, ModelConfig, count_parameters
 from crnn.preprocess import PreprocessConfig
-from training.config import TrainConfig, config_from_dict, default_charset, load_config, save_yaml
-from training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
+from crnn_training.config import TrainConfig, config_from_dict, default_charset, load_config, save_yaml
+from crnn_training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
                            report_problems, single_threaded_cv2, stop_all_streams)
-from training.evaluate import predict_texts
+from crnn_training.evaluate import predict_texts
 from crnn.metrics import compute_metrics
 
 START = time.time()  # the time budget counts from process start-up, imports included
@@ -295,7 +295,7 @@ def train(args: argparse.Namespace) -> int:
         run = Path(args.resume)
         if not (run / "last.pt").is_file() or not (run / "config.yaml").is_file():
             raise ConfigError(f"{run}: no last.pt and config.yaml to resume from")
-        from training.config import apply_overrides
+        from crnn_training.config import apply_overrides
 
         config = config_from_dict(apply_overrides(yaml.safe_load((run / "config.yaml").read_text()), args.overrides))
         config.out_dir = str(run)
@@ -572,7 +572,7 @@ def train(args: argparse.Namespace) -> int:
         save_last()
         metrics_log.close()
         try:
-            from training.plot import plot_run
+            from crnn_training.plot import plot_run
 
             plot_run(out)
         except Exception as e:  # a plotting problem must not lose a finished run

@@ -1,4 +1,4 @@
-"""Train the segmented-character baseline: ``python -m training.train_baseline --out DIR --minutes 10``.
+"""Train the segmented-character baseline: ``python -m crnn_training.train_baseline --out DIR --minutes 10``.
 
 Read top to bottom: data (synthetic words cut at the renderer's true character boxes, with box jitter),
 the fixed validation set (scored end to end with the automatic segmenter), the loop (cross-entropy,
@@ -6,7 +6,7 @@ AdamW, a time or step budget), checkpoints. Outputs in ``--out``: best.safetenso
 best end-to-end synthetic word accuracy) and log.jsonl (one line per evaluation).
 
 The word stream is the CRNN trainer's: sample ``i`` of seed ``--seed`` is the same rendered image in both
-(``training.train`` with ``seed`` and one synthetic source renders samples 0, 1, 2, ... of that seed), so
+(``crnn_training.train`` with ``seed`` and one synthetic source renders samples 0, 1, 2, ... of that seed), so
 ``--max-steps`` x ``--batch-size`` words here and ``train.max_steps`` x ``data.batch_size`` there are the
 same images: the budget-matched comparison of issue 7.
 """
@@ -34,10 +34,10 @@ from crnn.charset import DEFAULT_CHARS, Charset
 from crnn.checkpoint import save_baseline_checkpoint
 from crnn.errors import CRNNError
 from crnn.preprocess import PreprocessConfig, normalize
-from synth_data import SynthConfig
-from synth_data.dataset import SyntheticWordDataset
-from training.data import single_threaded_cv2, worker_init
-from training.train import git_commit, hardware, pick_device
+from crnn_synth_data import SynthConfig
+from crnn_synth_data.dataset import SyntheticWordDataset
+from crnn_training.data import single_threaded_cv2, worker_init
+from crnn_training.train import git_commit, hardware, pick_device
 
 VAL_SEED = 1_000_003  # a seed the training stream never uses (as in training/config.py)
 
@@ -158,7 +158,7 @@ def evaluate(model: SegCharModel, val: list[tuple[np.ndarray, str, np.ndarray]],
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m training.train_baseline", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m crnn_training.train_baseline", description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True, help="output folder (best.safetensors, log.jsonl)")
     p.add_argument("--minutes", type=float, default=10.0,
                    help="wall-clock budget, start-up and evaluations included (0: none; then --max-steps is required)")
@@ -176,7 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the trainer")
     p.add_argument("--device", default="auto", help="auto (CUDA if present) | cpu | cuda | cuda:N")
     p.add_argument("--synth", default="{}", metavar="JSON",
-                   help='renderer overrides as a JSON object (e.g. {"words_file": "words.txt"}), as training.train\'s synth section')
+                   help='renderer overrides as a JSON object (e.g. {"words_file": "words.txt"}), as crnn_training.train\'s synth section')
     p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--binarize", choices=("otsu", "sauvola", "both"), default=SegmentConfig.binarize)
