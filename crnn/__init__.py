@@ -29,6 +29,10 @@ _EXPORTS: dict[str, str] = {
     "load_image": "crnn.preprocess",
     "prepare": "crnn.preprocess",
     "Recognizer": "crnn.recognizer",
+    "ModelKind": "crnn.registry",
+    "load_recognizer": "crnn.text_recognizer",
+    "register": "crnn.registry",
+    "TextRecognizer": "crnn.text_recognizer",
 }
 
 __all__ = [
@@ -43,12 +47,16 @@ __all__ = [
     "ModelConfig",
     "Prediction",
     "PreprocessConfig",
+    "ModelKind",
     "Recognizer",
+    "TextRecognizer",
     "UnsupportedCharacterError",
     "build_model",
     "load_checkpoint",
     "load_image",
+    "load_recognizer",
     "prepare",
+    "register",
     "save_checkpoint",
     "__version__",
 ]
@@ -61,6 +69,8 @@ if TYPE_CHECKING:
     from crnn.prediction import Prediction
     from crnn.preprocess import PreprocessConfig, load_image, prepare
     from crnn.recognizer import Recognizer
+    from crnn.registry import ModelKind, register
+    from crnn.text_recognizer import TextRecognizer, load_recognizer
 
 
 def __getattr__(name: str) -> Any:

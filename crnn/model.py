@@ -253,3 +253,14 @@ def fuse_for_inference(model: CRNN) -> CRNN:
             i += 1
     fused.backbone = nn.Sequential(*out)
     return fused
+
+
+def describe(model: CRNN, width: int = 128) -> dict[str, Any]:
+    """Architecture, parameter count and multiply-adds of ``model`` for a 32 x ``width`` input."""
+    return {
+        "architecture": model.config.to_dict(),
+        "parameters": count_parameters(model),
+        "input": f"1x{model.config.height}x{width}",
+        "frames": width // 4,
+        "multiply_adds": count_macs(model, width),
+    }

@@ -19,6 +19,7 @@ from crnn.prediction import Prediction
 if TYPE_CHECKING:
     from crnn.ctc_decode import Lexicon
     from crnn.image_loader import Chunk, ChunkLoader
+    from crnn.text_recognizer import TextRecognizer
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"})
 FORMATS = ("tsv", "csv", "jsonl")
@@ -95,7 +96,7 @@ class Writer:
 
 
 def run_ocr(
-    recognizer: object,
+    recognizer: TextRecognizer,
     chunks: Iterable[Chunk],
     batch_size: int = 64,
     decoder: str = "greedy",
@@ -106,7 +107,7 @@ def run_ocr(
     """Yield one Row per input in input order, a chunk at a time (see :class:`crnn.image_loader.ChunkLoader`)."""
     for chunk in chunks:
         good = [i for i, (_, arr, _) in enumerate(chunk) if arr is not None]
-        preds = recognizer.recognize_prepared(  # type: ignore[attr-defined]
+        preds = recognizer.recognize_prepared(
             [chunk[i][1] for i in good], batch_size, decoder, beam_width, lexicon, workers
         ) if good else []
         by_index = dict(zip(good, preds))
@@ -182,7 +183,7 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
     import torch
 
     from crnn.ctc_decode import Lexicon
-    from crnn.recognizer import load_recognizer
+    from crnn.text_recognizer import load_recognizer
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("crnn ocr: --device cuda asked for, but no CUDA GPU is available", file=sys.stderr)
@@ -193,7 +194,7 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
     cores = args.threads or torch.get_num_threads()
     torch_threads, workers = (1, cores) if on_cpu else (args.threads, 1)
     try:
-        # The checkpoint's model_type picks the recognizer (CRNN or the segmented-character baseline).
+        # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
         recognizer = load_recognizer(args.weights, device=args.device, threads=torch_threads, precision=args.precision)
         lexicon = Lexicon.from_file(args.lexicon, recognizer.charset) if args.lexicon else None
     except (CRNNError, OSError, ValueError) as e:

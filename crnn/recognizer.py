@@ -12,24 +12,23 @@ import numpy as np
 import torch
 
 from crnn.charset import Charset
-from crnn.checkpoint import Checkpoint, load_checkpoint
+from crnn.checkpoint import Checkpoint
 from crnn.ctc_decode import Lexicon, as_lexicon, decode
-from crnn.model import CRNN, fuse_for_inference
+from crnn.model import CRNN, ModelConfig, describe, fuse_for_inference
 from crnn.precision import resolve_precision
 from crnn.prediction import Prediction
-from crnn.preprocess import ImageSource, PreprocessConfig, bucket_width, collate, prepare
+from crnn.preprocess import PreprocessConfig, bucket_width, collate
+from crnn.registry import ModelKind, register
+from crnn.text_recognizer import RecognizerBase, set_threads
+
+__all__ = ["Recognizer", "set_threads"]
 
 
-def set_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads (None: leave torch's default, one per core)."""
-    if threads is not None:
-        if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
-
-
-class Recognizer:
+class Recognizer(RecognizerBase):
     """Reads the text of word images: preprocessing, batching by width bucket, CRNN, CTC decoding."""
+
+    kind = "crnn"
+    model: CRNN
 
     def __init__(
         self,
@@ -46,15 +45,8 @@ class Recognizer:
         else ``fp32``.
         In every precision an image's result does not depend on the batch it is in (tested).
         """
-        self.device = torch.device(device)
-        self.precision = resolve_precision(precision, self.device)
-        set_threads(threads)
-        ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights, device="cpu")
-        if ckpt.model.config.num_classes != ckpt.charset.num_classes:
-            raise ValueError(
-                f"model has {ckpt.model.config.num_classes} classes, charset needs {ckpt.charset.num_classes}"
-            )
-        self.model = ckpt.model.to(self.device).eval()
+        self.precision = resolve_precision(precision, torch.device(device))
+        super().__init__(weights, device, threads, precision)
         # Inference runs a copy with batch norm folded into the convs and cheaper max pools, in channels-last
         # layout: same outputs, and about 1.5x faster on CPU (oneDNN's NHWC kernels; benchmarks/bench_ocr.py).
         self._net = fuse_for_inference(self.model).to(memory_format=torch.channels_last)
@@ -62,20 +54,6 @@ class Recognizer:
             # Weights cast once here rather than by autocast at every call (~4% of a batch's time); the
             # results are bit-identical to autocast's (tested).
             self._net = self._net.to(torch.bfloat16)
-        self.charset = ckpt.charset
-        self.preprocess = ckpt.preprocess
-        self.metadata = ckpt.metadata
-
-    @classmethod
-    def from_checkpoint(
-        cls,
-        path: str | os.PathLike | None = None,
-        device: str | torch.device = "cpu",
-        threads: int | None = None,
-        precision: str = "auto",
-    ) -> Recognizer:
-        """Load a checkpoint file (default: the shipped weights) into a ready Recognizer."""
-        return cls(path, device, threads, precision)
 
     @classmethod
     def from_model(
@@ -89,10 +67,6 @@ class Recognizer:
     ) -> Recognizer:
         """Wrap an in-memory model (e.g. during training) without going through a file."""
         return cls(Checkpoint(model, charset, preprocess or PreprocessConfig()), device, threads, precision)
-
-    def prepare(self, source: ImageSource) -> np.ndarray:
-        """Model input (32, W') float32 of one image; raises InvalidImageError on bad input."""
-        return prepare(source, self.preprocess)
 
     @torch.inference_mode()
     def log_probs(self, arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,41 +139,27 @@ class Recognizer:
                 results[i] = p
         return results  # type: ignore[return-value]
 
-    def recognize(
-        self,
-        images: Sequence[ImageSource] | ImageSource,
-        batch_size: int = 64,
-        decoder: str = "greedy",
-        beam_width: int = 10,
-        lexicon: Lexicon | Iterable[str] | None = None,
-    ) -> list[Prediction]:
-        """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
 
-        Raises InvalidImageError for the first input that is not a readable image.
-        """
-        if not isinstance(images, (list, tuple)):
-            images = [images]  # type: ignore[list-item]
-        arrays = [self.prepare(img) for img in images]
-        return self.recognize_prepared(arrays, batch_size, decoder, beam_width, lexicon)
+def _describe_lines(d: dict[str, Any]) -> list[str]:
+    a = d["architecture"]
+    rnn = "none" if a["cell"] == "none" else (
+        f"{a['num_layers']}-layer {'bi' if a['bidirectional'] else 'uni'}directional {a['cell'].upper()}, hidden {a['hidden_size']}")
+    lines = [f"charset:       {len(d['charset'])} characters + blank"] if "charset" in d else []
+    return lines + [
+        f"backbone:      {a['backbone']}",
+        f"recurrent:     {rnn}",
+        f"classes:       {a['num_classes']}",
+        f"parameters:    {d['parameters']:,} ({d['parameters'] / 1e6:.2f} M)",
+        f"multiply-adds: {d['multiply_adds']:,} ({d['multiply_adds'] / 1e9:.3f} G) for a {d['input']} input, {d['frames']} frames",
+    ]
 
 
-def load_recognizer(
-    weights: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    threads: int | None = None,
-    precision: str = "auto",
-) -> Any:
-    """A Recognizer or a BaselineRecognizer, whichever the checkpoint's model_type asks for (None: shipped model)."""
-    from crnn.checkpoint_header import default_weights_path, read_header
-    from crnn.errors import CheckpointError
+def _summary(c: ModelConfig) -> str:
+    rnn = f"{'bi' if c.bidirectional else 'uni'}directional {c.cell} x{c.num_layers}, {c.hidden_size} units"
+    return f"CRNN, {c.backbone} backbone, {rnn if c.cell != 'none' else 'no recurrent head'} + CTC"
 
-    path = weights if weights is not None else default_weights_path()
-    try:
-        model_type = read_header(path)["model_type"]
-    except CheckpointError:
-        model_type = "crnn"  # let the CRNN loader report the problem, as it always has
-    if model_type == "baseline":
-        from crnn.baseline.recognizer import BaselineRecognizer  # imported only when a baseline is used
 
-        return BaselineRecognizer(path, device, threads, precision)
-    return Recognizer.from_checkpoint(weights, device, threads, precision)
+register(ModelKind(
+    name="crnn", title="a CRNN", model_class=CRNN, config_class=ModelConfig, recognizer_class=Recognizer,
+    describe=describe, describe_lines=_describe_lines, summary=_summary,
+))

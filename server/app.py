@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crnn import __version__
-from crnn.recognizer import Recognizer
+from crnn.text_recognizer import TextRecognizer
 from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout
 from crnn_server.engine import DecodeOptions, Engine
 from crnn_server.errors import APIError, InvalidRequest, NotReady, Overloaded, Unauthorized, status_code
@@ -111,7 +111,7 @@ def _error_response(request: Request, error: APIError) -> JSONResponse:
     return JSONResponse(error.body(request_id_of(request.scope)), status_code=error.status, headers=error.headers)
 
 
-def create_app(settings: Settings | None = None, recognizer: Recognizer | None = None,
+def create_app(settings: Settings | None = None, recognizer: TextRecognizer | None = None,
                model_name: str | None = None) -> FastAPI:
     """The API app; the model is loaded at start-up (lifespan) unless ``recognizer`` is given."""
     settings = settings or Settings.from_env()

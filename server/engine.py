@@ -1,4 +1,4 @@
-"""The model side of the server: one Recognizer per process, a micro-batcher and image preparation."""
+"""The model side of the server: one recognizer (of any registered kind) per process, a micro-batcher and image preparation."""
 
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ import numpy as np
 
 from crnn.ctc_decode import Lexicon
 from crnn.errors import InvalidImageError
-from crnn.info import describe
 from crnn.prediction import Prediction
-from crnn.recognizer import Recognizer
+from crnn.text_recognizer import TextRecognizer, load_recognizer
 from crnn_server.batching import MicroBatcher
 from crnn_server.metrics import Metrics
 from crnn_server.settings import Settings
@@ -74,7 +73,7 @@ def _image_error(e: InvalidImageError) -> str:
 class Engine:
     """Loads the model once per process and reads batches of images through the micro-batcher."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, recognizer: Recognizer | None = None,
+    def __init__(self, settings: Settings, metrics: Metrics, recognizer: TextRecognizer | None = None,
                  model_name: str | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -101,7 +100,7 @@ class Engine:
         if self.recognizer is None:
             path = self.settings.weights_path
             log.info("loading model", extra={"weights": str(path)})
-            self.recognizer = await asyncio.to_thread(Recognizer, path, "cpu", self.settings.threads)
+            self.recognizer = await asyncio.to_thread(load_recognizer, path, "cpu", self.settings.threads)
             self._weights = path
             self._model_name = self._model_name or self.recognizer.metadata.get("name") or path.stem
         elif self.settings.threads is not None:
@@ -138,14 +137,15 @@ class Engine:
         rec = self.recognizer
         assert rec is not None
         meta = rec.metadata or {}
-        d = describe(rec.model)
+        d = rec.describe()
         return {
             "name": self._model_name or meta.get("name") or "crnn",
             "weights": str(self._weights) if self._weights else None,
             "architecture": d["architecture"],
             "parameters": d["parameters"],
-            "multiply_adds": d["multiply_adds"],
-            "multiply_adds_input": d["input"],
+            # None for kinds without a per-width cost (the baseline runs per segment, not per frame).
+            "multiply_adds": d.get("multiply_adds"),
+            "multiply_adds_input": d.get("input"),
             "charset": rec.charset.chars,
             "num_classes": rec.charset.num_classes,
             "preprocess": rec.preprocess.to_dict(),

@@ -14,12 +14,12 @@ from crnn.baseline.model import BaselineConfig, SegCharModel, collate_crops, cro
 from crnn.baseline.recognizer import BaselineRecognizer, word_crops
 from crnn.baseline.segment import SegmentConfig, binarize, box_iou, segment, segmentation_stats, text_is_dark
 from crnn.charset import Charset
-from crnn.checkpoint import (Checkpoint, load_any, load_baseline_checkpoint, load_checkpoint, read_header,
-                             save_baseline_checkpoint, save_checkpoint)
+from crnn.checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
 from crnn.errors import CheckpointError
 from crnn.model import CRNN, ModelConfig
 from crnn.preprocess import PreprocessConfig, normalize
-from crnn.recognizer import Recognizer, load_recognizer
+from crnn.recognizer import Recognizer
+from crnn.text_recognizer import load_recognizer
 from tests.word_images import render_word
 
 CHARSET = Charset()
@@ -184,25 +184,29 @@ def test_tiny_overfit_loss_falls_and_decodes_labels(overfit_model: SegCharModel)
 @pytest.fixture
 def baseline_ckpt(tmp_path: Path, overfit_model: SegCharModel) -> Path:
     seg = SegmentConfig(split_ratio=1.3)
-    return save_baseline_checkpoint(tmp_path / "baseline.safetensors", overfit_model, CHARSET,
-                                    metadata={"note": "test"}, segmenter=seg)
+    return save_checkpoint(tmp_path / "baseline.safetensors", overfit_model, CHARSET,
+                           metadata={"note": "test", "segmenter": seg.to_dict()})
 
 
 def test_checkpoint_round_trip(baseline_ckpt: Path, overfit_model: SegCharModel, tmp_path: Path) -> None:
     assert read_header(baseline_ckpt)["model_type"] == "baseline"
-    ckpt = load_any(baseline_ckpt)
+    ckpt = load_checkpoint(baseline_ckpt)
     assert ckpt.model_type == "baseline" and isinstance(ckpt.model, SegCharModel)
     assert ckpt.model.config == overfit_model.config and ckpt.charset == CHARSET
     assert ckpt.metadata["note"] == "test" and ckpt.metadata["segmenter"]["split_ratio"] == 1.3
     for k, v in overfit_model.state_dict().items():
         torch.testing.assert_close(ckpt.model.state_dict()[k], v)
     with pytest.raises(CheckpointError, match="not a CRNN"):
-        load_checkpoint(baseline_ckpt)
-    # The CRNN path is unchanged, and load_any reads it too.
+        load_checkpoint(baseline_ckpt, kind="crnn")
+    with pytest.raises(CheckpointError, match="not a CRNN"):
+        Recognizer(baseline_ckpt)
+    # One loader reads every kind; a kind can be demanded.
     crnn_path = save_checkpoint(tmp_path / "crnn.safetensors", CRNN(ModelConfig(hidden_size=16, num_layers=1)), CHARSET)
-    assert isinstance(load_any(crnn_path).model, CRNN) and load_any(crnn_path).model_type == "crnn"
+    assert isinstance(load_checkpoint(crnn_path).model, CRNN) and load_checkpoint(crnn_path).model_type == "crnn"
     with pytest.raises(CheckpointError, match="not the segmented-character baseline"):
-        load_baseline_checkpoint(crnn_path)
+        load_checkpoint(crnn_path, kind="baseline")
+    with pytest.raises(CheckpointError, match="not the segmented-character baseline"):
+        BaselineRecognizer(crnn_path)
     assert isinstance(load_recognizer(crnn_path), Recognizer)
 
 
@@ -255,6 +259,6 @@ def test_train_baseline_smoke(tmp_path: Path) -> None:
     rec = train_baseline.main(["--out", str(tmp_path), "--max-steps", "3", "--batch-size", "4", "--val-size", "6",
                                "--workers", "0", "--hidden", "16"])
     assert rec["step"] == 3 and 0.0 <= rec["e2e_word_accuracy"] <= 1.0 and 0.0 <= rec["seg_count_match"] <= 1.0
-    ckpt = load_any(tmp_path / "best.safetensors")
+    ckpt = load_checkpoint(tmp_path / "best.safetensors")
     assert ckpt.model_type == "baseline" and "segmenter_stats" in ckpt.metadata
     assert (tmp_path / "log.jsonl").read_text().count("\n") == 3  # segmenter, start, one evaluation

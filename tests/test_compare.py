@@ -13,7 +13,7 @@ import torch
 import crnn
 from crnn.baseline.model import BaselineConfig, SegCharModel
 from crnn.charset import Charset
-from crnn.checkpoint import save_baseline_checkpoint
+from crnn.checkpoint import save_checkpoint
 from crnn.cli import main as cli_main
 from tests.word_images import render_word
 from crnn_training.compare import bucket_accuracy, length_bucket
@@ -42,7 +42,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Path:
     crnn.save_checkpoint(root / "crnn.safetensors", crnn.build_model("small", hidden_size=16), CHARSET)
     base = SegCharModel(BaselineConfig(num_classes=CHARSET.num_classes, channels=(8, 16, 16), embed_dim=16,
                                        hidden_size=16, dropout=0.0))
-    save_baseline_checkpoint(root / "baseline.safetensors", base, CHARSET)
+    save_checkpoint(root / "baseline.safetensors", base, CHARSET)
     folder = root / "bench"
     folder.mkdir()
     words = ["cab", "Bad", "dice", "jog", "window", "Table", "spacing", "x"]

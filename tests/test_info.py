@@ -11,7 +11,7 @@ import torch
 import crnn
 from crnn.baseline.model import BaselineConfig, SegCharModel
 from crnn.charset import Charset
-from crnn.checkpoint import save_baseline_checkpoint
+from crnn.checkpoint import save_checkpoint
 from crnn.cli import main as cli_main
 from crnn.model import count_macs, count_parameters
 
@@ -29,7 +29,7 @@ def test_info_on_a_crnn_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_info_on_a_baseline_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     torch.manual_seed(0)
     model = SegCharModel(BaselineConfig(num_classes=Charset().num_classes, channels=(8, 16, 16), embed_dim=16, hidden_size=16))
-    save_baseline_checkpoint(tmp_path / "b.safetensors", model, Charset())
+    save_checkpoint(tmp_path / "b.safetensors", model, Charset())
     assert cli_main(["info", "--weights", str(tmp_path / "b.safetensors")]) == 0
     out = capsys.readouterr().out
     assert "model type:    baseline" in out and f"{count_parameters(model):,}" in out

@@ -34,8 +34,10 @@ from crnn.baseline.recognizer import BaselineRecognizer, to_uint8
 from crnn.baseline.segment import SegmentConfig, segment, segmentation_stats
 from crnn.errors import CRNNError
 from crnn.metrics import compute_metrics, normalize_protocol
-from crnn.model import count_parameters
+from crnn.model import CRNN, count_parameters
 from crnn.precision import PRECISIONS, resolve_precision
+from crnn.registry import get_kind
+from crnn.text_recognizer import TextRecognizer
 
 SYNTH_SEED = 2_000_003  # a stream neither trainer uses (training seeds are small, validation uses 1_000_003)
 SPACINGS: dict[str, dict[str, float]] = {
@@ -100,12 +102,12 @@ def render_synthetic(count: int, charset_chars: str, seed: int = SYNTH_SEED) -> 
     return out
 
 
-def reference_model(models: dict[str, Any]) -> Any:
+def reference_model(models: dict[str, TextRecognizer]) -> TextRecognizer:
     """The first baseline model (its segmenter is measured), else the first model."""
     return next((m for m in models.values() if isinstance(m, BaselineRecognizer)), next(iter(models.values())))
 
 
-def synthetic_dataset(models: dict[str, Any], count: int, seed: int = SYNTH_SEED) -> Dataset:
+def synthetic_dataset(models: dict[str, TextRecognizer], count: int, seed: int = SYNTH_SEED) -> Dataset:
     """The fixed synthetic test set, prepared for every model (words the renderer could not box are dropped)."""
     from crnn_training.train_baseline import prepare_sample
 
@@ -124,7 +126,7 @@ def synthetic_dataset(models: dict[str, Any], count: int, seed: int = SYNTH_SEED
     return Dataset("synthetic", texts, arrays, spacing, boxes)
 
 
-def folder_dataset(models: dict[str, Any], folder: str, limit: int = 0) -> Dataset:
+def folder_dataset(models: dict[str, TextRecognizer], folder: str, limit: int = 0) -> Dataset:
     """A labeled folder read by crnn_training.data for every model; only samples every model could read are kept."""
     from crnn_training.data import load_labeled_arrays
 
@@ -141,7 +143,7 @@ def folder_dataset(models: dict[str, Any], folder: str, limit: int = 0) -> Datas
 # ---------------------------------------------------------------------------------------------
 
 
-def run_model(model: Any, arrays: list[np.ndarray], strip_spaces: bool) -> tuple[list[str], float]:
+def run_model(model: TextRecognizer, arrays: list[np.ndarray], strip_spaces: bool) -> tuple[list[str], float]:
     """Predicted texts of one model on prepared arrays, and images per second."""
     model.recognize_prepared(arrays[:8])  # warm-up: first-call allocations are not the model's speed
     t0 = time.perf_counter()
@@ -152,14 +154,10 @@ def run_model(model: Any, arrays: list[np.ndarray], strip_spaces: bool) -> tuple
     return preds, len(arrays) / seconds if seconds > 0 else 0.0
 
 
-def model_info(name: str, path: str, model: Any) -> dict[str, Any]:
+def model_info(name: str, path: str, model: TextRecognizer) -> dict[str, Any]:
     """Architecture, parameters, images seen, training time and hardware from a loaded model's checkpoint."""
-    cfg, meta = model.model.config, model.metadata or {}
-    rnn = f"{'bi' if cfg.bidirectional else 'uni'}directional {cfg.cell} x{cfg.num_layers}, {cfg.hidden_size} units"
-    if isinstance(model, BaselineRecognizer):
-        arch = f"segmenter + crop CNN {tuple(cfg.channels)} + {rnn} + softmax per segment (cross-entropy)"
-    else:
-        arch = f"CRNN, {cfg.backbone} backbone, {rnn if cfg.cell != 'none' else 'no recurrent head'} + CTC"
+    meta = model.metadata or {}
+    arch = get_kind(model.kind).summary(model.model.config)
     hw = meta.get("hardware")
     if isinstance(hw, dict):
         hardware = hw.get("gpu") if str(hw.get("device", "")).startswith("cuda") and hw.get("gpu") else f"{hw.get('cpu', 'CPU')}"
@@ -263,7 +261,7 @@ def gradient_chart(path: Path, curves: dict[str, np.ndarray]) -> None:
     plt.close(fig)
 
 
-def gradient_curves(models: dict[str, Any], dataset: Dataset, names: list[str], width: int = 256,
+def gradient_curves(models: dict[str, TextRecognizer], dataset: Dataset, names: list[str], width: int = 256,
                     count: int = 64, max_k: int = 48) -> dict[str, np.ndarray]:
     """Gradient-flow curves of the recurrent CRNNs among ``names`` on the first ``count`` synthetic words.
 
@@ -278,7 +276,7 @@ def gradient_curves(models: dict[str, Any], dataset: Dataset, names: list[str], 
     out: dict[str, np.ndarray] = {}
     for name in names:
         m = models[name]
-        if isinstance(m, BaselineRecognizer) or m.model.rnn is None:
+        if not isinstance(m.model, CRNN) or m.model.rnn is None:  # the vanishing-gradient study needs a CRNN's RNN
             continue
         arrays = dataset.arrays[name][:count]
         batch = torch.from_numpy(np.stack([cv2.resize(a, (width, a.shape[0]), interpolation=cv2.INTER_AREA)
@@ -545,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"crnn compare: error: no trained run in {args.runs_dir}", file=sys.stderr)
             return 2
     try:
-        from crnn.recognizer import load_recognizer
+        from crnn.text_recognizer import load_recognizer
 
         models = {name: load_recognizer(path, threads=args.threads, precision=args.precision) for name, path in specs}
         infos = [model_info(name, path, models[name]) for name, path in specs]

@@ -22,6 +22,7 @@ from crnn.metrics import CalibrationBin, TextMetrics, calibration, compute_metri
 from crnn.model import CRNN
 from crnn.preprocess import PreprocessConfig, collate
 from crnn.precision import PRECISIONS
+from crnn.text_recognizer import TextRecognizer
 
 
 EVAL_GROUP_WIDTH = 32
@@ -114,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def evaluate_folder(
-    recognizer: Any, folder: str, args: argparse.Namespace
+    recognizer: TextRecognizer, folder: str, args: argparse.Namespace
 ) -> tuple[dict[str, Any], list[list[str]], list[CalibrationBin]]:
     """One result row for a labeled folder, its mispredictions as (path, target, prediction, confidence), and
     its reliability table (a confidence is P(text | image), so it is checked against the exact text)."""
@@ -162,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     """``crnn eval``: one row per labeled folder; exit code 2 on a bad checkpoint or folder."""
     args = _parser().parse_args(argv)
     try:
-        from crnn.recognizer import load_recognizer
+        from crnn.text_recognizer import load_recognizer
 
-        # The checkpoint's model_type picks the recognizer (CRNN or the segmented-character baseline).
+        # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
         recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision)
         rows, errors, tables = [], [], []
         for folder in args.data:

@@ -31,7 +31,7 @@ from crnn.baseline.model import BaselineConfig, SegCharModel, collate_crops
 from crnn.baseline.recognizer import BaselineRecognizer, to_uint8, word_crops
 from crnn.baseline.segment import SegmentConfig, binarize, segment, segmentation_stats
 from crnn.charset import DEFAULT_CHARS, Charset
-from crnn.checkpoint import save_baseline_checkpoint
+from crnn.checkpoint import save_checkpoint
 from crnn.errors import CRNNError
 from crnn.preprocess import PreprocessConfig, normalize
 from crnn_synth_data import SynthConfig
@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 meta = {**rec, "images_seen": images, "segmenter_stats": seg, "hardware": hw, "git_commit": git_commit(),
                         "wall_time_s": round(time.time() - start, 1), "train_args": vars(args),
                         "data": {"stream": "synth", "seed": args.seed, "synth": synth_overrides}}
-                save_baseline_checkpoint(out / "best.safetensors", model, charset, preprocess, meta, segmenter, half=True)
+                save_checkpoint(out / "best.safetensors", model, charset, preprocess,
+                                {**meta, "segmenter": segmenter.to_dict()}, half=True)
                 rec["saved"] = "best.safetensors"
             record(rec)
         if done:

@@ -7,6 +7,7 @@ blank in a CRNN, is here the padding label of positions past a word's last segme
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -129,3 +130,10 @@ def collate_crops(crop_list: list[np.ndarray], size: int) -> tuple[Tensor, Tenso
         if len(c):
             batch[i, : len(c), 0] = torch.from_numpy(c)
     return batch, lengths
+
+
+def describe(model: SegCharModel, width: int = 128) -> dict[str, Any]:
+    """Architecture and parameter count (a per-width cost has no meaning here: segments, not frames)."""
+    from crnn.model import count_parameters
+
+    return {"architecture": model.config.to_dict(), "parameters": count_parameters(model)}

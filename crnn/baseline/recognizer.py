@@ -9,15 +9,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from crnn.baseline.model import PAD, SegCharModel, collate_crops, crops_from_boxes
+from crnn.baseline.model import PAD, BaselineConfig, SegCharModel, collate_crops, crops_from_boxes, describe
 from crnn.baseline.segment import SegmentConfig, segment, text_is_dark
 from crnn.charset import Charset
-from crnn.checkpoint import Checkpoint, load_baseline_checkpoint
+from crnn.checkpoint import Checkpoint
 from crnn.ctc_decode import Lexicon, as_lexicon
-from crnn.prediction import Prediction
-from crnn.preprocess import ImageSource, PreprocessConfig, prepare
 from crnn.precision import PRECISIONS
-from crnn.recognizer import set_threads
+from crnn.prediction import Prediction
+from crnn.preprocess import PreprocessConfig
+from crnn.registry import ModelKind, register
+from crnn.text_recognizer import RecognizerBase
 
 
 def to_uint8(array: np.ndarray) -> np.ndarray:
@@ -33,8 +34,8 @@ def word_crops(array: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     return crops_from_boxes(img, boxes, size)
 
 
-class BaselineRecognizer:
-    """Reads word images with the segmented-character baseline; same public methods as crnn.Recognizer.
+class BaselineRecognizer(RecognizerBase):
+    """Reads word images with the segmented-character baseline; a TextRecognizer like crnn.Recognizer.
 
     ``Prediction.confidence`` is the product over segments of the highest softmax probability of each
     segment (the model treats segments as given, so this is P(text | image, segmentation)); it is 0.0 when
@@ -42,9 +43,12 @@ class BaselineRecognizer:
     Spaces are never predicted: the segmenter only finds characters.
     """
 
+    kind = "baseline"
+    model: SegCharModel
+
     def __init__(
         self,
-        weights: str | os.PathLike | Checkpoint,
+        weights: str | os.PathLike | Checkpoint | None,
         device: str | torch.device = "cpu",
         threads: int | None = None,
         precision: str = "fp32",
@@ -53,26 +57,8 @@ class BaselineRecognizer:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.precision = precision
-        set_threads(threads)
-        ckpt = weights if isinstance(weights, Checkpoint) else load_baseline_checkpoint(weights)
-        if ckpt.model.config.num_classes != ckpt.charset.num_classes:
-            raise ValueError(
-                f"model has {ckpt.model.config.num_classes} classes, charset needs {ckpt.charset.num_classes}"
-            )
-        self.device = torch.device(device)
-        self.model: SegCharModel = ckpt.model.to(self.device).eval()  # type: ignore[assignment]
-        self.charset = ckpt.charset
-        self.preprocess = ckpt.preprocess
-        self.metadata = ckpt.metadata
-        self.segmenter = SegmentConfig.from_dict(ckpt.metadata.get("segmenter", {}))
-
-    @classmethod
-    def from_checkpoint(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu", threads: int | None = None,
-        precision: str = "fp32",
-    ) -> BaselineRecognizer:
-        """Load a baseline checkpoint file into a ready recognizer."""
-        return cls(path, device, threads, precision)
+        super().__init__(weights, device, threads, precision)
+        self.segmenter = SegmentConfig.from_dict(self.metadata.get("segmenter", {}))
 
     @classmethod
     def from_model(
@@ -82,10 +68,6 @@ class BaselineRecognizer:
         """Wrap an in-memory model (e.g. during training) without going through a file."""
         meta: dict[str, Any] = {"segmenter": (segmenter or SegmentConfig()).to_dict()}
         return cls(Checkpoint(model, charset, preprocess or PreprocessConfig(), meta, "baseline"), device)
-
-    def prepare(self, source: ImageSource) -> np.ndarray:
-        """Prepared image (H, W') float32 in [-1, 1], as for the CRNN; raises InvalidImageError on bad input."""
-        return prepare(source, self.preprocess)
 
     def segment(self, array: np.ndarray) -> np.ndarray:
         """Character boxes (N, 4) of a prepared image (H, W'), left to right."""
@@ -149,16 +131,27 @@ class BaselineRecognizer:
         chars = tuple(float(p) for p in best.exp())
         return Prediction(text, float(best.sum().exp()), chars)
 
-    def recognize(
-        self,
-        images: Sequence[ImageSource] | ImageSource,
-        batch_size: int = 64,
-        decoder: str = "greedy",
-        beam_width: int = 10,
-        lexicon: Lexicon | Iterable[str] | None = None,
-    ) -> list[Prediction]:
-        """Read the text of each image (paths, bytes, PIL images or arrays), in input order."""
-        if not isinstance(images, (list, tuple)):
-            images = [images]  # type: ignore[list-item]
-        arrays = [self.prepare(img) for img in images]
-        return self.recognize_prepared(arrays, batch_size, decoder, beam_width, lexicon)
+
+def _describe_lines(d: dict[str, Any]) -> list[str]:
+    a = d["architecture"]
+    lines = ["model type:    baseline (segmenter + per-character CNN + RNN + softmax)"]
+    if "charset" in d:
+        lines.append(f"charset:       {len(d['charset'])} characters")
+    return lines + [
+        f"crop CNN:      channels {a['channels']}, crops {a['crop_size']}x{a['crop_size']}, embedding {a['embed_dim']}",
+        f"recurrent:     {a['num_layers']}-layer {'bi' if a['bidirectional'] else 'uni'}directional "
+        f"{a['cell'].upper()}, hidden {a['hidden_size']}",
+        f"parameters:    {d['parameters']:,} ({d['parameters'] / 1e6:.2f} M)",
+    ]
+
+
+def _summary(c: BaselineConfig) -> str:
+    rnn = f"{'bi' if c.bidirectional else 'uni'}directional {c.cell} x{c.num_layers}, {c.hidden_size} units"
+    return f"segmenter + crop CNN {tuple(c.channels)} + {rnn} + softmax per segment (cross-entropy)"
+
+
+register(ModelKind(
+    name="baseline", title="the segmented-character baseline", model_class=SegCharModel,
+    config_class=BaselineConfig, recognizer_class=BaselineRecognizer,
+    describe=describe, describe_lines=_describe_lines, summary=_summary,
+))

@@ -1,0 +1,166 @@
+"""The contract every model kind's recognizer keeps (TextRecognizer), the base implementing its shared part, and
+load_recognizer, which loads a checkpoint of any kind."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import nn
+
+from crnn.charset import Charset
+from crnn.checkpoint import Checkpoint, load_checkpoint
+from crnn.ctc_decode import Lexicon
+from crnn.errors import CheckpointError
+from crnn.prediction import Prediction
+from crnn.preprocess import ImageSource, PreprocessConfig, prepare
+from crnn.registry import get_kind
+
+
+@runtime_checkable
+class TextRecognizer(Protocol):
+    """Reads the text of word images with a loaded model of some kind (see crnn.registry).
+
+    Constructed as ``cls(weights, device, threads, precision)``, ``weights`` a checkpoint path, a loaded
+    :class:`~crnn.checkpoint.Checkpoint` or None (the shipped model). Every command (ocr, eval, info, compare,
+    serve) uses only what this protocol names.
+    """
+
+    kind: ClassVar[str]
+    model: nn.Module
+    charset: Charset
+    preprocess: PreprocessConfig
+    metadata: dict[str, Any]
+    precision: str
+
+    def prepare(self, source: ImageSource) -> np.ndarray:
+        """Model input (32, W') float32 of one image; raises InvalidImageError on bad input."""
+        ...
+
+    def recognize_prepared(
+        self,
+        arrays: Sequence[np.ndarray],
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | None = None,
+        workers: int = 1,
+    ) -> list[Prediction]:
+        """Predictions for prepared images, in input order."""
+        ...
+
+    def recognize(
+        self,
+        images: Sequence[ImageSource] | ImageSource,
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | None = None,
+    ) -> list[Prediction]:
+        """Read the text of each image (paths, bytes, PIL images or arrays), in input order."""
+        ...
+
+    def describe(self, width: int = 128) -> dict[str, Any]:
+        """Architecture and parameters (and what else the kind can tell) for a 32 x ``width`` input."""
+        ...
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op threads (None: leave torch's default, one per core)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+class RecognizerBase:
+    """What every kind's recognizer shares: loading a checkpoint of its kind, threads, prepare, recognize.
+
+    A subclass sets ``kind`` (its registry name), implements ``recognize_prepared`` and may extend
+    ``__init__`` (e.g. to build a faster inference copy of the network).
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | Checkpoint | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        precision: str = "auto",
+    ) -> None:
+        """Load ``weights`` (a path, a loaded Checkpoint, or None for the shipped model) onto ``device``."""
+        set_threads(threads)
+        ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights, kind=self.kind)
+        if ckpt.model_type != self.kind:
+            raise CheckpointError(f"the checkpoint holds model type {ckpt.model_type!r}, not {get_kind(self.kind).title}")
+        num_classes = ckpt.model.config.num_classes
+        if num_classes != ckpt.charset.num_classes:
+            raise ValueError(f"model has {num_classes} classes, charset needs {ckpt.charset.num_classes}")
+        self.device = torch.device(device)
+        self.model = ckpt.model.to(self.device).eval()
+        self.charset = ckpt.charset
+        self.preprocess = ckpt.preprocess
+        self.metadata = ckpt.metadata
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        precision: str = "auto",
+    ) -> Any:
+        """Load a checkpoint file of this kind (default: the shipped weights) into a ready recognizer."""
+        return cls(path, device, threads, precision)
+
+    def prepare(self, source: ImageSource) -> np.ndarray:
+        """Model input (32, W') float32 of one image; raises InvalidImageError on bad input."""
+        return prepare(source, self.preprocess)
+
+    def recognize_prepared(
+        self,
+        arrays: Sequence[np.ndarray],
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | None = None,
+        workers: int = 1,
+    ) -> list[Prediction]:
+        """Predictions for prepared images, in input order (each kind implements this)."""
+        raise NotImplementedError
+
+    def recognize(
+        self,
+        images: Sequence[ImageSource] | ImageSource,
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | None = None,
+    ) -> list[Prediction]:
+        """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
+
+        Raises InvalidImageError for the first input that is not a readable image.
+        """
+        if not isinstance(images, (list, tuple)):
+            images = [images]  # type: ignore[list-item]
+        arrays = [self.prepare(img) for img in images]
+        return self.recognize_prepared(arrays, batch_size, decoder, beam_width, lexicon)
+
+    def describe(self, width: int = 128) -> dict[str, Any]:
+        """Architecture and parameters (and what else the kind can tell) for a 32 x ``width`` input."""
+        return get_kind(self.kind).describe(self.model, width)
+
+
+def load_recognizer(
+    weights: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+    precision: str = "auto",
+) -> TextRecognizer:
+    """The recognizer of whatever kind the checkpoint's header names (None: the shipped weights)."""
+    checkpoint = load_checkpoint(weights)
+    return get_kind(checkpoint.model_type).recognizer_class(checkpoint, device, threads, precision)
