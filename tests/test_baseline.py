@@ -18,6 +18,7 @@ from crnn.checkpoint import Checkpoint, load_checkpoint, read_header, save_check
 from crnn.errors import CheckpointError
 from crnn.model import CRNN, ModelConfig
 from crnn.preprocess import PreprocessConfig, normalize
+from crnn.precision import native_bf16
 from crnn.recognizer import Recognizer
 from crnn.text_recognizer import load_recognizer
 from tests.word_images import render_word
@@ -235,8 +236,14 @@ def test_recognizer_factory_eval_and_ocr(baseline_ckpt: Path, tmp_path: Path,
     assert json.loads(capsys.readouterr().out.splitlines()[0])["text"] == "Bad"
 
 
+NATIVE_BF16 = native_bf16(torch.device("cpu"))
+
+
 @pytest.mark.parametrize("words", ["three", "one"])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", [
+    "fp32",
+    pytest.param("bf16", marks=pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no native bf16")),
+])
 def test_recognizer_reads_a_word_alone_as_in_a_batch(overfit_model: SegCharModel, precision: str, words: str) -> None:
     rec = BaselineRecognizer(Checkpoint(overfit_model, CHARSET, PreprocessConfig(), {}, "baseline"), precision=precision)
     # Words with as many segments, so that a batch adds no padding that could move a result; one-letter
@@ -251,6 +258,12 @@ def test_recognizer_reads_a_word_alone_as_in_a_batch(overfit_model: SegCharModel
             assert alone.confidence == batched.confidence
         else:  # fp32 kernels differ by batch size in the last bits
             assert abs(alone.confidence - batched.confidence) < 1e-5
+
+
+@pytest.mark.skipif(NATIVE_BF16, reason="this CPU has native bf16")
+def test_bf16_without_native_bf16_is_a_clear_error(overfit_model: SegCharModel) -> None:
+    with pytest.raises(ValueError, match="needs a CPU with native bf16"):
+        BaselineRecognizer(Checkpoint(overfit_model, CHARSET, PreprocessConfig(), {}, "baseline"), precision="bf16")
 
 
 def test_train_baseline_smoke(tmp_path: Path) -> None:

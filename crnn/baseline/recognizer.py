@@ -14,7 +14,7 @@ from crnn.baseline.segment import SegmentConfig, segment, text_is_dark
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint
 from crnn.ctc_decode import Lexicon, as_lexicon
-from crnn.precision import PRECISIONS
+from crnn.precision import PRECISIONS, native_bf16
 from crnn.prediction import Prediction
 from crnn.preprocess import PreprocessConfig
 from crnn.registry import ModelKind, register
@@ -56,6 +56,11 @@ class BaselineRecognizer(RecognizerBase):
         """Load ``weights`` (a baseline checkpoint path or a loaded Checkpoint); bf16 autocasts the network, other precisions run fp32."""
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "bf16" and torch.device(device).type == "cpu" and not native_bf16(torch.device(device)):
+            # oneDNN has no bf16 LSTM primitive for the baseline's packed sequences on such CPUs (it fails
+            # at the first batch); the CRNN's bf16 network does not take that path.
+            raise ValueError("precision bf16 for the baseline needs a CPU with native bf16 (AVX-512 BF16 or AMX); "
+                             "use fp32 (or auto)")
         self.precision = precision
         super().__init__(weights, device, threads, precision)
         self.segmenter = SegmentConfig.from_dict(self.metadata.get("segmenter", {}))
