@@ -87,3 +87,26 @@ def test_registering_a_taken_name_is_an_error() -> None:
     clash = ModelKind(**{**crnn_kind.__dict__, "title": "another"})
     with pytest.raises(ValueError, match="already registered"):
         register(clash)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_server_serves_every_kind(name: str, tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Starlette's TestClient moving to httpx2
+        from fastapi.testclient import TestClient
+    import cv2
+
+    from crnn_server import Settings, create_app
+
+    path = save_checkpoint(tmp_path / f"{name}.safetensors", MODELS[name][0](), CHARSET, metadata={"name": name})
+    image = np.full((32, 64), 255, np.uint8)
+    image[8:24, 10:20] = 0
+    png = cv2.imencode(".png", image)[1].tobytes()
+    with TestClient(create_app(Settings(weights=str(path), threads=1))) as client:
+        model = client.get("/v1/model").json()
+        response = client.post("/v1/recognize", files=[("files", ("w.png", png, "image/png"))])
+    assert model["name"] == name and model["architecture"] == MODELS[name][0]().config.to_dict()
+    assert response.status_code == 200 and "text" in response.json()["results"][0]
