@@ -8,8 +8,9 @@ is a :class:`Config`. YAML is the user-facing format (:func:`load_yaml`), ``key=
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -37,7 +38,8 @@ def describe_validation_error(e: ValidationError, kind: str = "config", prefix: 
     loc = tuple(p for p in first["loc"] if isinstance(p, int) or ("[" not in p and p not in _TYPE_NAMES))
     key = _where(loc, prefix)
     # A validator's own ValueError reads as its text, without pydantic's "Value error, " in front.
-    text = str(first["ctx"]["error"]) if first["type"] == "value_error" and "error" in first.get("ctx", {}) else first["msg"]
+    ctx = first.get("ctx", {})
+    text = str(ctx["error"]) if first["type"] == "value_error" and "error" in ctx else first["msg"]
     if first["type"] == "extra_forbidden":
         msg = f"unknown {kind} config key '{key}'"
     elif first["type"] == "missing":
@@ -118,7 +120,7 @@ class Config(BaseModel, metaclass=_RaisesConfigError):
 
     @classmethod
     def parse_override(cls, key: str, text: str) -> Any:
-        """The value of ``key=text`` on the command line: YAML (see :func:`parse_value`); subclasses may refine it."""
+        """The value of ``key=text`` (``key`` dotted in full): YAML by default; subclasses may refine it."""
         return parse_value(text)
 
 
@@ -161,7 +163,7 @@ def apply_overrides(
 ) -> dict[str, Any]:
     """``data`` with ``key=value`` strings applied; dotted keys reach into sections (``model.backbone=full``).
 
-    ``parse(key, text)`` turns a value's text into a value (default: :func:`parse_value`, YAML).
+    ``parse(key, text)`` turns a value's text into a value, ``key`` dotted in full (default: :func:`parse_value`, YAML).
     """
     for item in overrides:
         key, sep, text = item.partition("=")

@@ -30,7 +30,8 @@ class BaselineConfig(Config):
 
     num_classes: int = Field(96, ge=2)  # the padding label and at least one character
     crop_size: int = Field(32, ge=1)
-    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field((32, 64, 128), min_length=1)  # one conv + 2x2 pool per entry
+    # One conv block (conv, batch norm, ReLU, 2x2 max-pool) per entry.
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field((32, 64, 128), min_length=1)
     embed_dim: int = Field(128, ge=1)
     cell: Cell = "lstm"
     hidden_size: int = Field(128, ge=1)
