@@ -8,6 +8,7 @@ is a :class:`Config`. YAML is the user-facing format (:func:`load_yaml`), ``key=
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -36,12 +37,17 @@ def describe_validation_error(e: ValidationError, kind: str = "config", prefix: 
     # A union or a tagged type adds its member's name to loc (e.g. 'int' or 'function-after[...]'); drop those.
     loc = tuple(p for p in first["loc"] if isinstance(p, int) or ("[" not in p and p not in _TYPE_NAMES))
     key = _where(loc, prefix)
+    # A validator's own ValueError reads as its text, without pydantic's "Value error, " in front.
+    ctx = first.get("ctx", {})
+    text = str(ctx["error"]) if first["type"] == "value_error" and "error" in ctx else first["msg"]
     if first["type"] == "extra_forbidden":
         msg = f"unknown {kind} config key '{key}'"
     elif first["type"] == "missing":
         msg = f"{kind} config key '{key}' is required"
+    elif not loc and not prefix:
+        msg = f"{kind} config: {text}"  # a check of several keys together (a model validator)
     else:
-        msg = f"{kind} config key '{key}': {first['msg']} (got {first['input']!r})"
+        msg = f"{kind} config key '{key}': {text} (got {first['input']!r})"
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return msg
@@ -59,6 +65,14 @@ class _RaisesConfigError(type(BaseModel)):  # type: ignore[misc]
             return super().__call__(*args, **kwargs)
         except ValidationError as e:
             raise ConfigError(describe_validation_error(e, cls.kind)) from None
+
+    # ``ModelConfig.hidden_size`` gives the field's default, as on a dataclass (argparse defaults use it).
+    # Only once the class is complete: while pydantic builds a subclass, a parent's default must not leak in.
+    def __getattr__(cls, name: str) -> Any:
+        fields = cls.__dict__.get("__pydantic_fields__") if cls.__dict__.get("__pydantic_complete__") else None
+        if fields and name in fields and not name.startswith("_"):
+            return fields[name].get_default(call_default_factory=True)
+        return super().__getattr__(name)
 
 
 class Config(BaseModel, metaclass=_RaisesConfigError):
@@ -94,11 +108,20 @@ class Config(BaseModel, metaclass=_RaisesConfigError):
     def from_yaml(cls: type[C], path: str | os.PathLike | None, overrides: list[str] | None = None) -> C:
         """Load a YAML file (None: the defaults) with ``key=value`` overrides applied (see :func:`apply_overrides`)."""
         data = load_yaml(path) if path is not None else {}
-        return cls.from_dict(apply_overrides(data, overrides or []))
+        return cls.from_dict(apply_overrides(data, overrides or [], cls.parse_override))
 
     def with_overrides(self: C, overrides: list[str]) -> C:
         """A copy with ``key=value`` overrides applied (validated like a file)."""
-        return type(self).from_dict(apply_overrides(self.to_dict(), overrides))
+        return type(self).from_dict(apply_overrides(self.to_dict(), overrides, self.parse_override))
+
+    def replace(self: C, **changes: Any) -> C:
+        """A validated copy with ``changes`` applied (``model_copy(update=...)`` would not validate them)."""
+        return type(self)(**{**dict(self), **changes})
+
+    @classmethod
+    def parse_override(cls, key: str, text: str) -> Any:
+        """The value of ``key=text`` (``key`` dotted in full): YAML by default; subclasses may refine it."""
+        return parse_value(text)
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
@@ -135,8 +158,13 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """``data`` with ``key=value`` strings applied; dotted keys reach into sections (``model.backbone=full``)."""
+def apply_overrides(
+    data: dict[str, Any], overrides: list[str], parse: Callable[[str, str], Any] | None = None
+) -> dict[str, Any]:
+    """``data`` with ``key=value`` strings applied; dotted keys reach into sections (``model.backbone=full``).
+
+    ``parse(key, text)`` turns a value's text into a value, ``key`` dotted in full (default: :func:`parse_value`, YAML).
+    """
     for item in overrides:
         key, sep, text = item.partition("=")
         key = key.strip()
@@ -149,5 +177,5 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise ConfigError(f"config key '{key}': '{p}' is not a section")
             node = child
-        node[parts[-1]] = parse_value(text)
+        node[parts[-1]] = parse(key, text) if parse is not None else parse_value(text)
     return data

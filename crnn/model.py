@@ -5,15 +5,14 @@ The module is free of loss and charset: it maps images to per-frame log-probabil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
+from pydantic import ConfigDict, Field, field_validator
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from crnn.config_dict import DictConfig
-from crnn.errors import ConfigError
+from crnn.config import Config
 
 # Horizontal downsampling of every backbone: one feature column (frame) per 4 input pixels.
 WIDTH_STRIDE = 4
@@ -41,34 +40,33 @@ _BACKBONES: dict[str, list[tuple[int, tuple[int, int], tuple[int, int], bool, tu
         (256, (2, 3), (0, 1), True, None),
     ],
 }
-BACKBONES: tuple[str, ...] = tuple(_BACKBONES)
-CELLS: tuple[str, ...] = ("lstm", "gru", "rnn", "none")
+Backbone = Literal["full", "small"]  # the keys of _BACKBONES (tests/test_model.py checks they agree)
+Cell = Literal["lstm", "gru", "rnn", "none"]
+BACKBONES: tuple[str, ...] = get_args(Backbone)
+CELLS: tuple[str, ...] = get_args(Cell)
 
 
-@dataclass(frozen=True)
-class ModelConfig(DictConfig):
+class ModelConfig(Config):
     """Architecture of a CRNN; stored in every checkpoint so the model can be rebuilt from it alone."""
 
+    model_config = ConfigDict(frozen=True)  # hashable, and a model's config cannot change under it
     kind = "model"
 
-    num_classes: int = 96
-    backbone: str = "small"
-    cell: str = "lstm"
-    hidden_size: int = 256
-    num_layers: int = 2
+    num_classes: int = Field(96, ge=2)  # the CTC blank and at least one character
+    backbone: Backbone = "small"
+    cell: Cell = "lstm"
+    hidden_size: int = Field(256, ge=1)
+    num_layers: int = Field(2, ge=1)
     bidirectional: bool = True
-    dropout: float = 0.1
+    dropout: float = Field(0.1, ge=0.0, le=1.0)
     height: int = 32
 
-    def __post_init__(self) -> None:
-        if self.backbone not in _BACKBONES:
-            raise ConfigError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        if self.cell not in CELLS:
-            raise ConfigError(f"cell must be one of {CELLS}, got {self.cell!r}")
-        if self.height != 32:
-            raise ConfigError(f"the backbones need 32-pixel-high input, got height={self.height}")
-        if self.num_classes < 2 or self.hidden_size < 1 or self.num_layers < 1:
-            raise ConfigError("num_classes must be >= 2, hidden_size and num_layers >= 1")
+    @field_validator("height")
+    @classmethod
+    def _height_is_32(cls, v: int) -> int:
+        if v != 32:
+            raise ValueError("the backbones need 32-pixel-high input")
+        return v
 
 
 def _make_backbone(name: str) -> tuple[nn.Sequential, int]:

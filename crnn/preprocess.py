@@ -6,15 +6,15 @@ import io
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pydantic import ConfigDict, Field
 
-from crnn.config_dict import DictConfig
+from crnn.config import Config
 from crnn.errors import InvalidImageError
 
 if TYPE_CHECKING:
@@ -23,21 +23,21 @@ if TYPE_CHECKING:
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 
-@dataclass(frozen=True)
-class PreprocessConfig(DictConfig):
+class PreprocessConfig(Config):
     """How images are turned into model input; stored in checkpoints next to the model config."""
 
+    model_config = ConfigDict(frozen=True)  # hashable, and shared by threads and worker processes
     kind = "preprocess"
 
-    height: int = 32
-    min_width: int = 16
-    max_width: int = 1024
+    height: int = Field(32, ge=1)
+    min_width: int = Field(16, ge=1)
+    max_width: int = Field(1024, ge=1)
     # Resized widths are rounded to a multiple of this (see resized_width), so images of one bucket
     # batch together with no padding and a result never depends on the rest of its batch.
-    width_bucket: int = 8
-    max_pixels: int = 40_000_000
-    min_side: int = 4
-    max_aspect: float = 64.0
+    width_bucket: int = Field(8, ge=1)
+    max_pixels: int = Field(40_000_000, ge=1)
+    min_side: int = Field(4, ge=1)
+    max_aspect: float = Field(64.0, gt=0.0)
 
 
 def _describe(source: object) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import binascii
 import copy
-import dataclasses
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -110,8 +109,8 @@ class Engine:
         # A shallow copy shares the model but lets the server tighten the pixel limit (never
         # loosen it) without touching a Recognizer the caller may still use.
         rec = self.recognizer = copy.copy(self.recognizer)
-        rec.preprocess = dataclasses.replace(
-            rec.preprocess, max_pixels=min(rec.preprocess.max_pixels, self.settings.max_pixels))
+        rec.preprocess = rec.preprocess.replace(
+            max_pixels=min(rec.preprocess.max_pixels, self.settings.max_pixels))
         self.info = await asyncio.to_thread(self._describe)
         self.batcher = MicroBatcher(
             self._infer,

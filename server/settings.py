@@ -1,85 +1,87 @@
-"""Server settings: one frozen dataclass, filled from command-line flags and environment variables."""
+"""Server settings: one frozen pydantic config, filled from command-line flags and environment variables.
+
+Only two settings come from the environment, and only through :meth:`Settings.from_env` (the constructor
+never reads it, so ``Settings(...)`` means exactly what it says): pydantic-settings would read every field
+from a CRNN_* variable in the constructor itself and cannot read a given mapping, so a small from_env does.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from crnn.errors import ConfigError
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from crnn.config import Config
 
 # Environment variables read by Settings.from_env (flags of `crnn serve` override them).
 ENV_API_KEY = "CRNN_API_KEY"
 ENV_CORS_ORIGINS = "CRNN_CORS_ORIGINS"
 # `crnn serve` hands its settings to every uvicorn worker process through this variable.
 ENV_SETTINGS = "CRNN_SERVER_SETTINGS"
+# The settings each variable fills.
+ENV_FIELDS: dict[str, str] = {"api_key": ENV_API_KEY, "cors_origins": ENV_CORS_ORIGINS}
 
 MiB = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(Config):
     """Everything a server process needs: model, batching, limits, security and logging."""
+
+    model_config = ConfigDict(frozen=True)  # shared by the app, the engine and the batcher
+    kind = "server"
 
     weights: str | None = None  # None: the shipped weights (see crnn.checkpoint.default_weights_path)
     host: str = "127.0.0.1"
-    port: int = 8000
-    workers: int = 1
-    threads: int | None = None  # torch intra-op threads per worker process (None: torch's default)
+    port: int = Field(8000, ge=0, le=65535)  # 0: any free port
+    workers: int = Field(1, ge=1)
+    threads: int | None = Field(None, ge=1)  # torch intra-op threads per worker process (None: torch's default)
     # Images of different widths never share a model batch (so that no result depends on its batch): a
     # micro-batch splits into width groups, and this many groups run at once, each on `threads` threads.
-    batch_workers: int = 1
+    batch_workers: int = Field(1, ge=1)
     # Batching: images of concurrent requests are merged into model batches of at most max_batch,
     # waiting at most max_wait_ms for more to arrive. max_batch=1 turns batching off.
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
+    max_batch: int = Field(32, ge=1)
+    max_wait_ms: float = Field(5.0, ge=0)
     # Back-pressure: at most max_queue images wait for the model; a request that cannot be queued,
     # or waits longer than queue_timeout_s before the model reads it, gets 503 + Retry-After.
-    max_queue: int = 512
-    queue_timeout_s: float = 10.0
-    retry_after_s: int = 1
+    max_queue: int = Field(512, ge=1)
+    queue_timeout_s: float = Field(10.0, gt=0)
+    retry_after_s: int = Field(1, ge=0)
     # Request limits.
-    max_body_bytes: int = 16 * MiB
-    max_images: int = 64
-    max_pixels: int = 16_000_000
-    max_lexicon_words: int = 10_000
-    max_beam_width: int = 100
+    max_body_bytes: int = Field(16 * MiB, ge=1)
+    max_images: int = Field(64, ge=1)
+    max_pixels: int = Field(16_000_000, ge=1)
+    max_lexicon_words: int = Field(10_000, ge=1)
+    max_beam_width: int = Field(100, ge=1)
     # Security.
-    api_key: str | None = field(default=None, repr=False)
+    api_key: str | None = Field(None, repr=False)
     cors_origins: tuple[str, ...] = ()
     # Lifecycle and logs.
-    graceful_timeout_s: int = 30
+    graceful_timeout_s: int = Field(30, ge=0)
     log_level: str = "info"
     access_log: bool = True
 
-    def __post_init__(self) -> None:
-        checks = [
-            (self.workers >= 1, "workers must be >= 1"),
-            (self.threads is None or self.threads >= 1, "threads must be >= 1"),
-            (self.batch_workers >= 1, "batch_workers must be >= 1"),
-            (self.max_batch >= 1, "max_batch must be >= 1"),
-            (self.max_wait_ms >= 0, "max_wait_ms must be >= 0"),
-            (self.max_queue >= 1, "max_queue must be >= 1"),
-            (self.queue_timeout_s > 0, "queue_timeout_s must be > 0"),
-            (self.retry_after_s >= 0, "retry_after_s must be >= 0"),
-            (self.max_body_bytes >= 1, "max_body_bytes must be >= 1"),
-            (self.max_images >= 1, "max_images must be >= 1"),
-            # Otherwise a request of max_images could never be queued, and 503s would repeat forever.
-            (self.max_queue >= self.max_images, "max_queue must be >= max_images"),
-            (self.max_pixels >= 1, "max_pixels must be >= 1"),
-            (self.max_lexicon_words >= 1, "max_lexicon_words must be >= 1"),
-            (self.max_beam_width >= 1, "max_beam_width must be >= 1"),
-            (1 <= self.port <= 65535 or self.port == 0, "port must be in 0..65535"),
-            (self.graceful_timeout_s >= 0, "graceful_timeout_s must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_no_key(cls, v: str | None) -> str | None:
         # An empty key would let every request through while looking configured.
-        if self.api_key is not None and not self.api_key:
-            object.__setattr__(self, "api_key", None)
+        return v or None
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: Any) -> Any:
+        return parse_origins(v) if isinstance(v, str) else v  # as CRNN_CORS_ORIGINS writes them
+
+    @model_validator(mode="after")
+    def _queue_holds_a_request(self) -> Settings:
+        # Otherwise a request of max_images could never be queued, and 503s would repeat forever.
+        if self.max_queue < self.max_images:
+            raise ValueError(f"max_queue ({self.max_queue}) must be >= max_images ({self.max_images})")
+        return self
 
     @property
     def weights_path(self) -> Path:
@@ -89,30 +91,21 @@ class Settings:
         return Path(self.weights) if self.weights else default_weights_path()
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then CRNN_API_KEY and CRNN_CORS_ORIGINS (comma-separated), then ``overrides``."""
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then CRNN_API_KEY and CRNN_CORS_ORIGINS (comma-separated), then ``overrides`` not None."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        if env.get(ENV_API_KEY):
-            values["api_key"] = env[ENV_API_KEY]
-        if env.get(ENV_CORS_ORIGINS):
-            values["cors_origins"] = parse_origins(env[ENV_CORS_ORIGINS])
+        values: dict[str, Any] = {name: env[var] for name, var in ENV_FIELDS.items() if env.get(var)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def to_json(self) -> str:
         """Serialise for a worker process (the API key included: it stays in this process tree's env)."""
-        return json.dumps(asdict(self))
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> Settings:
-        """Inverse of :meth:`to_json`; unknown keys are refused."""
-        data = json.loads(text)
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown server setting(s): {', '.join(unknown)}")
-        data["cors_origins"] = tuple(data.get("cors_origins") or ())
-        return cls(**data)
+        """Inverse of :meth:`to_json`; unknown keys and bad values raise ConfigError."""
+        return cls.from_dict(json.loads(text))
 
 
 def parse_origins(text: str) -> tuple[str, ...]:

@@ -41,16 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(path: Path | None, overrides: list[str]) -> SynthConfig:
-    """The default config, updated from a YAML file and then ``key=value`` overrides."""
-    config = SynthConfig()
-    if path is not None:
-        import yaml
-
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of SynthConfig fields")
-        config = SynthConfig.from_dict(data)
-    return config.with_overrides(overrides)
+    """The default config, updated from a YAML file and then ``key=value`` overrides (ConfigError if bad)."""
+    return SynthConfig.from_yaml(path, overrides)
 
 
 def _init_worker(config: SynthConfig) -> None:

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args, get_origin
+
+from pydantic import Field
 
 from crnn.charset import DEFAULT_CHARS
+from crnn.config import Config, parse_value
 
 # Tokens accepted in ``font_dirs`` besides real folders (expanded by crnn_synth_data.fonts).
 SYSTEM_FONTS = "@system"
 MATPLOTLIB_FONTS = "@matplotlib"
 
 
-@dataclass
-class SynthConfig:
+class SynthConfig(Config):
     """All settings of the renderer; probabilities are per sample, lengths in output pixels unless noted."""
+
+    kind = "synth"
 
     # --- output ---
     height: int = 32
@@ -42,10 +43,10 @@ class SynthConfig:
     case_title: float = 0.22
 
     # --- fonts ---
-    font_dirs: list[str] = field(default_factory=lambda: [SYSTEM_FONTS, MATPLOTLIB_FONTS])
+    font_dirs: list[str] = Field(default_factory=lambda: [SYSTEM_FONTS, MATPLOTLIB_FONTS])
     # File-name patterns (case-insensitive) of fonts whose glyphs are not the characters they map:
     # symbols, pictograms, keyboard keys, math alphabets that draw "$" as "£".
-    exclude_fonts: list[str] = field(
+    exclude_fonts: list[str] = Field(
         default_factory=lambda: [
             "*Emoji*", "*Symbol*", "*Dingbat*", "D050000L*", "STIX*", "*Math*", "*Braille*",
             "LinLibertine_I*", "LinBiolinum_K*", "Winks*", "Wargames*", "*Initials*", "Euterpe*",
@@ -104,79 +105,18 @@ class SynthConfig:
     downscale_range: tuple[float, float] = (0.35, 0.85)
     p_distort: float = 0.1  # elastic or grid distortion
 
-    def to_dict(self) -> dict[str, Any]:
-        """A YAML/JSON-able dict of every field (tuples become lists)."""
-        return {
-            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-            for f in dataclasses.fields(self)
-        }
-
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SynthConfig:
-        """Build a config from a (partial) dict; unknown keys raise a ValueError naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown SynthConfig key(s): {', '.join(unknown)}")
-        hints = typing.get_type_hints(cls)
-        return cls(**{k: _coerce(k, v, hints[k]) for k, v in data.items()})
-
-    def with_overrides(self, assignments: list[str]) -> SynthConfig:
-        """A copy with ``key=value`` strings applied (lists and pairs are comma-separated)."""
-        data = self.to_dict()
-        hints = typing.get_type_hints(type(self))
-        for item in assignments:
-            key, sep, value = item.partition("=")
-            key = key.strip()
-            if not sep:
-                raise ValueError(f"expected key=value, got {item!r}")
-            if key not in hints:
-                raise ValueError(f"unknown SynthConfig key: {key}")
-            data[key] = _parse_text(value.strip(), hints[key])
-        return type(self).from_dict(data)
-
-
-def _parse_text(value: str, hint: Any) -> Any:
-    """A command-line string converted to the field's type."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (list, tuple):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if value.lower() in ("none", "null", "") and type(None) in args:
-        return None
-    base = next((a for a in args if a is not type(None)), hint)
-    if base is bool:
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(f"not a boolean: {value!r}")
-    return base(value)
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """``value`` checked against and converted to the field's type; raises ValueError naming ``key``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    try:
-        if origin is tuple:
-            items = list(value)
-            if len(items) != len(args):
-                raise ValueError(f"expected {len(args)} values")
-            return tuple(t(v) for t, v in zip(args, items))
-        if origin is list:
-            if isinstance(value, str):
-                raise ValueError("expected a list")
-            return [args[0](v) for v in value]
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ValueError("may not be None")
-        base = next((a for a in args if a is not type(None)), hint)
-        if base is bool and not isinstance(value, bool):
-            raise ValueError("expected true/false")
-        if base is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError("expected an integer")
-        return base(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"SynthConfig.{key}: {e} (got {value!r})") from None
+    def parse_override(cls, key: str, text: str) -> Any:
+        """A ``--set key=value`` text as the field's value: lists and pairs comma-separated, text verbatim."""
+        field = cls.model_fields.get(key)
+        if field is None:
+            return parse_value(text)  # an unknown key: from_dict names it
+        text = text.strip()
+        hint = field.annotation
+        args = get_args(hint)
+        if get_origin(hint) in (list, tuple) and not text.startswith("["):
+            return [v.strip() for v in text.split(",") if v.strip()]  # font_dirs=/a,/b  jpeg_quality=10,50
+        if hint is str or (str in args and type(None) in args):
+            # Not YAML: a charset such as "0123456789" or "#!:" must stay the text it is.
+            return None if type(None) in args and text.lower() in ("", "none", "null") else text
+        return parse_value(text)

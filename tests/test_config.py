@@ -1,14 +1,21 @@
-"""crnn.config: the pydantic base of every config (unknown keys, wrong types, YAML, overrides)."""
+"""crnn.config: the pydantic base of every config (unknown keys, wrong types, YAML, overrides), and the library's configs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
 import pytest
+from pydantic import field_validator, model_validator
 
+from crnn.baseline.model import BaselineConfig
+from crnn.baseline.segment import SegmentConfig
+from crnn.checkpoint_header import read_header
 from crnn.config import Config, apply_overrides, load_yaml, save_yaml
 from crnn.errors import ConfigError
+from crnn.model import ModelConfig
+from crnn.preprocess import PreprocessConfig
 
 
 class Inner(Config):
@@ -84,3 +91,110 @@ def test_malformed_overrides(item: str) -> None:
         apply_overrides({}, [item])
     with pytest.raises(ConfigError, match="is not a section"):
         apply_overrides({"a": 1}, ["a.b=2"])
+
+
+def test_a_validator_message_reads_without_pydantic_prefix_and_a_joint_check_names_no_key() -> None:
+    class Checked(Config):
+        kind = "demo"
+        low: int = 0
+        high: int = 1
+
+        @field_validator("low")
+        @classmethod
+        def _small(cls, v: int) -> int:
+            if v > 5:
+                raise ValueError("low must be small")
+            return v
+
+        @model_validator(mode="after")
+        def _ordered(self) -> Checked:
+            if self.low > self.high:
+                raise ValueError("low must not exceed high")
+            return self
+
+    with pytest.raises(ConfigError, match=r"^demo config key 'low': low must be small \(got 9\)$"):
+        Checked(low=9)
+    with pytest.raises(ConfigError, match="^demo config: low must not exceed high$"):
+        Checked(low=3, high=2)
+
+
+def test_class_attributes_give_field_defaults_as_on_a_dataclass() -> None:
+    assert (Outer.steps, Outer.sizes, Outer.items) == (10, (1, 2), [])
+    assert Outer.kind == "demo"
+    with pytest.raises(AttributeError):
+        Outer.no_such_field  # noqa: B018
+
+
+def test_replace_validates_the_changes() -> None:
+    c = Outer()
+    assert c.replace(steps=3) == Outer(steps=3) and c.steps == 10
+    with pytest.raises(ConfigError, match="'name'"):
+        c.replace(name="zz")
+
+
+# --- the library's configs stored in checkpoints ---------------------------------------------------------
+
+LIBRARY_CONFIGS = [
+    (PreprocessConfig(max_width=256), "preprocess"),
+    (ModelConfig(hidden_size=64, cell="gru"), "model"),
+    (BaselineConfig(channels=(8, 16), crop_size=32), "baseline"),
+    (SegmentConfig(min_piece=0.4), "segmenter"),
+]
+IDS = [k for _, k in LIBRARY_CONFIGS]
+
+
+@pytest.mark.parametrize(("config", "kind"), LIBRARY_CONFIGS, ids=IDS)
+def test_library_config_json_round_trip_gives_an_equal_config(config: Config, kind: str) -> None:
+    data = json.loads(json.dumps(config.to_dict()))
+    assert type(config).from_dict(data) == config
+    assert not any(isinstance(v, tuple) for v in config.to_dict().values())  # as JSON would give them back
+    assert type(config).kind == kind
+
+
+@pytest.mark.parametrize(("config", "kind"), LIBRARY_CONFIGS, ids=IDS)
+def test_library_config_refuses_unknown_keys_by_name(config: Config, kind: str) -> None:
+    with pytest.raises(ConfigError, match=f"unknown {kind} config key 'zz'"):
+        type(config).from_dict({**config.to_dict(), "zz": 1})
+
+
+@pytest.mark.parametrize(("config", "kind"), LIBRARY_CONFIGS, ids=IDS)
+def test_library_configs_are_frozen_and_hashable(config: Config, kind: str) -> None:
+    assert hash(config) == hash(type(config).from_dict(config.to_dict()))
+    first = next(iter(config.to_dict()))
+    with pytest.raises(ConfigError, match="frozen"):
+        setattr(config, first, getattr(config, first))
+
+
+@pytest.mark.parametrize(
+    ("cls", "data", "message"),
+    [
+        (ModelConfig, {"backbone": "huge"}, "model config key 'backbone': .*'full' or 'small'"),
+        (ModelConfig, {"cell": "transformer"}, "model config key 'cell': .*'lstm', 'gru', 'rnn' or 'none'"),
+        (ModelConfig, {"height": 48}, "model config key 'height': the backbones need 32-pixel-high input"),
+        (ModelConfig, {"num_classes": 1}, "model config key 'num_classes': .*greater than or equal to 2"),
+        (ModelConfig, {"num_layers": 0}, "model config key 'num_layers'"),
+        (BaselineConfig, {"cell": "rnn"}, "baseline config key 'cell': .*'lstm' or 'gru'"),
+        (BaselineConfig, {"crop_size": 30}, "crop_size 30 must be divisible by 2\\*\\*3"),
+        (BaselineConfig, {"channels": []}, "baseline config key 'channels': .*at least 1 item"),
+        (BaselineConfig, {"channels": [8, 0]}, r"baseline config key 'channels\[1\]'"),
+        (SegmentConfig, {"binarize": "magic"}, "segmenter config key 'binarize': .*'otsu', 'sauvola' or 'both'"),
+        (PreprocessConfig, {"width_bucket": 0}, "preprocess config key 'width_bucket'"),
+    ],
+)
+def test_library_config_bad_values_raise_one_config_error(cls: type[Config], data: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        cls.from_dict(data)
+    with pytest.raises(ConfigError, match=message):
+        cls(**data)
+
+
+@pytest.mark.parametrize("name", ["crnn", "baseline"])
+def test_shipped_checkpoint_headers_load_and_dump_byte_identical(name: str) -> None:
+    # Checkpoint headers and the API's /v1/model response are these dicts: not a byte may change.
+    header = read_header(Path(__file__).parent.parent / "weights" / f"{name}.safetensors")
+    pairs = [(ModelConfig if name == "crnn" else BaselineConfig, header["model_config"]),
+             (PreprocessConfig, header["preprocess"])]
+    if name == "baseline":
+        pairs.append((SegmentConfig, header["metadata"]["segmenter"]))
+    for cls, data in pairs:
+        assert json.dumps(cls.from_dict(data).to_dict()) == json.dumps(data)

@@ -62,6 +62,12 @@ def test_bad_config(bad: dict) -> None:
         ModelConfig(**bad)
 
 
+def test_the_backbone_choices_are_the_built_stacks() -> None:
+    from crnn.model import _BACKBONES
+
+    assert BACKBONES == tuple(_BACKBONES)
+
+
 def test_config_dict_round_trip_and_unknown_keys() -> None:
     c = ModelConfig(backbone="full", cell="gru", hidden_size=64)
     assert ModelConfig.from_dict(c.to_dict()) == c

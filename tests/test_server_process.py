@@ -45,7 +45,11 @@ def test_not_a_checkpoint_and_bad_settings_are_refused(tmp_path: Path, capsys: p
     assert "not a crnn-ocr checkpoint" in capsys.readouterr().err
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     assert main(["--weights", str(ckpt), "--max-batch", "0"]) == 2
-    assert "max_batch must be >= 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("crnn serve: server config key 'max_batch': ")
+    assert "greater than or equal to 1 (got 0)" in err
+    assert main(["--weights", str(ckpt), "--max-queue", "10"]) == 2  # fewer than --max-images
+    assert capsys.readouterr().err == "crnn serve: server config: max_queue (10) must be >= max_images (64)\n"
 
 
 def test_serve_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,6 +101,26 @@ def test_invalid_settings(field: str, value: Any) -> None:
 def test_empty_api_key_means_no_key() -> None:
     assert Settings.from_env({"CRNN_API_KEY": ""}).api_key is None
     assert Settings(api_key="").api_key is None
+
+
+def test_settings_read_the_environment_only_through_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRNN_API_KEY", "k")
+    monkeypatch.setenv("CRNN_CORS_ORIGINS", "https://a.example https://b.example")
+    assert (Settings().api_key, Settings().cors_origins) == (None, ())
+    s = Settings.from_env(port=9000, workers=None)  # None: not given, the default stays
+    assert (s.api_key, s.cors_origins, s.port, s.workers) == ("k", ("https://a.example", "https://b.example"), 9000, 1)
+    assert Settings.from_env({}, api_key="flag").api_key == "flag"  # flags win over the environment
+
+
+def test_settings_json_round_trip_refuses_unknown_keys_and_bad_values() -> None:
+    s = Settings(api_key="k", cors_origins=("*",), threads=2)
+    assert json.loads(s.to_json())["cors_origins"] == ["*"] and Settings.from_json(s.to_json()) == s
+    with pytest.raises(ConfigError, match="unknown server config key 'colour'"):
+        Settings.from_json(json.dumps({**s.to_dict(), "colour": 1}))
+    with pytest.raises(ConfigError, match="server config key 'port'"):
+        Settings.from_json('{"port": "http"}')
+    with pytest.raises(ConfigError, match="frozen"):
+        s.port = 1  # type: ignore[misc]
 
 
 @pytest.mark.slow

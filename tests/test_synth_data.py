@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from crnn.charset import DEFAULT_CHARS
+from crnn.errors import ConfigError
 from crnn_synth_data import (
     FolderDataset,
     FolderWriter,
@@ -53,12 +54,62 @@ def _digest(img: np.ndarray) -> str:
 def test_config_round_trip_and_unknown_keys() -> None:
     c = SynthConfig(height=48, p_curve=0.5, font_dirs=["/x"], pad_vertical=(0.0, 0.2))
     assert SynthConfig.from_dict(c.to_dict()) == c
-    with pytest.raises(ValueError, match="no_such_knob"):
+    assert c.to_dict()["pad_vertical"] == [0.0, 0.2]  # JSON/YAML-able
+    with pytest.raises(ConfigError, match="unknown synth config key 'no_such_knob'"):
         SynthConfig.from_dict({"no_such_knob": 1})
-    with pytest.raises(ValueError, match="height"):
+    with pytest.raises(ConfigError, match="synth config key 'height'"):
         SynthConfig.from_dict({"height": "tall"})
     o = c.with_overrides(["height=40", "color=true", "font_dirs=/a,/b", "words_file=none", "jpeg_quality=10,50"])
     assert (o.height, o.color, o.font_dirs, o.words_file, o.jpeg_quality) == (40, True, ["/a", "/b"], None, (10, 50))
+
+
+@pytest.mark.parametrize(
+    ("item", "key", "value"),
+    [
+        ("charset=0123456789", "charset", "0123456789"),  # text stays verbatim, not a YAML number
+        ("charset=ab: #c", "charset", "ab: #c"),
+        ("font_cache=", "font_cache", None),
+        ("font_dirs=/one", "font_dirs", ["/one"]),
+        ("stretch_range=[0.5, 2]", "stretch_range", (0.5, 2.0)),
+        ("color=off", "color", False),
+        ("p_blur=1e-3", "p_blur", 0.001),
+    ],
+)
+def test_overrides_parse_by_the_field_type(item: str, key: str, value: object) -> None:
+    assert getattr(SynthConfig().with_overrides([item]), key) == value
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["nope=1"], "unknown synth config key 'nope'"),
+        (["jpeg_quality=1,2,3"], "synth config key 'jpeg_quality'"),
+        (["color=maybe"], "synth config key 'color'"),
+        (["height"], "expected key=value"),
+    ],
+)
+def test_bad_overrides_raise_one_config_error(items: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SynthConfig().with_overrides(items)
+
+
+def test_assignment_is_validated() -> None:
+    c = SynthConfig()
+    c.height = 40
+    with pytest.raises(ConfigError, match="synth config key 'height'"):
+        c.height = "tall"  # type: ignore[assignment]
+
+
+def test_cli_bad_setting_prints_one_line_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from crnn_synth_data.cli import main
+
+    assert main(["--preview", str(tmp_path / "p.png"), "--set", "no_such_knob=1"]) == 2
+    assert capsys.readouterr().err == "crnn synth: unknown synth config key 'no_such_knob'\n"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("height: tall\n")
+    assert main(["--preview", str(tmp_path / "p.png"), "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crnn synth: synth config key 'height'") and err.count("\n") == 1
 
 
 # --- rendering ------------------------------------------------------------------------------

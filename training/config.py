@@ -21,7 +21,8 @@ from crnn.model import ModelConfig
 # and the input height (fixed by the backbone), so the two never drift apart.
 ModelSection = dataclasses.make_dataclass(
     "ModelSection",
-    [(f.name, f.type, field(default=f.default)) for f in dataclasses.fields(ModelConfig) if f.name not in ("num_classes", "height")],
+    [(n, str if typing.get_origin(f.annotation) is typing.Literal else f.annotation, field(default=f.default))
+     for n, f in ModelConfig.model_fields.items() if n not in ("num_classes", "height")],
 )
 ModelSection.__module__ = __name__  # type hints (strings) resolve in this module
 ModelSection.__doc__ = "Architecture (see crnn.model.ModelConfig); num_classes comes from the charset."

@@ -6,46 +6,47 @@ blank in a CRNN, is here the padding label of positions past a word's last segme
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import cv2
 import numpy as np
 import torch
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from crnn.config_dict import DictConfig
-from crnn.errors import ConfigError
+from crnn.config import Config
 
 PAD: int = 0
-CELLS: tuple[str, ...] = ("lstm", "gru")
+Cell = Literal["lstm", "gru"]
+CELLS: tuple[str, ...] = get_args(Cell)
 
 
-@dataclass(frozen=True)
-class BaselineConfig(DictConfig):
+class BaselineConfig(Config):
     """Architecture of a SegCharModel; stored in its checkpoint so the model can be rebuilt from it alone."""
 
+    model_config = ConfigDict(frozen=True)  # hashable, and a model's config cannot change under it
     kind = "baseline"
 
-    num_classes: int = 96
-    crop_size: int = 32
-    channels: tuple[int, ...] = (32, 64, 128)
-    embed_dim: int = 128
-    cell: str = "lstm"
-    hidden_size: int = 128
-    num_layers: int = 1
+    num_classes: int = Field(96, ge=2)  # the padding label and at least one character
+    crop_size: int = Field(32, ge=1)
+    # One conv block (conv, batch norm, ReLU, 2x2 max-pool) per entry.
+    channels: tuple[Annotated[int, Field(ge=1)], ...] = Field((32, 64, 128), min_length=1)
+    embed_dim: int = Field(128, ge=1)
+    cell: Cell = "lstm"
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
     bidirectional: bool = True
-    dropout: float = 0.1
+    dropout: float = Field(0.1, ge=0.0, le=1.0)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
-        if self.cell not in CELLS:
-            raise ConfigError(f"cell must be one of {CELLS}, got {self.cell!r}")
-        if self.crop_size % (2 ** len(self.channels)) != 0:
-            raise ConfigError(f"crop_size {self.crop_size} must be divisible by 2**{len(self.channels)}")
-        if self.num_classes < 2 or self.hidden_size < 1 or self.num_layers < 1 or not self.channels:
-            raise ConfigError("num_classes must be >= 2, hidden_size and num_layers >= 1, channels non-empty")
+    @field_validator("channels")
+    @classmethod
+    def _crop_fits_the_pools(cls, v: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        # Each conv block halves the crop, so the crop must halve cleanly once per channel entry.
+        crop = info.data.get("crop_size")  # absent when crop_size itself was refused
+        if crop is not None and crop % 2 ** len(v) != 0:
+            raise ValueError(f"crop_size {crop} must be divisible by 2**{len(v)} (one 2x2 pool per channel entry)")
+        return v
 
 
 def crops_from_boxes(image: np.ndarray, boxes: np.ndarray, size: int, pad_value: float | None = None) -> np.ndarray:

@@ -7,24 +7,25 @@ boundaries before knowing which characters it is looking at.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
+from pydantic import ConfigDict
 
-from crnn.config_dict import DictConfig
-from crnn.errors import ConfigError
+from crnn.config import Config
 
-BINARIZATIONS: tuple[str, ...] = ("otsu", "sauvola", "both")
+Binarization = Literal["otsu", "sauvola", "both"]
+BINARIZATIONS: tuple[str, ...] = get_args(Binarization)
 
 
-@dataclass(frozen=True)
-class SegmentConfig(DictConfig):
+class SegmentConfig(Config):
     """Knobs of :func:`segment`; stored in baseline checkpoints so evaluation segments as training did."""
 
+    model_config = ConfigDict(frozen=True)  # hashable; used as a default argument
     kind = "segmenter"
 
-    binarize: str = "otsu"  # "otsu", "sauvola" or "both" (ink under both); otsu scored best on synthetic words
+    binarize: Binarization = "otsu"  # "both": ink under both; otsu scored best on synthetic words
     sauvola_window: float = 0.5  # local window side, as a share of the image height (odd, >= 3 px)
     sauvola_k: float = 0.2
     # merge_overlap and min_piece were chosen on 600 synthetic words (seed 3000017, not the report's test
@@ -33,10 +34,6 @@ class SegmentConfig(DictConfig):
     split_ratio: float = 1.25  # split a component wider than this times the text height (W, M stay whole)
     min_piece: float = 0.3  # narrowest piece a split may leave, as a share of the text height
     min_area: float = 0.003  # smallest kept component, as a share of height**2 (noise below)
-
-    def __post_init__(self) -> None:
-        if self.binarize not in BINARIZATIONS:
-            raise ConfigError(f"binarize must be one of {BINARIZATIONS}, got {self.binarize!r}")
 
 
 def otsu_threshold(gray: np.ndarray) -> float:
