@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# Benchmarks run from a clone: the repository root on the path makes tests/ (its server helpers) importable.
 sys.path.insert(0, str(REPO))
 
 WORDS = ("the of and to in is was for on are with they be at one have this from or had by word but what some we "
@@ -169,7 +170,7 @@ def offline_throughput(weights: Path, images: list[bytes], batch_size: int, thre
 
 def run_mode(name: str, weights: Path, server_args: list[str], images: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
     """Start a server with ``server_args``, warm it up, measure, stop it; the row of results."""
-    from crnn_server.testing import ServerProcess
+    from tests.server_process import ServerProcess
 
     with ServerProcess(["--weights", str(weights), "--threads", str(args.threads), "--no-access-log",
                         "--max-queue", "4096", *server_args]) as server:
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("need clients >= 1, 0 < duration <= 600 and max-requests >= 1")
 
     from crnn.checkpoint_header import default_weights_path
-    from crnn_server.testing import tiny_checkpoint
+    from tests.tiny_models import tiny_checkpoint
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-server-")
     weights = Path(args.weights) if args.weights else default_weights_path()

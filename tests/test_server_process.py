@@ -21,8 +21,9 @@ from crnn.cli import main as crnn_main
 from crnn.errors import ConfigError
 from crnn_server.cli import build_parser, main, settings_from_args
 from crnn_server.settings import Settings
-from crnn_server.testing import ServerProcess, tiny_checkpoint
+from tests.server_process import ServerProcess
 from tests.test_server_api import png
+from tests.tiny_models import tiny_checkpoint
 from tests.word_images import render_word
 
 
