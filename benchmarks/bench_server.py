@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import random
 import re
 import statistics
@@ -205,6 +204,8 @@ def run_mode(name: str, weights: Path, server_args: list[str], images: list[byte
 
 
 def main(argv: list[str] | None = None) -> int:
+    from crnn.machine import cpu_cores
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="checkpoint (default: the shipped weights, else an untrained cpu-small model)")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (default %(default)s)")
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=200_000, help="cap on requests per run (default %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in s; later = lost (default %(default)s)")
     p.add_argument("--images-per-request", type=int, default=1)
-    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1),
+    p.add_argument("--threads", type=int, default=max(1, cpu_cores() - 1),
                    help="torch threads of the server and the offline run (default: `crnn serve`'s, cores - 1 = %(default)s)")
     p.add_argument("--max-batch", type=int, default=32, help="server batch size when batching is on (default %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="server max wait when batching is on (default %(default)s)")
