@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +93,12 @@ def test_paths_and_loading(tmp_path: Path) -> None:
     assert gray.shape == (8, 16) and gray.dtype == np.uint8 and text == "C"
     with pytest.raises(InvalidImageError, match="no such file"):
         folder.load(1)
+
+
+def test_reading_a_folder_does_not_import_torch() -> None:
+    code = "import sys, crnn.labeled_folder; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stdout.strip() == "False", res.stderr
 
 
 def test_training_and_synth_readers_agree(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
