@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from crnn.machine import cpu_cores
+
 
 def render_folder(out: Path, count: int) -> Path:
     """Write ``count`` synthetic word images (PNG) to ``out``."""
@@ -88,7 +90,7 @@ def main() -> None:
             seconds, rss, n = run_once(folder, args.extra)
             print(f"{n} images in {seconds:.2f} s: {n / seconds:.0f} images/s, peak RSS {rss:.0f} MB")
             best = min(best or seconds, seconds)
-        print(f"best: {n / best:.0f} images/s ({os.cpu_count()} cores, options {args.extra or 'default'}); "
+        print(f"best: {n / best:.0f} images/s ({cpu_cores()} cores, options {args.extra or 'default'}); "
               f"start-up {startup:.2f} s, without it {n / max(best - startup, 1e-9):.0f} images/s")
         if Path("/proc/self/status").exists():
             print(f"peak RSS of the process tree (command + decoding processes): {peak_tree_rss(folder, args.extra):.0f} MB")

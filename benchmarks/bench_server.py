@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import random
 import re
 import statistics
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# Benchmarks run from a clone: the repository root on the path makes tests/ (its server helpers) importable.
 sys.path.insert(0, str(REPO))
 
 WORDS = ("the of and to in is was for on are with they be at one have this from or had by word but what some we "
@@ -169,7 +169,7 @@ def offline_throughput(weights: Path, images: list[bytes], batch_size: int, thre
 
 def run_mode(name: str, weights: Path, server_args: list[str], images: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
     """Start a server with ``server_args``, warm it up, measure, stop it; the row of results."""
-    from crnn_server.testing import ServerProcess
+    from tests.server_process import ServerProcess
 
     with ServerProcess(["--weights", str(weights), "--threads", str(args.threads), "--no-access-log",
                         "--max-queue", "4096", *server_args]) as server:
@@ -204,6 +204,8 @@ def run_mode(name: str, weights: Path, server_args: list[str], images: list[byte
 
 
 def main(argv: list[str] | None = None) -> int:
+    from crnn.machine import cpu_cores
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", help="checkpoint (default: the shipped weights, else an untrained cpu-small model)")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients (default %(default)s)")
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=200_000, help="cap on requests per run (default %(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in s; later = lost (default %(default)s)")
     p.add_argument("--images-per-request", type=int, default=1)
-    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1),
+    p.add_argument("--threads", type=int, default=max(1, cpu_cores() - 1),
                    help="torch threads of the server and the offline run (default: `crnn serve`'s, cores - 1 = %(default)s)")
     p.add_argument("--max-batch", type=int, default=32, help="server batch size when batching is on (default %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="server max wait when batching is on (default %(default)s)")
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("need clients >= 1, 0 < duration <= 600 and max-requests >= 1")
 
     from crnn.checkpoint_header import default_weights_path
-    from crnn_server.testing import tiny_checkpoint
+    from tests.tiny_models import tiny_checkpoint
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-server-")
     weights = Path(args.weights) if args.weights else default_weights_path()

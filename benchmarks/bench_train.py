@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from crnn.machine import cpu_cores
+
 REPO = Path(__file__).resolve().parent.parent
 
 VARIANTS: dict[str, list[str]] = {
@@ -52,7 +54,7 @@ def main() -> None:
     p.add_argument("--only", nargs="*", help="variant names to run (default all)")
     p.add_argument("extra", nargs="*", help="overrides for every variant, e.g. data.batch_size=32")
     args = p.parse_args()
-    print(f"config {args.config}, {args.steps} steps, cores {len(os.sched_getaffinity(0))}, {args.repeat} rounds")
+    print(f"config {args.config}, {args.steps} steps, cores {cpu_cores()}, {args.repeat} rounds")
     names = [n for n in VARIANTS if not args.only or n in args.only]
     results: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(args.repeat):  # rounds interleave the variants, so a busy spell on the machine hits all alike

@@ -21,11 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from crnn import __version__
 from crnn.text_recognizer import TextRecognizer
 from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout
-from crnn_server.engine import DecodeOptions, Engine
+from crnn_server.engine import Engine
 from crnn_server.errors import APIError, InvalidRequest, NotReady, Overloaded, Unauthorized, status_code
 from crnn_server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crnn_server.middleware import ObservabilityMiddleware, request_id_of
 from crnn_server.parsing import RecognizeJSON, parse_recognize
+from crnn_server.request_types import DecodeOptions
 from crnn_server.settings import Settings
 
 log = logging.getLogger("crnn.server")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from crnn.checkpoint_header import read_header
 from crnn.errors import CheckpointError, ConfigError
+from crnn.machine import cpu_cores
 from crnn_server.settings import ENV_API_KEY, ENV_CORS_ORIGINS, ENV_SETTINGS, MiB, Settings, parse_origins
 
 DEFAULTS = Settings()
@@ -64,13 +65,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     if threads is None:
         # Each worker has its own torch pool: share the cores among workers and leave one for the
         # event loop and image decoding, which otherwise stall behind the model's threads.
-        threads = max(1, (os.cpu_count() or 1) // args.workers - 1)
+        threads = max(1, cpu_cores() // args.workers - 1)
     batch_workers = args.batch_workers
     if batch_workers is None:
         # A micro-batch of mixed widths runs as several small batches (one per width): with one torch
         # thread each, N of them at once use N cores better than one at a time on N threads. On this
         # 2-core host (32 clients): 348-357 -> 428-449 images/s, p50 87 -> 68 ms (docs/server.md).
-        batch_workers = max(1, (os.cpu_count() or 1) // args.workers // max(1, threads))
+        batch_workers = max(1, cpu_cores() // args.workers // max(1, threads))
     return Settings.from_env(
         host=args.host, port=args.port, weights=args.weights, workers=args.workers, threads=threads,
         batch_workers=batch_workers,

@@ -11,8 +11,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from crnn.errors import InvalidImageError
-from crnn_server.engine import ImageInput, decode_base64
 from crnn_server.errors import EmptyRequest, InvalidRequest, MalformedBody, NoImages, TooManyImages, UnsupportedMediaType
+from crnn_server.request_types import ImageInput, decode_base64
 from crnn_server.settings import Settings
 
 IMAGE_FIELDS = ("files", "files[]")

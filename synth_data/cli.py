@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
+from crnn.machine import cpu_cores
 from crnn_synth_data.config import SynthConfig
 
 _renderer = None  # the worker process's WordRenderer (inherited through fork when possible)
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, help="samples to write (default: 64 for --preview, 50000 words for --export-words)")
     p.add_argument("--out", type=Path, help="output LMDB folder or image folder")
     p.add_argument("--format", choices=["lmdb", "folder"], default="lmdb", help="LMDB (default) or PNGs + labels.tsv")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="rendering processes (default: all cores)")
+    p.add_argument("--workers", type=int, default=cpu_cores(), help="rendering processes (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="stream seed: the same seed writes the same dataset")
     p.add_argument("--start", type=int, default=0, help="first stream index (to extend a dataset)")
     p.add_argument("--preview", type=Path, metavar="PNG", help="write a grid of --count samples with their labels")

@@ -11,11 +11,10 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from crnn.charset import DEFAULT_CHARS, Charset
+from crnn.errors import ConfigError
+from crnn.labeled_folder import LABELS_FILE, MAX_NAMED_PROBLEMS, LabeledFolder
 
 log = logging.getLogger(__name__)
-
-LABELS_FILE = "labels.tsv"
-_SHOW_BAD = 5  # bad samples named in the warning; the rest are only counted
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -148,7 +147,7 @@ class _SkippingDataset(Dataset):
 
     def _bad(self, name: str, why: str) -> bool:
         self.skipped += 1
-        if len(self._bad_names) < _SHOW_BAD:
+        if len(self._bad_names) < MAX_NAMED_PROBLEMS:
             self._bad_names.append(f"{name} ({why})")
         return False
 
@@ -171,7 +170,7 @@ class _SkippingDataset(Dataset):
                 return self._load(j)
             except Exception as e:  # corrupt data must not stop a training run
                 self._bad(self._name(j), f"{type(e).__name__}: {e}")
-                if self.skipped <= _SHOW_BAD:
+                if self.skipped <= MAX_NAMED_PROBLEMS:
                     log.warning("skipping unreadable sample %s: %s", self._name(j), e)
         raise RuntimeError("no readable image in the dataset")
 
@@ -185,26 +184,15 @@ class FolderDataset(_SkippingDataset):
     def __init__(self, root: str | Path, charset: str | Charset | None = DEFAULT_CHARS) -> None:
         super().__init__(charset)
         self.root = Path(root)
-        labels = self.root / LABELS_FILE
-        if not labels.is_file():
-            raise FileNotFoundError(f"{labels} not found (expected relative_path<TAB>text lines)")
-        self.items: list[tuple[str, str]] = []
-        with open(labels, encoding="utf-8") as f:
-            for n, raw in enumerate(f, 1):
-                line = raw.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                rel, tab, text = line.partition("\t")
-                name = f"{labels.name}:{n} {rel}"
-                if not tab:
-                    self._bad(name, "no tab")
-                    continue
-                if not self._label_ok(name, text):
-                    continue
-                if not (self.root / rel).is_file():
-                    self._bad(name, "missing image")
-                    continue
-                self.items.append((rel, text))
+        try:
+            # Missing images are refused up front here: __getitem__ would otherwise skip them at every epoch.
+            folder = LabeledFolder.read(self.root, self.charset, check_files=True)
+        except ConfigError:
+            raise FileNotFoundError(
+                f"{self.root / LABELS_FILE} not found (expected relative_path<TAB>text lines)") from None
+        for p in folder.problems:
+            self._bad(f"{p.labels.name}:{p.line} {p.rel}", p.reason)
+        self.items: list[tuple[str, str]] = folder.items
         self._report(str(self.root))
 
     def __len__(self) -> int:

@@ -21,8 +21,9 @@ import pytest
 pytest.importorskip("fastapi")
 
 from crnn import Recognizer
-from crnn_server.testing import ServerProcess, tiny_checkpoint
+from tests.server_process import ServerProcess
 from tests.test_server_api import png
+from tests.tiny_models import tiny_checkpoint
 from tests.word_images import render_word
 
 CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import threading
 from pathlib import Path
@@ -19,10 +18,13 @@ from crnn import Recognizer
 from crnn.checkpoint_header import default_weights_path
 from crnn.cli import main as crnn_main
 from crnn.errors import ConfigError
+from crnn.machine import cpu_cores
+import crnn_server.cli
 from crnn_server.cli import build_parser, main, settings_from_args
 from crnn_server.settings import Settings
-from crnn_server.testing import ServerProcess, tiny_checkpoint
+from tests.server_process import ServerProcess
 from tests.test_server_api import png
+from tests.tiny_models import tiny_checkpoint
 from tests.word_images import render_word
 
 
@@ -71,7 +73,7 @@ def test_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) ->
     s = settings_from_args(args)
     assert (s.api_key, s.cors_origins) == ("s3cret-key", ("https://a.example", "https://b.example"))
     assert s.workers == 2 and s.threads is not None and s.threads >= 1 and s.max_batch == 8
-    assert 1 <= s.batch_workers * s.threads <= max(1, (os.cpu_count() or 1) // 2)  # the worker's share of cores
+    assert 1 <= s.batch_workers * s.threads <= max(1, cpu_cores() // 2)  # the worker's share of cores
     assert s.max_body_bytes == int(1.5 * 1024 * 1024)
     assert Settings.from_json(s.to_json()) == s
     assert "s3cret-key" not in repr(s)  # the key stays out of logs and tracebacks
@@ -82,7 +84,7 @@ def test_settings_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) ->
 @pytest.mark.parametrize("threads,cores,expected", [(1, 2, 2), (1, 16, 16), (15, 16, 1), (4, 16, 4)])
 def test_default_batch_workers_share_the_cores_with_the_threads(threads: int, cores: int, expected: int,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(crnn_server.cli, "cpu_cores", lambda: cores)
     s = settings_from_args(build_parser().parse_args(["--threads", str(threads)]))
     assert (s.threads, s.batch_workers) == (threads, expected)
     s = settings_from_args(build_parser().parse_args(["--threads", str(threads), "--batch-workers", "3"]))

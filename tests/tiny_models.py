@@ -1,18 +1,32 @@
-"""Untrained tiny models for tests: fast, with outputs that differ from image to image."""
+"""Untrained tiny models for tests and benchmarks: fast, with outputs that differ from image to image."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
-from crnn import Charset, Recognizer, build_model
+from crnn import CRNN, Charset, Recognizer, build_model, save_checkpoint
 
 
-def tiny_recognizer(seed: int = 0, hidden_size: int = 16, precision: str = "fp32") -> Recognizer:
+def _tiny_model(seed: int, hidden_size: int, **config: object) -> CRNN:
     """An untrained small CRNN whose batch-norm statistics are random, so its outputs are far from uniform."""
     torch.manual_seed(seed)
-    model = build_model("small", hidden_size=hidden_size)
+    model = build_model("small", hidden_size=hidden_size, **config)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    return Recognizer.from_model(model, Charset(), precision=precision)
+    return model.eval()
+
+
+def tiny_recognizer(seed: int = 0, hidden_size: int = 16, precision: str = "fp32") -> Recognizer:
+    """A Recognizer over an untrained tiny CRNN with the default charset."""
+    return Recognizer.from_model(_tiny_model(seed, hidden_size), Charset(), precision=precision)
+
+
+def tiny_checkpoint(path: str | os.PathLike[str], seed: int = 0, hidden_size: int = 16, **config: object) -> Path:
+    """Save an untrained tiny CRNN (fast to load and run) with the default charset to ``path``."""
+    model = _tiny_model(seed, hidden_size, **config)
+    return save_checkpoint(path, model, Charset(), metadata={"name": "tiny-untrained", "metrics": {}})

@@ -10,8 +10,7 @@ import multiprocessing as mp
 import os
 import sys
 import weakref
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from crnn.charset import Charset
 from crnn.errors import ConfigError, CRNNError
+from crnn.labeled_folder import MAX_NAMED_PROBLEMS, LabeledFolder
 from crnn.model import CRNN
-from crnn.preprocess import PreprocessConfig, collate, load_image, normalize
-
-# How many bad samples of each source are named in the log before the rest are only counted.
-MAX_NAMED_PROBLEMS = 5
-
+from crnn.preprocess import PreprocessConfig, collate, normalize
 
 def ctc_frames_needed(ids: list[int]) -> int:
     """Frames CTC needs for a label: one per character plus a blank between repeated neighbours."""
@@ -34,49 +30,11 @@ def ctc_frames_needed(ids: list[int]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Labeled folders (labels.tsv) and LMDB datasets
+# Labeled folders (crnn.labeled_folder) and LMDB datasets
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class LabeledFolder:
-    """A folder of word images with ``labels.tsv`` (``relative_path<TAB>text`` per line)."""
-
-    root: Path
-    items: list[tuple[str, str]]  # (relative path, text)
-    problems: list[str]  # label lines refused (malformed, or characters outside the charset)
-
-    @classmethod
-    def read(cls, root: str | os.PathLike, charset: Charset | None = None) -> LabeledFolder:
-        """Parse labels.tsv; lines that are malformed or whose text the charset cannot encode are refused."""
-        root = Path(root)
-        labels = root / "labels.tsv"
-        if not labels.is_file():
-            raise ConfigError(f"{root}: not a labeled folder (no labels.tsv)")
-        items: list[tuple[str, str]] = []
-        problems: list[str] = []
-        for n, line in enumerate(labels.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            rel, sep, text = line.partition("\t")
-            if not sep or not rel or not text:
-                problems.append(f"{labels}:{n}: expected 'path<TAB>text'")
-            elif charset is not None and not charset.supports(text):
-                problems.append(f"{labels}:{n}: {rel}: characters outside the charset {''.join(charset.unsupported(text))!r}")
-            else:
-                items.append((rel, text))
-        return cls(root, items, problems)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def load(self, i: int) -> tuple[np.ndarray, str]:
-        """Gray image and text of item ``i``; raises InvalidImageError for a missing or corrupt image."""
-        rel, text = self.items[i]
-        return load_image(self.root / rel), text
-
-
-def report_problems(name: str, problems: list[str], out: Any = None) -> None:
+def report_problems(name: str, problems: Sequence[object], out: Any = None) -> None:
     """Print the count of refused samples and name the first few."""
     if not problems:
         return
@@ -91,7 +49,7 @@ def load_labeled_arrays(
 ) -> tuple[list[np.ndarray], list[str], list[str], list[str]]:
     """Prepared arrays, texts and paths of a labeled folder, plus the problems of the samples skipped."""
     folder = LabeledFolder.read(root, charset)
-    problems = list(folder.problems)
+    problems = [str(p) for p in folder.problems]
     arrays, texts, paths = [], [], []
     items = folder.items[:limit] if limit > 0 else folder.items
     for i, (rel, _) in enumerate(items):

@@ -18,6 +18,7 @@ import torch
 
 from crnn.charset import Charset
 from crnn.errors import CRNNError
+from crnn.labeled_folder import MAX_NAMED_PROBLEMS
 from crnn.metrics import CalibrationBin, TextMetrics, calibration, compute_metrics
 from crnn.model import CRNN
 from crnn.preprocess import PreprocessConfig, collate
@@ -119,7 +120,7 @@ def evaluate_folder(
 ) -> tuple[dict[str, Any], list[list[str]], list[CalibrationBin]]:
     """One result row for a labeled folder, its mispredictions as (path, target, prediction, confidence), and
     its reliability table (a confidence is P(text | image), so it is checked against the exact text)."""
-    from crnn_training.data import MAX_NAMED_PROBLEMS, load_labeled_arrays
+    from crnn_training.data import load_labeled_arrays
 
     arrays, texts, paths, problems = load_labeled_arrays(folder, recognizer.charset, recognizer.preprocess, args.limit)
     for p in problems[:MAX_NAMED_PROBLEMS]:

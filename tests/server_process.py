@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks: a tiny checkpoint, a free port and a real `crnn serve` process."""
+"""Helpers for tests and benchmarks: a free loopback port and a real `crnn serve` process (not shipped in the wheel)."""
 
 from __future__ import annotations
 
@@ -16,23 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def tiny_checkpoint(path: str | os.PathLike, seed: int = 0, hidden_size: int = 16, **config: object) -> Path:
-    """Save an untrained small CRNN (fast to load and run) with the default charset to ``path``."""
-    import torch
-
-    from crnn import Charset, build_model, save_checkpoint
-
-    torch.manual_seed(seed)
-    model = build_model("small", hidden_size=hidden_size, **config)
-    # Spread BN statistics so that the untrained model's outputs differ from image to image.
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-    return save_checkpoint(path, model.eval(), Charset(), metadata={"name": "tiny-untrained", "metrics": {}})
+REPO = Path(__file__).resolve().parent.parent  # the clone's root (this file is tests/server_process.py)
 
 
 def free_port() -> int:
