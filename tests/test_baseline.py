@@ -275,3 +275,32 @@ def test_train_baseline_smoke(tmp_path: Path) -> None:
     ckpt = load_checkpoint(tmp_path / "best.safetensors")
     assert ckpt.model_type == "baseline" and "segmenter_stats" in ckpt.metadata
     assert (tmp_path / "log.jsonl").read_text().count("\n") == 3  # segmenter, start, one evaluation
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--config", "configs/baseline.yaml", "--max-steps", "3", "hidden=16"], {"max_steps": 3, "hidden": 16, "minutes": 10.0}),
+        (["--out", "x", "--minutes", "0", "--max-steps", "5", "--synth", '{"lexicon_size": 50}'],
+         {"out": "x", "minutes": 0.0, "synth.lexicon_size": 50}),
+        (["--batch-size", "8", "batch_size=4", "synth.max_length=6"], {"batch_size": 4, "synth.max_length": 6}),
+    ],
+)
+def test_train_baseline_config_file_flags_and_overrides(argv: list[str], expected: dict) -> None:
+    from crnn_training.train_baseline import load_config
+
+    config = load_config(argv)
+    for key, value in expected.items():
+        obj = config
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        assert obj == value, key
+
+
+@pytest.mark.parametrize("argv", [["--minutes", "0"], ["bogus=1"], ["--synth", "[1]"], ["synth.bogus=1"], ["cell=rnn"]])
+def test_train_baseline_bad_settings_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from crnn_training.train_baseline import load_config
+
+    with pytest.raises(SystemExit) as e:
+        load_config(argv)
+    assert e.value.code == 2 and "error" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Evaluation: `crnn eval` rows on a labeled folder for a recognizer whose outputs are controlled, and greedy texts."""
+"""Evaluation: `crnn eval` rows for a recognizer whose outputs are controlled; validation reads what the Recognizer reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 import torch
 
@@ -15,7 +14,8 @@ from crnn.prediction import Prediction
 from crnn.preprocess import PreprocessConfig
 from tests.word_images import render_word
 from crnn_training import evaluate
-from crnn_training.evaluate import evaluate_arrays, greedy_texts
+
+TINY = str(Path(__file__).resolve().parent.parent / "configs" / "tiny.yaml")
 
 # image name -> (label, what the fake model reads)
 WORDS = {"0.png": ("Hello", "hello"), "1.png": ("World", "World"), "2.png": ("cat", "cut"), "3.png": ("SALE!", "sale")}
@@ -83,25 +83,54 @@ def test_crnn_eval_bad_weights_exit_2(folder: Path, tmp_path: Path, capsys: pyte
     assert "not found" in capsys.readouterr().err
 
 
-def test_greedy_texts_collapse_and_lengths() -> None:
-    cs = Charset("ab")
-    path = torch.tensor([[1, 1, 0, 1, 2, 2, 0, 2], [2, 0, 2, 1, 1, 1, 1, 1]])
-    lp = torch.nn.functional.one_hot(path, 3).float().log_softmax(-1)
-    assert greedy_texts(lp, torch.tensor([8, 4]), cs) == ["aabb", "bba"]
+def _task(batch_size: int):  # noqa: ANN202
+    """A CTCTask of the tiny config around an untrained model, with one validation set of rendered words."""
+    from crnn.model import CRNN, ModelConfig
+    from crnn.preprocess import normalize
+    from crnn_training.config import TrainConfig
+    from crnn_training.train import CTCTask
+
+    config = TrainConfig.from_yaml(TINY, [f"val.batch_size={batch_size}", "val.precision=fp32"])
+    cs, pre = Charset(), PreprocessConfig(max_width=config.data.max_width)
+    torch.manual_seed(0)
+    model = CRNN(ModelConfig(num_classes=cs.num_classes, **config.model.to_dict())).train()
+    task = CTCTask(config, model, cs, pre, torch.device("cpu"), None, None, None, 1, 0, 0, 1)
+    words = ["a", "cat", "Hello", "window", "x1", "spacing", "OK!", "tree", "zebra", "ab"]
+    arrays = [normalize(render_word(w), pre) for w in words]
+    task.val_sets["synth"] = (arrays, words)
+    return task, arrays
 
 
-class PlantedModel(torch.nn.Module):
-    """Emits one-hot frames spelling 'ab' for narrow images and 'ba' for wide ones."""
+@pytest.mark.parametrize("batch_size", [1, 3, 256])
+def test_validation_scores_exactly_what_the_recognizer_reads(batch_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crnn_training.train as train_module
+    from crnn.recognizer import Recognizer
 
-    def forward(self, images: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        b, t = images.shape[0], images.shape[-1] // 4
-        ids = torch.zeros(b, t, dtype=torch.long)
-        for i, n in enumerate(lengths.tolist()):
-            ids[i, :2] = torch.tensor([1, 2]) if n < 20 else torch.tensor([2, 1])
-        return torch.nn.functional.one_hot(ids, 3).float().log_softmax(-1)
+    task, arrays = _task(batch_size)
+    scored: list[list[str]] = []
+    real = train_module.compute_metrics
+    monkeypatch.setattr(train_module, "compute_metrics", lambda preds, texts: scored.append(preds) or real(preds, texts))
+    for round_ in range(2):
+        results = task.evaluate()
+        assert task.model.training  # validation hands the model back in training mode
+        rec = Recognizer.from_model(task.model, task.charset, task.preprocess, precision="fp32")
+        expected = [p.text for p in rec.recognize_prepared(arrays, batch_size=batch_size, decoder="greedy")]
+        assert scored[-1] == expected
+        assert results["synth/count"] == len(arrays)
+        with torch.no_grad():  # new weights: the next evaluation must read with them, not a stale copy
+            task.model.classifier.bias.add_(torch.linspace(0, 3, task.model.classifier.bias.numel()))
+    assert scored[0] != scored[1]
 
 
-def test_evaluate_arrays_with_planted_outputs() -> None:
-    arrays = [np.zeros((32, w), np.float32) for w in (40, 200, 60, 300)]
-    m = evaluate_arrays(PlantedModel(), arrays, ["ab", "ba", "ab", "ab"], Charset("ab"), PreprocessConfig(), batch_size=2)
-    assert m.count == 4 and m.word_accuracy_case == pytest.approx(3 / 4) and m.cer == pytest.approx(2 / 8)
+@pytest.mark.parametrize(
+    ("device", "amp", "asked", "expected"),
+    [("cuda", torch.bfloat16, "auto", "bf16"), ("cuda", torch.float16, "auto", "fp32"), ("cuda", None, "auto", "fp32"),
+     ("cpu", None, "fp32", "fp32"), ("cuda", torch.bfloat16, "fp32", "fp32"), ("cpu", None, "mixed", "mixed")],
+)
+def test_validation_precision_follows_the_training_precision(device: str, amp: torch.dtype | None, asked: str,
+                                                             expected: str) -> None:
+    from crnn_training.config import TrainConfig
+    from crnn_training.train import val_precision
+
+    config = TrainConfig.from_yaml(TINY, [f"val.precision={asked}"])
+    assert val_precision(config, torch.device(device), amp) == expected

@@ -16,7 +16,7 @@ from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
 from crnn.model import CRNN, ModelConfig
 from tests.word_images import render_word
-from crnn_training.config import load_config
+from crnn_training.config import TrainConfig
 from crnn_training.train import init_from, main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +91,7 @@ def test_init_from_keeps_old_rows_with_a_new_charset(tmp_path: Path) -> None:
     torch.manual_seed(0)
     old = CRNN(ModelConfig(num_classes=old_cs.num_classes, hidden_size=16, num_layers=1))
     save_checkpoint(tmp_path / "old.safetensors", old, old_cs)
-    config = load_config(TINY, ["charset=cxa!"])
+    config = TrainConfig.from_yaml(TINY, ["charset=cxa!"])
     model, cs = init_from(str(tmp_path / "old.safetensors"), config)
     assert cs == Charset("cxa!") and model.config.hidden_size == 16 and config.model.hidden_size == 16
     w_old, w_new = old.classifier.weight.detach(), model.classifier.weight.detach()
@@ -135,7 +135,7 @@ def test_weighted_mix_with_lmdb_and_folder_batches(tmp_path: Path) -> None:
     folder.mkdir()
     cv2.imwrite(str(folder / "x.png"), render_word("xyz"))
     (folder / "labels.tsv").write_text("x.png\txyz\n")
-    config = load_config(TINY, [f"data.sources=[{{type: lmdb, path: {tmp_path / 'db.lmdb'}, weight: 3}}, "
+    config = TrainConfig.from_yaml(TINY, [f"data.sources=[{{type: lmdb, path: {tmp_path / 'db.lmdb'}, weight: 3}}, "
                                 f"{{type: folder, path: {folder}, weight: 1}}]"])
     cs = Charset()
     stream = BatchStream(build_sources(config, cs, 0), [3, 1], cs, PreprocessConfig(), 8, 2, seed=0)

@@ -1,30 +1,69 @@
-"""Training config validation: unknown keys and wrong types are refused, naming the key."""
+"""Training configs (pydantic): unknown keys and wrong types are refused naming the key; presets and run folders load."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from crnn.errors import ConfigError
-from crnn_training.config import load_config
+from crnn_training.config import BaselineTrainConfig, ModelSection, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
-PRESETS = sorted((REPO / "configs").glob("*.yaml"))
+PRESETS = sorted(p for p in (REPO / "configs").glob("*.yaml") if not p.stem.startswith("baseline"))
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
-def test_presets_load(preset: Path) -> None:
-    config = load_config(preset)
+def test_presets_load_and_round_trip(preset: Path) -> None:
+    config = TrainConfig.from_yaml(preset)
     assert config.data.sources and config.train.max_steps >= 1
+    assert TrainConfig.from_dict(config.to_dict()) == config  # what config.yaml and checkpoints store loads back
+
+
+def test_baseline_preset_holds_the_defaults() -> None:
+    assert BaselineTrainConfig.from_yaml(REPO / "configs/baseline.yaml") == BaselineTrainConfig()
+
+
+def _fields(cls: type) -> dict[str, object]:
+    # Field defaults of a dataclass or a pydantic model (crnn.model.ModelConfig may be either).
+    if hasattr(cls, "model_fields"):
+        return {k: f.default for k, f in cls.model_fields.items()}
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+def test_model_section_mirrors_model_config() -> None:
+    from crnn.model import BACKBONES, CELLS, ModelConfig
+
+    mine, theirs = _fields(ModelSection), _fields(ModelConfig)
+    assert mine == {k: v for k, v in theirs.items() if k not in ("num_classes", "height")}
+    assert set(typing.get_args(ModelSection.model_fields["backbone"].annotation)) == set(BACKBONES)
+    assert set(typing.get_args(ModelSection.model_fields["cell"].annotation)) == set(CELLS)
+
+
+@pytest.mark.parametrize("text, expected", [("off", "off"), ("on", "on"), ('"off"', "off"), ("auto", "auto")])
+def test_yaml_off_and_on_read_as_words(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"train:\n  progress: {text}\n  amp: {text if expected != 'on' else 'off'}\n")
+    c = TrainConfig.from_yaml(path)
+    assert c.train.progress == expected and c.train.amp == (expected if expected != "on" else "off")
+
+
+def test_config_yaml_of_an_older_run_still_loads() -> None:
+    # A run folder written before the pydantic configs: synth as a partial mapping, no val.precision.
+    old = {"out_dir": "runs/x", "seed": 0, "charset": "abc", "model": {"backbone": "small", "hidden_size": 32},
+           "train": {"amp": "auto", "progress": False}, "val": {"synth_size": 10}, "synth": {"lexicon_size": 50}}
+    c = TrainConfig.from_dict(old)
+    assert c.train.progress == "off" and c.synth.lexicon_size == 50 and c.val.precision == "auto"
 
 
 def test_overrides_reach_nested_sections() -> None:
-    c = load_config(REPO / "configs/tiny.yaml", ["model.backbone=full", "optim.lr=0.5", "val.folders=[a, b]",
+    c = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["model.backbone=full", "optim.lr=0.5", "val.folders=[a, b]",
                                                    "synth.max_length=9", "data.sources=[{type: folder, path: x}]"])
     assert c.model.backbone == "full" and c.optim.lr == 0.5 and c.val.folders == ["a", "b"]
-    assert c.synth["max_length"] == 9 and c.data.sources[0].type == "folder"
+    assert c.synth.max_length == 9 and c.data.sources[0].type == "folder"
 
 
 @pytest.mark.parametrize(
@@ -41,18 +80,25 @@ def test_overrides_reach_nested_sections() -> None:
         ("data.sources=[{type: web}]", "data.sources[0].type"),
         ("data.sources=[{type: synth, wieght: 2}]", "data.sources[0].wieght"),
         ("model=3", "model"),
+        ("synth.bogus_knob=1", "synth.bogus_knob"),
+        ("synth.max_length=many", "synth.max_length"),
+        ("train.progress=maybe", "train.progress"),
+        ("data.sources=[{type: folder}]", "data.sources[0]"),
+        ("data.batch_size=0", "data.batch_size"),
+        ("val.best_metric=accuracy", "val.best_metric"),
+        ("charset=", "charset"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match="'" + re.escape(key)):
-        load_config(REPO / "configs/tiny.yaml", [override])
+        TrainConfig.from_yaml(REPO / "configs/tiny.yaml", [override])
 
 
 def test_unknown_key_in_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  max_step: 10\n")
     with pytest.raises(ConfigError, match="train.max_step"):
-        load_config(bad)
+        TrainConfig.from_yaml(bad)
 
 
 def test_cli_reports_config_errors_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,14 +120,14 @@ def test_schedules_and_optimizers() -> None:
     from crnn.model import CRNN, ModelConfig
     from crnn_training.train import lr_factor, make_optimizer
 
-    c = load_config(REPO / "configs/tiny.yaml", ["optim.warmup_steps=10", "optim.min_lr_ratio=0.1"])
+    c = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["optim.warmup_steps=10", "optim.min_lr_ratio=0.1"])
     f = [lr_factor(s, 100, c)[0] for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[-1] == pytest.approx(0.1, abs=1e-3)
     assert all(a >= b for a, b in zip(f[9:], f[10:]))  # cosine decay after the warm-up
-    c1 = load_config(REPO / "configs/tiny.yaml", ["optim.schedule=onecycle", "optim.warmup_steps=10"])
+    c1 = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["optim.schedule=onecycle", "optim.warmup_steps=10"])
     (lo, b_lo), (hi, b_hi) = lr_factor(0, 100, c1), lr_factor(9, 100, c1)
     assert lo < 0.1 < hi == pytest.approx(1.0) and b_lo > b_hi  # momentum falls as the lr rises
     model = CRNN(ModelConfig(num_classes=5, hidden_size=8, num_layers=1))
     assert type(make_optimizer(model, c)).__name__ == "AdamW"
-    ada = make_optimizer(model, load_config(REPO / "configs/tiny.yaml", ["optim.name=adadelta", "optim.lr=1.0"]))
+    ada = make_optimizer(model, TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["optim.name=adadelta", "optim.lr=1.0"]))
     assert type(ada).__name__ == "Adadelta"

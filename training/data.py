@@ -11,7 +11,6 @@ import os
 import sys
 import weakref
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,15 +93,8 @@ class _SynthSource:
 
     path = "synth"
 
-    def __init__(self, synth: dict[str, Any], charset: Charset, seed: int) -> None:
-        from crnn_synth_data import SynthConfig
-
-        data = dict(synth)
-        data.setdefault("charset", charset.chars)
-        try:
-            self.config = SynthConfig.from_dict(data)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"synth: {e}") from None
+    def __init__(self, synth: Any, seed: int) -> None:
+        self.config = synth  # a crnn_synth_data.SynthConfig, validated with the training config
         self.seed = seed
         self.size = 0
         self._renderer: Any = None
@@ -130,7 +122,7 @@ def build_sources(config: Any, charset: Charset, seed: int) -> list[Any]:
     sources: list[Any] = []
     for s in config.data.sources:
         if s.type == "synth":
-            sources.append(_SynthSource(config.synth, charset, seed))
+            sources.append(_SynthSource(config.synth, seed))
         else:
             sources.append(_MapSource(s.type, s.path, charset))
     return sources
@@ -320,7 +312,7 @@ def render_synth_val(
     config: Any, charset: Charset, preprocess: PreprocessConfig, num_workers: int
 ) -> tuple[list[np.ndarray], list[str]]:
     """The fixed synthetic validation set (its own seed), rendered by ``num_workers`` workers at once."""
-    source = _SynthSource(config.synth, charset, config.val.synth_seed)
+    source = _SynthSource(config.synth, config.val.synth_seed)
     source.warm()
     ds = _SynthRange(source, config.val.synth_size, preprocess, charset)
     workers = min(num_workers, max(config.val.synth_size // 64, 0))

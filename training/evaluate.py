@@ -1,92 +1,23 @@
-"""Evaluation: fast greedy validation inside training, and the ``crnn eval`` command."""
+"""``crnn eval``: a checkpoint's accuracy, CER and calibration on labeled folders.
+
+(Validation during training runs the same crnn.recognizer.Recognizer, see crnn_training.train.CTCTask.evaluate.)
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
-from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from crnn.charset import Charset
 from crnn.errors import CRNNError
 from crnn.labeled_folder import MAX_NAMED_PROBLEMS
-from crnn.metrics import CalibrationBin, TextMetrics, calibration, compute_metrics
-from crnn.model import CRNN
-from crnn.preprocess import PreprocessConfig, collate
+from crnn.metrics import CalibrationBin, calibration, compute_metrics
 from crnn.precision import PRECISIONS
 from crnn.text_recognizer import TextRecognizer
-
-
-EVAL_GROUP_WIDTH = 32
-
-
-def greedy_texts(log_probs: torch.Tensor, lengths: torch.Tensor, charset: Charset) -> list[str]:
-    """Best-path texts of log_probs (B, T, C) over lengths (B,) frames: argmax, collapse repeats, drop blanks."""
-    ids = log_probs.argmax(-1).cpu()
-    keep = ids != 0
-    keep[:, 1:] &= ids[:, 1:] != ids[:, :-1]
-    keep &= torch.arange(ids.shape[1])[None, :] < lengths.cpu()[:, None]
-    chars = charset.chars
-    return ["".join(chars[i - 1] for i in row[m].tolist()) for row, m in zip(ids, keep)]
-
-
-@torch.inference_mode()
-def predict_texts(
-    model: CRNN,
-    arrays: Sequence[np.ndarray],
-    charset: Charset,
-    preprocess: PreprocessConfig,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-) -> list[str]:
-    """Greedy texts of prepared images, in input order (batched by width so padding stays small)."""
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[1])
-    # Batches group images within 32 px of width: one wide image must not make the convs run over a whole
-    # batch of padding, and groups as fine as preprocess.width_bucket would make many tiny batches.
-    chunks: list[list[int]] = []
-    for _, group in groupby(order, key=lambda i: -(-arrays[i].shape[1] // EVAL_GROUP_WIDTH)):
-        idx = list(group)
-        chunks.extend(idx[s : s + batch_size] for s in range(0, len(idx), batch_size))
-    out: list[str] = [""] * len(arrays)
-    autocast = (
-        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-    )
-    try:
-        for idx in chunks:
-            images, widths = collate([arrays[i] for i in idx], preprocess)
-            images = images.to(device, non_blocking=True)
-            if channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            lengths = CRNN.frames_for_width(widths)  # on the CPU: packing needs them there anyway
-            with autocast:
-                lp = model(images, lengths)
-            for i, text in zip(idx, greedy_texts(lp.float(), lengths, charset)):
-                out[i] = text
-    finally:
-        model.train(was_training)
-    return out
-
-
-def evaluate_arrays(
-    model: CRNN, arrays: Sequence[np.ndarray], texts: Sequence[str], charset: Charset,
-    preprocess: PreprocessConfig, **kwargs: Any,
-) -> TextMetrics:
-    """Metrics of the model's greedy predictions on prepared images against their texts."""
-    return compute_metrics(predict_texts(model, arrays, charset, preprocess, **kwargs), list(texts))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -72,17 +72,18 @@ def train_all(runs_dir: str | Path, images: int, *, config: str = "configs/compa
               device: str = "auto", workers: int = 1, threads: int = 1, synth: dict[str, Any] | None = None,
               extra: list[str] | None = None, val_size: int = 1000, runs: tuple[Run, ...] = RUNS) -> dict[str, Path]:
     """Train every run (``lanes`` at once) for ``images`` images each; {label: best checkpoint} of those that finished."""
-    from crnn_training.config import load_config
+    from crnn.config import apply_overrides, load_yaml
+    from crnn_training.config import TrainConfig
 
     if images <= 0:
         raise ConfigError(f"the image budget must be positive, got {images}")
     config = str(Path(config).resolve())  # the runs start in the repository root
-    resolved = load_config(config, list(extra or []))
-    batch_size = resolved.data.batch_size
+    data = apply_overrides(load_yaml(config), list(extra or []))
+    batch_size = TrainConfig.from_dict(data).data.batch_size  # validated here, before any run starts
     # The baseline reads the renderer settings the CRNN runs get (the preset's synth section + overrides):
     # the same stream for both.
     overrides = dict(synth or {})
-    baseline_synth = {**resolved.synth, **overrides}
+    baseline_synth = {**data.get("synth", {}), **overrides}
     root = Path(runs_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
 

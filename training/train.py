@@ -1,8 +1,10 @@
 """Train a CRNN with CTC: ``crnn train --config FILE.yaml [key=value ...]`` or ``python -m crnn_training.train``.
 
-One loop for CPU, one GPU and torchrun/DDP. Read top to bottom: setup, data, the step, evaluation,
-checkpoints. Outputs in ``out_dir``: best.safetensors (fp16), last.pt (resume state), metrics.jsonl,
-config.yaml, TensorBoard events (tb/) and curves.png.
+One loop for CPU, one GPU and torchrun/DDP (:func:`crnn_training.loop.fit`, shared with the baseline's
+trainer). Read top to bottom: setup helpers, :class:`CTCTask` (data, step, logging, evaluation,
+checkpoints of one run), :func:`setup` (config, device, model, optimiser, data) and :func:`train`.
+Outputs in ``out_dir``: best.safetensors (fp16), last.pt (resume state), metrics.jsonl, config.yaml,
+TensorBoard events (tb/) and curves.png.
 """
 
 from __future__ import annotations
@@ -12,29 +14,31 @@ import contextlib
 import json
 import math
 import os
-import platform
-import random
-import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from crnn.charset import Charset
 from crnn.checkpoint import load_checkpoint, save_checkpoint
+from crnn.config import apply_overrides, load_yaml, save_yaml
 from crnn.errors import ConfigError, CRNNError
 from crnn.machine import cpu_cores
-from crnn.model import CRNN, ModelConfig, count_parameters
-from crnn.preprocess import PreprocessConfig
-from crnn_training.config import TrainConfig, config_from_dict, default_charset, load_config, save_yaml
-from crnn_training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
-                           report_problems, single_threaded_cv2, stop_all_streams)
-from crnn_training.evaluate import predict_texts
 from crnn.metrics import compute_metrics
+from crnn.model import CRNN, ModelConfig, count_parameters
+from crnn.precision import resolve_precision
+from crnn.preprocess import PreprocessConfig
+from crnn.recognizer import Recognizer
+from crnn_training.config import TrainConfig, charset_given, default_charset
+from crnn_training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
+                                report_problems, single_threaded_cv2, stop_all_streams)
+from crnn_training.loop import TrainState, atomic_torch_save, fit, pick_device, rng_state, set_lr, set_rng_state
+from crnn_training.run_info import git_commit, hardware
 
 START = time.time()  # the time budget counts from process start-up, imports included
 
@@ -122,15 +126,14 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
 
 def init_from(path: str, config: TrainConfig) -> tuple[CRNN, Charset]:
     """A model started from a checkpoint's weights; with a new charset old rows are kept, new ones fresh."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, kind="crnn")
     old_cs = ckpt.charset
     charset = Charset(config.charset) if config.charset is not None else old_cs
     arch = ckpt.model.config.to_dict()
-    mine = {k: v for k, v in dataclass_dict(config.model).items() if k != "dropout"}
+    mine = {k: v for k, v in config.model.to_dict().items() if k != "dropout"}
     if any(arch[k] != v for k, v in mine.items()):
         print(f"[init] using the architecture of {path}: {arch} (config's model section ignored)", file=sys.stderr)
-    for k in mine:
-        setattr(config.model, k, arch[k])
+    config.model = config.model.model_copy(update={k: arch[k] for k in mine})
     model = CRNN(ModelConfig(**{**arch, "num_classes": charset.num_classes, "dropout": config.model.dropout}))
     state = ckpt.model.state_dict()
     if charset != old_cs:
@@ -147,78 +150,13 @@ def init_from(path: str, config: TrainConfig) -> tuple[CRNN, Charset]:
     return model, charset
 
 
-def dataclass_dict(obj: Any) -> dict[str, Any]:
-    """Fields of a dataclass instance as a dict."""
-    import dataclasses
-
-    return dataclasses.asdict(obj)
-
-
-def git_commit() -> str | None:
-    """The checkout's commit, if git knows one."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def pick_device(want: str, local_rank: int | None = None) -> torch.device:
-    """The training device for ``want`` (auto | cpu | cuda | cuda:N); ``local_rank`` picks the GPU under torchrun.
-
-    On CUDA it is made current (set_device and DDP need an explicit index) and TF32 is allowed for the
-    fp32 parts outside autocast.
-    """
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {want!r} asked for, but CUDA is not available")
-    device = torch.device(f"cuda:{local_rank}" if want == "cuda" and local_rank is not None else want)
+def val_precision(config: TrainConfig, device: torch.device, dtype: torch.dtype | None) -> str:
+    """The Recognizer precision validation runs in (see ValSection.precision)."""
+    if config.val.precision != "auto":
+        return config.val.precision
     if device.type == "cuda":
-        device = torch.device("cuda", device.index or 0)
-        torch.cuda.set_device(device)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return device
-
-
-def hardware(device: torch.device, world: int, workers: int, threads: int) -> dict[str, Any]:
-    """A description of the machine, stored in checkpoints."""
-    hw: dict[str, Any] = {"device": str(device), "cpu_cores": cpu_cores(), "world_size": world,
-                          "data_workers": workers, "torch_threads": threads, "torch": torch.__version__,
-                          "python": platform.python_version(), "cpu": platform.processor() or platform.machine()}
-    if device.type == "cuda":
-        hw["gpu"] = torch.cuda.get_device_name(device)
-    return hw
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file, then rename: a kill never leaves a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG the trainer draws from, as plain containers (loadable with weights_only=True)."""
-    np_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": [list(random.getstate()[1]), random.getstate()[0], random.getstate()[2]],
-             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(int, np_state[2:4]), float(np_state[4])]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` saved."""
-    torch.set_rng_state(state["torch"])
-    seq, version, gauss = state["python"]
-    random.setstate((version, tuple(seq), gauss))
-    n = state["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        return "bf16" if dtype == torch.bfloat16 else "fp32"  # as the model trains; fp16 autocast has no twin
+    return resolve_precision("auto", device)  # what `crnn ocr` runs on this CPU
 
 
 class MetricLog:
@@ -258,7 +196,282 @@ class MetricLog:
 
 
 # ---------------------------------------------------------------------------------------------
-# The run
+# The CRNN-CTC task: what crnn_training.loop.fit runs
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    """What the trainer saw since the last log line."""
+
+    step0: int  # the step the window starts after
+    first: bool = False  # the run's first window holds start-up stalls: its speed is not a rate
+    t: float = field(default_factory=time.time)
+    wait: float = 0.0  # seconds spent waiting for batches
+    images: int = 0
+    loss: torch.Tensor | float = 0.0  # summed on the device: no sync per step
+    n: int = 0
+
+
+class CTCTask:
+    """One CRNN training run: its model, optimiser, data, validation sets and outputs (rank 0 writes)."""
+
+    def __init__(self, config: TrainConfig, model: CRNN, charset: Charset, preprocess: PreprocessConfig,
+                 device: torch.device, dtype: torch.dtype | None, optimizer: torch.optim.Optimizer,
+                 scaler: Any, world: int, rank: int, workers: int, threads: int) -> None:
+        self.config, self.model, self.charset, self.preprocess = config, model, charset, preprocess
+        self.device, self.dtype, self.optimizer, self.scaler = device, dtype, optimizer, scaler
+        self.world, self.rank, self.workers, self.threads = world, rank, workers, threads
+        self.master = rank == 0
+        self.out = Path(config.out_dir)
+        self.train_model: torch.nn.Module = model  # compiled and/or DDP-wrapped by setup()
+        self.ctc = torch.nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
+        self.rnn_params = [p for n, p in model.named_parameters() if n.startswith("rnn.")]
+        self.precision = val_precision(config, device, dtype)
+        self.metrics_log: MetricLog | None = None
+        self.val_sets: dict[str, tuple[list[np.ndarray], list[str]]] = {}
+        self.stream: BatchStream | None = None
+        self.loader: Any = None
+        self._batches: Iterator[dict[str, Any]] | None = None
+        self.bar: Any = None
+        self.budget = config.train.max_minutes * 60.0
+        self.deadline = START + self.budget - 10.0 if self.budget > 0 else float("inf")  # refined by plan()
+        self.eval_s, self.eval_s_max = 0.0, 0.0  # last and slowest evaluation
+        self.spans: list[float] = []  # seconds per step of recent logging windows
+        self.window = Window(0)
+        self.grad_norm: torch.Tensor | float = 0.0
+        self.empty_run = 0
+
+    def say(self, msg: str) -> None:
+        """Print on rank 0 (through the progress bar when there is one)."""
+        if self.master:
+            (self.bar.write if self.bar is not None else print)(msg)
+
+    # --- data ------------------------------------------------------------------------------------
+
+    def load_val_sets(self) -> None:
+        """Render the synthetic validation set and read the validation folders (rank 0 only)."""
+        t0 = time.time()
+        val = self.config.val
+        if val.synth_size > 0:
+            self.val_sets["synth"] = render_synth_val(self.config, self.charset, self.preprocess, self.workers)
+        for folder in val.folders:
+            arrays, texts, _, problems = load_labeled_arrays(folder, self.charset, self.preprocess, val.max_per_folder)
+            report_problems(folder, problems)
+            self.val_sets[Path(folder).name or folder] = (arrays, texts)
+        self.say(f"[setup] validation sets {', '.join(f'{k}={len(v[1])}' for k, v in self.val_sets.items())} "
+                 f"ready in {time.time() - t0:.1f}s")
+
+    def start_data(self, step: int) -> None:
+        """The training stream of this rank, from batch ``step`` on (a resumed run continues where it was)."""
+        c = self.config
+        sources = build_sources(c, self.charset, c.seed + 7919 * self.rank)
+        self.stream = BatchStream(sources, [s.weight for s in c.data.sources], self.charset, self.preprocess,
+                                  c.data.batch_size, c.data.pool_batches, c.seed, self.rank, start_step=step)
+        self.loader = make_loader(self.stream, self.workers, c.data.prefetch_factor, self.device.type == "cuda", c.seed)
+        self._batches = iter(self.loader)  # starts the workers (before the RNG state is set: see setup())
+
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """Training batches; the time spent waiting for each is counted in the log window."""
+        while True:
+            t0 = time.time()
+            batch = next(self._batches)
+            self.window.wait += time.time() - t0
+            yield batch
+
+    def stop_data(self) -> None:
+        """Close the data workers: told to stop, they drop the pool they are rendering.
+
+        (The DataLoader's own shutdown waits up to 5 s for each busy worker: ~50 s with 15 workers.)
+        """
+        self.stream.stop.set()
+        self._batches = self.loader = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    # --- step ------------------------------------------------------------------------------------
+
+    def train_step(self, batch: dict[str, Any], state: TrainState) -> int:
+        """One AMP step with CTC on a batch of images (B, 1, 32, W); returns the images of all ranks."""
+        state.counters["too_long"] += batch["too_long"]
+        state.counters["bad"] += batch["bad"]
+        n = len(batch["texts"])
+        self.empty_run = 0 if n else self.empty_run + 1
+        if self.empty_run >= 20:
+            raise CRNNError("the data produced no usable sample in 20 batches in a row (see the [data] lines above)")
+        if n:
+            c, dtype = self.config, self.dtype
+            images = batch["images"].to(self.device, non_blocking=True)
+            if c.train.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            lengths = CRNN.frames_for_width(batch["widths"])  # CPU: packing needs CPU lengths
+            lr_f, beta1 = lr_factor(state.step, state.total_steps, c)
+            set_lr(self.optimizer, c.optim.lr * lr_f, beta1)
+            with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
+                log_probs = self.train_model(images, lengths)  # (B, T, C)
+            loss = self.ctc(log_probs.float().transpose(0, 1), batch["targets"].to(self.device, non_blocking=True),
+                            lengths, batch["target_lengths"])
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            if torch.isfinite(self.grad_norm) or self.scaler.is_enabled():  # fp16: the scaler skips bad steps itself
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+            else:
+                state.counters["nonfinite"] += 1
+            self.window.loss = self.window.loss + loss.detach()
+            self.window.n += 1
+        else:
+            self.grad_norm = 0.0
+        self.window.images += n * self.world
+        return n * self.world
+
+    # --- logging and the time budget ------------------------------------------------------------------
+
+    def plan(self, state: TrainState, sec_per_step: float, img_per_s: float) -> tuple[int, bool]:
+        """(total steps for the lr schedule, stop now) so that training plus evaluations end within budget."""
+        t = self.config.train
+        if self.budget <= 0:
+            return t.max_steps, False
+        # Before the first evaluation guess its cost: inference runs about 3x the training speed.
+        n_val = sum(len(v[1]) for v in self.val_sets.values())
+        eval_cost = 1.2 * self.eval_s_max if self.eval_s_max else n_val / max(1.0, 3.0 * img_per_s)
+        final_cost = eval_cost + 5.0  # the final evaluation, saves and the plot
+        self.deadline = START + self.budget - final_cost - 2.0
+        left = self.deadline - time.time()
+        steps_left = int(left / (sec_per_step + eval_cost / t.eval_every)) if left > 0 else 0
+        return min(t.max_steps, state.step + max(steps_left, 0)), steps_left <= 0
+
+    def log(self, state: TrainState) -> bool:
+        """Every ``log_every`` steps: refit the schedule to the time budget, write a train record; True: stop."""
+        stop = False
+        step, win = state.step, self.window
+        if step % self.config.train.log_every == 0 or step == state.total_steps:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.time() - win.t
+            sec_per_step = dt / max(1, step - win.step0)
+            img_per_s = win.images / dt
+            if not win.first or self.budget <= 0:
+                self.spans.append(sec_per_step)
+            recent = self.spans[-3:]
+            total_new, stop = self.plan(state, sum(recent) / len(recent) if recent else sec_per_step, img_per_s)
+            if not self.spans and not stop:
+                total_new = state.total_steps
+            if self.world > 1:  # every rank must agree on the schedule and on when to stop
+                flags = torch.tensor([total_new, int(stop)], device=self.device)
+                torch.distributed.broadcast(flags, 0)
+                total_new, stop = int(flags[0]), bool(flags[1])
+            state.total_steps = max(total_new, step)
+            if self.master:
+                self.write_train_record(state, dt, img_per_s, sec_per_step)
+            self.window = Window(step)
+        if self.bar is not None:
+            self.bar.update(1)
+        return stop
+
+    def write_train_record(self, state: TrainState, dt: float, img_per_s: float, sec_per_step: float) -> None:
+        """One ``train`` record in metrics.jsonl (read by crnn plot and crnn compare) and one log line."""
+        win, counters = self.window, state.counters
+        rnn_grads = [p.grad.detach().float().norm() for p in self.rnn_params if p.grad is not None]
+        rnn_norm = torch.linalg.vector_norm(torch.stack(rnn_grads)).item() if rnn_grads else 0.0
+        rec = {"kind": "train", "step": state.step, "loss": float(win.loss / max(1, win.n)),
+               "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": float(self.grad_norm),
+               "rnn_grad_norm": rnn_norm, "images_per_s": round(img_per_s, 1),
+               "data_wait_frac": round(win.wait / dt, 3), "sec_per_step": round(sec_per_step, 4),
+               "images_seen": state.images_seen, "elapsed_s": round(time.time() - START, 1), **counters}
+        self.metrics_log.write(rec)
+        if self.bar is not None:
+            self.bar.total = state.total_steps
+            self.bar.set_postfix_str(f"loss {rec['loss']:.3f} lr {rec['lr']:.1e} {img_per_s:.0f} img/s")
+        self.say(f"step {state.step}/{state.total_steps} loss {rec['loss']:.3f} lr {rec['lr']:.2e} "
+                 f"gn {rec['grad_norm']:.2f} rnn_gn {rnn_norm:.2f} {img_per_s:.0f} img/s "
+                 f"wait {100 * rec['data_wait_frac']:.0f}% skipped(long) {counters['too_long']} bad {counters['bad']}")
+
+    def out_of_time(self, state: TrainState) -> bool:
+        """Past the deadline plan() set (single process: DDP ranks stop together at log steps)."""
+        return self.budget > 0 and self.world == 1 and time.time() > self.deadline
+
+    # --- evaluation ------------------------------------------------------------------------------
+
+    def eval_due(self, state: TrainState) -> bool:
+        """Every ``eval_every`` steps, but not at the last step (the final evaluation comes after the loop)."""
+        return state.step % self.config.train.eval_every == 0 and state.step < state.total_steps
+
+    def evaluate(self) -> dict[str, float]:
+        """Metrics on every validation set as '<set>/<metric>', read exactly as `crnn ocr` reads images.
+
+        The Recognizer is the one users run (8-px width buckets, the fused model, crnn.ctc_decode's greedy
+        decoder), so the checkpoint kept as best is the best at what users get.
+        """
+        t0 = time.time()
+        rec = Recognizer.from_model(self.model, self.charset, self.preprocess, device=self.device,
+                                    precision=self.precision)  # a fused copy of the current weights
+        self.model.train()  # from_model put the training model in eval mode
+        results: dict[str, float] = {}
+        for name, (arrays, texts) in self.val_sets.items():
+            preds = rec.recognize_prepared(arrays, batch_size=self.config.val.batch_size, decoder="greedy")
+            for k, v in compute_metrics([p.text for p in preds], texts).to_dict().items():
+                results[f"{name}/{k}"] = v
+        self.eval_s = time.time() - t0
+        self.eval_s_max = max(self.eval_s_max, self.eval_s)
+        return results
+
+    def validate(self, state: TrainState) -> bool:
+        """Evaluate (rank 0), log, save best.safetensors when the chosen metric improves; True: stop early."""
+        t = self.config.train
+        early = False
+        if self.master:
+            results = self.evaluate()
+            metric = self.config.val.best_metric
+            if metric not in results:
+                raise ConfigError(f"val.best_metric {metric!r} is not among {sorted(results)}")
+            better = state.record_eval(results, metric, minimise=metric.endswith("/cer"))
+            if better:
+                save_checkpoint(self.out / "best.safetensors", self.model, self.charset, self.preprocess,
+                                self.metadata(state, results), half=True)
+            self.metrics_log.write({"kind": "val", "step": state.step, "images_seen": state.images_seen,
+                                    "elapsed_s": round(time.time() - START, 1), "eval_s": round(self.eval_s, 2),
+                                    **results})
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in results.items()
+                              if k.endswith(("word_accuracy_protocol", "word_accuracy_case", "/cer")))
+            self.say(f"[val] step {state.step}: {shown}  ({self.eval_s:.1f}s){'  *best*' if better else ''}")
+            early = bool(t.early_stop) and state.bad_evals >= t.early_stop
+        if self.world > 1 and t.early_stop:  # every rank stops at the same step
+            flag = torch.tensor([int(early)], device=self.device)
+            torch.distributed.broadcast(flag, 0)
+            early = bool(flag[0])
+        return early
+
+    # --- checkpoints -----------------------------------------------------------------------------
+
+    def metadata(self, state: TrainState, metrics: dict[str, float]) -> dict[str, Any]:
+        """What best.safetensors records about the run."""
+        return {"config": self.config.to_dict(), "step": state.step, "images_seen": state.images_seen,
+                "metrics": metrics, "hardware": hardware(self.device, self.world, self.workers, self.threads),
+                "wall_time_s": round(time.time() - START, 1), "git_commit": git_commit(),
+                "skipped": dict(state.counters)}
+
+    def save_due(self, state: TrainState) -> bool:
+        """Every ``save_every`` steps (rank 0)."""
+        return self.master and state.step % self.config.train.save_every == 0
+
+    def save_last(self, state: TrainState) -> None:
+        """last.pt: everything --resume needs to continue bit-identically (rank 0)."""
+        if not self.master:
+            return
+        atomic_torch_save({
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), **state.to_dict(), "rng": rng_state(), "charset": self.charset.chars,
+            "config": self.config.to_dict(), "num_workers": self.workers, "world_size": self.world,
+        }, self.out / "last.pt")
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup and the run
 # ---------------------------------------------------------------------------------------------
 
 
@@ -287,22 +500,22 @@ def main(argv: list[str] | None = None) -> int:
         stop_all_streams()  # data workers stop rendering, so shutting them down is quick
 
 
-def train(args: argparse.Namespace) -> int:
-    """Set up, run the loop, evaluate, save; see the module docstring."""
+def load_run(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The config (a run folder's for --resume, overrides applied) and the resume state (None: a new run)."""
+    if not args.resume:
+        return TrainConfig.from_yaml(args.config, args.overrides), None
+    run = Path(args.resume)
+    if not (run / "last.pt").is_file() or not (run / "config.yaml").is_file():
+        raise ConfigError(f"{run}: no last.pt and config.yaml to resume from")
+    config = TrainConfig.from_dict(apply_overrides(load_yaml(run / "config.yaml"), args.overrides))
+    config.out_dir = str(run)
+    return config, torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+
+
+def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
+    """Config, processes and device, model, optimiser, outputs and data of a run, ready for fit()."""
     # --- config, distributed, device ---------------------------------------------------------
-    state: dict[str, Any] | None = None
-    if args.resume:
-        run = Path(args.resume)
-        if not (run / "last.pt").is_file() or not (run / "config.yaml").is_file():
-            raise ConfigError(f"{run}: no last.pt and config.yaml to resume from")
-        from crnn_training.config import apply_overrides
-
-        config = config_from_dict(apply_overrides(yaml.safe_load((run / "config.yaml").read_text()), args.overrides))
-        config.out_dir = str(run)
-        state = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
-    else:
-        config = load_config(args.config, args.overrides)
-
+    config, saved = load_run(args)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -310,32 +523,26 @@ def train(args: argparse.Namespace) -> int:
     device = pick_device(config.train.device, local_rank if world > 1 else None)
     if world > 1:
         torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    master = rank == 0
     workers, threads = auto_threads(config, device, local_world)
     torch.set_num_threads(threads)
     single_threaded_cv2()  # before the first cv2 call and before any data worker forks
     dtype = amp_dtype(config, device)
     t = config.train
-    out = Path(config.out_dir)
-
-    def log(msg: str) -> None:
-        if master:
-            (bar.write if bar is not None else print)(msg)
-
-    bar = None
 
     # --- model, charset, optimiser -------------------------------------------------------------
     torch.manual_seed(config.seed)
-    if state is not None:
-        charset = Charset(state["charset"])
-        model = CRNN(ModelConfig(num_classes=charset.num_classes, **dataclass_dict(config.model)))
-        model.load_state_dict(state["model"])
+    if saved is not None:
+        charset = Charset(saved["charset"])
+        model = CRNN(ModelConfig(num_classes=charset.num_classes, **config.model.to_dict()))
+        model.load_state_dict(saved["model"])
     elif args.init_from:
         model, charset = init_from(args.init_from, config)
     else:
         charset = Charset(default_charset(config))
-        model = CRNN(ModelConfig(num_classes=charset.num_classes, **dataclass_dict(config.model)))
+        model = CRNN(ModelConfig(num_classes=charset.num_classes, **config.model.to_dict()))
     config.charset = charset.chars
+    if not charset_given(config.synth):
+        config.synth.charset = charset.chars  # the renderer writes what the model reads
     preprocess = PreprocessConfig(min_width=config.data.min_width, max_width=config.data.max_width)
     model.to(device)
     if t.channels_last:
@@ -345,242 +552,66 @@ def train(args: argparse.Namespace) -> int:
         dtype = smoke_test(model, device, dtype, config)
     scaler = (torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) if hasattr(torch.amp, "GradScaler")
               else torch.cuda.amp.GradScaler(enabled=dtype == torch.float16))  # torch < 2.3
-    step, images_seen, total_steps = 0, 0, t.max_steps
-    best = {"value": None, "step": None, "metrics": {}, "bad_evals": 0}
-    counters = {"too_long": 0, "bad": 0, "nonfinite": 0}
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        step, images_seen = state["step"], state["images_seen"]
-        total_steps = min(state["schedule"]["total_steps"], t.max_steps)
-        best, counters = state["best"], state["counters"]
-        if state.get("num_workers") not in (None, workers):
-            log(f"[resume] data workers changed ({state['num_workers']} -> {workers}): the batch order will differ")
-    train_model: torch.nn.Module = model
+    state = TrainState(total_steps=t.max_steps, counters={"too_long": 0, "bad": 0, "nonfinite": 0})
+    task = CTCTask(config, model, charset, preprocess, device, dtype, optimizer, scaler, world, rank, workers, threads)
+    if saved is not None:
+        optimizer.load_state_dict(saved["optimizer"])
+        scaler.load_state_dict(saved["scaler"])
+        state = TrainState.from_dict(saved, t.max_steps)
+        if saved.get("num_workers") not in (None, workers):
+            task.say(f"[resume] data workers changed ({saved['num_workers']} -> {workers}): the batch order will differ")
     if t.compile:
-        train_model = torch.compile(train_model, dynamic=True)
+        task.train_model = torch.compile(task.train_model, dynamic=True)
     if world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    ctc = torch.nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
+        task.train_model = torch.nn.parallel.DistributedDataParallel(
+            task.train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    if master:
-        out.mkdir(parents=True, exist_ok=True)
-        save_yaml(config, out / "config.yaml")
-    metrics_log = MetricLog(out, step if state else None, t.tensorboard) if master else None
-    log(f"[setup] device {device} amp {dtype} world {world} workers {workers} threads {threads} "
-        f"params {count_parameters(model):,} charset {charset.num_classes - 1} chars; out {out}")
+    # --- outputs, data -----------------------------------------------------------------------------
+    if task.master:
+        task.out.mkdir(parents=True, exist_ok=True)
+        save_yaml(config, task.out / "config.yaml")
+        task.metrics_log = MetricLog(task.out, state.step if saved else None, t.tensorboard)
+    task.say(f"[setup] device {device} amp {dtype} world {world} workers {workers} threads {threads} "
+             f"params {count_parameters(model):,} charset {charset.num_classes - 1} chars; "
+             f"validation precision {task.precision}; out {task.out}")
+    if task.master:
+        task.load_val_sets()
+    task.start_data(state.step)
 
-    # --- data ----------------------------------------------------------------------------------
-    t0 = time.time()
-    val_sets: dict[str, tuple[list[np.ndarray], list[str]]] = {}
-    if master:
-        if config.val.synth_size > 0:
-            val_sets["synth"] = render_synth_val(config, charset, preprocess, workers)
-        for folder in config.val.folders:
-            arrays, texts, _, problems = load_labeled_arrays(folder, charset, preprocess, config.val.max_per_folder)
-            report_problems(folder, problems)
-            val_sets[Path(folder).name or folder] = (arrays, texts)
-        log(f"[setup] validation sets {', '.join(f'{k}={len(v[1])}' for k, v in val_sets.items())} "
-            f"ready in {time.time() - t0:.1f}s")
-    sources = build_sources(config, charset, config.seed + 7919 * rank)
-    stream = BatchStream(sources, [s.weight for s in config.data.sources], charset, preprocess,
-                         config.data.batch_size, config.data.pool_batches, config.seed, rank, start_step=step)
-    loader = make_loader(stream, workers, config.data.prefetch_factor, device.type == "cuda", config.seed)
-    batches = iter(loader)
-
-    # --- helpers that close over the run ------------------------------------------------------
-    eval_seconds = [0.0, 0.0]  # last, slowest
-
-    def evaluate() -> dict[str, float]:
-        """Metrics on every validation set, flattened as '<set>/<metric>'."""
-        t_eval = time.time()
-        results: dict[str, float] = {}
-        for name, (arrays, texts) in val_sets.items():
-            preds = predict_texts(model, arrays, charset, preprocess, config.val.batch_size, device, dtype, t.channels_last)
-            for k, v in compute_metrics(preds, texts).to_dict().items():
-                results[f"{name}/{k}"] = v
-        eval_seconds[0] = time.time() - t_eval
-        eval_seconds[1] = max(eval_seconds[1], eval_seconds[0])
-        return results
-
-    def metadata(metrics: dict[str, float]) -> dict[str, Any]:
-        return {"config": config.to_dict(), "step": step, "images_seen": images_seen, "metrics": metrics,
-                "hardware": hardware(device, world, workers, threads), "wall_time_s": round(time.time() - START, 1),
-                "git_commit": git_commit(), "skipped": dict(counters)}
-
-    def save_last() -> None:
-        atomic_torch_save({
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-            "schedule": {"total_steps": total_steps}, "step": step, "images_seen": images_seen,
-            "best": best, "counters": counters, "rng": rng_state(), "charset": charset.chars,
-            "config": config.to_dict(), "num_workers": workers, "world_size": world,
-        }, out / "last.pt")
-
-    def validate_and_keep_best() -> bool:
-        """Evaluate, log, save best.safetensors when the chosen metric improves; True to stop early."""
-        results = evaluate()
-        metric = config.val.best_metric
-        value = results.get(metric)
-        if value is None:
-            raise ConfigError(f"val.best_metric {metric!r} is not among {sorted(results)}")
-        better = best["value"] is None or (value < best["value"] if metric.endswith("/cer") else value > best["value"])
-        if better:
-            best.update(value=value, step=step, metrics=results, bad_evals=0)
-            save_checkpoint(out / "best.safetensors", model, charset, preprocess, metadata(results), half=True)
-        else:
-            best["bad_evals"] += 1
-        metrics_log.write({"kind": "val", "step": step, "images_seen": images_seen,
-                           "elapsed_s": round(time.time() - START, 1), "eval_s": round(eval_seconds[0], 2), **results})
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in results.items() if k.endswith(("word_accuracy_protocol", "word_accuracy_case", "/cer")))
-        log(f"[val] step {step}: {shown}  ({eval_seconds[0]:.1f}s){'  *best*' if better else ''}")
-        return bool(t.early_stop) and best["bad_evals"] >= t.early_stop
-
-    # --- time budget ---------------------------------------------------------------------------
-    budget = t.max_minutes * 60.0
-    n_val = sum(len(v[1]) for v in val_sets.values())
-    deadline = [START + budget - 10.0 if budget > 0 else float("inf")]  # refined by plan()
-
-    def plan(sec_per_step: float, img_per_s: float) -> tuple[int, bool]:
-        """(total steps for the lr schedule, stop now) so that training plus evaluations end within budget."""
-        if budget <= 0:
-            return t.max_steps, False
-        # Before the first evaluation guess its cost: inference runs about 3x the training speed.
-        eval_cost = 1.2 * eval_seconds[1] if eval_seconds[1] else n_val / max(1.0, 3.0 * img_per_s)
-        final_cost = eval_cost + 5.0  # the final evaluation, saves and the plot
-        deadline[0] = START + budget - final_cost - 2.0
-        left = deadline[0] - time.time()
-        steps_left = int(left / (sec_per_step + eval_cost / t.eval_every)) if left > 0 else 0
-        return min(t.max_steps, step + max(steps_left, 0)), steps_left <= 0
-
-    # --- the loop ------------------------------------------------------------------------------
-    if state is not None:
-        set_rng_state(state["rng"])  # last: everything above may have drawn random numbers
+    # --- random state, progress bar ------------------------------------------------------------------
+    if saved is not None:
+        set_rng_state(saved["rng"])  # last: everything above may have drawn random numbers
     else:
         torch.manual_seed(config.seed + rank)  # each rank its own dropout noise
-    show_bar = master and (t.progress == "on" or (t.progress == "auto" and sys.stderr.isatty()))
-    if show_bar:
+    if task.master and (t.progress == "on" or (t.progress == "auto" and sys.stderr.isatty())):
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, dynamic_ncols=True, unit="step")
-    rnn_params = [p for n, p in model.named_parameters() if n.startswith("rnn.")]
-    win = {"t": time.time(), "wait": 0.0, "images": 0, "loss": torch.zeros((), device=device), "n": 0}
-    sec_per_step, img_per_s, stop, early = 0.0, 0.0, False, False
-    spans: list[float] = []  # seconds per step of recent logging windows
-    resumed_at, empty_run = step, 0
-    train_model.train()
-    log(f"[train] from step {step} to {total_steps}{f' (budget {t.max_minutes:g} min)' if budget else ''}")
-    while step < total_steps and not stop:
-        t_wait = time.time()
-        batch = next(batches)
-        win["wait"] += time.time() - t_wait
-        counters["too_long"] += batch["too_long"]
-        counters["bad"] += batch["bad"]
-        n = len(batch["texts"])
-        empty_run = 0 if n else empty_run + 1
-        if empty_run >= 20:
-            raise CRNNError("the data produced no usable sample in 20 batches in a row (see the [data] lines above)")
-        if n:
-            images = batch["images"].to(device, non_blocking=True)
-            if t.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            lengths = CRNN.frames_for_width(batch["widths"])  # CPU: packing needs CPU lengths
-            lr_f, beta1 = lr_factor(step, total_steps, config)
-            for g in optimizer.param_groups:
-                g["lr"] = config.optim.lr * lr_f
-                if beta1 is not None and "betas" in g:
-                    g["betas"] = (beta1, g["betas"][1])
-            with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                log_probs = train_model(images, lengths)
-            loss = ctc(log_probs.float().transpose(0, 1), batch["targets"].to(device, non_blocking=True),
-                       lengths, batch["target_lengths"])
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip if config.optim.grad_clip > 0 else float("inf"))
-            if torch.isfinite(grad_norm) or scaler.is_enabled():  # fp16: the scaler skips bad steps itself
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                counters["nonfinite"] += 1
-            win["loss"] += loss.detach()
-            win["n"] += 1
-        step += 1
-        images_seen += n * world
-        win["images"] += n * world
+        task.bar = tqdm(total=state.total_steps, initial=state.step, dynamic_ncols=True, unit="step")
+    task.window = Window(state.step, first=True)
+    return task, state
 
-        if step % t.log_every == 0 or step == total_steps:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            dt = time.time() - win["t"]
-            sec_per_step = dt / max(1, step - win.get("step0", resumed_at))
-            img_per_s = win["images"] / dt
-            if "step0" in win or budget <= 0:  # the first window holds start-up stalls: not a rate
-                spans.append(sec_per_step)
-            total_new, stop_now = plan(sum(spans[-3:]) / len(spans[-3:]) if spans else sec_per_step, img_per_s)
-            if not spans and not stop_now:
-                total_new = total_steps
-            if world > 1:  # every rank must agree on the schedule and on when to stop
-                flags = torch.tensor([total_new, int(stop_now)], device=device)
-                torch.distributed.broadcast(flags, 0)
-                total_new, stop_now = int(flags[0]), bool(flags[1])
-            total_steps, stop = max(total_new, step), stop_now
-            if master:
-                rnn_grads = [p.grad.detach().float().norm() for p in rnn_params if p.grad is not None]
-                rnn_norm = torch.linalg.vector_norm(torch.stack(rnn_grads)).item() if rnn_grads else 0.0
-                rec = {"kind": "train", "step": step, "loss": (win["loss"] / max(1, win["n"])).item(),
-                       "lr": optimizer.param_groups[0]["lr"], "grad_norm": float(grad_norm) if n else 0.0,
-                       "rnn_grad_norm": rnn_norm, "images_per_s": round(img_per_s, 1),
-                       "data_wait_frac": round(win["wait"] / dt, 3), "sec_per_step": round(sec_per_step, 4),
-                       "images_seen": images_seen, "elapsed_s": round(time.time() - START, 1), **counters}
-                metrics_log.write(rec)
-                msg = (f"step {step}/{total_steps} loss {rec['loss']:.3f} lr {rec['lr']:.2e} gn {rec['grad_norm']:.2f} "
-                       f"rnn_gn {rnn_norm:.2f} {img_per_s:.0f} img/s wait {100 * rec['data_wait_frac']:.0f}% "
-                       f"skipped(long) {counters['too_long']} bad {counters['bad']}")
-                if bar is not None:
-                    bar.total = total_steps
-                    bar.set_postfix_str(f"loss {rec['loss']:.3f} lr {rec['lr']:.1e} {img_per_s:.0f} img/s")
-                log(msg)
-            win = {"t": time.time(), "wait": 0.0, "images": 0, "loss": torch.zeros((), device=device), "n": 0, "step0": step}
-        if bar is not None:
-            bar.update(1)
-        if master and step % t.eval_every == 0 and step < total_steps and not stop:
-            early = validate_and_keep_best()
-        if world > 1 and t.early_stop and step % t.eval_every == 0:
-            flag = torch.tensor([int(early)], device=device)
-            torch.distributed.broadcast(flag, 0)
-            early = bool(flag[0])
-        stop = stop or early
-        if master and step % t.save_every == 0:
-            save_last()
-        if budget > 0 and world == 1 and time.time() > deadline[0]:
-            stop = True  # between log steps too: one slow window must not overrun the budget
-        if t.halt_at_step and step == t.halt_at_step:
-            os._exit(3)  # testing aid: die like a killed process, without any clean-up
 
-    # --- the end: evaluate, save, plot ------------------------------------------------------------
-    # Close the data workers now: told to stop, they drop the pool they are rendering (the DataLoader's own
-    # shutdown waits up to 5 s for each busy worker: ~50 s with 15 workers, seen on the GPU box).
-    stream.stop.set()
-    del batches, loader
-    if bar is not None:
-        bar.close()
-        bar = None
-    if master:
-        if best["step"] != step:
-            validate_and_keep_best()
-        save_last()
-        metrics_log.close()
+def train(args: argparse.Namespace) -> int:
+    """Set up, run the loop (crnn_training.loop.fit), plot and summarise; see the module docstring."""
+    task, state = setup(args)
+    t = task.config.train
+    task.say(f"[train] from step {state.step} to {state.total_steps}"
+             f"{f' (budget {t.max_minutes:g} min)' if task.budget else ''}")
+    task.train_model.train()
+    fit(task, state, halt_at_step=t.halt_at_step)
+    if task.master:
+        task.metrics_log.close()
         try:
             from crnn_training.plot import plot_run
 
-            plot_run(out)
+            plot_run(task.out)
         except Exception as e:  # a plotting problem must not lose a finished run
-            log(f"[plot] skipped: {e}")
-        log(f"[done] {step} steps, {images_seen:,} images in {time.time() - START:.0f}s; best "
-            f"{config.val.best_metric} {best['value']} at step {best['step']}; skipped(long) {counters['too_long']} "
-            f"bad {counters['bad']} non-finite {counters['nonfinite']}; {out / 'best.safetensors'}")
-    if world > 1:
+            task.say(f"[plot] skipped: {e}")
+        c = state.counters
+        task.say(f"[done] {state.step} steps, {state.images_seen:,} images in {time.time() - START:.0f}s; best "
+                 f"{task.config.val.best_metric} {state.best_value} at step {state.best_step}; skipped(long) "
+                 f"{c['too_long']} bad {c['bad']} non-finite {c['nonfinite']}; {task.out / 'best.safetensors'}")
+    if task.world > 1:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0

@@ -1,9 +1,12 @@
 """Train the segmented-character baseline: ``python -m crnn_training.train_baseline --out DIR --minutes 10``.
 
-Read top to bottom: data (synthetic words cut at the renderer's true character boxes, with box jitter),
-the fixed validation set (scored end to end with the automatic segmenter), the loop (cross-entropy,
-AdamW, a time or step budget), checkpoints. Outputs in ``--out``: best.safetensors (model_type "baseline",
-best end-to-end synthetic word accuracy) and log.jsonl (one line per evaluation).
+Settings: ``--config FILE.yaml`` (``configs/baseline.yaml``; training/config.py ``BaselineTrainConfig``), then
+the flags below, then ``key=value`` overrides. Read top to bottom: data (synthetic words cut at the renderer's
+true character boxes, with box jitter), the fixed validation set (scored end to end with the automatic
+segmenter, through ``BaselineRecognizer`` as users run it), :class:`BaselineTask` (cross-entropy, AdamW, a
+time or step budget) run by the loop the CRNN trainer uses (:func:`crnn_training.loop.fit`), checkpoints.
+Outputs in ``out``: best.safetensors (model_type "baseline", best end-to-end synthetic word accuracy) and
+log.jsonl (one line per evaluation).
 
 The word stream is the CRNN trainer's: sample ``i`` of seed ``--seed`` is the same rendered image in both
 (``crnn_training.train`` with ``seed`` and one synthetic source renders samples 0, 1, 2, ... of that seed), so
@@ -19,6 +22,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
+from typing import IO
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +36,17 @@ from crnn.baseline.recognizer import BaselineRecognizer, to_uint8, word_crops
 from crnn.baseline.segment import SegmentConfig, binarize, segment, segmentation_stats
 from crnn.charset import DEFAULT_CHARS, Charset
 from crnn.checkpoint import save_checkpoint
-from crnn.errors import CRNNError
+from crnn.config import apply_overrides, load_yaml
+from crnn.errors import ConfigError, CRNNError
 from crnn.preprocess import PreprocessConfig, normalize
 from crnn_synth_data import SynthConfig
 from crnn_synth_data.dataset import SyntheticWordDataset
+from crnn_training.config import BaselineTrainConfig
 from crnn_training.data import single_threaded_cv2, worker_init
-from crnn_training.train import git_commit, hardware, pick_device
+from crnn_training.loop import TrainState, fit, pick_device, set_lr
+from crnn_training.run_info import git_commit, hardware
 
-VAL_SEED = 1_000_003  # a seed the training stream never uses (as in training/config.py)
+VAL_SEED = BaselineTrainConfig().val_seed  # a seed the training stream never uses
 
 
 def prepare_sample(image: np.ndarray, text: str, boxes: np.ndarray, charset: Charset,
@@ -157,116 +164,185 @@ def evaluate(model: SegCharModel, val: list[tuple[np.ndarray, str, np.ndarray]],
     return {"e2e_word_accuracy": e2e, "oracle_word_accuracy": correct / max(1, len(val))}
 
 
+class BaselineTask:
+    """A baseline run for crnn_training.loop.fit: evaluates by time (and steps), logs at each evaluation, no resume."""
+
+    def __init__(self, config: BaselineTrainConfig, model: SegCharModel, charset: Charset,
+                 preprocess: PreprocessConfig, segmenter: SegmentConfig, device: torch.device,
+                 val: list[tuple[np.ndarray, str, np.ndarray]], meta: dict[str, Any], log: IO[str], start: float) -> None:
+        self.config, self.model, self.charset, self.preprocess = config, model, charset, preprocess
+        self.segmenter, self.device, self.val, self.meta, self.log_file, self.start = segmenter, device, val, meta, log, start
+        self.out = Path(config.out)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.budget = config.minutes * 60.0 if config.minutes > 0 else float("inf")
+        self.losses: list[torch.Tensor] = []
+        self.last_eval = time.time()
+        self.record: dict[str, Any] = {}  # the last evaluation's
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Crops (B, N, 1, S, S), counts (B,), targets (B, N) from the synthetic stream, endlessly."""
+        c = self.config
+        stream = CropStream(c.synth, c.seed, self.charset, self.preprocess, self.model.config.crop_size, c.jitter)
+        loader = DataLoader(stream, batch_size=c.batch_size, collate_fn=_Collate(self.model.config.crop_size),
+                            num_workers=c.workers, worker_init_fn=worker_init if c.workers else None,
+                            persistent_workers=c.workers > 0, pin_memory=self.device.type == "cuda")
+        return iter(loader)
+
+    def lr(self, step: int) -> float:
+        """Warm-up, then cosine decay over the step budget (else over the time budget)."""
+        c = self.config
+        frac = step / c.max_steps if c.max_steps else min(1.0, (time.time() - self.start) / self.budget)
+        return c.lr * min(1.0, (step + 1) / c.warmup_steps) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], state: TrainState) -> int:
+        """One cross-entropy step over every crop of the batch; returns the words trained on."""
+        set_lr(self.optimizer, self.lr(state.step))
+        crops, lengths, targets = (t.to(self.device, non_blocking=True) for t in batch)
+        loss = SegCharModel.loss(self.model(crops, lengths), targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.losses.append(loss.detach())
+        return len(lengths)
+
+    def log(self, state: TrainState) -> bool:
+        """Nothing between evaluations (each evaluation writes one line)."""
+        return False
+
+    def eval_due(self, state: TrainState) -> bool:
+        """Every ``eval_every`` seconds, and every ``eval_every_steps`` steps when set."""
+        c = self.config
+        return (time.time() - self.last_eval >= c.eval_every
+                or bool(c.eval_every_steps and state.step % c.eval_every_steps == 0))
+
+    def validate(self, state: TrainState) -> bool:
+        """Score the validation set end to end, log one line, keep the best checkpoint; never stops early."""
+        rec = {"event": "eval", "step": state.step, "images": state.images_seen,
+               "loss": float(torch.stack(self.losses).mean()), "lr": self.optimizer.param_groups[0]["lr"],
+               "elapsed_s": round(time.time() - self.start, 1),
+               **evaluate(self.model, self.val, self.charset, self.preprocess, self.segmenter)}
+        self.losses, self.last_eval = [], time.time()
+        if state.record_eval(rec, "e2e_word_accuracy", minimise=False):
+            meta = {**rec, **self.meta, "images_seen": state.images_seen, "git_commit": git_commit(),
+                    "wall_time_s": round(time.time() - self.start, 1)}
+            save_checkpoint(self.out / "best.safetensors", self.model, self.charset, self.preprocess,
+                            {**meta, "segmenter": self.segmenter.to_dict()}, half=True)
+            rec["saved"] = "best.safetensors"
+        write_record(self.log_file, rec)
+        self.record = rec
+        return False
+
+    def save_due(self, state: TrainState) -> bool:
+        """Never: the baseline's runs are short and do not resume."""
+        return False
+
+    def save_last(self, state: TrainState) -> None:
+        """Nothing to save (no resume)."""
+
+    def out_of_time(self, state: TrainState) -> bool:
+        """Whether the wall-clock budget (counted from start-up) is spent."""
+        return time.time() - self.start >= self.budget
+
+    def stop_data(self) -> None:
+        """Nothing to stop: the DataLoader's workers end with the process."""
+
+
+def write_record(log: IO[str], rec: dict[str, Any]) -> None:
+    """Print one record as key=value and append it to log.jsonl."""
+    print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()), flush=True)
+    log.write(json.dumps(rec) + "\n")
+    log.flush()
+
+
+# Flags of the command line (kept from before the config file) and the config key each one sets.
+FLAGS: dict[str, tuple[type, str]] = {
+    "--out": (str, "output folder (best.safetensors, log.jsonl)"),
+    "--minutes": (float, "wall-clock budget, start-up and evaluations included (0: none; then --max-steps is required)"),
+    "--max-steps": (int, "stop after this many steps; the lr schedule follows steps when set (0: the time budget alone)"),
+    "--batch-size": (int, "words per batch"),
+    "--lr": (float, "peak learning rate"),
+    "--weight-decay": (float, "AdamW weight decay"),
+    "--jitter": (float, "box jitter, in pixels of the 32-px-high input"),
+    "--seed": (int, "the synthetic stream's seed"),
+    "--val-size": (int, "validation words"),
+    "--eval-every": (float, "seconds between evaluations"),
+    "--eval-every-steps": (int, "also evaluate every N steps (0: by time only)"),
+    "--workers": (int, "DataLoader workers rendering words"),
+    "--threads": (int, "torch intra-op threads of the trainer"),
+    "--device": (str, "auto (CUDA if present) | cpu | cuda | cuda:N"),
+    "--cell": (str, "lstm | gru"),
+    "--hidden": (int, "recurrent units per direction"),
+    "--binarize": (str, "the segmenter's binarisation: otsu | sauvola | both"),
+    "--split-ratio": (float, "the segmenter's split ratio"),
+}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m crnn_training.train_baseline", description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True, help="output folder (best.safetensors, log.jsonl)")
-    p.add_argument("--minutes", type=float, default=10.0,
-                   help="wall-clock budget, start-up and evaluations included (0: none; then --max-steps is required)")
-    p.add_argument("--max-steps", type=int, default=0,
-                   help="stop after this many steps; the lr schedule follows steps when set (0: the time budget alone)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--jitter", type=float, default=2.0, help="box jitter, in pixels of the 32-px-high input")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-size", type=int, default=500)
-    p.add_argument("--eval-every", type=float, default=120.0, help="seconds between evaluations")
-    p.add_argument("--eval-every-steps", type=int, default=0, help="also evaluate every N steps (0: by time only)")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader workers rendering words")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the trainer")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present) | cpu | cuda | cuda:N")
-    p.add_argument("--synth", default="{}", metavar="JSON",
-                   help='renderer overrides as a JSON object (e.g. {"words_file": "words.txt"}), as crnn_training.train\'s synth section')
-    p.add_argument("--cell", choices=("lstm", "gru"), default="lstm")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--binarize", choices=("otsu", "sauvola", "both"), default=SegmentConfig.binarize)
-    p.add_argument("--split-ratio", type=float, default=SegmentConfig.split_ratio)
+    p.add_argument("--config", help="YAML config (configs/baseline.yaml holds every key with its default)")
+    for flag, (kind, text) in FLAGS.items():
+        p.add_argument(flag, type=kind, default=None, help=text)
+    p.add_argument("--synth", default=None, metavar="JSON",
+                   help='renderer settings as a JSON object (e.g. {"words_file": "words.txt"}), as crnn_training.train\'s synth section')
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. hidden=64")
     return p
+
+
+def load_config(argv: list[str] | None) -> BaselineTrainConfig:
+    """The config of a command line: the --config file (or the defaults), then the flags, then key=value overrides."""
+    parser = _parser()
+    args = parser.parse_intermixed_args(argv)
+    try:
+        data = load_yaml(args.config) if args.config else {}
+        for flag in FLAGS:
+            value = getattr(args, flag[2:].replace("-", "_"))
+            if value is not None:
+                data[flag[2:].replace("-", "_")] = value
+        if args.synth is not None:
+            synth = json.loads(args.synth)
+            if not isinstance(synth, dict):
+                raise ConfigError("--synth: not a JSON object")
+            data["synth"] = {**data.get("synth", {}), **synth}
+        return BaselineTrainConfig.from_dict(apply_overrides(data, args.overrides))
+    except (ConfigError, ValueError) as e:  # json's errors are ValueErrors
+        parser.error(str(e))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, log and save the best checkpoint; returns the last log record."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.minutes <= 0 and args.max_steps <= 0:
-        parser.error("give a budget: --minutes > 0 or --max-steps > 0")
-    try:
-        synth_overrides = json.loads(args.synth)
-        if not isinstance(synth_overrides, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as e:
-        parser.error(f"--synth: {e}")
+    config = load_config(argv)
     start = time.time()  # the budget counts from here: the validation set and every evaluation included
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
     single_threaded_cv2()
-    out = Path(args.out)
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     charset = Charset(DEFAULT_CHARS)
     preprocess = PreprocessConfig()
-    segmenter = SegmentConfig(binarize=args.binarize, split_ratio=args.split_ratio)
-    synth = SynthConfig.from_dict({**synth_overrides, "charset": charset.chars})
-    device = pick_device(args.device)
-    config = BaselineConfig(num_classes=charset.num_classes, cell=args.cell, hidden_size=args.hidden)
-    model = SegCharModel(config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    segmenter = SegmentConfig(binarize=config.binarize, split_ratio=config.split_ratio)
+    config.synth.charset = charset.chars  # the renderer writes the baseline's classes
+    device = pick_device(config.device)
+    arch = BaselineConfig(num_classes=charset.num_classes, cell=config.cell, hidden_size=config.hidden)
+    model = SegCharModel(arch).to(device)
     log = open(out / "log.jsonl", "a", encoding="utf-8")
 
-    def record(rec: dict[str, Any]) -> None:
-        print(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()), flush=True)
-        log.write(json.dumps(rec) + "\n")
-        log.flush()
-
     # The validation set and the segmenter's own error rate on it (fixed, so measured once).
-    val = validation_set(synth, args.val_size, charset, preprocess)
+    val = validation_set(config.synth, config.val_size, charset, preprocess, config.val_seed)
     seg = segmentation_stats([segment(to_uint8(a), segmenter) for a, _, _ in val], [b for _, _, b in val])
-    record({"event": "segmenter", **{f"seg_{k}": v for k, v in seg.items()}, **segmenter.to_dict()})
+    write_record(log, {"event": "segmenter", **{f"seg_{k}": v for k, v in seg.items()}, **segmenter.to_dict()})
     params = sum(p.numel() for p in model.parameters())
-    hw = hardware(device, 1, args.workers, args.threads)
-    record({"event": "start", "params": params, **config.to_dict(), "val_words": len(val), "device": str(device)})
+    write_record(log, {"event": "start", "params": params, **arch.to_dict(), "val_words": len(val), "device": str(device)})
 
-    stream = CropStream(synth, args.seed, charset, preprocess, config.crop_size, args.jitter)
-    loader = DataLoader(stream, batch_size=args.batch_size, collate_fn=_Collate(config.crop_size),
-                        num_workers=args.workers, worker_init_fn=worker_init if args.workers else None,
-                        persistent_workers=args.workers > 0, pin_memory=device.type == "cuda")
-    budget = args.minutes * 60.0 if args.minutes > 0 else float("inf")
-    best, step, images, last_eval, losses = -1.0, 0, 0, time.time(), []
-    rec: dict[str, Any] = {}
+    meta = {"segmenter_stats": seg, "hardware": hardware(device, 1, config.workers, config.threads),
+            "train_args": config.to_dict(), "data": {"stream": "synth", "seed": config.seed, "synth": config.to_dict()["synth"]}}
+    task = BaselineTask(config, model, charset, preprocess, segmenter, device, val, meta, log, start)
+    state = TrainState(total_steps=config.max_steps or sys.maxsize)
     model.train()
-    for crops, lengths, targets in loader:
-        # Warm-up then cosine decay over the step budget, else over the time budget.
-        frac = step / args.max_steps if args.max_steps else min(1.0, (time.time() - start) / budget)
-        lr = args.lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * frac))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        crops, lengths, targets = (t.to(device, non_blocking=True) for t in (crops, lengths, targets))
-        loss = SegCharModel.loss(model(crops, lengths), targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        step += 1
-        images += len(lengths)
-        losses.append(loss.detach())
-        done = time.time() - start >= budget or (args.max_steps and step >= args.max_steps)
-        if done or time.time() - last_eval >= args.eval_every or (args.eval_every_steps and step % args.eval_every_steps == 0):
-            rec = {"event": "eval", "step": step, "images": images, "loss": float(torch.stack(losses).mean()),
-                   "lr": lr, "elapsed_s": round(time.time() - start, 1),
-                   **evaluate(model, val, charset, preprocess, segmenter)}
-            losses, last_eval = [], time.time()
-            if rec["e2e_word_accuracy"] > best:
-                best = rec["e2e_word_accuracy"]
-                meta = {**rec, "images_seen": images, "segmenter_stats": seg, "hardware": hw, "git_commit": git_commit(),
-                        "wall_time_s": round(time.time() - start, 1), "train_args": vars(args),
-                        "data": {"stream": "synth", "seed": args.seed, "synth": synth_overrides}}
-                save_checkpoint(out / "best.safetensors", model, charset, preprocess,
-                                {**meta, "segmenter": segmenter.to_dict()}, half=True)
-                rec["saved"] = "best.safetensors"
-            record(rec)
-        if done:
-            break
+    fit(task, state)
     log.close()
-    return {**rec, "best_e2e_word_accuracy": best, **{f"seg_{k}": v for k, v in seg.items()}}
+    best = state.best_value if state.best_value is not None else -1.0
+    return {**task.record, "best_e2e_word_accuracy": best, **{f"seg_{k}": v for k, v in seg.items()}}
 
 
 if __name__ == "__main__":
