@@ -66,14 +66,6 @@ class _RaisesConfigError(type(BaseModel)):  # type: ignore[misc]
         except ValidationError as e:
             raise ConfigError(describe_validation_error(e, cls.kind)) from None
 
-    # ``ModelConfig.hidden_size`` gives the field's default, as on a dataclass (argparse defaults use it).
-    # Only once the class is complete: while pydantic builds a subclass, a parent's default must not leak in.
-    def __getattr__(cls, name: str) -> Any:
-        fields = cls.__dict__.get("__pydantic_fields__") if cls.__dict__.get("__pydantic_complete__") else None
-        if fields and name in fields and not name.startswith("_"):
-            return fields[name].get_default(call_default_factory=True)
-        return super().__getattr__(name)
-
 
 class Config(BaseModel, metaclass=_RaisesConfigError):
     """Base of every config: unknown keys are errors; a bad value raises ConfigError naming its key."""

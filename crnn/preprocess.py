@@ -128,7 +128,7 @@ def _array_to_gray(arr: np.ndarray, name: str) -> np.ndarray:
     return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
 
 
-def load_image(source: ImageSource, max_pixels: int = PreprocessConfig.max_pixels) -> np.ndarray:
+def load_image(source: ImageSource, max_pixels: int = PreprocessConfig().max_pixels) -> np.ndarray:
     """A grayscale uint8 array (H, W) from a path, encoded bytes, a PIL image or a numpy array.
 
     EXIF orientation is applied; images over ``max_pixels`` are refused from their header, before

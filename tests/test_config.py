@@ -118,13 +118,6 @@ def test_a_validator_message_reads_without_pydantic_prefix_and_a_joint_check_nam
         Checked(low=3, high=2)
 
 
-def test_class_attributes_give_field_defaults_as_on_a_dataclass() -> None:
-    assert (Outer.steps, Outer.sizes, Outer.items) == (10, (1, 2), [])
-    assert Outer.kind == "demo"
-    with pytest.raises(AttributeError):
-        Outer.no_such_field  # noqa: B018
-
-
 def test_replace_validates_the_changes() -> None:
     c = Outer()
     assert c.replace(steps=3) == Outer(steps=3) and c.steps == 10
