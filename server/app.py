@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -112,6 +113,9 @@ def _error_response(request: Request, error: APIError) -> JSONResponse:
     return JSONResponse(error.body(request_id_of(request.scope)), status_code=error.status, headers=error.headers)
 
 
+# Where the API documentation's assets (Swagger UI) are served from the installed fastapi-offline package.
+DOCS_ASSETS_URL = "/docs-assets"
+
 def create_app(settings: Settings | None = None, recognizer: TextRecognizer | None = None,
                model_name: str | None = None) -> FastAPI:
     """The API app; the model is loaded at start-up (lifespan) unless ``recognizer`` is given."""
@@ -129,13 +133,19 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             await engine.stop()
             log.info("stopped")
 
-    app = FastAPI(
+    # Swagger UI's script, stylesheet and favicon come from the fastapi-offline package, not a CDN: an OCR
+    # server often runs where there is no internet, and /docs must work there too. Its links honour the
+    # root path a proxy serves the app under (uvicorn's, from `crnn serve --root-path`). The validator badge
+    # would call validator.swagger.io: off.
+    app = FastAPIOffline(
         title="crnn-ocr",
         version=__version__,
         summary="Scene-text recognition of word crops with a CRNN (CNN + BiLSTM + CTC).",
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        static_url=DOCS_ASSETS_URL,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.metrics = metrics

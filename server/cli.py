@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--host", default=DEFAULTS.host, help="address to bind (default %(default)s; 0.0.0.0 for every interface)")
     a("--port", type=int, default=DEFAULTS.port, help="port (default %(default)s)")
+    a("--root-path", default=DEFAULTS.root_path, metavar="PREFIX",
+      help="the path prefix a reverse proxy serves the API under, e.g. /ocr (default: none)")
     a("--weights", metavar="FILE", help="checkpoint file (default: the shipped weights, or $CRNN_WEIGHTS)")
     a("--workers", type=int, default=DEFAULTS.workers, help="worker processes, each with its own model (default %(default)s)")
     a("--threads", type=int, help="torch threads per worker (default: the cores divided among workers, less one)")
@@ -73,7 +75,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         # 2-core host (32 clients): 348-357 -> 428-449 images/s, p50 87 -> 68 ms (docs/server.md).
         batch_workers = max(1, cpu_cores() // args.workers // max(1, threads))
     return Settings.from_env(
-        host=args.host, port=args.port, weights=args.weights, workers=args.workers, threads=threads,
+        host=args.host, port=args.port, root_path=args.root_path, weights=args.weights, workers=args.workers, threads=threads,
         batch_workers=batch_workers,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         queue_timeout_s=args.queue_timeout, max_body_bytes=int(args.max_body_mb * MiB), max_images=args.max_images,
@@ -112,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=settings.workers,
         log_config=log_config(settings.log_level),
         access_log=False,
+        root_path=settings.root_path,
         timeout_graceful_shutdown=settings.graceful_timeout_s,
         # Keep-alive a little longer than typical client pools so connections are reused under load.
         timeout_keep_alive=15,

@@ -36,6 +36,8 @@ class Settings(Config):
 
     weights: str | None = None  # None: the shipped weights (see crnn.checkpoint.default_weights_path)
     host: str = "127.0.0.1"
+    # The path prefix a reverse proxy serves the API under (e.g. "/ocr"), for the links of /docs and the page.
+    root_path: str = ""
     port: int = Field(8000, ge=0, le=65535)  # 0: any free port
     workers: int = Field(1, ge=1)
     threads: int | None = Field(None, ge=1)  # torch intra-op threads per worker process (None: torch's default)

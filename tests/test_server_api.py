@@ -442,6 +442,23 @@ def test_openapi_and_docs(client: TestClient) -> None:
     assert {"200", "400", "401", "413", "415", "422", "503"} <= set(responses)
 
 
+@pytest.mark.parametrize("root_path", ["", "/ocr"])
+def test_docs_page_is_served_from_the_package(root_path: str) -> None:
+    # Every link of /docs points into the server (under a proxy's root path), none to a CDN.
+    import re
+
+    app = create_app(Settings(**LIMITS), tiny_recognizer(), model_name="tiny")
+    with TestClient(app, root_path=root_path) as c:
+        html = c.get("/docs").text
+        links = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", html)
+        assert links and all(link.startswith(f"{root_path}/") for link in links), links
+        assert f"{root_path}/docs-assets/swagger-ui-bundle.js" in links and f"{root_path}/openapi.json" in links
+        assert '"validatorUrl": null' in html  # else Swagger UI calls validator.swagger.io
+        for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png"):
+            r = c.get(f"{root_path}/docs-assets/{asset}")  # the path the browser asks for
+            assert r.status_code == 200 and len(r.content) > 1000, asset
+
+
 def test_index_page(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")

@@ -1,7 +1,9 @@
 """The web page in a real headless Chromium: pick images through the page's file input, see the results.
 
 Chromium is driven over the DevTools protocol on a pipe (--remote-debugging-pipe), which needs no
-driver package. The test skips when Debian's `chromium` is not installed.
+driver package. The tests skip when Debian's `chromium` is not installed. The browser has no network beyond
+loopback (everything else goes to a proxy that is not there), as on an offline server, and every page's
+requests are recorded: none may leave the machine.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class Chromium:
         self.proc = subprocess.Popen(
             [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+             # No network beyond loopback: other hosts go through a proxy that is not there (loopback bypasses
+             # proxies), so a page that needs the internet fails here as it would offline.
+             "--proxy-server=http://127.0.0.1:9",
              f"--user-data-dir={self._profile.name}", "--remote-debugging-pipe", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             pass_fds=(3, 4), preexec_fn=wire_pipes,
@@ -56,6 +61,7 @@ class Chromium:
         os.close(from_browser_w)
         self._next_id = 0
         self._replies: dict[int, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []  # protocol events (messages without an id), in arrival order
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -80,6 +86,9 @@ class Chromium:
                     with self._cond:
                         self._replies[msg["id"]] = msg
                         self._cond.notify_all()
+                else:
+                    with self._cond:
+                        self.events.append(msg)
 
     def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
              timeout: float = 30.0) -> dict[str, Any]:
@@ -130,6 +139,7 @@ class Page:
         self.session = browser.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         self.send("Page.enable")
         self.send("Runtime.enable")
+        self.send("Network.enable")
 
     def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.browser.send(method, params, self.session)
@@ -151,6 +161,13 @@ class Page:
             time.sleep(0.1)
         raise TimeoutError(f"page never satisfied: {expression}")
 
+    def requested_urls(self) -> list[str]:
+        """Every URL this tab has asked for so far (documents, scripts, styles, images, fetches)."""
+        with self.browser._cond:
+            events = list(self.browser.events)
+        return [e["params"]["request"]["url"] for e in events
+                if e.get("sessionId") == self.session and e.get("method") == "Network.requestWillBeSent"]
+
     def goto(self, url: str) -> None:
         self.send("Page.navigate", {"url": url})
         self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'")
@@ -166,6 +183,14 @@ class Page:
         import base64
 
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"})["data"]))
+
+
+def off_machine(urls: list[str]) -> list[str]:
+    """The URLs that would leave the machine (anything but loopback, data: and blob:)."""
+    from urllib.parse import urlsplit
+
+    return [u for u in urls if urlsplit(u).scheme not in ("data", "blob", "about")
+            and urlsplit(u).hostname not in ("127.0.0.1", "localhost", "::1")]
 
 
 READ_RESULTS = """[...document.querySelectorAll('#results .result')].map(li => ({
@@ -197,6 +222,7 @@ def test_page_reads_picked_images_in_a_real_browser(tmp_path: Path) -> None:
             status = page.evaluate("document.getElementById('status').textContent")
             if os.environ.get("CRNN_SCREENSHOT"):
                 page.screenshot(Path(os.environ["CRNN_SCREENSHOT"]))
+            urls = page.requested_urls()
         finally:
             browser.close()
         posts = [line for line in server.access_log() if line["path"] == "/v1/recognize"]
@@ -208,3 +234,26 @@ def test_page_reads_picked_images_in_a_real_browser(tmp_path: Path) -> None:
     assert bad["text"] is None and "not an image" in bad["error"]
     assert "2 images read by tiny-untrained" in status
     assert len(posts) == 1 and posts[0]["status"] == 200 and posts[0]["images"] == 2
+    assert any(u.endswith("/v1/recognize") for u in urls) and off_machine(urls) == []
+
+
+# Swagger UI has rendered the operation POST /v1/recognize (its summary row carries the path).
+RECOGNIZE_OPERATION = """document.querySelector('.opblock-post .opblock-summary-path[data-path="/v1/recognize"]') !== null"""
+
+
+def test_docs_page_renders_offline_in_a_real_browser(tmp_path: Path) -> None:
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    with ServerProcess(["--weights", str(ckpt), "--threads", "1"]) as server:
+        browser = Chromium(CHROMIUM)  # type: ignore[arg-type]
+        try:
+            page = Page(browser)
+            page.goto(server.url + "/docs")
+            assert page.wait_for(RECOGNIZE_OPERATION)
+            title = page.evaluate("document.querySelector('.info .title')?.textContent ?? ''")
+            urls = page.requested_urls()
+        finally:
+            browser.close()
+    assert title.startswith("crnn-ocr")
+    assert any(u.endswith("/docs-assets/swagger-ui-bundle.js") for u in urls)
+    assert any(u.endswith("/openapi.json") for u in urls)
+    assert off_machine(urls) == []
