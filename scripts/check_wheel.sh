@@ -5,7 +5,8 @@
 #   - `crnn ocr` on examples/word_00.png reads "Scuba",
 #   - `import server` / `import training` fail while crnn_server, crnn_training, crnn_synth_data import,
 #   - crnn.checkpoint_header.DEFAULT_WEIGHTS lies inside the venv,
-#   - `crnn serve` on a free loopback port gets ready, reads word_00.png over POST /v1/recognize, stops on SIGTERM.
+#   - `crnn serve` on a free loopback port gets ready, reads word_00.png over POST /v1/recognize, serves /docs
+#     with Swagger UI's assets from the installed packages, stops on SIGTERM.
 # Exits non-zero with a line naming the failed check. Usage: scripts/check_wheel.sh (PYTHON=python3.X to choose).
 set -euo pipefail
 
@@ -156,7 +157,16 @@ with urllib.request.urlopen(req, timeout=60) as r:
     answer = json.load(r)
 text = answer["results"][0].get("text")
 print(f"check_wheel: POST /v1/recognize -> {text!r}")
-sys.exit(0 if text == "Scuba" else f"check_wheel: expected 'Scuba', got {answer}")
+if text != "Scuba":
+    sys.exit(f"check_wheel: expected 'Scuba', got {answer}")
+# /docs works offline: Swagger UI's script comes from the installed package, not a CDN.
+with urllib.request.urlopen(base + "/docs", timeout=10) as r:
+    page = r.read().decode()
+with urllib.request.urlopen(base + "/docs-assets/swagger-ui-bundle.js", timeout=10) as r:
+    script = r.read()
+if "/docs-assets/swagger-ui-bundle.js" not in page or "cdn." in page or len(script) < 100_000:
+    sys.exit("check_wheel: /docs does not serve Swagger UI from the installed package")
+print(f"check_wheel: /docs and its Swagger UI script ({len(script):,} bytes) served from the wheel's install")
 EOF
 kill -TERM "$SERVER_PID" 2>/dev/null || true
 for _ in $(seq 1 450); do  # a graceful stop drains in-flight requests: allow 45 s, then kill
