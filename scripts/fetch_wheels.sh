@@ -4,14 +4,14 @@
 # The box has Python with torch, numpy, pillow, opencv-headless, scipy, pyyaml, tqdm, matplotlib,
 # tensorboard, fonttools and safetensors; this adds albumentations (the synthetic data's degradations),
 # rapidfuzz (crnn.metrics) and their missing dependencies. Versions are pinned to this checkout's
-# environment (VENV_PIP, default /work/venv/bin/pip) so the box runs what was tested here.
+# environment (VENV_PIP, default .venv/bin/pip: the README's venv) so the box runs what was tested here.
 # Target: PY_VERSION (default 3.12) CPython, manylinux x86_64. Set WITH_LMDB=1 to add lmdb (LMDB sources).
 # Also writes WORDS_FILE (default .gpu/words.txt) from wordfreq if it is missing, since the box lacks wordfreq.
 set -euo pipefail
 
 DIR=${1:-.whl}
 PY_VERSION=${PY_VERSION:-3.12}
-VENV_PIP=${VENV_PIP:-/work/venv/bin/pip}
+VENV_PIP=${VENV_PIP:-.venv/bin/pip}
 PY=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 mkdir -p "$DIR"
@@ -41,7 +41,8 @@ du -ch "$DIR"/*.whl | tail -1
 WORDS_FILE=${WORDS_FILE:-.gpu/words.txt}
 if [ ! -f "$WORDS_FILE" ]; then
     mkdir -p "$(dirname "$WORDS_FILE")"
-    PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "${VENV_PYTHON:-/work/venv/bin/python}" -c \
+    # The venv has this checkout installed, so crnn_synth_data (the synth_data/ folder) imports.
+    "${VENV_PYTHON:-.venv/bin/python}" -c \
         "import sys; from crnn_synth_data import export_words; print('fetch_wheels: words', export_words(sys.argv[1]), sys.argv[1])" \
         "$WORDS_FILE"
 fi
