@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from crnn.charset import Charset
+from crnn.config import Config
 from crnn.checkpoint_header import FORMAT, FORMAT_VERSION, default_weights_path, read_header  # noqa: F401 (re-exported)
 from crnn.errors import CheckpointError
 from crnn.preprocess import PreprocessConfig
@@ -46,15 +47,16 @@ def save_checkpoint(
     ``metadata`` (the baseline's segmenter config under "segmenter").
     """
     kind = kind_of(model)
-    if model.config.num_classes != charset.num_classes:
+    config: Config = model.config  # type: ignore[assignment]  # every kind's network keeps its config
+    if config.num_classes != charset.num_classes:  # type: ignore[attr-defined]
         raise CheckpointError(
-            f"model has {model.config.num_classes} classes but the charset needs {charset.num_classes}"
+            f"model has {config.num_classes} classes but the charset needs {charset.num_classes}"  # type: ignore[attr-defined]
         )
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model_type": kind.name,
-        "model_config": json.dumps(model.config.to_dict()),
+        "model_config": json.dumps(config.to_dict()),
         "charset": json.dumps(charset.to_dict()),
         "preprocess": json.dumps((preprocess or PreprocessConfig()).to_dict()),
         "metadata": json.dumps(metadata or {}, default=str),

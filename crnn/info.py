@@ -7,6 +7,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from torch import nn
+
 from crnn.checkpoint import default_weights_path, load_checkpoint
 from crnn.errors import CRNNError
 from crnn.model import BACKBONES, CELLS, build_model
@@ -22,6 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--width", type=int, default=128, help="input width for multiply-adds (default 128)")
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
+    model: nn.Module
     try:
         if args.backbone:
             model, info = build_model(args.backbone, args.cell), {}

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from crnn.config import Config
-    from crnn.text_recognizer import TextRecognizer  # the kinds' recognizers; imports this module
+    from crnn.text_recognizer import RecognizerFactory  # the kinds' recognizers; imports this module
 
 # The modules that register the built-in kinds. Imported on the first lookup, so that a checkpoint of any
 # built-in kind loads without its module having been imported first; a plug-in kind registers by import.
@@ -36,7 +36,7 @@ class ModelKind:
     title: str  # in messages: "a CRNN", "the segmented-character baseline"
     model_class: type[nn.Module]
     config_class: type[Config]
-    recognizer_class: type[TextRecognizer]
+    recognizer_class: RecognizerFactory  # a TextRecognizer class
     # Architecture, parameters (and what else the kind can tell, e.g. multiply-adds) of a model for a
     # 32 x width input, as `crnn info --json` prints it.
     describe: Callable[[Any, int], dict[str, Any]]

@@ -4,7 +4,7 @@ load_recognizer, which loads a checkpoint of any kind."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -30,11 +30,28 @@ class TextRecognizer(Protocol):
     """
 
     kind: ClassVar[str]
-    model: nn.Module
-    charset: Charset
-    preprocess: PreprocessConfig
-    metadata: dict[str, Any]
-    precision: str
+    preprocess: PreprocessConfig  # settable: the server tightens its pixel limit on its own copy
+
+    # Read-only in the contract, so that a kind may narrow them (the CRNN's model is a CRNN).
+    @property
+    def model(self) -> nn.Module:
+        """The network, in eval mode."""
+        ...
+
+    @property
+    def charset(self) -> Charset:
+        """The characters the model reads."""
+        ...
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The checkpoint's metadata (name, metrics, training facts)."""
+        ...
+
+    @property
+    def precision(self) -> str:
+        """The numeric precision it runs in (fp32, mixed, bf16)."""
+        ...
 
     def prepare(self, source: ImageSource) -> np.ndarray:
         """Model input (32, W') float32 of one image; raises InvalidImageError on bad input."""
@@ -97,7 +114,7 @@ class RecognizerBase:
         ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights, kind=self.kind)
         if ckpt.model_type != self.kind:
             raise CheckpointError(f"the checkpoint holds model type {ckpt.model_type!r}, not {get_kind(self.kind).title}")
-        num_classes = ckpt.model.config.num_classes
+        num_classes = ckpt.model.config.num_classes  # type: ignore[union-attr]  # every kind's config has it
         if num_classes != ckpt.charset.num_classes:
             raise ValueError(f"model has {num_classes} classes, charset needs {ckpt.charset.num_classes}")
         self.device = torch.device(device)
@@ -164,3 +181,8 @@ def load_recognizer(
     """The recognizer of whatever kind the checkpoint's header names (None: the shipped weights)."""
     checkpoint = load_checkpoint(weights)
     return get_kind(checkpoint.model_type).recognizer_class(checkpoint, device, threads, precision)
+
+
+# How a kind's recognizer is built: cls(weights, device, threads, precision), weights a path, a loaded
+# Checkpoint or None (the shipped model).
+RecognizerFactory = Callable[[str | os.PathLike | Checkpoint | None, str | torch.device, int | None, str], TextRecognizer]
