@@ -55,12 +55,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def evaluate_folder(
     recognizer: TextRecognizer, folder: str, args: argparse.Namespace, lexicon: Any = None,
-    image_lexicons: str | None = None,
+    image_lexicons: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[list[str]], list[CalibrationBin]]:
     """One result row for a labeled folder, its mispredictions as (path, target, prediction, confidence), and
     its reliability table (a confidence is P(text | image), so it is checked against the exact text).
 
-    ``lexicon`` (a Lexicon) constrains every image; ``image_lexicons`` (a file) gives each image its own.
+    ``lexicon`` (a Lexicon) constrains every image; ``image_lexicons`` (relative path -> Lexicon, from
+    crnn.ctc_decode.read_image_lexicons) gives each image its own.
     """
     from crnn_training.data import load_labeled_arrays
 
@@ -68,13 +69,10 @@ def evaluate_folder(
     for p in problems[:MAX_NAMED_PROBLEMS]:
         print(f"[eval] skipped: {p}", file=sys.stderr)
     if image_lexicons is not None:
-        from crnn.ctc_decode import read_image_lexicons
-
-        by_path = read_image_lexicons(image_lexicons, recognizer.charset, args.lexicon_case)
-        lexicon = [by_path.get(os.path.normpath(os.path.relpath(p, folder))) for p in paths]
+        lexicon = [image_lexicons.get(os.path.normpath(os.path.relpath(p, folder))) for p in paths]
         missing = sum(lex is None for lex in lexicon)
         if missing:
-            print(f"[eval] {missing} images of {folder} have no line in {image_lexicons}: read without a lexicon",
+            print(f"[eval] {missing} images of {folder} have no line in its --lexicons file: read without a lexicon",
                   file=sys.stderr)
     t0 = time.perf_counter()
     preds = recognizer.recognize_prepared(
@@ -134,10 +132,13 @@ def main(argv: list[str] | None = None) -> int:
                 lexicon = Lexicon.from_file(args.lexicon, recognizer.charset, args.lexicon_case)
             except OSError as e:
                 raise LexiconFileError(f"cannot read lexicon {args.lexicon}: {e.strerror}") from None
+        # Every lexicon file is read before any folder, so a bad line stops the run at once.
+        from crnn.ctc_decode import read_image_lexicons
+
+        per_image = [read_image_lexicons(f, recognizer.charset, args.lexicon_case) for f in args.lexicons or []]
         rows, errors, tables = [], [], []
         for i, folder in enumerate(args.data):
-            row, errs, table = evaluate_folder(recognizer, folder, args, lexicon,
-                                               args.lexicons[i] if args.lexicons else None)
+            row, errs, table = evaluate_folder(recognizer, folder, args, lexicon, per_image[i] if per_image else None)
             rows.append(row)
             errors.extend(errs)
             tables.append(table)
