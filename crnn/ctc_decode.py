@@ -19,6 +19,7 @@ frames of each sample. Frames at or beyond ``lengths[b]`` are padding and are ne
 from __future__ import annotations
 
 import heapq
+import math
 import os
 from collections.abc import Iterable, Sequence
 
@@ -501,11 +502,21 @@ def _lexicon_ids(
         # class holds the probability of both cases). Scoring case variants one by one instead would split the
         # probability of letters whose cases look alike (o/O, s/S, c/C, ...) and favour words without them.
         folded_targets = [fold[charset.encode(v[0])].tolist() for v in words_kept]
+        folded_reading = fold[id_seqs[b]].tolist()
         merged = _merge_cases(frames, fold)
         scores = sequence_log_likelihood(
-            merged.expand(len(folded_targets), -1, -1), torch.full((len(folded_targets),), n), folded_targets
+            merged.expand(len(folded_targets) + 1, -1, -1), torch.full((len(folded_targets) + 1,), n),
+            [*folded_targets, folded_reading],
         )
-        variants = words_kept[int(scores.argmax())]  # ties: the nearer word, as candidates are ordered
+        k = int(scores[:-1].argmax())  # ties: the nearer word, as candidates are ordered
+        # A large lexicon may not hold the word at all: keep a reading that is no list word when it explains the
+        # image better (see _word_beats_reading). A small one is a closed list (a benchmark's per-image lexicon).
+        if not lex.small and reading.lower() not in lex.spellings and not _word_beats_reading(
+            float(scores[k]), float(scores[-1]), len(folded_reading), len(lex.folded), int(len(np.unique(fold))) - 1
+        ):
+            flags[b] = False  # the reading is likelier a word outside the list: it stands, flagged
+            continue
+        variants = words_kept[k]
         # Which spelling: the case variant (or, with case="keep", the lexicon's spelling) the image favours.
         targets = [charset.encode(v) for v in variants]
         case_scores = sequence_log_likelihood(frames.expand(len(targets), -1, -1), torch.full((len(targets),), n), targets)
@@ -514,6 +525,20 @@ def _lexicon_ids(
         out_confs[b] = _viterbi_char_confidences(log_np[b, :n], best)
         flags[b] = True
     return out_ids, out_confs, flags
+
+
+def _word_beats_reading(word_score: float, reading_score: float, length: int, words: int, letters: int) -> bool:
+    """Whether a large lexicon's best word is the likelier explanation of the image than its plain reading (of
+    ``length`` characters) being a word outside the lexicon: a maximum a posteriori choice between the two.
+
+    Scores are case-folded CTC log-likelihoods. Prior of "a lexicon word" 1/2 (no knowledge either way), spread
+    evenly over the lexicon's ``words`` words; prior of "outside it" 1/2, spread over strings by a uniform
+    model of the charset's ``letters`` case-folded characters, 1/letters per character. So the word wins when
+    log P(word) - log(words) >= log P(reading) - length * log(letters). Without this, a rare name read right
+    (e.g. "Mosher") became a list word a few edits away whose likelihood was a tiny fraction of the reading's.
+    No constant here is tuned: the rule follows from the two priors.
+    """
+    return word_score - math.log(words) >= reading_score - length * math.log(letters)
 
 
 def _case_fold_index(charset: Charset) -> np.ndarray:

@@ -407,6 +407,19 @@ def test_large_lexicon_without_a_near_word_returns_the_reading_flagged(
     assert prediction.to_dict()["in_lexicon"] is False
 
 
+@pytest.mark.parametrize("shown,near", [("Hellq", "hello"), ("WORLDS", "world"), ("zebrq", "zebra")])
+def test_large_lexicon_keeps_a_sure_reading_outside_it(big_cased_lexicon, shown: str, near: str) -> None:
+    # One edit from a list word, but read with no doubt: likelier a word outside the list than that word.
+    lexicon = Lexicon([near, *big_cased_lexicon], LETTERS)
+    log_probs = misread(shown, LETTERS, [], peak=0.97)
+    prediction = lexicon_decode(log_probs, one(log_probs), LETTERS, lexicon)[0]
+    assert (prediction.text, prediction.in_lexicon) == (shown, False)
+    # The same reading with the list word a close second: the word wins, in the image's case.
+    doubt = misread(near if shown[0].islower() else near.capitalize() if shown[1].islower() else near.upper(),
+                    LETTERS, [len(near) - 1])
+    assert lexicon_decode(doubt, one(doubt), LETTERS, lexicon)[0].in_lexicon is True
+
+
 def test_predictions_without_a_lexicon_have_no_flag() -> None:
     log_probs = misread("abc", LOWER, [])
     prediction = greedy_decode(log_probs, one(log_probs), LOWER)[0]
