@@ -466,6 +466,9 @@ def test_openapi_and_docs(client: TestClient) -> None:
     body = spec["paths"]["/v1/recognize"]["post"]["requestBody"]["content"]
     assert set(body) == {"multipart/form-data", "application/json"}
     assert {"RecognizeJSON", "ImageIn", "RecognizeResponse", "ErrorResponse"} <= set(spec["components"]["schemas"])
+    # Per-image lexicons are in the schema, and results may say whether their text is a lexicon word.
+    assert "lexicon" in spec["components"]["schemas"]["ImageIn"]["properties"]
+    assert "in_lexicon" in spec["components"]["schemas"]["ImageResult"]["properties"]
     assert {"/healthz", "/readyz", "/metrics", "/v1/model"} <= set(spec["paths"])
     responses = spec["paths"]["/v1/recognize"]["post"]["responses"]
     assert {"200", "400", "401", "413", "415", "422", "503"} <= set(responses)
