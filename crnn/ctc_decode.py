@@ -43,13 +43,13 @@ BEAM_PRUNE_PROB: float = 1e-4
 # Large-lexicon decoding scores at most this many nearest words; with short queries thousands of
 # words can lie within the edit-distance radius and the closest ones are the plausible ones.
 LEXICON_MAX_CANDIDATES: int = 64
-# Lexicons of at most this many distinct (case-folded) words are scored exactly: every word, in each of
-# its case variants (at most 5), gets P(word | image), as in the CRNN paper, so the true word wins even
-# when the reading is far from it. Why this size: one image's candidates are scored in one batched CTC
-# forward pass, linear in their number; 500 words (~2,000 variants) cost ~20 ms per image on one core
-# here, a few times the network's own time per image, which is as far as a constant cost per image should
-# go. The standard benchmark lexicons (50 and 1,000 words) sit either side of it; bigger lists (a language's
-# vocabulary) go through the candidate search. Chosen by that cost, not on any benchmark.
+# Lexicons of at most this many distinct (case-folded) words are scored exactly: every word gets
+# P(word | image), as in the CRNN paper, so the true word wins even when the reading is far from it.
+# Why this size: one image's words are scored in one batched CTC forward pass, linear in their number;
+# 500 words cost ~20 ms per image on one core here (measured: 50 words 3 ms), about 3x the network's own
+# time per image (~6 ms a core), which is as far as a fixed cost per image should go. The standard
+# benchmark lexicons (50 and 1,000 words) sit either side of it; bigger lists (a language's vocabulary) go
+# through the candidate search. Chosen by that cost, not on any benchmark.
 SMALL_LEXICON_WORDS: int = 500
 # How a lexicon word's case is chosen: "image" scores its case variants and keeps the likeliest (the case
 # the image shows), "keep" returns the word as the lexicon spells it.
