@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 import math
 import os
+import string
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -490,8 +491,11 @@ def _lexicon_ids(
             continue
         n = lengths[b]
         reading = charset.decode(id_seqs[b])
-        words = lex.candidates([reading], max_distance)
-        spellings = [lex.variants(folded, reading) for folded in words[0]]
+        # Running text puts punctuation around words ("Hurdle.", "(telling)"): a large list is matched on the
+        # reading without it, and the word keeps it. A small list is closed: its words come back as listed.
+        prefix, core, suffix = ("", reading, "") if lex.small else _split_punctuation(reading)
+        words = lex.candidates([core], max_distance)
+        spellings = [[prefix + v + suffix for v in lex.variants(folded, core)] for folded in words[0]]
         words_kept = [v for v in spellings if v]
         if not words_kept:
             flags[b] = False  # nothing near: the plain reading stands, flagged
@@ -511,8 +515,8 @@ def _lexicon_ids(
         k = int(scores[:-1].argmax())  # ties: the nearer word, as candidates are ordered
         # A large lexicon may not hold the word at all: keep a reading that is no list word when it explains the
         # image better (see _word_beats_reading). A small one is a closed list (a benchmark's per-image lexicon).
-        if not lex.small and reading.lower() not in lex.spellings and not _word_beats_reading(
-            float(scores[k]), float(scores[-1]), len(folded_reading), len(lex.folded), int(len(np.unique(fold))) - 1
+        if not lex.small and core.lower() not in lex.spellings and not _word_beats_reading(
+            float(scores[k]), float(scores[-1]), len(core), len(lex.folded), int(len(np.unique(fold))) - 1
         ):
             flags[b] = False  # the reading is likelier a word outside the list: it stands, flagged
             continue
@@ -527,9 +531,19 @@ def _lexicon_ids(
     return out_ids, out_confs, flags
 
 
+def _split_punctuation(reading: str) -> tuple[str, str, str]:
+    """``reading`` as (leading ASCII punctuation, the rest, trailing punctuation); all punctuation stays whole."""
+    core = reading.strip(string.punctuation)
+    if not core:
+        return "", reading, ""
+    start = reading.index(core)
+    return reading[:start], core, reading[start + len(core):]
+
+
 def _word_beats_reading(word_score: float, reading_score: float, length: int, words: int, letters: int) -> bool:
     """Whether a large lexicon's best word is the likelier explanation of the image than its plain reading (of
-    ``length`` characters) being a word outside the lexicon: a maximum a posteriori choice between the two.
+    ``length`` characters, surrounding punctuation not counted) being a word outside the lexicon: a maximum a
+    posteriori choice between the two.
 
     Scores are case-folded CTC log-likelihoods. Prior of "a lexicon word" 1/2 (no knowledge either way), spread
     evenly over the lexicon's ``words`` words; prior of "outside it" 1/2, spread over strings by a uniform

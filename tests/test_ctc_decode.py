@@ -420,6 +420,26 @@ def test_large_lexicon_keeps_a_sure_reading_outside_it(big_cased_lexicon, shown:
     assert lexicon_decode(doubt, one(doubt), LETTERS, lexicon)[0].in_lexicon is True
 
 
+PUNCT = Charset(string.ascii_letters + string.digits + "().,!'-")
+
+
+@pytest.mark.parametrize("shown,misread_at,expected", [
+    ("Hurdle.", [], "Hurdle."),         # a list word with a full stop: found, the stop kept
+    ("(telling)", [3], "(telling)"),    # misread inside brackets: corrected, brackets kept
+    ("HOLD!!", [1], "HOLD!!"),
+    ("don't", [], "don't"),              # inner punctuation is part of the word
+])
+def test_large_lexicon_keeps_the_punctuation_around_a_word(big_cased_lexicon, shown: str, misread_at: list[int],
+                                                           expected: str) -> None:
+    lexicon = Lexicon(["hurdle", "telling", "hold", "don't", *big_cased_lexicon], PUNCT)
+    log_probs = misread(shown, PUNCT, misread_at)
+    prediction = lexicon_decode(log_probs, one(log_probs), PUNCT, lexicon)[0]
+    assert (prediction.text, prediction.in_lexicon) == (expected, True)
+    # A small (closed) list returns its words as listed.
+    assert lexicon_decode(log_probs, one(log_probs), PUNCT, Lexicon(["hurdle", "telling", "hold"], PUNCT))[0].text \
+        in {"Hurdle", "telling", "HOLD", "hold", "Hold", "hurdle", "Telling", "TELLING", "HURDLE"}
+
+
 def test_predictions_without_a_lexicon_have_no_flag() -> None:
     log_probs = misread("abc", LOWER, [])
     prediction = greedy_decode(log_probs, one(log_probs), LOWER)[0]
