@@ -492,10 +492,16 @@ def _lexicon_ids(
         n = lengths[b]
         reading = charset.decode(id_seqs[b])
         # Running text puts punctuation around words ("Hurdle.", "(telling)"): a large list is matched on the
-        # reading without it, and the word keeps it. A small list is closed: its words come back as listed.
+        # reading without it, and each word competes with and without it, so the likelihood decides whether
+        # the punctuation is really there. A small list is closed: its words come back as listed.
         prefix, core, suffix = ("", reading, "") if lex.small else _split_punctuation(reading)
         words = lex.candidates([core], max_distance)
-        spellings = [[prefix + v + suffix for v in lex.variants(folded, core)] for folded in words[0]]
+        spellings = []
+        for folded in words[0]:
+            variants = lex.variants(folded, core)
+            if prefix or suffix:
+                spellings.append([prefix + v + suffix for v in variants])
+            spellings.append(variants)
         words_kept = [v for v in spellings if v]
         if not words_kept:
             flags[b] = False  # nothing near: the plain reading stands, flagged
