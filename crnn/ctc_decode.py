@@ -19,7 +19,9 @@ frames of each sample. Frames at or beyond ``lengths[b]`` are padding and are ne
 from __future__ import annotations
 
 import heapq
+import math
 import os
+import string
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -29,6 +31,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from crnn.charset import BLANK, Charset
+from crnn.errors import LexiconFileError
 from crnn.prediction import Prediction
 
 DECODERS: tuple[str, ...] = ("greedy", "beam")
@@ -38,11 +41,31 @@ DECODERS: tuple[str, ...] = ("greedy", "beam")
 # skipping them keeps the pure-Python inner loop small.
 BEAM_PRUNE_PROB: float = 1e-4
 
-# Lexicon decoding scores at most this many nearest words; with short queries thousands of
+# Large-lexicon decoding scores at most this many nearest words; with short queries thousands of
 # words can lie within the edit-distance radius and the closest ones are the plausible ones.
 LEXICON_MAX_CANDIDATES: int = 64
-# When no word lies within ``max_distance``, this many nearest words (normalised distance) compete.
-LEXICON_FALLBACK_CANDIDATES: int = 5
+# Lexicons of at most this many distinct (case-folded) words are scored exactly: every word gets
+# P(word | image), as in the CRNN paper, so the true word wins even when the reading is far from it.
+# Why this size: one image's words are scored in one batched CTC forward pass, linear in their number;
+# 500 words cost ~20 ms per image on one core here (measured: 50 words 3 ms), about 3x the network's own
+# time per image (~6 ms a core), which is as far as a fixed cost per image should go. The standard
+# benchmark lexicons (50 and 1,000 words) sit either side of it; bigger lists (a language's vocabulary) go
+# through the candidate search. Chosen by that cost, not on any benchmark.
+SMALL_LEXICON_WORDS: int = 500
+# How a lexicon word's case is chosen: "image" scores its case variants and keeps the likeliest (the case
+# the image shows), "keep" returns the word as the lexicon spells it.
+LEXICON_CASES: tuple[str, ...] = ("image", "keep")
+
+
+def distance_bound(length: int) -> int:
+    """The most edits a large lexicon's word may be from a reading of ``length`` characters: one per three.
+
+    Why: a reading with more than a third of its characters wrong says too little about which word it
+    is, and the closest words in a 50,000-word list are then chance neighbours, not the word in the image;
+    1-2 character readings must match exactly (every short reading is one edit from dozens of words).
+    Chosen by that reasoning, not on any benchmark.
+    """
+    return length // 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,15 +204,17 @@ def _predictions(
     charset: Charset,
     id_seqs: list[list[int]],
     char_confs: list[tuple[float, ...]],
+    in_lexicon: list[bool | None] | None = None,
 ) -> list[Prediction]:
     """Predictions for chosen label sequences, with confidence = exp(sequence log-likelihood)."""
     if not id_seqs:
         return []
     log_likelihoods = sequence_log_likelihood(log_probs, torch.tensor(lengths), id_seqs)
     confidences = log_likelihoods.exp().clamp(0.0, 1.0).tolist()
+    flags = in_lexicon if in_lexicon is not None else [None] * len(id_seqs)
     return [
-        Prediction(charset.decode(ids), float(conf), tuple(float(c) for c in confs))
-        for ids, conf, confs in zip(id_seqs, confidences, char_confs)
+        Prediction(charset.decode(ids), float(conf), tuple(float(c) for c in confs), flag)
+        for ids, conf, confs, flag in zip(id_seqs, confidences, char_confs, flags)
     ]
 
 
@@ -302,11 +327,15 @@ def beam_search_decode(
 class Lexicon:
     """A list of allowed words, deduplicated; words with characters outside the charset are dropped.
 
-    Words are matched and scored exactly as written (case-sensitive): add case variants to the
-    lexicon if they should be allowed.
+    Matching is case-insensitive: a word matches a reading whatever the case of either. With
+    ``case="image"`` (the default) the returned text has the case the image shows: the word's case
+    variants (as written, lower, UPPER, Title, and the reading's own case pattern) are scored by CTC
+    likelihood and the likeliest wins; with ``case="keep"`` the word comes back as the lexicon spells it.
     """
 
-    def __init__(self, words: Iterable[str], charset: Charset) -> None:
+    def __init__(self, words: Iterable[str], charset: Charset, case: str = "image") -> None:
+        if case not in LEXICON_CASES:
+            raise ValueError(f"unknown lexicon case {case!r}; choose one of: {', '.join(LEXICON_CASES)}")
         kept: dict[str, None] = {}
         skipped = 0
         for word in words:
@@ -321,82 +350,231 @@ class Lexicon:
                 f"lexicon has no usable words ({skipped} skipped for characters outside the charset)"
             )
         self.charset = charset
+        self.case = case
         self.words: list[str] = list(kept)
         self.skipped = skipped
+        # Case-folded word -> its spellings as written, in list order; the search runs on the folded words.
+        self.spellings: dict[str, list[str]] = {}
+        for word in self.words:
+            self.spellings.setdefault(word.lower(), []).append(word)
+        self.folded: list[str] = list(self.spellings)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str], charset: Charset) -> Lexicon:
+    def from_file(cls, path: str | os.PathLike[str], charset: Charset, case: str = "image") -> Lexicon:
         """A lexicon read from a UTF-8 text file with one word per line (blank lines skipped)."""
         # utf-8-sig: tolerate the byte-order mark some editors write.
         with open(path, encoding="utf-8-sig") as f:
-            return cls((line.strip() for line in f), charset)
+            return cls((line.strip() for line in f), charset, case)
+
+    @property
+    def small(self) -> bool:
+        """Whether every word is scored exactly (at most SMALL_LEXICON_WORDS distinct folded words)."""
+        return len(self.folded) <= SMALL_LEXICON_WORDS
 
     def __len__(self) -> int:
         return len(self.words)
 
     def __contains__(self, word: object) -> bool:
-        return word in self.words
+        return isinstance(word, str) and word.lower() in self.spellings
 
     def __repr__(self) -> str:
-        return f"Lexicon({len(self.words)} words, {self.skipped} skipped)"
+        return f"Lexicon({len(self.words)} words, {self.skipped} skipped, case={self.case!r})"
 
-    def candidates(self, queries: Sequence[str], max_distance: int) -> list[list[str]]:
-        """For each query, the words within Levenshtein ``max_distance`` (nearest first), else the nearest few."""
+    def candidates(self, queries: Sequence[str], max_distance: int | None = None) -> list[list[str]]:
+        """For each query, the folded words to score, nearest first: all of them for a small lexicon, else
+        those within ``max_distance`` (default :func:`distance_bound` of the query's length), possibly none."""
         if not queries:
             return []
-        # One cdist call for the whole batch: rapidfuzz vectorises it, several times faster
-        # than a process.extract per query. Distances above the cutoff come back as cutoff + 1.
+        folded_queries = [q.lower() for q in queries]
+        if self.small:
+            # Every word competes; the order (nearest first, stable) only breaks exact score ties.
+            distances = process.cdist(folded_queries, self.folded, scorer=Levenshtein.distance, dtype=np.int32)
+            return [[self.folded[i] for i in np.argsort(row, kind="stable").tolist()] for row in distances]
+        bounds = [distance_bound(len(q)) if max_distance is None else max_distance for q in folded_queries]
+        # One cdist call for the whole batch: rapidfuzz vectorises it, several times faster than a
+        # process.extract per query. Distances above the cutoff come back as cutoff + 1.
         distances = process.cdist(
-            list(queries),
-            self.words,
-            scorer=Levenshtein.distance,
-            score_cutoff=max_distance,
-            dtype=np.int32,
+            folded_queries, self.folded, scorer=Levenshtein.distance, score_cutoff=max(bounds), dtype=np.int32
         )
         result = []
-        for query, row in zip(queries, distances):
-            near = np.flatnonzero(row <= max_distance)
-            # Stable sort: equally near words keep the lexicon's order.
+        for bound, row in zip(bounds, distances):
+            near = np.flatnonzero(row <= bound)
+            # Stable sort: equally near words keep the lexicon's order (a frequency list: commoner first).
             near = near[np.argsort(row[near], kind="stable")][:LEXICON_MAX_CANDIDATES]
-            if near.size:
-                result.append([self.words[i] for i in near.tolist()])
-            else:
-                nearest = process.extract(
-                    query,
-                    self.words,
-                    scorer=Levenshtein.normalized_distance,
-                    limit=LEXICON_FALLBACK_CANDIDATES,
-                )
-                result.append([word for word, _, _ in nearest])
+            result.append([self.folded[i] for i in near.tolist()])
         return result
+
+    def variants(self, folded: str, reading: str) -> list[str]:
+        """The spellings of one folded word to score against an image whose plain reading is ``reading``."""
+        spellings = self.spellings[folded]
+        if self.case == "keep":
+            return list(spellings)
+        out = [*spellings, folded, folded.upper(), folded[:1].upper() + folded[1:]]
+        if len(reading) == len(folded):
+            # The reading's own case pattern (e.g. "McDonald"): the model's per-character case evidence.
+            out.append("".join(
+                c.upper() if r.isupper() else c.lower() if r.islower() else c for c, r in zip(folded, reading)
+            ))
+        # Case mappings can change a word's length or leave the charset (e.g. German sharp s): dropped.
+        return [v for v in dict.fromkeys(out) if len(v) == len(folded) and self.charset.supports(v)]
+
+
+def read_image_lexicons(path: str | os.PathLike[str], charset: Charset, case: str = "image") -> dict[str, Lexicon]:
+    """Per-image lexicons from lines ``relative_path<TAB>word,word,...`` (paths as in labels.tsv), keyed by the
+    normalised relative path; raises LexiconFileError naming the file and line of the first bad line."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise LexiconFileError(f"cannot read lexicons {os.fspath(path)}: {e}") from None
+    lexicons: dict[str, Lexicon] = {}
+    shared: dict[str, Lexicon] = {}  # images of one scene share a word list: one Lexicon object
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{os.fspath(path)}, line {number}"
+        rel, tab, words = line.partition("\t")
+        if not tab or not rel.strip() or not words.strip():
+            raise LexiconFileError(f"{where}: expected relative_path<TAB>word,word,... , got {line[:80]!r}")
+        key = os.path.normpath(rel.strip())
+        if key in lexicons:
+            raise LexiconFileError(f"{where}: {rel.strip()!r} already has a lexicon")
+        words = words.strip()
+        if words not in shared:
+            try:
+                shared[words] = Lexicon((w.strip() for w in words.split(",")), charset, case)
+            except ValueError as e:
+                raise LexiconFileError(f"{where}: {e}") from None
+        lexicons[key] = shared[words]
+    if not lexicons:
+        raise LexiconFileError(f"{os.fspath(path)}: no lexicon lines")
+    return lexicons
+
+
+LexiconArg = Lexicon | Sequence[Lexicon | None] | None
+
+
+def per_sample_lexicons(lexicon: LexiconArg, count: int) -> list[Lexicon | None]:
+    """One lexicon (or None) per sample: a single Lexicon is shared, a sequence gives each sample its own."""
+    if lexicon is None or isinstance(lexicon, Lexicon):
+        return [lexicon] * count
+    lexicons = list(lexicon)
+    if len(lexicons) != count:
+        raise ValueError(f"got {len(lexicons)} per-image lexicons for {count} images")
+    return lexicons
 
 
 def _lexicon_ids(
     log_probs: torch.Tensor,
     lengths: list[int],
     charset: Charset,
-    lexicon: Lexicon,
-    queries: list[str],
-    max_distance: int,
-) -> tuple[list[list[int]], list[tuple[float, ...]]]:
-    """For each sample, the lexicon word near its query text with the highest CTC likelihood."""
-    if max_distance < 0:
+    lexicons: list[Lexicon | None],
+    id_seqs: list[list[int]],
+    char_confs: list[tuple[float, ...]],
+    max_distance: int | None = None,
+) -> tuple[list[list[int]], list[tuple[float, ...]], list[bool | None]]:
+    """Each sample's plain reading (id_seqs) replaced by its lexicon's likeliest candidate word.
+
+    Returns the new ids, char confidences and per-sample ``in_lexicon`` flags: None without a lexicon,
+    False when a large lexicon had no word near the reading (which is then kept), True otherwise.
+    """
+    if max_distance is not None and max_distance < 0:
         raise ValueError(f"max_distance must be non-negative, got {max_distance}")
-    if lexicon.charset != charset:
+    if any(lex is not None and lex.charset != charset for lex in lexicons):
         raise ValueError("the lexicon was built for a different charset")
     log_np = log_probs.numpy()
-    id_seqs: list[list[int]] = []
-    char_confs: list[tuple[float, ...]] = []
-    for b, (n, words) in enumerate(zip(lengths, lexicon.candidates(queries, max_distance))):
-        targets = [charset.encode(w) for w in words]
-        # One sample's frames repeated for every candidate, scored in a single ctc_loss call.
-        # (At least one frame is kept because ctc_loss rejects empty inputs; lengths still apply.)
-        sample = log_probs[b : b + 1, : max(n, 1)].expand(len(words), -1, -1)
-        scores = sequence_log_likelihood(sample, torch.full((len(words),), n), targets)
-        best = targets[int(scores.argmax())]  # ties: the nearer word, as candidates are ordered
-        id_seqs.append(best)
-        char_confs.append(_viterbi_char_confidences(log_np[b, :n], best))
-    return id_seqs, char_confs
+    out_ids, out_confs = list(id_seqs), list(char_confs)
+    flags: list[bool | None] = [None] * len(lexicons)
+    fold = _case_fold_index(charset)
+    for b, lex in enumerate(lexicons):
+        if lex is None:
+            continue
+        n = lengths[b]
+        reading = charset.decode(id_seqs[b])
+        # Running text puts punctuation around words ("Hurdle.", "(telling)"): a large list is matched on the
+        # reading without it, and each word competes with and without it, so the likelihood decides whether
+        # the punctuation is really there. A small list is closed: its words come back as listed.
+        prefix, core, suffix = ("", reading, "") if lex.small else _split_punctuation(reading)
+        words = lex.candidates([core], max_distance)
+        spellings = []
+        for folded in words[0]:
+            variants = lex.variants(folded, core)
+            if prefix or suffix:
+                spellings.append([prefix + v + suffix for v in variants])
+            spellings.append(variants)
+        words_kept = [v for v in spellings if v]
+        if not words_kept:
+            flags[b] = False  # nothing near: the plain reading stands, flagged
+            continue
+        # At least one frame is kept because ctc_loss rejects empty inputs; lengths still apply.
+        frames = log_probs[b : b + 1, : max(n, 1)]
+        # Which word: P(word | image) whatever its case, i.e. CTC over the case-merged classes (each lower-case
+        # class holds the probability of both cases). Scoring case variants one by one instead would split the
+        # probability of letters whose cases look alike (o/O, s/S, c/C, ...) and favour words without them.
+        folded_targets = [fold[charset.encode(v[0])].tolist() for v in words_kept]
+        folded_reading = fold[id_seqs[b]].tolist()
+        merged = _merge_cases(frames, fold)
+        scores = sequence_log_likelihood(
+            merged.expand(len(folded_targets) + 1, -1, -1), torch.full((len(folded_targets) + 1,), n),
+            [*folded_targets, folded_reading],
+        )
+        k = int(scores[:-1].argmax())  # ties: the nearer word, as candidates are ordered
+        # A large lexicon may not hold the word at all: keep a reading that is no list word when it explains the
+        # image better (see _word_beats_reading). A small one is a closed list (a benchmark's per-image lexicon).
+        if not lex.small and core.lower() not in lex.spellings and not _word_beats_reading(
+            float(scores[k]), float(scores[-1]), len(core), len(lex.folded), int(len(np.unique(fold))) - 1
+        ):
+            flags[b] = False  # the reading is likelier a word outside the list: it stands, flagged
+            continue
+        variants = words_kept[k]
+        # Which spelling: the case variant (or, with case="keep", the lexicon's spelling) the image favours.
+        targets = [charset.encode(v) for v in variants]
+        case_scores = sequence_log_likelihood(frames.expand(len(targets), -1, -1), torch.full((len(targets),), n), targets)
+        best = targets[int(case_scores.argmax())]
+        out_ids[b] = best
+        out_confs[b] = _viterbi_char_confidences(log_np[b, :n], best)
+        flags[b] = True
+    return out_ids, out_confs, flags
+
+
+def _split_punctuation(reading: str) -> tuple[str, str, str]:
+    """``reading`` as (leading ASCII punctuation, the rest, trailing punctuation); all punctuation stays whole."""
+    core = reading.strip(string.punctuation)
+    if not core:
+        return "", reading, ""
+    start = reading.index(core)
+    return reading[:start], core, reading[start + len(core):]
+
+
+def _word_beats_reading(word_score: float, reading_score: float, length: int, words: int, letters: int) -> bool:
+    """Whether a large lexicon's best word is the likelier explanation of the image than its plain reading (of
+    ``length`` characters, surrounding punctuation not counted) being a word outside the lexicon: a maximum a
+    posteriori choice between the two.
+
+    Scores are case-folded CTC log-likelihoods. Prior of "a lexicon word" 1/2 (no knowledge either way), spread
+    evenly over the lexicon's ``words`` words; prior of "outside it" 1/2, spread over strings by a uniform
+    model of the charset's ``letters`` case-folded characters, 1/letters per character. So the word wins when
+    log P(word) - log(words) >= log P(reading) - length * log(letters). Without this, a rare name read right
+    (e.g. "Mosher") became a list word a few edits away whose likelihood was a tiny fraction of the reading's.
+    No constant here is tuned: the rule follows from the two priors.
+    """
+    return word_score - math.log(words) >= reading_score - length * math.log(letters)
+
+
+def _case_fold_index(charset: Charset) -> np.ndarray:
+    """(C,) class -> class of its lower-case form (itself when it has none in the charset); blank -> blank."""
+    index = np.arange(charset.num_classes)
+    for i, char in enumerate(charset.chars, 1):
+        lower = char.lower()
+        if lower != char and len(lower) == 1 and lower in charset:
+            index[i] = charset.encode(lower)[0]
+    return index
+
+
+def _merge_cases(log_probs: torch.Tensor, fold: np.ndarray) -> torch.Tensor:
+    """log_probs (1, T, C) with each class's probability moved onto its lower-case class (the upper ones -> -inf)."""
+    probs = torch.zeros_like(log_probs).index_add_(2, torch.from_numpy(fold), log_probs.exp())
+    return probs.log()
 
 
 def as_lexicon(lexicon: Lexicon | Iterable[str] | None, charset: Charset) -> Lexicon | None:
@@ -406,25 +584,35 @@ def as_lexicon(lexicon: Lexicon | Iterable[str] | None, charset: Charset) -> Lex
     return Lexicon(lexicon, charset)
 
 
+def as_lexicons(
+    lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None, charset: Charset, count: int
+) -> list[Lexicon | None]:
+    """One Lexicon (or None) per image: a sequence of Lexicon/None items is per image, anything else is shared."""
+    if isinstance(lexicon, (list, tuple)) and lexicon and all(x is None or isinstance(x, Lexicon) for x in lexicon):
+        return per_sample_lexicons(lexicon, count)
+    return [as_lexicon(lexicon, charset)] * count  # type: ignore[arg-type]
+
+
 def lexicon_decode(
     log_probs: torch.Tensor,
     lengths: torch.Tensor,
     charset: Charset,
-    lexicon: Lexicon,
-    max_distance: int = 3,
+    lexicon: LexiconArg,
+    max_distance: int | None = None,
 ) -> list[Prediction]:
-    """Lexicon-constrained decoding of log_probs (B, T, C), lengths (B,): the most likely word near the greedy text.
+    """Lexicon-constrained decoding of log_probs (B, T, C), lengths (B,): the likeliest lexicon word per sample.
 
-    As in the CRNN paper: candidates are the lexicon words within Levenshtein distance
-    ``max_distance`` of the greedy result (at most LEXICON_MAX_CANDIDATES, nearest first; if none,
-    the LEXICON_FALLBACK_CANDIDATES nearest by normalised distance) and the one of highest CTC
-    likelihood wins.
+    As in the CRNN paper, candidates are scored by CTC likelihood P(word | image). A small lexicon
+    (at most SMALL_LEXICON_WORDS words) scores every word; a large one only the words within
+    ``max_distance`` edits of the greedy text, case-folded (default: :func:`distance_bound` of its length;
+    at most LEXICON_MAX_CANDIDATES, nearest first), and keeps the greedy text, flagged
+    ``in_lexicon=False``, when none is that near. ``lexicon`` may be one per sample.
     """
     lp, lens = _prepare(log_probs, lengths, charset)
-    greedy, _ = _greedy_ids(lp, lens)
-    queries = [charset.decode(ids) for ids in greedy]
-    id_seqs, char_confs = _lexicon_ids(lp, lens, charset, lexicon, queries, max_distance)
-    return _predictions(lp, lens, charset, id_seqs, char_confs)
+    greedy, confs = _greedy_ids(lp, lens)
+    lexicons = per_sample_lexicons(lexicon, len(lens))
+    id_seqs, char_confs, flags = _lexicon_ids(lp, lens, charset, lexicons, greedy, confs, max_distance)
+    return _predictions(lp, lens, charset, id_seqs, char_confs, flags)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,11 +626,12 @@ def decode(
     charset: Charset,
     decoder: str = "greedy",
     beam_width: int = 10,
-    lexicon: Lexicon | None = None,
+    lexicon: LexiconArg = None,
 ) -> list[Prediction]:
     """Decode log_probs (B, T, C) over lengths (B,) with ``decoder`` ("greedy" or "beam"), constrained to ``lexicon`` if given.
 
-    With a lexicon, the decoder's text is the query for :func:`lexicon_decode`'s candidate search.
+    With a lexicon (one, or one per sample), the decoder's text is the query for :func:`lexicon_decode`'s
+    candidate search.
     """
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; choose one of: {', '.join(DECODERS)}")
@@ -451,7 +640,8 @@ def decode(
         id_seqs, char_confs = _greedy_ids(lp, lens)
     else:
         id_seqs, char_confs = _beam_ids(lp, lens, beam_width)
+    flags: list[bool | None] | None = None
     if lexicon is not None:
-        queries = [charset.decode(ids) for ids in id_seqs]
-        id_seqs, char_confs = _lexicon_ids(lp, lens, charset, lexicon, queries, max_distance=3)
-    return _predictions(lp, lens, charset, id_seqs, char_confs)
+        lexicons = per_sample_lexicons(lexicon, len(lens))
+        id_seqs, char_confs, flags = _lexicon_ids(lp, lens, charset, lexicons, id_seqs, char_confs)
+    return _predictions(lp, lens, charset, id_seqs, char_confs, flags)

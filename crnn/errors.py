@@ -25,3 +25,7 @@ class ConfigError(CRNNError, ValueError):
 
 class LoaderError(CRNNError):
     """An image-decoding worker process died (e.g. a decoder crashed), so a run cannot go on."""
+
+
+class LexiconFileError(CRNNError, ValueError):
+    """A lexicon file (a word list, or per-image lexicons) is unreadable or has a malformed line."""

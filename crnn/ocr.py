@@ -70,13 +70,14 @@ def _walk_images(root: str) -> Iterator[str]:
 
 
 class Writer:
-    """Writes rows as TSV (default), CSV or JSON lines."""
+    """Writes rows as TSV (default), CSV or JSON lines; with ``lexicon``, TSV/CSV get an ``in_lexicon`` column."""
 
-    def __init__(self, out: IO[str], fmt: str = "tsv") -> None:
-        self.out, self.fmt = out, fmt
+    def __init__(self, out: IO[str], fmt: str = "tsv", lexicon: bool = False) -> None:
+        self.out, self.fmt, self.lexicon = out, fmt, lexicon
         if fmt in ("tsv", "csv"):
             self._csv = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-            self._csv.writerow(["path", "text", "confidence", "error"])
+            # The column only when a lexicon is used: the default output stays as it always was.
+            self._csv.writerow(["path", "text", "confidence", "error"] + (["in_lexicon"] if lexicon else []))
 
     def write(self, row: Row) -> None:
         """Write one row."""
@@ -86,13 +87,16 @@ class Writer:
             if p is not None:
                 rec.update(text=p.text, confidence=round(p.confidence, 6),
                            char_confidences=[round(c, 6) for c in p.char_confidences])
+                if p.in_lexicon is not None:
+                    rec["in_lexicon"] = p.in_lexicon
             else:
                 rec["error"] = row.error
             self.out.write(json.dumps(rec, ensure_ascii=False) + "\n")
         elif p is not None:
-            self._csv.writerow([row.path, p.text, f"{p.confidence:.4f}", ""])
+            flag = [] if not self.lexicon else ["" if p.in_lexicon is None else str(p.in_lexicon).lower()]
+            self._csv.writerow([row.path, p.text, f"{p.confidence:.4f}", ""] + flag)
         else:
-            self._csv.writerow([row.path, "", "", row.error])
+            self._csv.writerow([row.path, "", "", row.error] + ([""] if self.lexicon else []))
 
 
 def run_ocr(
@@ -132,7 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write results to this file (default stdout)")
     p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
     p.add_argument("--beam-width", type=int, default=10)
-    p.add_argument("--lexicon", help="text file with one allowed word per line")
+    p.add_argument("--lexicon", help="text file with one allowed word per line (matched case-insensitively; "
+                   "see docs/lexicon.md)")
+    p.add_argument("--lexicon-case", choices=("image", "keep"), default="image",
+                   help="image (default): return a lexicon word in the case the image shows; keep: as the lexicon "
+                   "spells it")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, help="CPU cores to use (default: all; on a CPU that many batches run at once)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -196,7 +204,7 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
     try:
         # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
         recognizer = load_recognizer(args.weights, device=args.device, threads=torch_threads, precision=args.precision)
-        lexicon = Lexicon.from_file(args.lexicon, recognizer.charset) if args.lexicon else None
+        lexicon = Lexicon.from_file(args.lexicon, recognizer.charset, args.lexicon_case) if args.lexicon else None
     except (CRNNError, OSError, ValueError) as e:
         print(f"crnn ocr: {e}", file=sys.stderr)
         return 2
@@ -210,7 +218,7 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
         bar = tqdm(total=_count(args.paths), unit="img", file=sys.stderr, dynamic_ncols=True)
     failed = 0
     try:
-        writer = Writer(out, args.format)
+        writer = Writer(out, args.format, lexicon=lexicon is not None)
         rows = run_ocr(recognizer, chunks, args.batch_size, args.decoder, args.beam_width, lexicon, workers=workers)
         for row in rows:
             writer.write(row)

@@ -13,16 +13,22 @@ class Prediction:
     summed over every alignment of the text to the frames (so it is comparable across decoders).
     ``char_confidences`` has one value per character of ``text``: the highest per-frame
     probability of that character among the frames the best alignment assigns to it.
+    ``in_lexicon`` is None when no lexicon was used, True when the text is a lexicon word, and False when
+    no lexicon word was near the reading, which was returned as read.
     """
 
     text: str
     confidence: float
     char_confidences: tuple[float, ...] = field(default_factory=tuple)
+    in_lexicon: bool | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-able dict (``text``, ``confidence``, ``char_confidences``)."""
-        return {
+        """A JSON-able dict (``text``, ``confidence``, ``char_confidences``; ``in_lexicon`` when a lexicon was used)."""
+        d: dict[str, object] = {
             "text": self.text,
             "confidence": self.confidence,
             "char_confidences": list(self.char_confidences),
         }
+        if self.in_lexicon is not None:  # absent without a lexicon: outputs stay as they were
+            d["in_lexicon"] = self.in_lexicon
+        return d

@@ -13,7 +13,7 @@ import torch
 
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint
-from crnn.ctc_decode import Lexicon, as_lexicon, decode
+from crnn.ctc_decode import Lexicon, as_lexicons, decode
 from crnn.model import CRNN, ModelConfig, describe, fuse_for_inference
 from crnn.precision import resolve_precision
 from crnn.prediction import Prediction
@@ -108,10 +108,12 @@ class Recognizer(RecognizerBase):
         batch_size: int = 64,
         decoder: str = "greedy",
         beam_width: int = 10,
-        lexicon: Lexicon | Iterable[str] | None = None,
+        lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
     ) -> list[Prediction]:
         """Predictions for already prepared images (see :meth:`prepare`), in input order.
+
+        ``lexicon``: one word list for every image, or a sequence of Lexicon/None, one per image.
 
         ``workers`` > 1 runs that many batches at once in threads. With torch at one thread (see
         ``threads``) this uses N cores better than N intra-op threads do on one batch of small matrices
@@ -121,10 +123,13 @@ class Recognizer(RecognizerBase):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
-        lex = as_lexicon(lexicon, self.charset)
+        lexicons = as_lexicons(lexicon, self.charset, len(arrays))
+        # One lexicon (or none) for all: passed as is; per-image ones are sliced for each batch.
+        one = not lexicons or all(x is lexicons[0] for x in lexicons)
 
         def run(idx: list[int]) -> list[Prediction]:
             lp, lengths = self.log_probs([arrays[i] for i in idx])
+            lex = (lexicons[0] if lexicons else None) if one else [lexicons[i] for i in idx]
             return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex)
 
         batches = list(self.batches(arrays, batch_size))

@@ -63,10 +63,10 @@ class TextRecognizer(Protocol):
         batch_size: int = 64,
         decoder: str = "greedy",
         beam_width: int = 10,
-        lexicon: Lexicon | Iterable[str] | None = None,
+        lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
     ) -> list[Prediction]:
-        """Predictions for prepared images, in input order."""
+        """Predictions for prepared images, in input order; ``lexicon`` is one word list for all, or one per image."""
         ...
 
     def recognize(
@@ -144,7 +144,7 @@ class RecognizerBase:
         batch_size: int = 64,
         decoder: str = "greedy",
         beam_width: int = 10,
-        lexicon: Lexicon | Iterable[str] | None = None,
+        lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
     ) -> list[Prediction]:
         """Predictions for prepared images, in input order (each kind implements this)."""

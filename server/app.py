@@ -45,6 +45,9 @@ class ImageResult(BaseModel):
     text: str
     confidence: float = Field(description="P(text | image) under CTC, in [0, 1].")
     char_confidences: list[float] = Field(description="One value per character of text.")
+    in_lexicon: bool | None = Field(
+        None, description="Only when a lexicon was used: false when no lexicon word was near the reading, which is "
+        "returned as read.")
 
 
 class ImageFailure(BaseModel):
@@ -199,10 +202,25 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             lexicon = engine.lexicon(opts.lexicon) if opts.lexicon is not None else None
         except ValueError as e:
             raise InvalidRequest(f"invalid lexicon: {e}") from None
+        image_lexicons: list[Any] | None = None
+        if any(img.lexicon is not None for img in parsed.images):
+            built: dict[tuple[str, ...], Any] = {}  # equal word lists share one Lexicon, so their images batch together
+            image_lexicons = []
+            for i, img in enumerate(parsed.images):
+                if img.lexicon is None:
+                    image_lexicons.append(None)
+                    continue
+                words = tuple(img.lexicon)
+                if words not in built:
+                    try:
+                        built[words] = engine.image_lexicon(img.lexicon)
+                    except ValueError as e:
+                        raise InvalidRequest(f"invalid images.{i}.lexicon: {e}") from None
+                image_lexicons.append(built[words])
         options = DecodeOptions(opts.decoder, opts.beam_width, lexicon)
         retry = {"Retry-After": str(settings.retry_after_s)}
         try:
-            results = await engine.recognize(parsed.images, options)
+            results = await engine.recognize(parsed.images, options, image_lexicons)
         except QueueFull as e:
             metrics.rejected.labels("full").inc()
             raise Overloaded(f"server busy: {e}; retry later", headers=retry) from None

@@ -7,6 +7,7 @@ import copy
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,16 @@ class Engine:
         assert self.recognizer is not None
         return Lexicon(words, self.recognizer.charset)
 
+    def image_lexicon(self, words: list[str]) -> Lexicon:
+        """One image's Lexicon; raises ValueError naming the first word with characters outside the charset."""
+        assert self.recognizer is not None
+        charset = self.recognizer.charset
+        for word in words:
+            bad = charset.unsupported(word)
+            if bad:
+                raise ValueError(f"word {word!r} has characters the model cannot read: {''.join(bad)!r}")
+        return Lexicon(words, charset)
+
     def _infer(self, arrays: list[np.ndarray], options: DecodeOptions) -> list[Prediction]:
         assert self.recognizer is not None
         return self.recognizer.recognize_prepared(
@@ -139,17 +150,27 @@ class Engine:
                 out.append(f"could not decode the image ({type(e).__name__})")
         return out
 
-    async def recognize(self, images: list[ImageInput], options: DecodeOptions) -> list[dict[str, Any]]:
+    async def recognize(self, images: list[ImageInput], options: DecodeOptions,
+                        lexicons: list[Lexicon | None] | None = None) -> list[dict[str, Any]]:
         """One result dict per image, in order: the prediction, or the error that kept it from being read.
 
+        ``lexicons`` (one per image, None where the image has none) override ``options.lexicon``.
         Raises the batcher's QueueFull, QueueTimeout or BatcherClosed when the model cannot take the work.
         """
         assert self.batcher is not None
         loop = asyncio.get_running_loop()
         prepared = await loop.run_in_executor(self._prep, self._prepare_all, images)
         good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
-        preds = await self.batcher.submit([prepared[i] for i in good], options, options.key) if good else []
-        by_index = dict(zip(good, preds))
+        # Images that share options (one lexicon object) go to the batcher together; an image with its own
+        # lexicon is a group of its own (the batcher never mixes lexicons in one batch).
+        groups: dict[int, tuple[DecodeOptions, list[int]]] = {}
+        for i in good:
+            own = lexicons[i] if lexicons is not None else None
+            opts = options if own is None else replace(options, lexicon=own)
+            groups.setdefault(id(opts.lexicon), (opts, []))[1].append(i)
+        outputs = await asyncio.gather(*(
+            self.batcher.submit([prepared[i] for i in idx], opts, opts.key) for opts, idx in groups.values()))
+        by_index = {i: p for (_, idx), preds in zip(groups.values(), outputs) for i, p in zip(idx, preds)}
         results: list[dict[str, Any]] = []
         for i, (img, p) in enumerate(zip(images, prepared)):
             if i in by_index:

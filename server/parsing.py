@@ -30,7 +30,8 @@ class RecognizeOptions(BaseModel):
     decoder: Literal["greedy", "beam"] = Field("greedy", description="CTC decoder: greedy (fast) or prefix beam search.")
     beam_width: int = Field(10, ge=1, description="Beams kept by the beam decoder (at most the server's --max-beam-width).")
     lexicon: list[str] | None = Field(
-        None, description="Allowed words: each text is snapped to the likeliest word (case-sensitive).")
+        None, description="Allowed words for every image: each text is snapped to the likeliest word, matched "
+        "case-insensitively and returned in the case the image shows (results then carry in_lexicon).")
 
 
 class ImageIn(BaseModel):
@@ -40,6 +41,9 @@ class ImageIn(BaseModel):
 
     name: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Echoed in the result (default: imageN).")
     data: str = Field(..., description="The encoded image file (PNG, JPEG, ...) in base64; a data: URL is accepted.")
+    lexicon: list[str] | None = Field(
+        None, min_length=1, description="This image's own allowed words (e.g. a benchmark's per-image lexicon); "
+        "overrides the request's lexicon. At most the server's max_lexicon_words, characters of the model's charset.")
 
 
 class RecognizeJSON(RecognizeOptions):
@@ -67,11 +71,16 @@ def check_options(options: RecognizeOptions, settings: Settings) -> RecognizeOpt
     if options.beam_width > settings.max_beam_width:
         raise InvalidRequest(f"beam_width must be at most {settings.max_beam_width}, got {options.beam_width}")
     if options.lexicon is not None:
-        if len(options.lexicon) > settings.max_lexicon_words:
-            raise InvalidRequest(f"lexicon has {len(options.lexicon):,} words; at most {settings.max_lexicon_words:,} are accepted")
-        if any(len(w) > MAX_WORD_CHARS for w in options.lexicon):
-            raise InvalidRequest(f"lexicon words must be at most {MAX_WORD_CHARS} characters long")
+        check_lexicon_size(options.lexicon, settings, "lexicon")
     return options
+
+
+def check_lexicon_size(words: list[str], settings: Settings, where: str) -> None:
+    """Refuse a lexicon (request-wide or one image's, named by ``where``) over the server's limits (InvalidRequest)."""
+    if len(words) > settings.max_lexicon_words:
+        raise InvalidRequest(f"{where} has {len(words):,} words; at most {settings.max_lexicon_words:,} are accepted")
+    if any(len(w) > MAX_WORD_CHARS for w in words):
+        raise InvalidRequest(f"{where}: words must be at most {MAX_WORD_CHARS} characters long")
 
 
 async def parse_recognize(request: Request, settings: Settings) -> ParsedRequest:
@@ -117,8 +126,10 @@ async def _parse_json(request: Request, settings: Settings) -> ParsedRequest:
     images = []
     for i, img in enumerate(req.images):
         name = img.name or f"image{i}"
+        if img.lexicon is not None:
+            check_lexicon_size(img.lexicon, settings, f"images.{i}.lexicon")
         try:
-            images.append(ImageInput(name, data=decode_base64(img.data)))
+            images.append(ImageInput(name, data=decode_base64(img.data), lexicon=img.lexicon))
         except InvalidImageError as e:
             images.append(ImageInput(name, error=str(e)))
     options = RecognizeOptions(decoder=req.decoder, beam_width=req.beam_width, lexicon=req.lexicon)

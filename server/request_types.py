@@ -31,11 +31,12 @@ class DecodeOptions:
 
 @dataclass
 class ImageInput:
-    """One image of a request: its name and its encoded bytes, or why it could not be read."""
+    """One image of a request: its name and its encoded bytes (or why it could not be read), and its own lexicon's words."""
 
     name: str
     data: bytes | None = None
     error: str | None = None
+    lexicon: list[str] | None = None
 
 
 def decode_base64(text: str) -> bytes:

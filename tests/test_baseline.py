@@ -14,6 +14,7 @@ from crnn.baseline.model import BaselineConfig, SegCharModel, collate_crops, cro
 from crnn.baseline.recognizer import BaselineRecognizer, word_crops
 from crnn.baseline.segment import SegmentConfig, binarize, box_iou, segment, segmentation_stats, text_is_dark
 from crnn.charset import Charset
+from crnn.ctc_decode import Lexicon
 from crnn.checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
 from crnn.errors import CheckpointError
 from crnn.model import CRNN, ModelConfig
@@ -173,7 +174,14 @@ def test_tiny_overfit_loss_falls_and_decodes_labels(overfit_model: SegCharModel)
         assert len(p.char_confidences) == len(p.text)
         assert p.confidence == pytest.approx(float(np.prod(p.char_confidences)), rel=1e-4)
     lex = rec.recognize_prepared(arrays[:1], lexicon=["cab", "cub", "dice"])
-    assert lex[0].text == "cab"
+    assert lex[0].text == "cab" and lex[0].in_lexicon is True
+    # Case-insensitive: an upper-case list still matches, and the image's case comes back.
+    assert rec.recognize_prepared(arrays[:1], lexicon=["CAB", "CUB", "DICE"])[0].text == "cab"
+    assert rec.recognize_prepared(arrays[:1], lexicon=Lexicon(["CAB", "dice"], CHARSET, case="keep"))[0].text == "CAB"
+    # No word of the segment count: the reading stands, flagged; per-image lexicons apply image by image.
+    assert rec.recognize_prepared(arrays[:1], lexicon=["dice"])[0].in_lexicon is False
+    per_image = rec.recognize_prepared(arrays[:2], lexicon=[Lexicon(["CUB"], CHARSET), None])
+    assert per_image[0].text == "cub" and per_image[1].text == texts[1] and per_image[1].in_lexicon is None
     assert rec.recognize_prepared([normalize(np.full((32, 40), 255, np.uint8), PreprocessConfig())])[0].text == ""
 
 

@@ -11,8 +11,12 @@ import pytest
 import torch
 
 from crnn.charset import BLANK, Charset
+from crnn.errors import LexiconFileError
 from crnn.ctc_decode import (
+    SMALL_LEXICON_WORDS,
     Lexicon,
+    distance_bound,
+    read_image_lexicons,
     beam_search_decode,
     decode,
     greedy_decode,
@@ -302,12 +306,183 @@ def test_lexicon_picks_the_right_word(big_lexicon, index: int, decoder: str) -> 
     assert len(prediction.char_confidences) == len(target)
 
 
-def test_lexicon_widens_when_nothing_is_near() -> None:
+def test_small_lexicon_always_returns_one_of_its_words() -> None:
     lexicon = Lexicon(["abcdefghij", "zzzzzzzzzzzz"], LOWER)
     log_probs = peaked(path_for("abcxyz", LOWER), LOWER.num_classes).unsqueeze(0)
     prediction = lexicon_decode(log_probs, one(log_probs), LOWER, lexicon, max_distance=1)[0]
     assert prediction.text in {"abcdefghij", "zzzzzzzzzzzz"}
+    assert prediction.in_lexicon is True
     assert 0.0 <= prediction.confidence <= 1.0
+
+
+LETTERS = Charset(string.ascii_letters + string.digits)
+
+
+def misread(text: str, charset: Charset, positions: list[int], peak: float = 0.9) -> torch.Tensor:
+    """(1, T, C) log-probs spelling ``text`` where the characters at ``positions`` lose their frames to a wrong
+    one (0.55) and come second (0.4): the greedy text differs there, the true text stays the likeliest word."""
+    path = path_for(text, charset)
+    probs = peaked(path, charset.num_classes, peak=peak).exp()
+    for k in positions:
+        frame = 1 + 3 * k  # first frame of character k
+        right = path[frame]
+        wrong_char = "q" if text[k].lower() != "q" else "x"
+        wrong = charset.encode(wrong_char.upper() if text[k].isupper() and wrong_char.upper() in charset else wrong_char)[0]
+        for f in (frame, frame + 1):
+            probs[f] = 0.05 / (charset.num_classes - 2)
+            probs[f, wrong], probs[f, right] = 0.55, 0.4
+    return (probs / probs.sum(-1, keepdim=True)).log().unsqueeze(0)
+
+
+@pytest.fixture(scope="module")
+def big_cased_lexicon() -> list[str]:
+    return random_words(20_000, seed=1)
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("shown", ["HELLO", "Hello", "hello", "HeLLo"])
+@pytest.mark.parametrize("decoder", ["lexicon_decode", "decode-greedy", "decode-beam"])
+def test_lower_case_list_reads_any_case_and_keeps_the_image_case(
+    big_cased_lexicon, size: str, shown: str, decoder: str
+) -> None:
+    words = ["hello", "world", "help"] + (big_cased_lexicon if size == "large" else [])
+    lexicon = Lexicon(words, LETTERS)
+    assert lexicon.small == (size == "small")
+    log_probs = misread(shown, LETTERS, [2])  # greedy text: one letter off, in the image's case
+    lengths = one(log_probs)
+    if decoder == "lexicon_decode":
+        prediction = lexicon_decode(log_probs, lengths, LETTERS, lexicon)[0]
+    else:
+        prediction = decode(log_probs, lengths, LETTERS, decoder.split("-")[1], lexicon=lexicon)[0]
+    assert prediction.text == shown
+    assert prediction.in_lexicon is True
+    expected = sequence_log_likelihood(log_probs, lengths, [LETTERS.encode(shown)]).exp().item()
+    assert prediction.confidence == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("spelling", ["hello", "HELLO", "Hello"])
+def test_lexicon_case_keep_returns_the_lexicon_spelling(spelling: str) -> None:
+    lexicon = Lexicon([spelling, "world"], LETTERS, case="keep")
+    log_probs = misread("HeLLo", LETTERS, [])
+    assert lexicon_decode(log_probs, one(log_probs), LETTERS, lexicon)[0].text == spelling
+
+
+def test_unknown_lexicon_case_is_refused() -> None:
+    with pytest.raises(ValueError, match="keep"):
+        Lexicon(["a"], LOWER, case="title")
+
+
+@pytest.mark.parametrize("target,others", [
+    ("house", ["mouse", "horse", "table", "houses"]),
+    ("recognition", ["a", "an", "the", "recognitions", "cognition"]),
+])
+def test_small_lexicon_scores_every_word_even_far_from_the_reading(target: str, others: list[str]) -> None:
+    log_probs = misread(target, LOWER, list(range(len(target))))  # every character misread
+    lengths = one(log_probs)
+    reading = greedy_decode(log_probs, lengths, LOWER)[0].text
+    assert reading == "q" * len(target)  # as far from the target as a reading can be ...
+    assert len(target) > distance_bound(len(reading))
+    prediction = lexicon_decode(log_probs, lengths, LOWER, Lexicon([*others, target], LOWER))[0]
+    assert prediction.text == target  # ... yet, scored by P(word | image), the target wins
+    assert prediction.in_lexicon is True
+
+
+@pytest.mark.parametrize("decoder", ["lexicon_decode", "decode-greedy", "decode-beam"])
+@pytest.mark.parametrize("shown", ["20451987", "Zq9x7"])
+def test_large_lexicon_without_a_near_word_returns_the_reading_flagged(
+    big_cased_lexicon, decoder: str, shown: str
+) -> None:
+    lexicon = Lexicon(big_cased_lexicon, LETTERS)
+    assert not lexicon.small
+    log_probs = misread(shown, LETTERS, [])
+    lengths = one(log_probs)
+    if decoder == "lexicon_decode":
+        prediction = lexicon_decode(log_probs, lengths, LETTERS, lexicon)[0]
+    else:
+        prediction = decode(log_probs, lengths, LETTERS, decoder.split("-")[1], lexicon=lexicon)[0]
+    plain = greedy_decode(log_probs, lengths, LETTERS)[0]
+    assert prediction.text == plain.text == shown
+    assert prediction.in_lexicon is False
+    assert prediction.confidence == pytest.approx(plain.confidence)
+    assert prediction.to_dict()["in_lexicon"] is False
+
+
+@pytest.mark.parametrize("shown,near", [("Hellq", "hello"), ("WORLDS", "world"), ("zebrq", "zebra")])
+def test_large_lexicon_keeps_a_sure_reading_outside_it(big_cased_lexicon, shown: str, near: str) -> None:
+    # One edit from a list word, but read with no doubt: likelier a word outside the list than that word.
+    lexicon = Lexicon([near, *big_cased_lexicon], LETTERS)
+    log_probs = misread(shown, LETTERS, [], peak=0.97)
+    prediction = lexicon_decode(log_probs, one(log_probs), LETTERS, lexicon)[0]
+    assert (prediction.text, prediction.in_lexicon) == (shown, False)
+    # The same reading with the list word a close second: the word wins, in the image's case.
+    doubt = misread(near if shown[0].islower() else near.capitalize() if shown[1].islower() else near.upper(),
+                    LETTERS, [len(near) - 1])
+    assert lexicon_decode(doubt, one(doubt), LETTERS, lexicon)[0].in_lexicon is True
+
+
+PUNCT = Charset(string.ascii_letters + string.digits + "().,!'-")
+
+
+@pytest.mark.parametrize("shown,misread_at,expected", [
+    ("Hurdle.", [], "Hurdle."),         # a list word with a full stop: found, the stop kept
+    ("(telling)", [3], "(telling)"),    # misread inside brackets: corrected, brackets kept
+    ("HOLD!!", [1], "HOLD!!"),
+    ("don't", [], "don't"),              # inner punctuation is part of the word
+])
+def test_large_lexicon_keeps_the_punctuation_around_a_word(big_cased_lexicon, shown: str, misread_at: list[int],
+                                                           expected: str) -> None:
+    lexicon = Lexicon(["hurdle", "telling", "hold", "don't", *big_cased_lexicon], PUNCT)
+    log_probs = misread(shown, PUNCT, misread_at)
+    prediction = lexicon_decode(log_probs, one(log_probs), PUNCT, lexicon)[0]
+    assert (prediction.text, prediction.in_lexicon) == (expected, True)
+    # A small (closed) list returns its words as listed.
+    assert lexicon_decode(log_probs, one(log_probs), PUNCT, Lexicon(["hurdle", "telling", "hold"], PUNCT))[0].text \
+        in {"Hurdle", "telling", "HOLD", "hold", "Hold", "hurdle", "Telling", "TELLING", "HURDLE"}
+
+
+def test_predictions_without_a_lexicon_have_no_flag() -> None:
+    log_probs = misread("abc", LOWER, [])
+    prediction = greedy_decode(log_probs, one(log_probs), LOWER)[0]
+    assert prediction.in_lexicon is None
+    assert list(prediction.to_dict()) == ["text", "confidence", "char_confidences"]
+
+
+def test_per_sample_lexicons() -> None:
+    log_probs = torch.cat([misread("cat", LOWER, [1]), misread("cat", LOWER, [1])])
+    lengths = torch.tensor([log_probs.shape[1]] * 2)
+    preds = decode(log_probs, lengths, LOWER, lexicon=[Lexicon(["cat", "dog"], LOWER), None])
+    assert [p.text for p in preds] == ["cat", "cqt"]
+    assert [p.in_lexicon for p in preds] == [True, None]
+    with pytest.raises(ValueError, match="2 images"):
+        decode(log_probs, lengths, LOWER, lexicon=[None])
+
+
+def test_small_lexicon_size_is_a_few_hundred_words() -> None:
+    assert 100 <= SMALL_LEXICON_WORDS <= 1000
+    assert [distance_bound(n) for n in (1, 2, 3, 6, 9)] == [0, 0, 1, 2, 3]
+
+
+def test_read_image_lexicons(tmp_path) -> None:
+    path = tmp_path / "lex.tsv"
+    path.write_text("a/1.png\tHELLO,WORLD,HELLO\n\n./a/2.png\tHELLO,WORLD,HELLO\nb.png\tcat\n", encoding="utf-8")
+    lexicons = read_image_lexicons(path, LETTERS)
+    assert set(lexicons) == {"a/1.png", "a/2.png", "b.png"}
+    assert lexicons["a/1.png"].words == ["HELLO", "WORLD"]
+    assert lexicons["a/1.png"] is lexicons["a/2.png"]  # one object per word list
+
+
+@pytest.mark.parametrize("bad,why", [
+    ("c.png HELLO,WORLD", "expected relative_path<TAB>"),
+    ("c.png\t", "expected relative_path<TAB>"),
+    ("\tHELLO", "expected relative_path<TAB>"),
+    ("a.png\tWORLD", "'a.png' already has a lexicon"),
+    ("c.png\t\u00e9t\u00e9,\u20ac", "lexicon has no usable words"),
+])
+def test_per_image_lexicon_file_bad_line_names_the_line(tmp_path, bad: str, why: str) -> None:
+    path = tmp_path / "lex.tsv"
+    path.write_text(f"a.png\tHELLO\nb.png\tWORLD,HELP\n{bad}\nd.png\tOK\n", encoding="utf-8")
+    with pytest.raises(LexiconFileError, match=f"line 3: {why}"):
+        read_image_lexicons(path, LETTERS)
 
 
 def test_lexicon_scores_words_as_written() -> None:

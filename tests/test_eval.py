@@ -27,7 +27,11 @@ class FakeRecognizer:
     def __init__(self, answers: dict[int, str]) -> None:
         self.charset, self.preprocess, self.answers = Charset(), PreprocessConfig(width_bucket=1), answers
 
-    def recognize_prepared(self, arrays, batch_size=64, decoder="greedy", beam_width=10):  # noqa: ANN001
+    def recognize_prepared(self, arrays, batch_size=64, decoder="greedy", beam_width=10, lexicon=None):  # noqa: ANN001
+        self.lexicon = lexicon
+        if isinstance(lexicon, list):  # per image: answer the first lexicon word, flagged
+            return [Prediction(lex.words[0], 0.5, (), True) if lex is not None else
+                    Prediction(self.answers[a.shape[1]], 0.5) for a, lex in zip(arrays, lexicon)]
         return [Prediction(self.answers[a.shape[1]], 0.5) for a in arrays]
 
 
@@ -134,3 +138,43 @@ def test_validation_precision_follows_the_training_precision(device: str, amp: t
 
     config = TrainConfig.from_yaml(TINY, [f"val.precision={asked}"])
     assert val_precision(config, torch.device(device), amp) == expected
+
+
+@pytest.fixture
+def fake(folder: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRecognizer:
+    from crnn.preprocess import prepare
+
+    pre = PreprocessConfig(width_bucket=1)
+    rec = FakeRecognizer({prepare(folder / n, pre).shape[1]: read for n, (_, read) in WORDS.items()})
+    import crnn.text_recognizer
+
+    monkeypatch.setattr(crnn.text_recognizer, "load_recognizer", lambda *a, **k: rec)
+    return rec
+
+
+def test_crnn_eval_per_image_lexicons(folder: Path, tmp_path: Path, fake: FakeRecognizer,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    lex = tmp_path / "lex.tsv"
+    # 3.png has no line: read without a lexicon (and said so); ./2.png is the same path as 2.png.
+    lex.write_text("0.png\tHELLO,help\n1.png\tWorld\n./2.png\tcat,cut\n")
+    assert evaluate.main(["--data", str(folder), "--lexicons", str(lex), "--json"]) == 0
+    out = capsys.readouterr()
+    row = json.loads(out.out)["results"][0]
+    assert [None if x is None else x.words for x in fake.lexicon] == [["HELLO", "help"], ["World"], ["cat", "cut"], None]
+    assert row["word_accuracy_protocol"] == pytest.approx(1.0) and row["not_in_lexicon"] == 0
+    assert "1 images" in out.err and "without a lexicon" in out.err
+
+
+@pytest.mark.parametrize("bad", ["2.png cat", "2.png\t", "\tcat", "0.png\tagain"])
+def test_crnn_eval_bad_lexicons_line_is_one_error_naming_the_line(folder: Path, tmp_path: Path, fake: FakeRecognizer,
+                                                                  capsys: pytest.CaptureFixture[str], bad: str) -> None:
+    lex = tmp_path / "lex.tsv"
+    lex.write_text(f"0.png\tHELLO\n\n{bad}\n1.png\tWorld\n")
+    assert evaluate.main(["--data", str(folder), "--lexicons", str(lex)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("crnn eval: error: ") and f"{lex}, line 3: " in err
+
+
+def test_crnn_eval_lexicons_one_per_folder(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert evaluate.main(["--data", str(folder), "--data", str(folder), "--lexicons", "x.tsv"]) == 2
+    assert "one --lexicons file per --data" in capsys.readouterr().err

@@ -121,7 +121,28 @@ def test_beam_and_lexicon_options(folder: Path, tiny_weights: Path, tmp_path: Pa
     code, out, _ = _run([str(folder), "--weights", str(tiny_weights), "--decoder", "beam", "--beam-width", "4",
                          "--lexicon", str(lex)], capsys)
     assert code == 0
-    assert {r["text"] for r in _tsv(out)} <= {"alpha", "be", "gamma", "deep"}
+    rows = _tsv(out)
+    assert {r["text"] for r in rows} <= {"alpha", "be", "gamma", "deep"}
+    assert all(r["in_lexicon"] == "true" for r in rows)  # a small lexicon: always one of its words
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])
+def test_in_lexicon_column_only_with_a_lexicon(folder: Path, tiny_weights: Path, tmp_path: Path, capsys,
+                                               fmt: str) -> None:
+    lex = tmp_path / "lex.txt"
+    lex.write_text("ALPHA\nBe\n")
+    _, plain, _ = _run([str(folder), "--weights", str(tiny_weights), "--format", fmt], capsys)
+    _, with_lex, _ = _run([str(folder), "--weights", str(tiny_weights), "--format", fmt, "--lexicon", str(lex),
+                           "--lexicon-case", "keep"], capsys)
+    if fmt == "jsonl":
+        assert all("in_lexicon" not in json.loads(line) for line in plain.splitlines())
+        recs = [json.loads(line) for line in with_lex.splitlines()]
+        assert all(r.get("in_lexicon") is True and r["text"] in {"ALPHA", "Be"} for r in recs if "text" in r)
+    else:
+        assert "in_lexicon" not in plain.splitlines()[0]
+        header = with_lex.splitlines()[0]
+        assert header == ("path\ttext\tconfidence\terror\tin_lexicon" if fmt == "tsv" else
+                          "path,text,confidence,error,in_lexicon")
 
 
 def test_memory_stays_flat_over_many_paths(tmp_path: Path, tiny_weights: Path) -> None:

@@ -200,6 +200,30 @@ def test_json_lexicon_snaps_to_its_words(client: TestClient, images: dict[str, b
     assert r.json()["results"][0]["text"] in {"hello", "help"}
 
 
+def test_per_image_lexicons_snap_and_flag(client: TestClient, images: dict[str, bytes]) -> None:
+    body = {"images": [{"data": b64(images["hello"]), "lexicon": ["HELLO", "help"]},
+                       {"data": b64(images["hello"])},
+                       {"data": b64(images["recognition"]), "lexicon": ["HELLO", "help"]}],
+            "lexicon": ["world"]}
+    r = client.post("/v1/recognize", json=body)
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert results[0]["text"].lower() in {"hello", "help"} and results[0]["in_lexicon"] is True
+    assert results[1]["text"].lower() == "world" and results[1]["in_lexicon"] is True  # the request's lexicon
+    assert results[2]["text"].lower() in {"hello", "help"}
+    plain = client.post("/v1/recognize", json={"images": [{"data": b64(images["hello"])}]}).json()["results"][0]
+    assert "in_lexicon" not in plain  # no lexicon: results exactly as before
+
+
+@pytest.mark.parametrize("words,fragment", [
+    (["w"] * 51, "images.0.lexicon has 51 words; at most 50"),
+    (["ok", "caf\u00e9"], "invalid images.0.lexicon: word 'caf\u00e9' has characters the model cannot read"),
+])
+def test_per_image_lexicon_errors_say_what_is_wrong(client: TestClient, words: list[str], fragment: str) -> None:
+    r = client.post("/v1/recognize", json={"images": [{"data": b64(PNG_1), "lexicon": words}]})
+    assert r.status_code == 422 and fragment in r.json()["error"]["message"]
+
+
 # ---- refused requests ----------------------------------------------------------------------------
 
 PNG_1 = png(render_word("x"))
@@ -245,6 +269,11 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("json-lexicon-not-strings", {"json": {"images": [{"data": b64(PNG_1)}], "lexicon": [1, 2]}}, 422, "invalid_request"),
     ("json-lexicon-empty", {"json": {"images": [{"data": b64(PNG_1)}], "lexicon": []}}, 422, "invalid_request"),
     ("json-lexicon-too-long", {"json": {"images": [{"data": b64(PNG_1)}], "lexicon": ["w"] * 51}}, 422, "invalid_request"),
+    ("json-image-lexicon-too-long", {"json": {"images": [{"data": b64(PNG_1), "lexicon": ["w"] * 51}]}}, 422, "invalid_request"),
+    ("json-image-lexicon-empty", {"json": {"images": [{"data": b64(PNG_1), "lexicon": []}]}}, 422, "invalid_request"),
+    ("json-image-lexicon-not-strings", {"json": {"images": [{"data": b64(PNG_1), "lexicon": [3]}]}}, 422, "invalid_request"),
+    ("json-image-lexicon-charset", {"json": {"images": [{"data": b64(PNG_1), "lexicon": ["ok", "caf\u00e9"]}]}}, 422, "invalid_request"),
+    ("json-image-lexicon-long-word", {"json": {"images": [{"data": b64(PNG_1), "lexicon": ["w" * 257]}]}}, 422, "invalid_request"),
     ("json-too-many", {"json": {"images": [{"data": b64(PNG_1)}] * 5}}, 413, "too_many_images"),
     ("too-large", {"json": {"images": [{"data": "A" * 300_000}]}}, 413, "payload_too_large"),
 ]
@@ -437,6 +466,9 @@ def test_openapi_and_docs(client: TestClient) -> None:
     body = spec["paths"]["/v1/recognize"]["post"]["requestBody"]["content"]
     assert set(body) == {"multipart/form-data", "application/json"}
     assert {"RecognizeJSON", "ImageIn", "RecognizeResponse", "ErrorResponse"} <= set(spec["components"]["schemas"])
+    # Per-image lexicons are in the schema, and results may say whether their text is a lexicon word.
+    assert "lexicon" in spec["components"]["schemas"]["ImageIn"]["properties"]
+    assert "in_lexicon" in spec["components"]["schemas"]["ImageResult"]["properties"]
     assert {"/healthz", "/readyz", "/metrics", "/v1/model"} <= set(spec["paths"])
     responses = spec["paths"]["/v1/recognize"]["post"]["responses"]
     assert {"200", "400", "401", "413", "415", "422", "503"} <= set(responses)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from crnn.errors import CRNNError
+from crnn.errors import CRNNError, LexiconFileError
 from crnn.labeled_folder import MAX_NAMED_PROBLEMS
 from crnn.metrics import CalibrationBin, calibration, compute_metrics
 from crnn.precision import PRECISIONS
@@ -37,6 +38,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="also print each folder's reliability table: accuracy (case-sensitive) per confidence bin")
     p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
     p.add_argument("--beam-width", type=int, default=10)
+    p.add_argument("--lexicon", metavar="FILE", help="one word list (a word a line) for every image (docs/lexicon.md)")
+    p.add_argument("--lexicons", action="append", metavar="FILE",
+                   help="per-image lexicons, lines relative_path<TAB>word,word,... (paths as in labels.tsv); "
+                   "one per --data, in the same order")
+    p.add_argument("--lexicon-case", choices=("image", "keep"), default="image",
+                   help="image (default): a lexicon word in the case the image shows; keep: as the lexicon spells it")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=0, help="evaluate at most N images per folder")
     p.add_argument("--device", default="cpu")
@@ -47,24 +54,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def evaluate_folder(
-    recognizer: TextRecognizer, folder: str, args: argparse.Namespace
+    recognizer: TextRecognizer, folder: str, args: argparse.Namespace, lexicon: Any = None,
+    image_lexicons: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[list[str]], list[CalibrationBin]]:
     """One result row for a labeled folder, its mispredictions as (path, target, prediction, confidence), and
-    its reliability table (a confidence is P(text | image), so it is checked against the exact text)."""
+    its reliability table (a confidence is P(text | image), so it is checked against the exact text).
+
+    ``lexicon`` (a Lexicon) constrains every image; ``image_lexicons`` (relative path -> Lexicon, from
+    crnn.ctc_decode.read_image_lexicons) gives each image its own.
+    """
     from crnn_training.data import load_labeled_arrays
 
     arrays, texts, paths, problems = load_labeled_arrays(folder, recognizer.charset, recognizer.preprocess, args.limit)
     for p in problems[:MAX_NAMED_PROBLEMS]:
         print(f"[eval] skipped: {p}", file=sys.stderr)
+    if image_lexicons is not None:
+        lexicon = [image_lexicons.get(os.path.normpath(os.path.relpath(p, folder))) for p in paths]
+        missing = sum(lex is None for lex in lexicon)
+        if missing:
+            print(f"[eval] {missing} images of {folder} have no line in its --lexicons file: read without a lexicon",
+                  file=sys.stderr)
     t0 = time.perf_counter()
     preds = recognizer.recognize_prepared(
-        arrays, batch_size=args.batch_size, decoder=args.decoder, beam_width=args.beam_width
+        arrays, batch_size=args.batch_size, decoder=args.decoder, beam_width=args.beam_width, lexicon=lexicon
     ) if arrays else []
     seconds = time.perf_counter() - t0
     metrics = compute_metrics([p.text for p in preds], texts)
     ece, table = calibration([p.confidence for p in preds], [p.text == t for p, t in zip(preds, texts)])
     row = {"folder": folder, **metrics.to_dict(), "ece": round(ece, 4), "skipped": len(problems),
            "images_per_s": round(len(arrays) / seconds, 1) if seconds > 0 and arrays else 0.0}
+    if lexicon is not None:
+        # How many readings a large lexicon left as read (no word near them).
+        row["not_in_lexicon"] = sum(p.in_lexicon is False for p in preds)
     errors = [[path, t, p.text, f"{p.confidence:.4f}"] for path, t, p in zip(paths, texts, preds) if p.text != t]
     return row, errors, table
 
@@ -94,14 +115,30 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``crnn eval``: one row per labeled folder; exit code 2 on a bad checkpoint or folder."""
     args = _parser().parse_args(argv)
+    if args.lexicons and (len(args.lexicons) != len(args.data) or args.lexicon):
+        print("crnn eval: error: give one --lexicons file per --data folder (in the same order), and not with "
+              "--lexicon", file=sys.stderr)
+        return 2
     try:
         from crnn.text_recognizer import load_recognizer
 
         # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
         recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision)
+        lexicon = None
+        if args.lexicon:
+            from crnn.ctc_decode import Lexicon
+
+            try:
+                lexicon = Lexicon.from_file(args.lexicon, recognizer.charset, args.lexicon_case)
+            except OSError as e:
+                raise LexiconFileError(f"cannot read lexicon {args.lexicon}: {e.strerror}") from None
+        # Every lexicon file is read before any folder, so a bad line stops the run at once.
+        from crnn.ctc_decode import read_image_lexicons
+
+        per_image = [read_image_lexicons(f, recognizer.charset, args.lexicon_case) for f in args.lexicons or []]
         rows, errors, tables = [], [], []
-        for folder in args.data:
-            row, errs, table = evaluate_folder(recognizer, folder, args)
+        for i, folder in enumerate(args.data):
+            row, errs, table = evaluate_folder(recognizer, folder, args, lexicon, per_image[i] if per_image else None)
             rows.append(row)
             errors.extend(errs)
             tables.append(table)

@@ -13,7 +13,7 @@ from crnn.baseline.model import PAD, BaselineConfig, SegCharModel, collate_crops
 from crnn.baseline.segment import SegmentConfig, segment, text_is_dark
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint
-from crnn.ctc_decode import Lexicon, as_lexicon
+from crnn.ctc_decode import Lexicon, as_lexicons
 from crnn.precision import PRECISIONS, native_bf16
 from crnn.prediction import Prediction
 from crnn.preprocess import PreprocessConfig
@@ -85,18 +85,19 @@ class BaselineRecognizer(RecognizerBase):
         batch_size: int = 64,
         decoder: str = "greedy",
         beam_width: int = 10,
-        lexicon: Lexicon | Iterable[str] | None = None,
+        lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
     ) -> list[Prediction]:
-        """Predictions for prepared images, in input order.
+        """Predictions for prepared images, in input order (``lexicon``: one for all, or one per image).
 
         ``decoder``, ``beam_width`` and ``workers`` are accepted for interface parity: per-segment argmax is already the
         most likely text given the segmentation. With a lexicon, the word of the segment count with the
-        highest summed log-probability is chosen (the greedy text when none has that length).
+        highest summed log-probability is chosen, case-insensitively (each word's case variants compete, see
+        Lexicon.variants); when none has that length the plain text stands, flagged ``in_lexicon=False``.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        lex = as_lexicon(lexicon, self.charset)
+        lexicons = as_lexicons(lexicon, self.charset, len(arrays))
         size = self.model.config.crop_size
         crops = [word_crops(a, self.segment(a), size) for a in arrays]
         results: list[Prediction] = []
@@ -114,27 +115,30 @@ class BaselineRecognizer(RecognizerBase):
             logits = logits.float().cpu()
             logits[..., PAD] = float("-inf")  # the padding class is never a character
             log_probs = logits.log_softmax(-1)
-            for lp, n in zip(log_probs, lengths.tolist()):
-                results.append(self._decode(lp[:n], lex))
+            for j, (lp, n) in enumerate(zip(log_probs, lengths.tolist())):
+                results.append(self._decode(lp[:n], lexicons[start + j]))
         return results
 
     def _decode(self, log_probs: torch.Tensor, lexicon: Lexicon | None) -> Prediction:
-        # log_probs: (N, C) of one word's segments.
+        """One word's prediction from its segments' log-probabilities (N, C)."""
         if len(log_probs) == 0:
-            return Prediction("", 0.0, ())
+            return Prediction("", 0.0, (), None if lexicon is None else False)
         best, ids = log_probs.max(-1)
         text = self.charset.decode(ids.tolist())
+        in_lexicon: bool | None = None
         if lexicon is not None:
             n = len(log_probs)
-            scored = [(float(log_probs[torch.arange(n), torch.tensor(self.charset.encode(w))].sum()), w)
-                      for w in lexicon.words if len(w) == n]
-            if scored:
-                score, word = max(scored)
-                ids = torch.tensor(self.charset.encode(word))
-                best = log_probs[torch.arange(n), ids]
-                text = word
+            # Every spelling of every word with one character per segment, scored at once: (K, n) ids.
+            spellings = [v for folded in lexicon.folded if len(folded) == n for v in lexicon.variants(folded, text)]
+            in_lexicon = bool(spellings)
+            if spellings:
+                targets = torch.tensor([self.charset.encode(w) for w in spellings])
+                scores = log_probs[torch.arange(n), targets].sum(-1)
+                k = int(scores.argmax())
+                best = log_probs[torch.arange(n), targets[k]]
+                text = spellings[k]
         chars = tuple(float(p) for p in best.exp())
-        return Prediction(text, float(best.sum().exp()), chars)
+        return Prediction(text, float(best.sum().exp()), chars, in_lexicon)
 
 
 def _describe_lines(d: dict[str, Any]) -> list[str]:
