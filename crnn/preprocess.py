@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
+import struct
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -41,40 +43,52 @@ class PreprocessConfig(Config):
 
 
 def _describe(source: object) -> str:
+    # Only a path names its input in messages; bytes, PIL images and arrays have no name worth showing
+    # (a caller that has one, e.g. the server's part name, puts it beside the message).
     if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    return type(source).__name__
+        return os.fsdecode(source)
+    return ""
+
+
+def _msg(name: str, text: str) -> str:
+    """One message style for every input: ``path: problem`` for a path, just ``problem`` otherwise."""
+    return f"{name}: {text}" if name else text
+
+
+# Pixel kinds an array may hold: bool, signed and unsigned integers, floats. Anything else (object,
+# strings, bytes, structured records, complex, datetime64, timedelta64) is no image.
+_PIXEL_KINDS = frozenset("biuf")
 
 
 def _open_pil(data: bytes | Path, max_pixels: int, name: str) -> Image.Image:
     # A path is opened lazily by PIL, so a huge file is refused from its header without reading it all.
     if isinstance(data, Path):
         if data.stat().st_size == 0:
-            raise InvalidImageError(f"{name}: empty file (0 bytes)")
+            raise InvalidImageError(_msg(name, "empty file (0 bytes)"))
     elif not data:
-        raise InvalidImageError(f"{name}: empty input (0 bytes)")
+        raise InvalidImageError(_msg(name, "empty input (0 bytes)"))
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL's own bomb check warns past 89 M pixels; ours (max_pixels, from the header) decides. Its
+            # hard error (past 179 M) still comes first, from Image.open: reported as our pixel limit too.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(data if isinstance(data, Path) else io.BytesIO(data))
             w, h = img.size  # read from the header, before any pixel is decoded
             if w * h > max_pixels:
-                raise InvalidImageError(
-                    f"{name}: image of {w}x{h} pixels is over the limit of {max_pixels:,} pixels"
-                )
+                raise InvalidImageError(_msg(name, f"image of {w}x{h} pixels is over the limit of {max_pixels:,} pixels"))
             img.load()
     except InvalidImageError:
         raise
     except PermissionError as e:
-        raise InvalidImageError(f"{name}: cannot read ({e.strerror or e})") from None
+        raise InvalidImageError(_msg(name, f"cannot read ({e.strerror or e})")) from None
     except UnidentifiedImageError:
-        raise InvalidImageError(f"{name}: not an image file (unknown or unsupported format)") from None
+        raise InvalidImageError(_msg(name, "not an image file (unknown or unsupported format)")) from None
     except Image.DecompressionBombError as e:
-        raise InvalidImageError(
-            f"{name}: image is over the limit of {max_pixels:,} pixels (refused before decoding: {e})"
-        ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
-        raise InvalidImageError(f"{name}: corrupt or truncated image ({e})") from None
+        found = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"image of {int(found.group(1)):,} pixels" if found else "image"
+        raise InvalidImageError(_msg(name, f"{size} is over the limit of {max_pixels:,} pixels")) from None
+    except (OSError, SyntaxError, ValueError, TypeError, struct.error, EOFError) as e:
+        raise InvalidImageError(_msg(name, f"corrupt or truncated image ({e})")) from None
     return img
 
 
@@ -83,12 +97,19 @@ def _pil_to_gray(img: Image.Image, name: str) -> np.ndarray:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not lose an otherwise good image
         pass
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        return _array_to_gray(arr, name)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        img = _flatten_alpha(img.convert("RGBA"))
-    return np.asarray(img.convert("L"), dtype=np.uint8)
+    try:
+        if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            arr = np.asarray(img, dtype=np.float64)
+            return _array_to_gray(arr, name)
+        if img.mode == "LAB":  # PIL cannot convert LAB to L; its L channel is the lightness already
+            return np.asarray(img.getchannel("L"), dtype=np.uint8)
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            img = _flatten_alpha(img.convert("RGBA"))
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+    except InvalidImageError:
+        raise
+    except (OSError, ValueError, TypeError, SyntaxError, EOFError) as e:  # a mode PIL cannot turn into gray
+        raise InvalidImageError(_msg(name, f"unsupported image mode {img.mode!r} ({e})")) from None
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
@@ -98,6 +119,8 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
 
 
 def _array_to_gray(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.dtype.kind not in _PIXEL_KINDS or arr.dtype.fields is not None:
+        raise InvalidImageError(_msg(name, f"array of dtype {arr.dtype} is not an image (expected bool, integer or float pixels)"))
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 3 and arr.shape[2] == 4:
@@ -108,16 +131,16 @@ def _array_to_gray(arr: np.ndarray, name: str) -> np.ndarray:
         # ITU-R 601 luma, the weights PIL's "L" conversion uses; arrays are taken as RGB.
         arr = arr.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
     if arr.ndim != 2:
-        raise InvalidImageError(f"{name}: array of shape {arr.shape} is not a gray, RGB or RGBA image")
+        raise InvalidImageError(_msg(name, f"array of shape {arr.shape} is not a gray, RGB or RGBA image"))
     if arr.dtype == np.uint8:
         return np.ascontiguousarray(arr)
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
-        raise InvalidImageError(f"{name}: array holds NaN or infinite values")
+        raise InvalidImageError(_msg(name, "array holds NaN or infinite values"))
     if arr.size == 0:
-        raise InvalidImageError(f"{name}: empty image (0 pixels)")
+        raise InvalidImageError(_msg(name, "empty image (0 pixels)"))
     hi = arr.max()
     if hi <= 1.0 and arr.min() >= 0.0:
         scale = 255.0
@@ -138,27 +161,31 @@ def load_image(source: ImageSource, max_pixels: int = PreprocessConfig().max_pix
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
-            raise InvalidImageError(f"{path}: no such file")
+            raise InvalidImageError(_msg(name, "no such file"))
         if not path.is_file():
-            raise InvalidImageError(f"{path}: not a file")
+            raise InvalidImageError(_msg(name, "not a file"))
         gray = _pil_to_gray(_open_pil(path, max_pixels, name), name)
     elif isinstance(source, (bytes, bytearray, memoryview)):
-        gray = _pil_to_gray(_open_pil(bytes(source), max_pixels, "image bytes"), "image bytes")
+        try:
+            data = bytes(source)
+        except (TypeError, ValueError, BufferError) as e:  # e.g. a non-contiguous memoryview
+            raise InvalidImageError(f"unreadable buffer ({e})") from None
+        gray = _pil_to_gray(_open_pil(data, max_pixels, name), name)
     elif isinstance(source, Image.Image):
         w, h = source.size
         if w * h > max_pixels:
-            raise InvalidImageError(f"PIL image of {w}x{h} pixels is over the limit of {max_pixels:,} pixels")
-        gray = _pil_to_gray(source, "PIL image")
+            raise InvalidImageError(f"image of {w}x{h} pixels is over the limit of {max_pixels:,} pixels")
+        gray = _pil_to_gray(source, name)
     elif isinstance(source, np.ndarray):
         if source.size > max_pixels * (source.shape[2] if source.ndim == 3 else 1):
             raise InvalidImageError(f"array of shape {source.shape} is over the limit of {max_pixels:,} pixels")
-        gray = _array_to_gray(source, "array")
+        gray = _array_to_gray(source, name)
     else:
         raise InvalidImageError(
             f"unsupported input of type {type(source).__name__}: expected a path, bytes, a PIL image or a numpy array"
         )
     if gray.size == 0 or min(gray.shape) == 0:
-        raise InvalidImageError(f"{name}: empty image ({gray.shape[1] if gray.ndim == 2 else 0}x{gray.shape[0]} pixels)")
+        raise InvalidImageError(_msg(name, f"empty image ({gray.shape[1] if gray.ndim == 2 else 0}x{gray.shape[0]} pixels)"))
     return gray
 
 
@@ -179,18 +206,18 @@ def bucket_width(width: int, config: PreprocessConfig) -> int:
     return int(math.ceil(width / config.width_bucket) * config.width_bucket)
 
 
-def check_shape(gray: np.ndarray, config: PreprocessConfig, name: str = "image") -> None:
+def check_shape(gray: np.ndarray, config: PreprocessConfig, name: str = "") -> None:
     """Refuse images too small or too elongated to hold a word (raises InvalidImageError)."""
     h, w = gray.shape[:2]
     if min(h, w) < config.min_side:
-        raise InvalidImageError(f"{name}: {w}x{h} pixels is too small (each side must be at least {config.min_side})")
+        raise InvalidImageError(_msg(name, f"{w}x{h} pixels is too small (each side must be at least {config.min_side})"))
     if w / h > config.max_aspect or h / w > config.max_aspect:
         raise InvalidImageError(
-            f"{name}: {w}x{h} pixels has an aspect ratio beyond {config.max_aspect:g}:1, not a word image"
+            _msg(name, f"{w}x{h} pixels has an aspect ratio beyond {config.max_aspect:g}:1, not a word image")
         )
 
 
-def normalize(gray: np.ndarray, config: PreprocessConfig, name: str = "image") -> np.ndarray:
+def normalize(gray: np.ndarray, config: PreprocessConfig, name: str = "") -> np.ndarray:
     """Model input (config.height, W') float32 in [-1, 1] from a grayscale uint8 image (H, W)."""
     check_shape(gray, config, name)
     h, w = gray.shape

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,8 @@ from crnn_server.settings import Settings
 log = logging.getLogger("crnn.server")
 
 def _image_error(e: InvalidImageError) -> str:
-    # The library names bytes inputs "image bytes"; the result already carries the image's name.
-    return re.sub(r"^image bytes: ", "", str(e))
+    # The library's messages name only paths (never given here); the result carries the image's name.
+    return str(e)
 
 
 class Engine:
