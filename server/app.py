@@ -15,9 +15,13 @@ from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from crnn import __version__
 from crnn.text_recognizer import TextRecognizer
@@ -223,11 +227,13 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             "max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
             "max_beam_width": settings.max_beam_width, "max_lexicon_words": settings.max_lexicon_words}}
 
+    @app.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD too
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
+    @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", tags=["ops"], responses={503: {"model": ErrorResponse}})
     async def readyz(engine: Engine = Depends(require_ready)) -> dict[str, Any]:
         """Readiness: the model is loaded and the batcher takes work."""
@@ -252,7 +258,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
                        access_log=settings.access_log)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JSONCORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Content-Type", API_KEY_HEADER, "X-Request-ID"],
@@ -260,7 +266,38 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             max_age=600,
         )
     _add_request_schemas(app)
+    _label_routes(app)
     return app
+
+
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, answering a refused preflight in the API's JSON error format."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        message = bytes(response.body).decode("utf-8", "replace")  # e.g. "Disallowed CORS origin, method"
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+        body = {"error": {"code": "cors_refused", "message": message}, "request_id": None}
+        return JSONResponse(body, status_code=response.status_code, headers=headers)
+
+
+def _label_routes(app: FastAPI) -> None:
+    """Make the routes FastAPI adds itself (/docs, /openapi.json, the /docs-assets mount) name themselves in
+    the request scope as API routes do, so that metrics and access logs label them by path, not <unmatched>."""
+    for route in app.router.routes:
+        if isinstance(route, APIRoute):
+            continue
+        matches = route.matches
+
+        def labelled(scope: Scope, _matches: Any = matches, _route: BaseRoute = route) -> tuple[Match, Scope]:
+            match, child = _matches(scope)
+            if match != Match.NONE:
+                child["route"] = _route
+            return match, child
+
+        route.matches = labelled  # type: ignore[method-assign]
 
 
 def _add_request_schemas(app: FastAPI) -> None:

@@ -85,6 +85,18 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
+def check_weights(path: object) -> None:
+    """Load the checkpoint once (torch imported here, not at module level); raises CheckpointError if it cannot be."""
+    from crnn.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(path)  # type: ignore[arg-type]
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as e:  # what torch / safetensors raise on a bad file
+        raise CheckpointError(f"{path}: cannot load the weights ({type(e).__name__}: {e})") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Check the settings and the weights file, then run uvicorn until SIGINT/SIGTERM."""
     args = build_parser().parse_args(argv)
@@ -92,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         # Fail here with one clear line rather than in every worker's start-up traceback.
         read_header(settings.weights_path)
+        # The header can read fine while the weights do not (a truncated file): load them once here, as
+        # `crnn ocr` does, so that a bad file is one line and status 2, not a worker's traceback and 3.
+        check_weights(settings.weights_path)
     except CheckpointError as e:
         hint = "" if args.weights else " (pass --weights FILE or set CRNN_WEIGHTS)"
         print(f"crnn serve: {e}{hint}", file=sys.stderr)
@@ -103,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from crnn_server.logs import log_config
+    from crnn_server.protocols import protocol_name
 
     # Worker processes (and the single-process server alike) rebuild the app from this variable.
     os.environ[ENV_SETTINGS] = settings.to_json()
@@ -113,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.port,
         workers=settings.workers,
         log_config=log_config(settings.log_level),
+        http=protocol_name(),  # uvicorn's parser refusals answered as JSON too
         access_log=False,
         root_path=settings.root_path,
         timeout_graceful_shutdown=settings.graceful_timeout_s,

@@ -97,7 +97,7 @@ class Engine:
         d = rec.describe()
         return {
             "name": self._model_name or meta.get("name") or "crnn",
-            "weights": str(self._weights) if self._weights else None,
+            "weights": self._weights.name if self._weights else None,  # the file name: no server paths in answers
             "architecture": d["architecture"],
             "parameters": d["parameters"],
             # None for kinds without a per-width cost (the baseline runs per segment, not per frame).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -13,7 +14,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crnn_server.errors import APIError, InternalError, PayloadTooLarge
+from crnn_server.errors import APIError, InternalError, NotReady, PayloadTooLarge
 from crnn_server.logs import ACCESS_LOGGER
 from crnn_server.metrics import Metrics
 
@@ -89,6 +90,15 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive_limited, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the SIGTERM grace period ends (e.g. a stalled
+            # upload): answer a JSON 503 and close, rather than let uvicorn write a plain-text 500.
+            if sent["status"]:
+                raise
+            error = NotReady("the server is shutting down; retry on another instance",
+                             headers={"Retry-After": "1", "Connection": "close"})
+            state["error_code"] = error.code
+            await send_json(send_with_id, error.status, error.body(rid), error.headers)
         except ClientDisconnect:
             # The client left mid-body: nobody to answer; logged with nginx's "client closed" status.
             if not sent["status"]:

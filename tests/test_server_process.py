@@ -189,3 +189,14 @@ def test_shipped_model_reads_words_over_http() -> None:
         assert sum(t == w for t, w in zip(texts, words)) >= 3, texts
         info = c.get("/v1/model").json()
         assert info["weights"] == str(default_weights_path()) and info["metrics"]
+
+
+def test_truncated_weights_are_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The header reads fine, the tensors do not: refused before uvicorn starts, as `crnn ocr` does.
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    data = ckpt.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) - 1000])
+    assert main(["--weights", str(truncated)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("crnn serve: ") and "truncated.safetensors" in err
