@@ -86,6 +86,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in [
         (400, "Empty or malformed body"), (401, "Missing or wrong X-API-Key"),
+        (408, "The body did not arrive within the body-read timeout"),
         (413, "Body over the size limit, or too many images"), (415, "Neither multipart/form-data nor JSON"),
         (422, "Invalid options or fields, or no image"), (503, "Overloaded (see Retry-After) or not ready"),
     ]
@@ -225,6 +226,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
         return {**engine.info, "server": {
             "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms, "max_images": settings.max_images,
             "max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
+            "body_timeout_s": settings.body_timeout_s, "max_uploads": settings.max_uploads,
             "max_beam_width": settings.max_beam_width, "max_lexicon_words": settings.max_lexicon_words}}
 
     @app.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD too
@@ -255,7 +257,8 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
     # Observability sits inside CORS so that preflights are answered before it and every
     # response it writes (413 included) still gets the CORS headers.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       access_log=settings.access_log)
+                       access_log=settings.access_log, body_timeout_s=settings.body_timeout_s,
+                       max_uploads=settings.max_uploads)
     if settings.cors_origins:
         app.add_middleware(
             JSONCORSMiddleware,

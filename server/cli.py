@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("limits")
     g.add_argument("--max-body-mb", type=float, default=DEFAULTS.max_body_bytes / MiB,
                    help="largest request body in MiB (default %(default)g)")
+    g.add_argument("--body-timeout", type=float, default=DEFAULTS.body_timeout_s, metavar="SECONDS",
+                   help="a request body must arrive within this time, else 408 (default %(default)s)")
+    g.add_argument("--max-uploads", type=int, default=DEFAULTS.max_uploads,
+                   help="most requests receiving their bodies at once per worker; more get 503 (default %(default)s)")
     g.add_argument("--max-images", type=int, default=DEFAULTS.max_images, help="most images per request (default %(default)s)")
     g.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels,
                    help="largest image in pixels, checked from its header before decoding (default %(default)s)")
@@ -79,6 +83,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         batch_workers=batch_workers,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         queue_timeout_s=args.queue_timeout, max_body_bytes=int(args.max_body_mb * MiB), max_images=args.max_images,
+        body_timeout_s=args.body_timeout, max_uploads=args.max_uploads,
         max_pixels=args.max_pixels, max_beam_width=args.max_beam_width, max_lexicon_words=args.max_lexicon_words,
         cors_origins=parse_origins(args.cors_origins) if args.cors_origins is not None else None,
         graceful_timeout_s=args.graceful_timeout, log_level=args.log_level, access_log=not args.no_access_log,

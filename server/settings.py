@@ -55,6 +55,12 @@ class Settings(Config):
     retry_after_s: int = Field(1, ge=0)
     # Request limits.
     max_body_bytes: int = Field(16 * MiB, ge=1)
+    # Uploads: a request's whole body must arrive within body_timeout_s of its first read (else 408), so a
+    # stalled or trickling client cannot hold a connection for ever; 30 s moves the largest body (16 MiB) at
+    # 4.5 Mbit/s and a typical request (a few word crops, < 100 KB) on any link. At most max_uploads requests
+    # per process read their bodies at once; more get 503 + Retry-After at once (see docs/server.md).
+    body_timeout_s: float = Field(30.0, gt=0)
+    max_uploads: int = Field(128, ge=1)
     max_images: int = Field(64, ge=1)
     max_pixels: int = Field(16_000_000, ge=1)
     max_lexicon_words: int = Field(10_000, ge=1)
