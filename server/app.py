@@ -227,6 +227,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms, "max_images": settings.max_images,
             "max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
             "body_timeout_s": settings.body_timeout_s, "max_uploads": settings.max_uploads,
+            "decode_workers": settings.decode_workers, "max_decode_pixels": settings.max_decode_pixels,
             "max_beam_width": settings.max_beam_width, "max_lexicon_words": settings.max_lexicon_words}}
 
     @app.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD too

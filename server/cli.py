@@ -52,7 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most requests receiving their bodies at once per worker; more get 503 (default %(default)s)")
     g.add_argument("--max-images", type=int, default=DEFAULTS.max_images, help="most images per request (default %(default)s)")
     g.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels,
-                   help="largest image in pixels, checked from its header before decoding (default %(default)s)")
+                   help="largest image in pixels, checked from its header before decoding; word crops need far less "
+                   "(default %(default)s)")
+    g.add_argument("--decode-workers", type=int, default=DEFAULTS.decode_workers,
+                   help="images decoded at once per worker (default %(default)s)")
+    g.add_argument("--max-decode-pixels", type=int, default=DEFAULTS.max_decode_pixels,
+                   help="most decoded pixels in flight per worker (memory); beyond it images wait, within "
+                   "--queue-timeout (default %(default)s)")
     g.add_argument("--max-beam-width", type=int, default=DEFAULTS.max_beam_width, help="(default %(default)s)")
     g.add_argument("--max-lexicon-words", type=int, default=DEFAULTS.max_lexicon_words, help="(default %(default)s)")
     g = p.add_argument_group("operations")
@@ -84,6 +90,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         queue_timeout_s=args.queue_timeout, max_body_bytes=int(args.max_body_mb * MiB), max_images=args.max_images,
         body_timeout_s=args.body_timeout, max_uploads=args.max_uploads,
+        decode_workers=args.decode_workers, max_decode_pixels=args.max_decode_pixels,
         max_pixels=args.max_pixels, max_beam_width=args.max_beam_width, max_lexicon_words=args.max_lexicon_words,
         cors_origins=parse_origins(args.cors_origins) if args.cors_origins is not None else None,
         graceful_timeout_s=args.graceful_timeout, log_level=args.log_level, access_log=not args.no_access_log,

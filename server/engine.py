@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import io
 import logging
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from crnn.ctc_decode import Lexicon
 from crnn.errors import InvalidImageError
 from crnn.prediction import Prediction
 from crnn.text_recognizer import TextRecognizer, load_recognizer
-from crnn_server.batching import MicroBatcher
+from crnn_server.batching import DecodeGate, MicroBatcher
 from crnn_server.metrics import Metrics
 from crnn_server.request_types import DecodeOptions, ImageInput
 from crnn_server.settings import Settings
@@ -39,8 +42,10 @@ class Engine:
         self._weights: Path | None = None
         self.info: dict[str, Any] = {}
         self.batcher: MicroBatcher[Prediction] | None = None
-        # Decoding and resizing run here, beside the model thread (PIL and OpenCV release the GIL).
-        self._prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crnn-prep")
+        # Decoding and resizing run here, beside the model thread (PIL and OpenCV release the GIL). The gate
+        # admits as many decodes as there are threads, within a budget of decoded pixels (memory), in order.
+        self._prep = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="crnn-prep")
+        self.decode_gate = DecodeGate(settings.decode_workers, settings.max_decode_pixels)
 
     @property
     def ready(self) -> bool:
@@ -68,7 +73,7 @@ class Engine:
         # loosen it) without touching a Recognizer the caller may still use.
         rec = self.recognizer = copy.copy(self.recognizer)
         rec.preprocess = rec.preprocess.replace(
-            max_pixels=min(rec.preprocess.max_pixels, self.settings.max_pixels))
+            max_pixels=min(rec.preprocess.max_pixels, self.settings.max_pixels), jpeg_draft=True)
         self.info = await asyncio.to_thread(self._describe)
         self.batcher = MicroBatcher(
             self._infer,
@@ -121,33 +126,58 @@ class Engine:
             arrays, batch_size=self.settings.max_batch, decoder=options.decoder,
             beam_width=options.beam_width, lexicon=options.lexicon, workers=self.settings.batch_workers)
 
-    def _prepare_all(self, images: list[ImageInput]) -> list[np.ndarray | str]:
+    def _prepare_one(self, img: ImageInput) -> np.ndarray | str:
         assert self.recognizer is not None
-        out: list[np.ndarray | str] = []
-        for img in images:
-            if img.error is not None:
-                out.append(img.error)
-                continue
-            try:
-                out.append(self.recognizer.prepare(img.data or b""))
-            except InvalidImageError as e:
-                out.append(_image_error(e))
-            except Exception as e:
-                # A decoder bug on a hostile file must cost that image, not the whole request.
-                log.warning("image decoder failed", exc_info=True, extra={"image": img.name})
-                out.append(f"could not decode the image ({type(e).__name__})")
-        return out
+        try:
+            return self.recognizer.prepare(img.data or b"")
+        except InvalidImageError as e:
+            return _image_error(e)
+        except Exception as e:
+            # A decoder bug on a hostile file must cost that image, not the whole request.
+            log.warning("image decoder failed", exc_info=True, extra={"image": img.name})
+            return f"could not decode the image ({type(e).__name__})"
+
+    def _decoded_pixels(self, data: bytes) -> int:
+        """Pixels the image will decode to, from its header (0 when it will be refused before decoding)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                w, h = Image.open(io.BytesIO(data)).size  # the header only: microseconds
+        except Exception:
+            return 0  # not an image: refused at once by prepare
+        assert self.recognizer is not None
+        return w * h if w * h <= self.recognizer.preprocess.max_pixels else 0
+
+    def _prepare_sync(self, images: list[ImageInput]) -> list[np.ndarray | str]:
+        return [img.error if img.error is not None else self._prepare_one(img) for img in images]
+
+    async def _prepare_all(self, images: list[ImageInput], deadline: float) -> list[np.ndarray | str]:
+        """Decode a request's images, one after the other in one decode slot, once the gate admits it.
+
+        A request holds one slot for all its images (they decode in turn, so the largest one's pixels are
+        what it has in flight), and requests start in arrival order: under a flood the early ones finish
+        and the late ones get QueueTimeout at ``deadline``, instead of every request slowing down together.
+        """
+        pixels = max((self._decoded_pixels(img.data or b"") for img in images if img.error is None), default=0)
+        await self.decode_gate.acquire(pixels, deadline)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._prep, self._prepare_sync, images)
+        finally:
+            self.decode_gate.release(pixels)
 
     async def recognize(self, images: list[ImageInput], options: DecodeOptions) -> list[dict[str, Any]]:
         """One result dict per image, in order: the prediction, or the error that kept it from being read.
 
-        Raises the batcher's QueueFull, QueueTimeout or BatcherClosed when the model cannot take the work.
+        Raises the batcher's QueueFull, QueueTimeout or BatcherClosed when the model cannot take the work; the
+        queue timeout covers the wait to be decoded and the wait for the model together.
         """
         assert self.batcher is not None
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._prep, self._prepare_all, images)
+        deadline = loop.time() + self.settings.queue_timeout_s
+        prepared = await self._prepare_all(images, deadline)
         good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
-        preds = await self.batcher.submit([prepared[i] for i in good], options, options.key) if good else []
+        preds = await self.batcher.submit([prepared[i] for i in good], options, options.key,
+                                          timeout=deadline - loop.time()) if good else []
         by_index = dict(zip(good, preds))
         results: list[dict[str, Any]] = []
         for i, (img, p) in enumerate(zip(images, prepared)):

@@ -216,3 +216,35 @@ def test_path_messages_name_the_path(tmp_path: Path) -> None:
 def test_oversized_header_gives_the_pixel_limit_message(side: int) -> None:
     with pytest.raises(InvalidImageError, match=r"^image of .* pixels is over the limit of 40,000,000 pixels$"):
         prepare(_bomb_png(side))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.int8])  # uint8 is taken as it is
+def test_integer_fast_path_gives_what_the_float_path_gives(dtype: type) -> None:
+    from crnn.preprocess import _array_to_gray
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(0)
+    for lo, hi in [(0, 2), (0, 256), (max(info.min, -300), info.max)]:
+        arr = rng.integers(lo, hi, size=(40, 300), endpoint=False).astype(dtype)
+        assert np.array_equal(_array_to_gray(arr, ""), _array_to_gray(arr.astype(np.float64), "")), (dtype, lo, hi)
+
+
+@pytest.mark.parametrize("orientation", [None, 6])
+def test_jpeg_draft_decodes_a_large_crop_at_a_reduced_scale(orientation: int | None) -> None:
+    big = np.kron(WORD, np.ones((16, 16), np.uint8))  # 512 px high
+    img = Image.fromarray(big).convert("RGB")
+    kw = {}
+    if orientation:
+        img = img.transpose(Image.Transpose.ROTATE_90)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kw["exif"] = exif.tobytes()
+    data = _encode(img, "JPEG", quality=95, **kw)
+    full = load_image(data)
+    small = load_image(data, draft_height=64)
+    assert full.shape == big.shape
+    assert 64 <= small.shape[0] < 128 and small.shape[0] * 8 == full.shape[0]  # 1/8 scale keeps 64 px
+    cfg = PreprocessConfig()
+    a, b = prepare(data, cfg), prepare(data, cfg.replace(jpeg_draft=True))
+    assert a.shape == b.shape and np.abs(a - b).mean() < 0.05  # the same input for the model, nearly
+    assert "jpeg_draft" not in cfg.replace(jpeg_draft=True).to_dict()  # never stored in checkpoints
