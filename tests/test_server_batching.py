@@ -300,6 +300,9 @@ def test_a_decode_flood_is_bounded_and_sheds_with_queue_timeout(monkeypatch: pyt
         return real_prepare(self, source)
 
     monkeypatch.setattr(Recognizer, "prepare", slow_prepare)
+    import crnn_server.engine
+
+    monkeypatch.setattr(crnn_server.engine, "SMALL_PIXELS", 0)  # no fast lane: every request takes the gate
     word = png(render_word("flood"))
     pixels = render_word("flood").size
     settings = Settings(**{**LIMITS, "decode_workers": 1, "max_decode_pixels": 2 * pixels, "queue_timeout_s": 1.0})
@@ -341,3 +344,43 @@ def test_the_decode_wait_counts_against_the_queue_timeout_and_answers_503(monkey
     responses = run(main)
     refused = [r for r in responses if r.status_code == 503]
     assert refused and all(r.json()["error"]["code"] == "overloaded" and r.headers["retry-after"] for r in refused)
+
+
+def test_word_sized_requests_do_not_queue_behind_a_flood_of_large_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crnn import Recognizer
+    import crnn_server.engine
+    from crnn_server.engine import Engine
+    from crnn_server.metrics import Metrics
+    from crnn_server.request_types import DecodeOptions, ImageInput
+
+    small = render_word("hi")
+    large = np.kron(render_word("large"), np.ones((4, 4), np.uint8))
+    monkeypatch.setattr(crnn_server.engine, "SMALL_PIXELS", small.size)
+    real_prepare = Recognizer.prepare
+
+    def prepare(self: Recognizer, source: Any) -> np.ndarray:
+        out = real_prepare(self, source)
+        if len(source) > len(png(small)):  # a large image: slow to decode
+            time.sleep(0.1)
+        return out
+
+    monkeypatch.setattr(Recognizer, "prepare", prepare)
+    settings = Settings(**{**LIMITS, "decode_workers": 1, "queue_timeout_s": 1.0})
+
+    async def main() -> tuple[list[Any], Any]:
+        engine = Engine(settings, Metrics(), tiny_recognizer(), "tiny")
+        await engine.start()
+        try:
+            flood = [engine.recognize([ImageInput(f"{i}.png", png(large)) for i in range(4)], DecodeOptions())
+                     for _ in range(10)]
+            tasks = [asyncio.ensure_future(f) for f in flood]
+            await asyncio.sleep(0.05)  # the flood holds the gate and its queue
+            lone = await engine.recognize([ImageInput("w.png", png(small))], DecodeOptions())
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await engine.stop()
+        return outcomes, lone
+
+    outcomes, lone = run(main)
+    assert "text" in lone[0]  # read, although the flood behind the gate sheds
+    assert any(isinstance(o, QueueTimeout) for o in outcomes)
