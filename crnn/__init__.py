@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "CRNN": "crnn.model",
     "ModelConfig": "crnn.model",
     "build_model": "crnn.model",
+    "FailedImage": "crnn.text_recognizer",
     "Prediction": "crnn.prediction",
     "PreprocessConfig": "crnn.preprocess",
     "load_image": "crnn.preprocess",
@@ -43,6 +44,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DEFAULT_CHARS",
+    "FailedImage",
     "InvalidImageError",
     "ModelConfig",
     "Prediction",
@@ -70,7 +72,7 @@ if TYPE_CHECKING:
     from crnn.preprocess import PreprocessConfig, load_image, prepare
     from crnn.recognizer import Recognizer
     from crnn.registry import ModelKind, register
-    from crnn.text_recognizer import TextRecognizer, load_recognizer
+    from crnn.text_recognizer import FailedImage, TextRecognizer, load_recognizer
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ import csv
 import glob
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,10 +45,10 @@ def expand_inputs(inputs: Sequence[str], stdin: IO[str] | None = None) -> Iterat
         if arg == "-":
             for line in stdin or sys.stdin:
                 line = line.rstrip("\r\n")
-                if line:
+                if line.strip():  # a blank or whitespace-only line is no path
                     yield line, None
         elif os.path.isdir(arg):
-            yield from ((p, None) for p in _walk_images(arg))
+            yield from _walk_images(arg)
         elif os.path.exists(arg):
             yield arg, None
         else:
@@ -56,17 +57,42 @@ def expand_inputs(inputs: Sequence[str], stdin: IO[str] | None = None) -> Iterat
                 yield arg, "no such file, folder or matching pattern"
             for m in matches:
                 if os.path.isdir(m):
-                    yield from ((p, None) for p in _walk_images(m))
+                    yield from _walk_images(m)
                 elif Path(m).suffix.lower() in IMAGE_EXTENSIONS:
                     yield m, None
 
 
-def _walk_images(root: str) -> Iterator[str]:
-    for dirpath, dirnames, filenames in os.walk(root):
+def _walk_images(root: str) -> Iterator[tuple[str, str | None]]:
+    """(path, None) for each image file under ``root``, and (folder, error) for each folder that cannot be read."""
+    unreadable: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append):
+        yield from _folder_errors(unreadable)  # os.walk reports a folder it cannot list before moving on
         dirnames.sort()
         for name in sorted(filenames):
             if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                yield os.path.join(dirpath, name)
+                yield os.path.join(dirpath, name), None
+    yield from _folder_errors(unreadable)
+
+
+def _folder_errors(errors: list[OSError]) -> Iterator[tuple[str, str | None]]:
+    while errors:
+        e = errors.pop(0)
+        yield os.fsdecode(e.filename) if e.filename is not None else "?", f"cannot read folder ({e.strerror or e})"
+
+
+# Lone surrogates: the bytes of a file name that is not valid UTF-8, as os.fsdecode gives them (PEP 383).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    # Inside JSON text a raw surrogate can only sit in a string: written as \udcXX it is valid JSON (and
+    # UTF-8), and os.fsencode(json.loads(line)["path"]) gives back the name's original bytes.
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _printable(text: str) -> str:
+    """``text`` for a terminal: a file name's bytes that are not UTF-8 shown as \\xNN escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 class Writer:
@@ -91,12 +117,43 @@ class Writer:
                     rec["in_lexicon"] = p.in_lexicon
             else:
                 rec["error"] = row.error
-            self.out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            self.out.write(_escape_surrogates(json.dumps(rec, ensure_ascii=False)) + "\n")
         elif p is not None:
             flag = [] if not self.lexicon else ["" if p.in_lexicon is None else str(p.in_lexicon).lower()]
-            self._csv.writerow([row.path, p.text, f"{p.confidence:.4f}", ""] + flag)
+            self._csv_row([row.path, p.text, f"{p.confidence:.4f}", ""] + flag)
         else:
-            self._csv.writerow([row.path, "", "", row.error] + ([""] if self.lexicon else []))
+            self._csv_row([row.path, "", "", row.error] + ([""] if self.lexicon else []))
+
+    def _csv_row(self, fields: list[str]) -> None:
+        try:
+            self._csv.writerow(fields)
+        except UnicodeEncodeError:
+            # Not on a stream that takes surrogateescape (see open_output): backslash escapes, so that
+            # no file name can stop the run (csv writes a row in one call, so nothing was written).
+            self._csv.writerow([f.encode("utf-8", "backslashreplace").decode("utf-8") for f in fields])
+
+
+def open_output(path: str | None) -> IO[str]:
+    """The output stream: the file ``path`` or stdout, both writing a file name that is not valid UTF-8
+    back as its original bytes (surrogateescape), so that ``os.fsencode(row["path"])`` round-trips."""
+    if path is not None:
+        return open(path, "w", encoding="utf-8", errors="surrogateescape", newline="")
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")
+    return sys.stdout
+
+
+def check_output(path: str) -> str | None:
+    """Why ``-o path`` cannot be written (a folder, a missing or read-only folder), or None."""
+    if os.path.isdir(path):
+        return f"-o {path}: is a folder, not a file"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"-o {path}: no such folder {parent}"
+    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        return f"-o {path}: permission denied"
+    return None
 
 
 def run_ocr(
@@ -157,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1 or args.beam_width < 1 or (args.threads is not None and args.threads < 1):
         print("crnn ocr: --batch-size, --beam-width and --threads must be >= 1", file=sys.stderr)
         return 2
+    problem = check_output(args.output) if args.output else None
+    if problem:  # before the model loads, not after
+        print(f"crnn ocr: {problem}", file=sys.stderr)
+        return 2
     import cv2
 
     from crnn.checkpoint_header import default_weights_path, read_header
@@ -209,7 +270,11 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
         print(f"crnn ocr: {e}", file=sys.stderr)
         return 2
 
-    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    try:
+        out = open_output(args.output)
+    except OSError as e:
+        print(f"crnn ocr: -o {args.output}: {e.strerror or e}", file=sys.stderr)
+        return 2
     show = args.progress or sys.stderr.isatty()
     bar = None
     if show:
@@ -225,7 +290,7 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
             if row.error is not None:
                 failed += 1
                 msg = row.error if row.error.startswith(row.path) else f"{row.path}: {row.error}"
-                (bar.write if bar else lambda m: print(m, file=sys.stderr))(f"crnn ocr: error: {msg}")
+                (bar.write if bar else lambda m: print(m, file=sys.stderr))(f"crnn ocr: error: {_printable(msg)}")
             if bar:
                 bar.update(1)
         out.flush()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -14,10 +15,33 @@ from torch import nn
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint, load_checkpoint
 from crnn.ctc_decode import Lexicon
-from crnn.errors import CheckpointError
+from crnn.errors import CheckpointError, InvalidImageError
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, prepare
 from crnn.registry import get_kind
+
+
+@dataclass(frozen=True)
+class FailedImage:
+    """The result, with ``recognize(..., errors="return")``, of an input that is not a readable image.
+
+    Prediction-like (empty ``text``, ``confidence`` 0, no ``char_confidences``), so that code which only
+    reads texts keeps working; ``error`` says why (the InvalidImageError's message) and ``index`` is the
+    input's position in the call. Tell results apart with ``isinstance(result, FailedImage)``.
+    """
+
+    index: int
+    error: str
+    text: str = ""
+    confidence: float = 0.0
+    char_confidences: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-able dict (``index``, ``error``)."""
+        return {"index": self.index, "error": self.error}
+
+
+Errors = Literal["raise", "return"]
 
 
 @runtime_checkable
@@ -76,8 +100,13 @@ class TextRecognizer(Protocol):
         decoder: str = "greedy",
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
-    ) -> list[Prediction]:
-        """Read the text of each image (paths, bytes, PIL images or arrays), in input order."""
+        errors: Errors = "raise",
+    ) -> list[Prediction | FailedImage]:
+        """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
+
+        ``errors="raise"``: an unreadable input raises InvalidImageError (naming its index in a list);
+        ``errors="return"``: it comes back as a :class:`FailedImage` in its place, the others are read.
+        """
         ...
 
     def describe(self, width: int = 128) -> dict[str, Any]:
@@ -157,15 +186,33 @@ class RecognizerBase:
         decoder: str = "greedy",
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
-    ) -> list[Prediction]:
+        errors: Errors = "raise",
+    ) -> list[Prediction | FailedImage]:
         """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
 
-        Raises InvalidImageError for the first input that is not a readable image.
+        ``errors="raise"`` (default): raises InvalidImageError for the first input that is not a readable
+        image; for a list or tuple the message starts with its index (``image 3: ...``).
+        ``errors="return"``: such an input gives a :class:`FailedImage` in its place, the rest are read.
         """
-        if not isinstance(images, (list, tuple)):
-            images = [images]  # type: ignore[list-item]
-        arrays = [self.prepare(img) for img in images]
-        return self.recognize_prepared(arrays, batch_size, decoder, beam_width, lexicon)
+        if errors not in ("raise", "return"):
+            raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
+        many = isinstance(images, (list, tuple))
+        items: Sequence[ImageSource] = images if many else [images]  # type: ignore[list-item,assignment]
+        prepared: list[np.ndarray | FailedImage] = []
+        for i, img in enumerate(items):
+            try:
+                prepared.append(self.prepare(img))
+            except InvalidImageError as e:
+                message = f"image {i}: {e}" if many else str(e)
+                if errors == "raise":
+                    raise InvalidImageError(message) from None
+                prepared.append(FailedImage(i, str(e)))
+        good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
+        preds = self.recognize_prepared([prepared[i] for i in good], batch_size, decoder, beam_width, lexicon) if good else []
+        out: list[Prediction | FailedImage] = list(prepared)  # type: ignore[arg-type]
+        for i, p in zip(good, preds):
+            out[i] = p
+        return out
 
     def describe(self, width: int = 128) -> dict[str, Any]:
         """Architecture and parameters (and what else the kind can tell) for a 32 x ``width`` input."""

@@ -15,9 +15,13 @@ from fastapi_offline import FastAPIOffline
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from crnn import __version__
 from crnn.text_recognizer import TextRecognizer
@@ -85,6 +89,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
     for status, text in [
         (400, "Empty or malformed body"), (401, "Missing or wrong X-API-Key"),
+        (408, "The body did not arrive within the body-read timeout"),
         (413, "Body over the size limit, or too many images"), (415, "Neither multipart/form-data nor JSON"),
         (422, "Invalid options or fields, or no image"), (503, "Overloaded (see Retry-After) or not ready"),
     ]
@@ -239,13 +244,17 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
         return {**engine.info, "server": {
             "max_batch": settings.max_batch, "max_wait_ms": settings.max_wait_ms, "max_images": settings.max_images,
             "max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
+            "body_timeout_s": settings.body_timeout_s, "max_uploads": settings.max_uploads,
+            "decode_workers": settings.decode_workers, "max_decode_pixels": settings.max_decode_pixels,
             "max_beam_width": settings.max_beam_width, "max_lexicon_words": settings.max_lexicon_words}}
 
+    @app.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD too
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
+    @app.head("/readyz", include_in_schema=False)
     @app.get("/readyz", tags=["ops"], responses={503: {"model": ErrorResponse}})
     async def readyz(engine: Engine = Depends(require_ready)) -> dict[str, Any]:
         """Readiness: the model is loaded and the batcher takes work."""
@@ -267,10 +276,11 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
     # Observability sits inside CORS so that preflights are answered before it and every
     # response it writes (413 included) still gets the CORS headers.
     app.add_middleware(ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       access_log=settings.access_log)
+                       access_log=settings.access_log, body_timeout_s=settings.body_timeout_s,
+                       max_uploads=settings.max_uploads)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JSONCORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Content-Type", API_KEY_HEADER, "X-Request-ID"],
@@ -278,7 +288,38 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             max_age=600,
         )
     _add_request_schemas(app)
+    _label_routes(app)
     return app
+
+
+class JSONCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, answering a refused preflight in the API's JSON error format."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        message = bytes(response.body).decode("utf-8", "replace")  # e.g. "Disallowed CORS origin, method"
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-type", "content-length")}
+        body = {"error": {"code": "cors_refused", "message": message}, "request_id": None}
+        return JSONResponse(body, status_code=response.status_code, headers=headers)
+
+
+def _label_routes(app: FastAPI) -> None:
+    """Make the routes FastAPI adds itself (/docs, /openapi.json, the /docs-assets mount) name themselves in
+    the request scope as API routes do, so that metrics and access logs label them by path, not <unmatched>."""
+    for route in app.router.routes:
+        if isinstance(route, APIRoute):
+            continue
+        matches = route.matches
+
+        def labelled(scope: Scope, _matches: Any = matches, _route: BaseRoute = route) -> tuple[Match, Scope]:
+            match, child = _matches(scope)
+            if match != Match.NONE:
+                child["route"] = _route
+            return match, child
+
+        route.matches = labelled  # type: ignore[method-assign]
 
 
 def _add_request_schemas(app: FastAPI) -> None:

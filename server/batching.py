@@ -109,11 +109,15 @@ class MicroBatcher(Generic[R]):
                 self._fail_pending(BatcherClosed("server stopped before these images were read"))
         self._executor.shutdown(wait=True)
 
-    async def submit(self, arrays: Sequence[np.ndarray], options: Any = None, key: Hashable = None) -> list[R]:
+    async def submit(self, arrays: Sequence[np.ndarray], options: Any = None, key: Hashable = None,
+                     timeout: float | None = None) -> list[R]:
         """Results of ``infer`` for each array, in order; images of one ``key`` may share batches.
 
-        Raises QueueFull, QueueTimeout or BatcherClosed, or the exception ``infer`` raised.
+        ``timeout`` (default: queue_timeout_s) is how long the images may wait for their batch: the part of
+        the queue timeout that decoding left. Raises QueueFull, QueueTimeout or BatcherClosed, or the exception
+        ``infer`` raised.
         """
+        wait_s = self.queue_timeout_s if timeout is None else max(0.0, timeout)
         if not self.running:
             raise BatcherClosed("the server is shutting down")
         if not arrays:
@@ -128,7 +132,7 @@ class MicroBatcher(Generic[R]):
         self._wakeup.set()
         futures = [it.future for it in items]
         try:
-            _, not_done = await asyncio.wait(futures, timeout=self.queue_timeout_s)
+            _, not_done = await asyncio.wait(futures, timeout=wait_s)
             if not_done:
                 if any(not it.taken for it in items):
                     self._cancel(items)
@@ -237,3 +241,84 @@ class MicroBatcher(Generic[R]):
             except Exception as e:
                 out.append(e)
         return out
+
+
+class DecodeGate:
+    """Bounds image decoding as the queue bounds the model: at most ``max_decodes`` images decode at once and
+    at most ``max_pixels`` decoded pixels (from the images' headers) are in flight, so memory stays bounded
+    however many requests arrive. A waiter that cannot start before its deadline gets QueueTimeout, like an
+    image that waits too long for the model. Waiters are served in arrival order (no starvation of big images).
+    """
+
+    def __init__(self, max_decodes: int, max_pixels: int) -> None:
+        if max_decodes < 1 or max_pixels < 1:
+            raise ValueError("max_decodes and max_pixels must be >= 1")
+        self.max_decodes = max_decodes
+        self.max_pixels = max_pixels
+        self.decodes = 0
+        self.pixels = 0
+        self.peak_decodes = 0  # for tests and metrics: the most ever in flight
+        self.peak_pixels = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, pixels: int) -> bool:
+        # An image alone may use the whole budget (one over it would otherwise never start; the per-image
+        # limit, checked from the header before this, keeps it bounded).
+        return self.decodes < self.max_decodes and (self.pixels + pixels <= self.max_pixels or self.decodes == 0)
+
+    def _start(self, pixels: int) -> None:
+        self.decodes += 1
+        self.pixels += pixels
+        self.peak_decodes = max(self.peak_decodes, self.decodes)
+        self.peak_pixels = max(self.peak_pixels, self.pixels)
+
+    async def acquire(self, pixels: int, deadline: float) -> None:
+        """Wait for a slot and ``pixels`` of budget until ``deadline`` (loop time); QueueTimeout past it."""
+        loop = asyncio.get_running_loop()
+        if not self._waiters and self._fits(pixels):
+            self._start(pixels)
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        entry = (pixels, future)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            if future.done() and not future.cancelled():  # granted just as the time ran out: give it back
+                self.release(pixels)
+            else:
+                future.cancel()
+                self._remove(entry)
+            raise QueueTimeout("images waited too long to be decoded (the server is busy)") from None
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release(pixels)
+            else:
+                future.cancel()
+                self._remove(entry)
+            raise
+
+    def _remove(self, entry: tuple[int, asyncio.Future[None]]) -> None:
+        try:
+            self._waiters.remove(entry)
+        except ValueError:
+            pass
+        self._wake()
+
+    def release(self, pixels: int) -> None:
+        """Give back a slot and its pixels; start the next waiters that fit, in order."""
+        self.decodes -= 1
+        self.pixels -= pixels
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            pixels, future = self._waiters[0]
+            if future.cancelled():
+                self._waiters.popleft()
+                continue
+            if not self._fits(pixels):
+                return
+            self._waiters.popleft()
+            self._start(pixels)
+            future.set_result(None)

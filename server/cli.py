@@ -46,9 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("limits")
     g.add_argument("--max-body-mb", type=float, default=DEFAULTS.max_body_bytes / MiB,
                    help="largest request body in MiB (default %(default)g)")
+    g.add_argument("--body-timeout", type=float, default=DEFAULTS.body_timeout_s, metavar="SECONDS",
+                   help="a request body must arrive within this time, else 408 (default %(default)s)")
+    g.add_argument("--max-uploads", type=int, default=DEFAULTS.max_uploads,
+                   help="most requests receiving their bodies at once per worker; more get 503 (default %(default)s)")
     g.add_argument("--max-images", type=int, default=DEFAULTS.max_images, help="most images per request (default %(default)s)")
     g.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels,
-                   help="largest image in pixels, checked from its header before decoding (default %(default)s)")
+                   help="largest image in pixels, checked from its header before decoding; word crops need far less "
+                   "(default %(default)s)")
+    g.add_argument("--decode-workers", type=int, default=DEFAULTS.decode_workers,
+                   help="images decoded at once per worker (default %(default)s)")
+    g.add_argument("--max-decode-pixels", type=int, default=DEFAULTS.max_decode_pixels,
+                   help="most decoded pixels in flight per worker (memory); beyond it images wait, within "
+                   "--queue-timeout (default %(default)s)")
     g.add_argument("--max-beam-width", type=int, default=DEFAULTS.max_beam_width, help="(default %(default)s)")
     g.add_argument("--max-lexicon-words", type=int, default=DEFAULTS.max_lexicon_words, help="(default %(default)s)")
     g = p.add_argument_group("operations")
@@ -79,10 +89,24 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         batch_workers=batch_workers,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         queue_timeout_s=args.queue_timeout, max_body_bytes=int(args.max_body_mb * MiB), max_images=args.max_images,
+        body_timeout_s=args.body_timeout, max_uploads=args.max_uploads,
+        decode_workers=args.decode_workers, max_decode_pixels=args.max_decode_pixels,
         max_pixels=args.max_pixels, max_beam_width=args.max_beam_width, max_lexicon_words=args.max_lexicon_words,
         cors_origins=parse_origins(args.cors_origins) if args.cors_origins is not None else None,
         graceful_timeout_s=args.graceful_timeout, log_level=args.log_level, access_log=not args.no_access_log,
     )
+
+
+def check_weights(path: object) -> None:
+    """Load the checkpoint once (torch imported here, not at module level); raises CheckpointError if it cannot be."""
+    from crnn.checkpoint import load_checkpoint
+
+    try:
+        load_checkpoint(path)  # type: ignore[arg-type]
+    except CheckpointError:
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as e:  # what torch / safetensors raise on a bad file
+        raise CheckpointError(f"{path}: cannot load the weights ({type(e).__name__}: {e})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_args(args)
         # Fail here with one clear line rather than in every worker's start-up traceback.
         read_header(settings.weights_path)
+        # The header can read fine while the weights do not (a truncated file): load them once here, as
+        # `crnn ocr` does, so that a bad file is one line and status 2, not a worker's traceback and 3.
+        check_weights(settings.weights_path)
     except CheckpointError as e:
         hint = "" if args.weights else " (pass --weights FILE or set CRNN_WEIGHTS)"
         print(f"crnn serve: {e}{hint}", file=sys.stderr)
@@ -103,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     from crnn_server.logs import log_config
+    from crnn_server.protocols import protocol_name
 
     # Worker processes (and the single-process server alike) rebuild the app from this variable.
     os.environ[ENV_SETTINGS] = settings.to_json()
@@ -113,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=settings.port,
         workers=settings.workers,
         log_config=log_config(settings.log_level),
+        http=protocol_name(),  # uvicorn's parser refusals answered as JSON too
         access_log=False,
         root_path=settings.root_path,
         timeout_graceful_shutdown=settings.graceful_timeout_s,

@@ -4,29 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import io
 import logging
-import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from crnn.ctc_decode import Lexicon
 from crnn.errors import InvalidImageError
 from crnn.prediction import Prediction
 from crnn.text_recognizer import TextRecognizer, load_recognizer
-from crnn_server.batching import MicroBatcher
+from crnn_server.batching import DecodeGate, MicroBatcher
 from crnn_server.metrics import Metrics
 from crnn_server.request_types import DecodeOptions, ImageInput
 from crnn_server.settings import Settings
 
 log = logging.getLogger("crnn.server")
 
+# Images up to this many pixels (a 1024x256 crop) decode in a few milliseconds: their own lane (see Engine).
+SMALL_PIXELS = 262_144
+
+
 def _image_error(e: InvalidImageError) -> str:
-    # The library names bytes inputs "image bytes"; the result already carries the image's name.
-    return re.sub(r"^image bytes: ", "", str(e))
+    # The library's messages name only paths (never given here); the result carries the image's name.
+    return str(e)
 
 
 class Engine:
@@ -41,8 +47,14 @@ class Engine:
         self._weights: Path | None = None
         self.info: dict[str, Any] = {}
         self.batcher: MicroBatcher[Prediction] | None = None
-        # Decoding and resizing run here, beside the model thread (PIL and OpenCV release the GIL).
-        self._prep = ThreadPoolExecutor(max_workers=2, thread_name_prefix="crnn-prep")
+        # Decoding and resizing run here, beside the model thread (PIL and OpenCV release the GIL). The gate
+        # admits as many decodes as there are threads, within a budget of decoded pixels (memory), in order.
+        self._prep = ThreadPoolExecutor(max_workers=settings.decode_workers, thread_name_prefix="crnn-prep")
+        self.decode_gate = DecodeGate(settings.decode_workers, settings.max_decode_pixels)
+        # A lane of its own for requests of word-crop-sized images (all at most SMALL_PIXELS): they cost
+        # milliseconds, so they should not queue behind a flood of large images in the gate above.
+        self._small_prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crnn-prep-small")
+        self.small_gate = DecodeGate(1, max(1, SMALL_PIXELS))
 
     @property
     def ready(self) -> bool:
@@ -70,7 +82,7 @@ class Engine:
         # loosen it) without touching a Recognizer the caller may still use.
         rec = self.recognizer = copy.copy(self.recognizer)
         rec.preprocess = rec.preprocess.replace(
-            max_pixels=min(rec.preprocess.max_pixels, self.settings.max_pixels))
+            max_pixels=min(rec.preprocess.max_pixels, self.settings.max_pixels), jpeg_draft=True)
         self.info = await asyncio.to_thread(self._describe)
         self.batcher = MicroBatcher(
             self._infer,
@@ -91,6 +103,7 @@ class Engine:
         if self.batcher is not None:
             await self.batcher.close(timeout=self.settings.graceful_timeout_s or None)
         self._prep.shutdown(wait=True)
+        self._small_prep.shutdown(wait=True)
 
     def _describe(self) -> dict[str, Any]:
         rec = self.recognizer
@@ -99,7 +112,7 @@ class Engine:
         d = rec.describe()
         return {
             "name": self._model_name or meta.get("name") or "crnn",
-            "weights": str(self._weights) if self._weights else None,
+            "weights": self._weights.name if self._weights else None,  # the file name: no server paths in answers
             "architecture": d["architecture"],
             "parameters": d["parameters"],
             # None for kinds without a per-width cost (the baseline runs per segment, not per frame).
@@ -133,33 +146,58 @@ class Engine:
             arrays, batch_size=self.settings.max_batch, decoder=options.decoder,
             beam_width=options.beam_width, lexicon=options.lexicon, workers=self.settings.batch_workers)
 
-    def _prepare_all(self, images: list[ImageInput]) -> list[np.ndarray | str]:
+    def _prepare_one(self, img: ImageInput) -> np.ndarray | str:
         assert self.recognizer is not None
-        out: list[np.ndarray | str] = []
-        for img in images:
-            if img.error is not None:
-                out.append(img.error)
-                continue
-            try:
-                out.append(self.recognizer.prepare(img.data or b""))
-            except InvalidImageError as e:
-                out.append(_image_error(e))
-            except Exception as e:
-                # A decoder bug on a hostile file must cost that image, not the whole request.
-                log.warning("image decoder failed", exc_info=True, extra={"image": img.name})
-                out.append(f"could not decode the image ({type(e).__name__})")
-        return out
+        try:
+            return self.recognizer.prepare(img.data or b"")
+        except InvalidImageError as e:
+            return _image_error(e)
+        except Exception as e:
+            # A decoder bug on a hostile file must cost that image, not the whole request.
+            log.warning("image decoder failed", exc_info=True, extra={"image": img.name})
+            return f"could not decode the image ({type(e).__name__})"
+
+    def _decoded_pixels(self, data: bytes) -> int:
+        """Pixels the image will decode to, from its header (0 when it will be refused before decoding)."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                w, h = Image.open(io.BytesIO(data)).size  # the header only: microseconds
+        except Exception:
+            return 0  # not an image: refused at once by prepare
+        assert self.recognizer is not None
+        return w * h if w * h <= self.recognizer.preprocess.max_pixels else 0
+
+    def _prepare_sync(self, images: list[ImageInput]) -> list[np.ndarray | str]:
+        return [img.error if img.error is not None else self._prepare_one(img) for img in images]
+
+    async def _prepare_all(self, images: list[ImageInput], deadline: float) -> list[np.ndarray | str]:
+        """Decode a request's images, one after the other in one decode slot, once the gate admits it.
+
+        A request holds one slot for all its images (they decode in turn, so the largest one's pixels are
+        what it has in flight), and requests start in arrival order: under a flood the early ones finish
+        and the late ones get QueueTimeout at ``deadline``, instead of every request slowing down together.
+        """
+        pixels = max((self._decoded_pixels(img.data or b"") for img in images if img.error is None), default=0)
+        gate, pool = (self.small_gate, self._small_prep) if pixels <= SMALL_PIXELS else (self.decode_gate, self._prep)
+        await gate.acquire(pixels, deadline)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, self._prepare_sync, images)
+        finally:
+            gate.release(pixels)
 
     async def recognize(self, images: list[ImageInput], options: DecodeOptions,
                         lexicons: list[Lexicon | None] | None = None) -> list[dict[str, Any]]:
         """One result dict per image, in order: the prediction, or the error that kept it from being read.
 
         ``lexicons`` (one per image, None where the image has none) override ``options.lexicon``.
-        Raises the batcher's QueueFull, QueueTimeout or BatcherClosed when the model cannot take the work.
+        Raises the batcher's QueueFull, QueueTimeout or BatcherClosed when the model cannot take the work; the
+        queue timeout covers the wait to be decoded and the wait for the model together.
         """
         assert self.batcher is not None
         loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self._prep, self._prepare_all, images)
+        deadline = loop.time() + self.settings.queue_timeout_s
+        prepared = await self._prepare_all(images, deadline)
         good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
         # Images that share options (one lexicon object) go to the batcher together; an image with its own
         # lexicon is a group of its own (the batcher never mixes lexicons in one batch).
@@ -169,7 +207,8 @@ class Engine:
             opts = options if own is None else replace(options, lexicon=own)
             groups.setdefault(id(opts.lexicon), (opts, []))[1].append(i)
         outputs = await asyncio.gather(*(
-            self.batcher.submit([prepared[i] for i in idx], opts, opts.key) for opts, idx in groups.values()))
+            self.batcher.submit([prepared[i] for i in idx], opts, opts.key, timeout=deadline - loop.time())
+            for opts, idx in groups.values()))
         by_index = {i: p for (_, idx), preds in zip(groups.values(), outputs) for i, p in zip(idx, preds)}
         results: list[dict[str, Any]] = []
         for i, (img, p) in enumerate(zip(images, prepared)):

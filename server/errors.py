@@ -55,6 +55,12 @@ class MethodNotAllowed(APIError):
     status, code = 405, "method_not_allowed"
 
 
+class BodyTimeout(APIError):
+    """The request body did not arrive within the server's body-read timeout (a stalled or too slow upload)."""
+
+    status, code = 408, "body_timeout"
+
+
 class PayloadTooLarge(APIError):
     """The body is over the server's size limit."""
 
@@ -106,5 +112,5 @@ class InternalError(APIError):
 def status_code(status: int) -> str:
     """The error code used for a bare HTTP status (e.g. one raised by Starlette itself)."""
     return {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-            413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+            408: "body_timeout", 413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
             503: "not_ready"}.get(status, "internal_error" if status >= 500 else "http_error")

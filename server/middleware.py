@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -13,7 +14,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crnn_server.errors import APIError, InternalError, PayloadTooLarge
+from crnn_server.errors import APIError, BodyTimeout, InternalError, NotReady, Overloaded, PayloadTooLarge
 from crnn_server.logs import ACCESS_LOGGER
 from crnn_server.metrics import Metrics
 
@@ -42,11 +43,15 @@ class ObservabilityMiddleware:
     exception into a typed JSON 500 so that clients never see a bare traceback page.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, access_log: bool = True) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, access_log: bool = True,
+                 body_timeout_s: float | None = None, max_uploads: int | None = None) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.access_log = access_log
+        self.body_timeout_s = body_timeout_s
+        self.max_uploads = max_uploads
+        self.uploads = 0  # requests of this process receiving their bodies now
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,13 +77,31 @@ class ObservabilityMiddleware:
         length = headers.get("content-length", "")
         declared = int(length) if length.isdigit() else None
 
+        upload = {"deadline": 0.0, "counted": False, "done": False}
+
         async def receive_limited() -> Message:
             nonlocal received
             if declared is not None and declared > self.max_body_bytes:
                 # Refused from the header alone, before a byte of the body is read. Raised here,
                 # when the route first reads, so that routing and auth have run (and label it).
                 raise PayloadTooLarge(self._too_large(declared), {"limit_bytes": self.max_body_bytes})
-            message = await receive()
+            if upload["done"]:
+                return await receive()  # the body is in: only a disconnect can come
+            if not upload["deadline"]:  # the first read of this body
+                if self.max_uploads is not None and self.uploads >= self.max_uploads:
+                    raise Overloaded(f"{self.uploads} uploads are in progress (at most {self.max_uploads}); retry later",
+                                     headers={"Retry-After": "1", "Connection": "close"})
+                self.uploads += 1
+                upload["counted"] = True
+                upload["deadline"] = time.monotonic() + (self.body_timeout_s or float("inf"))
+            remaining = upload["deadline"] - time.monotonic()
+            try:
+                message = await asyncio.wait_for(receive(), None if remaining == float("inf") else max(remaining, 0.0))
+            except asyncio.TimeoutError:
+                raise BodyTimeout(f"the request body did not arrive within {self.body_timeout_s:g} s",
+                                  {"received_bytes": received}, headers={"Connection": "close"}) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                finish_upload()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 # Checked per chunk as the body arrives, so an oversized upload is cut off early
@@ -87,8 +110,23 @@ class ObservabilityMiddleware:
                     raise PayloadTooLarge(self._too_large(), {"limit_bytes": self.max_body_bytes})
             return message
 
+        def finish_upload() -> None:
+            upload["done"] = True
+            if upload["counted"]:
+                upload["counted"] = False
+                self.uploads -= 1
+
         try:
             await self.app(scope, receive_limited, send_with_id)
+        except asyncio.CancelledError:
+            # uvicorn cancels the requests still running when the SIGTERM grace period ends (e.g. a stalled
+            # upload): answer a JSON 503 and close, rather than let uvicorn write a plain-text 500.
+            if sent["status"]:
+                raise
+            error = NotReady("the server is shutting down; retry on another instance",
+                             headers={"Retry-After": "1", "Connection": "close"})
+            state["error_code"] = error.code
+            await send_json(send_with_id, error.status, error.body(rid), error.headers)
         except ClientDisconnect:
             # The client left mid-body: nobody to answer; logged with nginx's "client closed" status.
             if not sent["status"]:
@@ -103,6 +141,7 @@ class ObservabilityMiddleware:
                 state["error_code"] = error.code
                 await send_json(send_with_id, error.status, error.body(rid), error.headers)
         finally:
+            finish_upload()
             self._record(scope, started, rid, sent, received)
 
     def _too_large(self, length: int | None = None) -> str:

@@ -55,8 +55,22 @@ class Settings(Config):
     retry_after_s: int = Field(1, ge=0)
     # Request limits.
     max_body_bytes: int = Field(16 * MiB, ge=1)
+    # Uploads: a request's whole body must arrive within body_timeout_s of its first read (else 408), so a
+    # stalled or trickling client cannot hold a connection for ever; 30 s moves the largest body (16 MiB) at
+    # 4.5 Mbit/s and a typical request (a few word crops, < 100 KB) on any link. At most max_uploads requests
+    # per process read their bodies at once; more get 503 + Retry-After at once (see docs/server.md).
+    body_timeout_s: float = Field(30.0, gt=0)
+    max_uploads: int = Field(128, ge=1)
     max_images: int = Field(64, ge=1)
-    max_pixels: int = Field(16_000_000, ge=1)
+    # Largest image, from its header. A word crop is read 32 px high and at most 1,024 px wide, so 4 M pixels
+    # (a 4000x1000 or 2000x2000 crop) is already far more than the model uses, and decoding it takes at most
+    # ~32 MB (16-bit RGBA) and ~0.3 s; 16 M pixels, the old default, took 1.3 s and ~0.5 GB for one 16-bit PNG.
+    max_pixels: int = Field(4_000_000, ge=1)
+    # Decoding is bounded like the model queue: decode_workers images decode at once, and the decoded pixels
+    # in flight (from the headers) stay within max_decode_pixels (memory: ~8 bytes a pixel at worst, so 16 M
+    # pixels is ~130 MB); a request waits for both within queue_timeout_s, then gets 503 + Retry-After.
+    decode_workers: int = Field(2, ge=1)
+    max_decode_pixels: int = Field(16_000_000, ge=1)
     max_lexicon_words: int = Field(10_000, ge=1)
     max_beam_width: int = Field(100, ge=1)
     # Security.

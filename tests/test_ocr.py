@@ -229,3 +229,74 @@ def test_console_command_on_examples() -> None:
     rows = _tsv(res.stdout)
     assert len(rows) == 12 and rows[3]["text"] == "INTERNATIONALIZATION"
     assert res.stderr == ""  # nothing but results on stdout, and no progress bar when not a terminal
+
+
+NON_UTF8 = os.fsdecode(b"caf\xe9-\xff.png")  # Latin-1 bytes: not UTF-8, decoded with surrogateescape
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])
+@pytest.mark.parametrize("to_file", [True, False], ids=["file", "stdout"])
+def test_non_utf8_file_names_round_trip_and_do_not_stop_the_run(
+    fmt: str, to_file: bool, folder: Path, tiny_weights: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = folder / NON_UTF8
+    Image.fromarray(render_word("odd")).save(bad)
+    (folder / (NON_UTF8 + ".txt.png")).write_bytes(b"")  # an unreadable one too: its error names it
+    out_file = tmp_path / f"out.{fmt}"
+    argv = [str(folder), "--weights", str(tiny_weights), "--format", fmt] + (["-o", str(out_file)] if to_file else [])
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")  # strict, as a UTF-8 terminal's
+    monkeypatch.setattr(sys, "stdout", stdout)
+    code, _, err = _run(argv, capsys)
+    stdout.flush()
+    raw = out_file.read_bytes() if to_file else stdout.buffer.getvalue()
+    text = raw.decode("utf-8", "surrogateescape")
+    if fmt == "jsonl":
+        raw.decode("utf-8")  # valid UTF-8: the name's bytes are escaped, not written raw
+        paths = [json.loads(line)["path"] for line in text.splitlines()]
+    else:
+        paths = [r[0] for r in csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")][1:]
+    names = [os.fsencode(Path(p).name) for p in paths]
+    assert names == [b"0.png", b"1.png", b"2.png", b"caf\xe9-\xff.png", b"caf\xe9-\xff.png.txt.png", b"3.jpg"]
+    assert code == 1 and err.count("crnn ocr: error:") == 1
+
+
+def test_an_unreadable_folder_is_an_error_row_and_exit_1(
+    folder: Path, tiny_weights: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_scandir = os.scandir
+    locked = str(folder / "sub")
+
+    def scandir(path: object = "."):  # what a non-root user meets on a folder without read permission
+        if os.fspath(path) == locked:  # type: ignore[arg-type]
+            raise PermissionError(13, "Permission denied", locked)
+        return real_scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, err = _run([str(folder), "--weights", str(tiny_weights)], capsys)
+    rows = _tsv(out)
+    assert code == 1
+    assert [r["path"] for r in rows][-1] == locked and "Permission denied" in rows[-1]["error"]
+    assert [Path(r["path"]).name for r in rows[:-1]] == ["0.png", "1.png", "2.png"]
+    assert err.count("crnn ocr: error:") == 1 and locked in err
+
+
+@pytest.mark.parametrize("target", ["missing/out.tsv", "."], ids=["missing-folder", "a-folder"])
+def test_output_into_a_missing_folder_or_onto_a_folder_is_a_usage_error(
+    target: str, folder: Path, tiny_weights: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import crnn.text_recognizer
+
+    def no_model(*args: object, **kw: object) -> None:
+        raise AssertionError("the model was loaded before -o was checked")
+
+    monkeypatch.setattr(crnn.text_recognizer, "load_recognizer", no_model)
+    code, out, err = _run([str(folder), "--weights", str(tiny_weights), "-o", str(tmp_path / target)], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and err.startswith("crnn ocr: -o ")
+
+
+@pytest.mark.parametrize("blank", [" ", "\t", "   \t  ", "\r"], ids=["space", "tab", "mixed", "cr"])
+def test_whitespace_only_stdin_lines_are_skipped(blank: str, folder: Path, tiny_weights: Path, capsys, monkeypatch) -> None:
+    code, out, err = _run(["-", "--weights", str(tiny_weights)], capsys,
+                          stdin=f"{folder / '0.png'}\n{blank}\n{folder / '1.png'}\n", monkeypatch=monkeypatch)
+    assert code == 0, err
+    assert [Path(r["path"]).name for r in _tsv(out)] == ["0.png", "1.png"]

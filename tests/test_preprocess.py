@@ -1,4 +1,5 @@
 import io
+import re
 import zlib
 from pathlib import Path
 
@@ -153,3 +154,97 @@ def test_resized_width_is_a_multiple_of_the_bucket(bucket: int, width: int) -> N
     out = prepare(np.full((40, width), 100, np.uint8), cfg)
     assert out.shape[1] % bucket == 0
     assert abs(out.shape[1] - min(width * 32 / 40, cfg.max_width)) <= bucket / 2 + 1
+
+
+def _lab_image() -> Image.Image:
+    return Image.fromarray(np.dstack([WORD, np.full_like(WORD, 128), np.full_like(WORD, 128)]), mode="LAB")
+
+
+@pytest.mark.parametrize("kind", ["pil", "tiff-bytes", "tiff-path"])
+def test_lab_image_is_read_by_its_lightness(kind: str, tmp_path: Path) -> None:
+    img = _lab_image()
+    if kind == "pil":
+        source: object = img
+    else:
+        data = _encode(img, "TIFF")
+        source = data
+        if kind == "tiff-path":
+            source = tmp_path / "lab.tif"
+            source.write_bytes(data)
+    gray = load_image(source)  # type: ignore[arg-type]
+    assert np.array_equal(gray, WORD)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[object()] * 8] * 8, dtype=object),
+        np.full((8, 8), "ab"),
+        np.full((8, 8), b"ab"),
+        np.zeros((8, 8), dtype=[("r", "u1"), ("g", "u1")]),
+        np.zeros((8, 8), dtype="datetime64[s]"),
+        np.zeros((8, 8), dtype="timedelta64[s]"),
+        np.zeros((8, 8), dtype=np.complex64),
+    ],
+    ids=["object", "str", "bytes", "structured", "datetime64", "timedelta64", "complex"],
+)
+def test_arrays_of_non_pixel_dtypes_raise_invalid_image(array: np.ndarray) -> None:
+    with pytest.raises(InvalidImageError, match=r"^array of dtype .* is not an image"):
+        prepare(array)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [b"", _truncated_png(), np.zeros((2, 3, 5), np.uint8), np.zeros((2, 2), np.uint8), _bomb_png(),
+     Image.new("L", (2, 2)), bytearray(b"xx"), memoryview(b"")],
+    ids=["empty", "truncated", "5-channels", "2x2-array", "bomb", "2x2-pil", "bytearray", "memoryview"],
+)
+def test_messages_of_unnamed_inputs_carry_no_type_prefix(source: object) -> None:
+    with pytest.raises(InvalidImageError) as info:
+        prepare(source)  # type: ignore[arg-type]
+    assert not re.match(r"^(bytes|bytearray|memoryview|ndarray|array|Image|image bytes|PIL image|image):", str(info.value))
+
+
+def test_path_messages_name_the_path(tmp_path: Path) -> None:
+    p = tmp_path / "small.png"
+    Image.new("L", (2, 2)).save(p)
+    with pytest.raises(InvalidImageError, match=f"^{re.escape(str(p))}: 2x2 pixels is too small"):
+        prepare(p)
+
+
+@pytest.mark.parametrize("side", [10_000, 14_000, 20_000])  # 100 M (past PIL's warning), 196 M (past its error)
+def test_oversized_header_gives_the_pixel_limit_message(side: int) -> None:
+    with pytest.raises(InvalidImageError, match=r"^image of .* pixels is over the limit of 40,000,000 pixels$"):
+        prepare(_bomb_png(side))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.int8])  # uint8 is taken as it is
+def test_integer_fast_path_gives_what_the_float_path_gives(dtype: type) -> None:
+    from crnn.preprocess import _array_to_gray
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(0)
+    for lo, hi in [(0, 2), (0, 256), (max(info.min, -300), info.max)]:
+        arr = rng.integers(lo, hi, size=(40, 300), endpoint=False).astype(dtype)
+        assert np.array_equal(_array_to_gray(arr, ""), _array_to_gray(arr.astype(np.float64), "")), (dtype, lo, hi)
+
+
+@pytest.mark.parametrize("orientation", [None, 6])
+def test_jpeg_draft_decodes_a_large_crop_at_a_reduced_scale(orientation: int | None) -> None:
+    big = np.kron(WORD, np.ones((16, 16), np.uint8))  # 512 px high
+    img = Image.fromarray(big).convert("RGB")
+    kw = {}
+    if orientation:
+        img = img.transpose(Image.Transpose.ROTATE_90)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kw["exif"] = exif.tobytes()
+    data = _encode(img, "JPEG", quality=95, **kw)
+    full = load_image(data)
+    small = load_image(data, draft_height=64)
+    assert full.shape == big.shape
+    assert 64 <= small.shape[0] < 128 and small.shape[0] * 8 == full.shape[0]  # 1/8 scale keeps 64 px
+    cfg = PreprocessConfig()
+    a, b = prepare(data, cfg), prepare(data, cfg.replace(jpeg_draft=True))
+    assert a.shape == b.shape and np.abs(a - b).mean() < 0.05  # the same input for the model, nearly
+    assert "jpeg_draft" not in cfg.replace(jpeg_draft=True).to_dict()  # never stored in checkpoints

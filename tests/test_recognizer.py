@@ -150,3 +150,26 @@ def test_overfitting_a_tiny_batch_learns_the_labels() -> None:
                 break
     assert losses[-1] < 0.1 * losses[0]
     assert texts == words
+
+
+@pytest.mark.parametrize("bad", [b"not an image", np.zeros((8, 8), dtype=object), np.zeros((2, 2), np.uint8)],
+                         ids=["text-bytes", "object-array", "2x2"])
+def test_recognize_names_the_index_of_a_bad_item_or_returns_it(bad: object, word_images: dict[str, np.ndarray]) -> None:
+    from crnn import FailedImage
+
+    rec = _recognizer()
+    good = list(word_images.values())[:2]
+    with pytest.raises(InvalidImageError, match=r"^image 1: "):
+        rec.recognize([good[0], bad, good[1]])
+    with pytest.raises(InvalidImageError) as single:
+        rec.recognize(bad)  # one input, not a list: no index
+    assert not str(single.value).startswith("image 0")
+    results = rec.recognize([good[0], bad, good[1]], errors="return")
+    assert [type(r).__name__ for r in results] == ["Prediction", "FailedImage", "Prediction"]
+    failed = results[1]
+    assert isinstance(failed, FailedImage) and failed.index == 1 and failed.error == str(single.value)
+    assert failed.text == "" and failed.confidence == 0.0
+    assert [r.text for r in (results[0], results[2])] == [p.text for p in rec.recognize(good)]
+    assert isinstance(rec.recognize([bad], errors="return")[0], FailedImage)  # nothing to run: no model call
+    with pytest.raises(ValueError, match="errors must be"):
+        rec.recognize(good, errors="ignore")  # type: ignore[arg-type]

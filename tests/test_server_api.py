@@ -495,3 +495,104 @@ def test_index_page(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert 'id="files"' in r.text and "v1/recognize" in r.text and 'type="file"' in r.text
+
+
+# ---- hardening (issue 16, item 3) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_head_on_health_and_readiness(client: TestClient, path: str) -> None:
+    r = client.head(path)
+    assert r.status_code == 200 and r.content == b""
+
+
+def test_docs_routes_are_labelled_in_metrics() -> None:
+    with make_client() as c:
+        for path in ("/docs", "/openapi.json", "/docs-assets/swagger-ui.css"):
+            assert c.get(path).status_code == 200, path
+        text = c.get("/metrics").text
+    for route in ("/docs", "/openapi.json", "/docs-assets"):
+        assert f'crnn_http_requests_total{{method="GET",route="{route}",status="200"}} 1.0' in text, route
+    assert "<unmatched>" not in text
+
+
+def test_model_info_shows_the_weights_file_name_only(tmp_path: Any) -> None:
+    from tests.tiny_models import tiny_checkpoint
+
+    path = tiny_checkpoint(tmp_path / "secret-dir" / "tiny.safetensors")
+    with TestClient(create_app(Settings(**LIMITS, weights=str(path)))) as c:
+        assert c.get("/v1/model").json()["weights"] == "tiny.safetensors"
+
+
+def test_disallowed_cors_preflight_is_json(client: TestClient) -> None:
+    with make_client(cors_origins=("https://app.example",)) as c:
+        r = c.options("/v1/recognize", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["code"] == "cors_refused" and "origin" in r.json()["error"]["message"].lower()
+
+
+def test_lab_tiff_is_read_without_a_decoder_warning(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    word = render_word("hello")
+    lab = Image.fromarray(np.dstack([word, np.full_like(word, 128), np.full_like(word, 128)]), mode="LAB")
+    buf = io.BytesIO()
+    lab.save(buf, "TIFF")
+    caplog.set_level(logging.WARNING, logger="crnn.server")
+    r = client.post("/v1/recognize", files=[("files", ("lab.tif", buf.getvalue(), "image/tiff"))])
+    assert r.status_code == 200 and "text" in r.json()["results"][0], r.text
+    assert not [rec for rec in caplog.records if rec.name == "crnn.server" and rec.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("data", [b"not an image", png(np.zeros((2, 2), np.uint8))], ids=["text", "2x2"])
+def test_image_errors_carry_no_type_prefix(client: TestClient, data: bytes) -> None:
+    error = client.post("/v1/recognize", files=files([("x.png", data)])).json()["results"][0]["error"]
+    assert not error.lower().startswith(("bytes", "image bytes", "ndarray", "array", "image:")), error
+
+
+def test_a_request_cancelled_at_the_end_of_the_grace_period_gets_json_503() -> None:
+    # uvicorn cancels the requests still running when the SIGTERM grace period ends (a stalled upload).
+    import asyncio
+
+    from crnn_server.metrics import Metrics
+    from crnn_server.middleware import ObservabilityMiddleware
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # the body never comes
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def never() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    async def run() -> None:
+        mw = ObservabilityMiddleware(app, Metrics(), max_body_bytes=100, access_log=False)
+        scope = {"type": "http", "method": "POST", "path": "/v1/recognize", "headers": []}
+        task = asyncio.ensure_future(mw(scope, never, send))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        await task  # answered, not re-raised: uvicorn would otherwise write a plain-text 500
+
+    asyncio.run(run())
+    assert sent[0]["status"] == 503 and (b"content-type", b"application/json") in sent[0]["headers"]
+    assert json.loads(sent[1]["body"])["error"]["code"] == "not_ready"
+
+
+@pytest.mark.parametrize("protocol", ["JSONH11Protocol", "JSONHttpToolsProtocol"])
+def test_requests_the_http_parser_refuses_are_answered_as_json(protocol: str) -> None:
+    from types import SimpleNamespace
+
+    from crnn_server import protocols
+
+    cls = getattr(protocols, protocol, None)
+    if cls is None:
+        pytest.skip("httptools not installed")
+    written: list[bytes] = []
+    fake = SimpleNamespace(server_state=SimpleNamespace(default_headers=[(b"server", b"uvicorn")]),
+                           transport=SimpleNamespace(write=written.append, close=lambda: None))
+    cls.send_400_response(fake, "Invalid HTTP request received.")
+    head, body = b"".join(written).split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
+    assert json.loads(body)["error"] == {"code": "bad_request", "message": "Invalid HTTP request received."}

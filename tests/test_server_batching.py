@@ -231,3 +231,156 @@ def test_overload_gets_503_with_retry_after(settings: dict[str, Any], sizes: lis
     assert r.json()["error"]["code"] == "overloaded"
     assert sample(metrics, f'crnn_queue_rejected_total{{reason="{reason}"}}') == 1
     assert sample(metrics, "crnn_queue_depth") == 0
+
+
+# ---- decoding is bounded (issue 16, item 1) ------------------------------------------------------
+
+
+def test_decode_gate_keeps_slots_and_pixels_in_budget_in_arrival_order() -> None:
+    from crnn_server.batching import DecodeGate
+
+    async def main() -> tuple[list[int], DecodeGate]:
+        gate = DecodeGate(max_decodes=2, max_pixels=100)
+        started: list[int] = []
+
+        async def decode(i: int, pixels: int) -> None:
+            loop = asyncio.get_running_loop()
+            await gate.acquire(pixels, loop.time() + 30)
+            started.append(i)
+            assert gate.decodes <= 2 and (gate.pixels <= 100 or gate.decodes == 1)
+            await asyncio.sleep(0.01)
+            gate.release(pixels)
+
+        await asyncio.gather(*(decode(i, p) for i, p in enumerate([60, 50, 30, 200, 10, 10])))
+        return started, gate
+
+    started, gate = run(main)
+    assert started == [0, 1, 2, 3, 4, 5]  # in order: the big one (alone over budget) is not starved
+    assert gate.peak_decodes == 2 and gate.decodes == 0 and gate.pixels == 0
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel"])
+def test_decode_gate_waiter_that_gives_up_leaves_no_trace(how: str) -> None:
+    from crnn_server.batching import DecodeGate
+
+    async def main() -> DecodeGate:
+        gate = DecodeGate(max_decodes=1, max_pixels=100)
+        loop = asyncio.get_running_loop()
+        await gate.acquire(50, loop.time() + 1)
+        waiter = asyncio.ensure_future(gate.acquire(50, loop.time() + (0.05 if how == "timeout" else 30)))
+        await asyncio.sleep(0.01)
+        if how == "cancel":
+            waiter.cancel()
+        with pytest.raises(QueueTimeout if how == "timeout" else asyncio.CancelledError):
+            await waiter
+        gate.release(50)
+        await gate.acquire(100, loop.time() + 1)  # the budget is whole again
+        gate.release(100)
+        return gate
+
+    gate = run(main)
+    assert gate.decodes == 0 and gate.pixels == 0 and not gate._waiters
+
+
+def test_a_decode_flood_is_bounded_and_sheds_with_queue_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small images, low limits: one decode at a time, 2 images' pixels in flight, 1 s of queue timeout.
+    from crnn import Recognizer
+    from crnn_server.engine import Engine
+    from crnn_server.metrics import Metrics
+    from crnn_server.request_types import DecodeOptions, ImageInput
+
+    real_prepare = Recognizer.prepare
+    in_flight = {"now": 0, "peak": 0}
+
+    def slow_prepare(self: Recognizer, source: Any) -> np.ndarray:
+        in_flight["now"] += 1
+        in_flight["peak"] = max(in_flight["peak"], in_flight["now"])
+        time.sleep(0.1)  # a big image's decode
+        in_flight["now"] -= 1
+        return real_prepare(self, source)
+
+    monkeypatch.setattr(Recognizer, "prepare", slow_prepare)
+    import crnn_server.engine
+
+    monkeypatch.setattr(crnn_server.engine, "SMALL_PIXELS", 0)  # no fast lane: every request takes the gate
+    word = png(render_word("flood"))
+    pixels = render_word("flood").size
+    settings = Settings(**{**LIMITS, "decode_workers": 1, "max_decode_pixels": 2 * pixels, "queue_timeout_s": 1.0})
+
+    async def main() -> tuple[list[Any], Engine]:
+        engine = Engine(settings, Metrics(), tiny_recognizer(), "tiny")
+        await engine.start()
+        try:
+            images = [ImageInput(f"{i}.png", word) for i in range(4)]
+            outcomes = await asyncio.gather(*(engine.recognize(images, DecodeOptions()) for _ in range(12)),
+                                            return_exceptions=True)
+        finally:
+            await engine.stop()
+        return outcomes, engine
+
+    outcomes, engine = run(main)
+    ok = [o for o in outcomes if isinstance(o, list)]
+    shed = [o for o in outcomes if isinstance(o, QueueTimeout)]
+    assert len(ok) + len(shed) == 12 and ok and shed  # 48 decodes of 0.1 s cannot all start within 1 s: the first requests are read, the rest shed
+    assert all("text" in r for o in ok for r in o)
+    assert in_flight["peak"] == 1 and engine.decode_gate.peak_decodes == 1
+    assert engine.decode_gate.peak_pixels <= 2 * pixels and engine.decode_gate.pixels == 0
+
+
+def test_the_decode_wait_counts_against_the_queue_timeout_and_answers_503(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crnn import Recognizer
+
+    real_prepare = Recognizer.prepare
+    monkeypatch.setattr(Recognizer, "prepare", lambda self, s: (time.sleep(0.2), real_prepare(self, s))[1])
+    app = create_app(Settings(**{**LIMITS, "decode_workers": 1, "queue_timeout_s": 0.1}), tiny_recognizer(), "tiny")
+
+    async def main() -> list[httpx.Response]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                body = files([(f"{i}.png", png(render_word("slow"))) for i in range(3)])
+                return list(await asyncio.gather(*(c.post("/v1/recognize", files=body) for _ in range(3))))
+
+    responses = run(main)
+    refused = [r for r in responses if r.status_code == 503]
+    assert refused and all(r.json()["error"]["code"] == "overloaded" and r.headers["retry-after"] for r in refused)
+
+
+def test_word_sized_requests_do_not_queue_behind_a_flood_of_large_images(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crnn import Recognizer
+    import crnn_server.engine
+    from crnn_server.engine import Engine
+    from crnn_server.metrics import Metrics
+    from crnn_server.request_types import DecodeOptions, ImageInput
+
+    small = render_word("hi")
+    large = np.kron(render_word("large"), np.ones((4, 4), np.uint8))
+    monkeypatch.setattr(crnn_server.engine, "SMALL_PIXELS", small.size)
+    real_prepare = Recognizer.prepare
+
+    def prepare(self: Recognizer, source: Any) -> np.ndarray:
+        out = real_prepare(self, source)
+        if len(source) > len(png(small)):  # a large image: slow to decode
+            time.sleep(0.1)
+        return out
+
+    monkeypatch.setattr(Recognizer, "prepare", prepare)
+    settings = Settings(**{**LIMITS, "decode_workers": 1, "queue_timeout_s": 1.0})
+
+    async def main() -> tuple[list[Any], Any]:
+        engine = Engine(settings, Metrics(), tiny_recognizer(), "tiny")
+        await engine.start()
+        try:
+            flood = [engine.recognize([ImageInput(f"{i}.png", png(large)) for i in range(4)], DecodeOptions())
+                     for _ in range(10)]
+            tasks = [asyncio.ensure_future(f) for f in flood]
+            await asyncio.sleep(0.05)  # the flood holds the gate and its queue
+            lone = await engine.recognize([ImageInput("w.png", png(small))], DecodeOptions())
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            await engine.stop()
+        return outcomes, lone
+
+    outcomes, lone = run(main)
+    assert "text" in lone[0]  # read, although the flood behind the gate sheds
+    assert any(isinstance(o, QueueTimeout) for o in outcomes)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
+import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +147,7 @@ def test_real_server_reads_images_logs_and_drains_on_sigterm(tmp_path: Path) -> 
             assert [res["name"] for res in body["results"]] == [f"{w}.png" for w in words]
             assert r.headers["x-request-id"] == "e2e-1"
             assert c.post("/v1/recognize", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
-            assert c.get("/v1/model").json()["weights"] == str(ckpt)
+            assert c.get("/v1/model").json()["weights"] == ckpt.name  # no server paths in answers
             assert 'crnn_http_requests_total{method="POST",route="/v1/recognize",status="200"} 1.0' in c.get("/metrics").text
 
         # SIGTERM while a request is in flight: it still gets its answer, then the process exits cleanly.
@@ -188,4 +191,56 @@ def test_shipped_model_reads_words_over_http() -> None:
         texts = [res["text"] for res in r.json()["results"]]
         assert sum(t == w for t, w in zip(texts, words)) >= 3, texts
         info = c.get("/v1/model").json()
-        assert info["weights"] == str(default_weights_path()) and info["metrics"]
+        assert info["weights"] == default_weights_path().name and info["metrics"]  # the file name only
+
+
+def test_truncated_weights_are_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The header reads fine, the tensors do not: refused before uvicorn starts, as `crnn ocr` does.
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    data = ckpt.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) - 1000])
+    assert main(["--weights", str(truncated)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("crnn serve: ") and "truncated.safetensors" in err
+
+
+def _stalled_upload(port: int, sent: int = 100, declared: int = 10_000) -> socket.socket:
+    """A raw connection that sends the headers and part of a body, then stalls."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /v1/recognize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              + f"Content-Length: {declared}\r\n\r\n".encode() + b"{" + b" " * (sent - 1))
+    return s
+
+
+def _response(s: socket.socket, timeout: float) -> tuple[int, dict[str, Any], float]:
+    """Status and JSON body of the answer on ``s``, and the seconds it took."""
+    started = time.monotonic()
+    s.settimeout(timeout)
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
+            re.search(rb"content-length: (\d+)", data, re.I).group(1)):  # type: ignore[union-attr]
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    return int(head.split()[1]), json.loads(body), time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_stalled_uploads_time_out_with_408_and_are_capped(tmp_path: Path) -> None:
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    with ServerProcess(["--weights", str(ckpt), "--threads", "1", "--body-timeout", "1.5", "--max-uploads", "2"]) as server:
+        stalled = [_stalled_upload(server.port) for _ in range(2)]
+        time.sleep(0.3)  # both are reading their bodies now
+        status, body, _ = _response(_stalled_upload(server.port), timeout=5)
+        assert (status, body["error"]["code"]) == (503, "overloaded")  # a third upload is refused at once
+        for s in stalled:
+            status, body, _ = _response(s, timeout=10)  # answered, not held for ever
+            assert (status, body["error"]["code"]) == (408, "body_timeout")
+            assert s.recv(1) == b""  # and the connection is closed
+        # The slots are free again: a whole request is read.
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            r = c.post("/v1/recognize", files=[("files", ("w.png", png(render_word("ok")), "image/png"))])
+            assert r.status_code == 200, r.text
