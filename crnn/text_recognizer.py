@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, overload, runtime_checkable
 
 import numpy as np
 import torch
@@ -93,6 +93,18 @@ class TextRecognizer(Protocol):
         """Predictions for prepared images, in input order; ``lexicon`` is one word list for all, or one per image."""
         ...
 
+    @overload
+    def recognize(
+        self, images: Sequence[ImageSource] | ImageSource, batch_size: int = ..., decoder: str = ...,
+        beam_width: int = ..., lexicon: Lexicon | Iterable[str] | None = ..., errors: Literal["raise"] = ...,
+    ) -> list[Prediction]: ...
+
+    @overload
+    def recognize(
+        self, images: Sequence[ImageSource] | ImageSource, batch_size: int = ..., decoder: str = ...,
+        beam_width: int = ..., lexicon: Lexicon | Iterable[str] | None = ..., *, errors: Literal["return"],
+    ) -> list[Prediction | FailedImage]: ...
+
     def recognize(
         self,
         images: Sequence[ImageSource] | ImageSource,
@@ -101,7 +113,7 @@ class TextRecognizer(Protocol):
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
         errors: Errors = "raise",
-    ) -> list[Prediction | FailedImage]:
+    ) -> list[Prediction] | list[Prediction | FailedImage]:
         """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
 
         ``errors="raise"``: an unreadable input raises InvalidImageError (naming its index in a list);
@@ -179,6 +191,18 @@ class RecognizerBase:
         """Predictions for prepared images, in input order (each kind implements this)."""
         raise NotImplementedError
 
+    @overload
+    def recognize(
+        self, images: Sequence[ImageSource] | ImageSource, batch_size: int = ..., decoder: str = ...,
+        beam_width: int = ..., lexicon: Lexicon | Iterable[str] | None = ..., errors: Literal["raise"] = ...,
+    ) -> list[Prediction]: ...
+
+    @overload
+    def recognize(
+        self, images: Sequence[ImageSource] | ImageSource, batch_size: int = ..., decoder: str = ...,
+        beam_width: int = ..., lexicon: Lexicon | Iterable[str] | None = ..., *, errors: Literal["return"],
+    ) -> list[Prediction | FailedImage]: ...
+
     def recognize(
         self,
         images: Sequence[ImageSource] | ImageSource,
@@ -187,7 +211,7 @@ class RecognizerBase:
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
         errors: Errors = "raise",
-    ) -> list[Prediction | FailedImage]:
+    ) -> list[Prediction] | list[Prediction | FailedImage]:
         """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
 
         ``errors="raise"`` (default): raises InvalidImageError for the first input that is not a readable
@@ -207,8 +231,9 @@ class RecognizerBase:
                 if errors == "raise":
                     raise InvalidImageError(message) from None
                 prepared.append(FailedImage(i, str(e)))
-        good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
-        preds = self.recognize_prepared([prepared[i] for i in good], batch_size, decoder, beam_width, lexicon) if good else []
+        arrays = {i: p for i, p in enumerate(prepared) if isinstance(p, np.ndarray)}
+        good = list(arrays)
+        preds = self.recognize_prepared(list(arrays.values()), batch_size, decoder, beam_width, lexicon) if good else []
         out: list[Prediction | FailedImage] = list(prepared)  # type: ignore[arg-type]
         for i, p in zip(good, preds):
             out[i] = p
