@@ -1,18 +1,22 @@
 """Fuzzed bodies against POST /v1/recognize: whatever a client sends, the answer is never a 500.
 
 A seeded generator (reproducible, no extra dependency) mutates valid JSON and multipart requests,
-and mixes in random bytes under random content types.
+and mixes in random bytes under random content types. The images it carries are a word crop or one of
+the hostile files of issue 16 (LAB, CMYK, 16-bit, over the pixel limit, truncated, one pixel, animated).
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import random
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi")
 
@@ -27,6 +31,29 @@ CONTENT_TYPES = [
     "multipart/form-data; boundary=", "multipart/form-data; boundary=zzz", "text/plain", "image/png",
     "application/x-www-form-urlencoded", "", "*/*", "multipart/mixed; boundary=zzz", "application/json; boundary=x",
 ]
+
+
+def _encode(img: Image.Image, fmt: str, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def hostile_images() -> list[bytes]:
+    """Files that once escaped the library's checks or cost the server dearly, each small on the wire."""
+    word = np.array(Image.open(io.BytesIO(png(render_word("fuzz")))).convert("RGB"))
+    lab = Image.fromarray(word).convert("LAB")
+    frames = [Image.fromarray(word), Image.fromarray(255 - word)]
+    return [
+        _encode(lab, "TIFF"),  # LAB mode: read by its lightness
+        _encode(Image.fromarray(word).convert("CMYK"), "JPEG"),
+        _encode(Image.fromarray(np.full((40, 120), 40000, np.uint16)), "PNG"),  # 16-bit
+        _encode(Image.new("I;16", (1200, 1000)), "PNG"),  # over the test server's 1 M pixel limit
+        png(render_word("cut"))[:60],  # truncated
+        _encode(Image.new("L", (1, 1)), "PNG"),  # too small
+        _encode(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+        _encode(Image.fromarray(word).convert("P"), "PNG", transparency=0),
+    ]
 
 
 def random_scalar(rng: random.Random) -> Any:
@@ -93,7 +120,9 @@ def mutate_multipart(rng: random.Random, image: bytes) -> tuple[bytes, str]:
 
 def cases(seed: int, image: bytes) -> Iterator[tuple[bytes, dict[str, str]]]:
     rng = random.Random(seed)
+    pool = [image] * 8 + hostile_images()
     for _ in range(CASES_PER_SEED):
+        image = rng.choice(pool)
         kind = rng.random()
         if kind < 0.4:
             yield mutate_json(rng, image), {"Content-Type": rng.choice(["application/json"] * 3 + CONTENT_TYPES)}
@@ -123,6 +152,19 @@ def test_fuzzed_bodies_never_get_a_500(client: TestClient, seed: int) -> None:
         data = r.json()
         if r.status_code == 200:
             assert data["results"] and all(("text" in res) != ("error" in res) for res in data["results"])
+            for res in data["results"]:  # one message style: no type prefixes leaking from the library
+                assert not res.get("error", "").startswith(("bytes:", "image bytes:", "ndarray:", "Image:")), res
         else:
             assert data["error"]["code"] and data["error"]["message"]
     assert len(statuses) >= 3  # the generator reaches several kinds of answers
+
+
+def test_every_hostile_image_is_read_or_refused_per_image(client: TestClient) -> None:
+    files = [("files", (f"h{i}", data, "application/octet-stream")) for i, data in enumerate(hostile_images()[:3])]
+    r = client.post("/v1/recognize", files=files)
+    assert r.status_code == 200 and len(r.json()["results"]) == 3, r.text
+    for i, data in enumerate(hostile_images()):
+        r = client.post("/v1/recognize", files=[("files", (f"h{i}", data, "image/png"))])
+        assert r.status_code == 200, (i, r.text)
+        (res,) = r.json()["results"]
+        assert ("text" in res) != ("error" in res) and res.get("code", "invalid_image") == "invalid_image", (i, res)
