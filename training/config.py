@@ -12,6 +12,7 @@ from pydantic import BeforeValidator, Field, StrictBool, field_validator, model_
 
 from crnn.charset import DEFAULT_CHARS
 from crnn.config import Config
+from crnn.model import Backbone, Cell
 from crnn_synth_data import SynthConfig
 
 
@@ -29,8 +30,8 @@ class ModelSection(Config):
 
     kind = "train"  # nested sections report errors under the top-level kind anyway
 
-    backbone: Literal["small", "full"] = "small"
-    cell: Literal["lstm", "gru", "rnn", "none"] = "lstm"
+    backbone: Backbone = "small"
+    cell: Cell = "lstm"
     hidden_size: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
     bidirectional: StrictBool = True

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from crnn.config import Config
+from crnn.model import count_parameters
 
 PAD: int = 0
 Cell = Literal["lstm", "gru"]
@@ -135,6 +136,4 @@ def collate_crops(crop_list: list[np.ndarray], size: int) -> tuple[Tensor, Tenso
 
 def describe(model: SegCharModel, width: int = 128) -> dict[str, Any]:
     """Architecture and parameter count (a per-width cost has no meaning here: segments, not frames)."""
-    from crnn.model import count_parameters
-
     return {"architecture": model.config.to_dict(), "parameters": count_parameters(model)}
