@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("crnn_training.evaluate", "evaluate weights on labeled folders"),
     "compare": ("crnn_training.compare", "compare two models (e.g. CRNN vs the segmented-character baseline) in a report"),
     "plot": ("crnn_training.plot", "plot the training curves of a run folder"),
+    "lm": ("crnn_training.char_lm", "train the character language model of `--decoder lm` on the renderer's text"),
     "serve": ("crnn_server.cli", "run the REST API (FastAPI + uvicorn)"),
 }
 

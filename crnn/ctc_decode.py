@@ -30,11 +30,13 @@ import torch.nn.functional as F
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
+from crnn import lm_decode
+from crnn.char_lm import load_lm
 from crnn.charset import BLANK, Charset
 from crnn.errors import LexiconFileError
 from crnn.prediction import Prediction
 
-DECODERS: tuple[str, ...] = ("greedy", "beam")
+DECODERS: tuple[str, ...] = ("greedy", "beam", "lm")
 
 # Beam search only expands characters at least this probable in a frame (and at most
 # ``beam_width`` of them): lower ones cannot change which prefixes survive in practice, and
@@ -627,8 +629,11 @@ def decode(
     decoder: str = "greedy",
     beam_width: int = 10,
     lexicon: LexiconArg = None,
+    lm_weight: float | None = None,
 ) -> list[Prediction]:
-    """Decode log_probs (B, T, C) over lengths (B,) with ``decoder`` ("greedy" or "beam"), constrained to ``lexicon`` if given.
+    """Decode log_probs (B, T, C) over lengths (B,) with ``decoder`` ("greedy", "beam" or "lm": beam search with the
+    shipped character language model, weighted ``lm_weight``, default ``lm_decode.LM_WEIGHT``; docs/language_model.md),
+    constrained to ``lexicon`` if given.
 
     With a lexicon (one, or one per sample), the decoder's text is the query for :func:`lexicon_decode`'s
     candidate search.
@@ -638,6 +643,10 @@ def decode(
     lp, lens = _prepare(log_probs, lengths, charset)
     if decoder == "greedy":
         id_seqs, char_confs = _greedy_ids(lp, lens)
+    elif decoder == "lm":
+        alpha = lm_decode.LM_WEIGHT if lm_weight is None else lm_weight
+        id_seqs = lm_decode.lm_beam_ids(lp.numpy(), lens, charset, load_lm(), beam_width, alpha)
+        char_confs = [_viterbi_char_confidences(lp.numpy()[b, :n], ids) for b, (n, ids) in enumerate(zip(lens, id_seqs))]
     else:
         id_seqs, char_confs = _beam_ids(lp, lens, beam_width)
     flags: list[bool | None] | None = None

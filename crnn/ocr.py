@@ -164,12 +164,13 @@ def run_ocr(
     beam_width: int = 10,
     lexicon: Lexicon | None = None,
     workers: int = 1,
+    lm_weight: float | None = None,
 ) -> Iterator[Row]:
     """Yield one Row per input in input order, a chunk at a time (see :class:`crnn.image_loader.ChunkLoader`)."""
     for chunk in chunks:
         good = [i for i, (_, arr, _) in enumerate(chunk) if arr is not None]
         preds = recognizer.recognize_prepared(
-            [chunk[i][1] for i in good], batch_size, decoder, beam_width, lexicon, workers
+            [chunk[i][1] for i in good], batch_size, decoder, beam_width, lexicon, workers, lm_weight
         ) if good else []
         by_index = dict(zip(good, preds))
         for i, (path, _, err) in enumerate(chunk):
@@ -191,8 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="checkpoint file (default: the shipped model in weights/)")
     p.add_argument("--format", choices=FORMATS, default="tsv", help="output format (default tsv)")
     p.add_argument("--output", "-o", help="write results to this file (default stdout)")
-    p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    p.add_argument("--decoder", choices=("greedy", "beam", "lm"), default="greedy",
+                   help="greedy (default, fastest), beam (prefix beam search) or lm (beam search with the shipped "
+                   "character language model: fewer misread words, see docs/language_model.md)")
     p.add_argument("--beam-width", type=int, default=10)
+    p.add_argument("--lm-weight", type=float, help="--decoder lm: weight of the language model (default: the tuned one)")
     p.add_argument("--lexicon", help="text file with one allowed word per line (matched case-insensitively; "
                    "see docs/lexicon.md)")
     p.add_argument("--lexicon-case", choices=("image", "keep"), default="image",
@@ -213,6 +217,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1 or args.beam_width < 1 or (args.threads is not None and args.threads < 1):
         print("crnn ocr: --batch-size, --beam-width and --threads must be >= 1", file=sys.stderr)
+        return 2
+    if args.lm_weight is not None and (args.decoder != "lm" or not args.lm_weight >= 0):
+        print("crnn ocr: --lm-weight needs --decoder lm and a value >= 0", file=sys.stderr)
         return 2
     problem = check_output(args.output) if args.output else None
     if problem:  # before the model loads, not after
@@ -284,7 +291,8 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
     failed = 0
     try:
         writer = Writer(out, args.format, lexicon=lexicon is not None)
-        rows = run_ocr(recognizer, chunks, args.batch_size, args.decoder, args.beam_width, lexicon, workers=workers)
+        rows = run_ocr(recognizer, chunks, args.batch_size, args.decoder, args.beam_width, lexicon, workers=workers,
+                       lm_weight=args.lm_weight)
         for row in rows:
             writer.write(row)
             if row.error is not None:

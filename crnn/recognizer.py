@@ -110,6 +110,7 @@ class Recognizer(RecognizerBase):
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
+        lm_weight: float | None = None,
     ) -> list[Prediction]:
         """Predictions for already prepared images (see :meth:`prepare`), in input order.
 
@@ -130,7 +131,7 @@ class Recognizer(RecognizerBase):
         def run(idx: list[int]) -> list[Prediction]:
             lp, lengths = self.log_probs([arrays[i] for i in idx])
             lex = (lexicons[0] if lexicons else None) if one else [lexicons[i] for i in idx]
-            return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex)
+            return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex, lm_weight=lm_weight)
 
         batches = list(self.batches(arrays, batch_size))
         if workers > 1 and len(batches) > 1:

@@ -89,6 +89,7 @@ class TextRecognizer(Protocol):
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
+        lm_weight: float | None = None,
     ) -> list[Prediction]:
         """Predictions for prepared images, in input order; ``lexicon`` is one word list for all, or one per image."""
         ...
@@ -97,12 +98,14 @@ class TextRecognizer(Protocol):
     def recognize(
         self, images: Sequence[ImageSource] | ImageSource, batch_size: int = ..., decoder: str = ...,
         beam_width: int = ..., lexicon: Lexicon | Iterable[str] | None = ..., errors: Literal["raise"] = ...,
+        lm_weight: float | None = ...,
     ) -> list[Prediction]: ...
 
     @overload
     def recognize(
         self, images: Sequence[ImageSource] | ImageSource, batch_size: int = ..., decoder: str = ...,
         beam_width: int = ..., lexicon: Lexicon | Iterable[str] | None = ..., *, errors: Literal["return"],
+        lm_weight: float | None = ...,
     ) -> list[Prediction | FailedImage]: ...
 
     def recognize(
@@ -113,6 +116,7 @@ class TextRecognizer(Protocol):
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
         errors: Errors = "raise",
+        lm_weight: float | None = None,
     ) -> list[Prediction] | list[Prediction | FailedImage]:
         """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
 
@@ -187,6 +191,7 @@ class RecognizerBase:
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
+        lm_weight: float | None = None,
     ) -> list[Prediction]:
         """Predictions for prepared images, in input order (each kind implements this)."""
         raise NotImplementedError
@@ -195,12 +200,14 @@ class RecognizerBase:
     def recognize(
         self, images: Sequence[ImageSource] | ImageSource, batch_size: int = ..., decoder: str = ...,
         beam_width: int = ..., lexicon: Lexicon | Iterable[str] | None = ..., errors: Literal["raise"] = ...,
+        lm_weight: float | None = ...,
     ) -> list[Prediction]: ...
 
     @overload
     def recognize(
         self, images: Sequence[ImageSource] | ImageSource, batch_size: int = ..., decoder: str = ...,
         beam_width: int = ..., lexicon: Lexicon | Iterable[str] | None = ..., *, errors: Literal["return"],
+        lm_weight: float | None = ...,
     ) -> list[Prediction | FailedImage]: ...
 
     def recognize(
@@ -211,6 +218,7 @@ class RecognizerBase:
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
         errors: Errors = "raise",
+        lm_weight: float | None = None,
     ) -> list[Prediction] | list[Prediction | FailedImage]:
         """Read the text of each image (paths, bytes, PIL images or arrays), in input order.
 
@@ -233,7 +241,8 @@ class RecognizerBase:
                 prepared.append(FailedImage(i, str(e)))
         arrays = {i: p for i, p in enumerate(prepared) if isinstance(p, np.ndarray)}
         good = list(arrays)
-        preds = self.recognize_prepared(list(arrays.values()), batch_size, decoder, beam_width, lexicon) if good else []
+        preds = self.recognize_prepared(
+            list(arrays.values()), batch_size, decoder, beam_width, lexicon, lm_weight=lm_weight) if good else []
         out: list[Prediction | FailedImage] = list(prepared)  # type: ignore[arg-type]
         for i, p in zip(good, preds):
             out[i] = p

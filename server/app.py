@@ -104,8 +104,10 @@ RECOGNIZE_BODY = {
                 "properties": {
                     "files": {"type": "array", "items": {"type": "string", "format": "binary"},
                               "description": "Word crops (PNG, JPEG, ...), one part each."},
-                    "decoder": {"type": "string", "enum": ["greedy", "beam"], "default": "greedy"},
+                    "decoder": {"type": "string", "enum": ["greedy", "beam", "lm"], "default": "greedy"},
                     "beam_width": {"type": "integer", "minimum": 1, "default": 10},
+                    "lm_weight": {"type": "number", "minimum": 0, "maximum": 10,
+                                  "description": "The lm decoder's language-model weight (default: the tuned one)."},
                     "lexicon": {"type": "string", "description": "Allowed words, one per line (or repeat the field)."},
                 },
                 "required": ["files"],
@@ -222,7 +224,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
                     except ValueError as e:
                         raise InvalidRequest(f"invalid images.{i}.lexicon: {e}") from None
                 image_lexicons.append(built[words])
-        options = DecodeOptions(opts.decoder, opts.beam_width, lexicon)
+        options = DecodeOptions(opts.decoder, opts.beam_width, lexicon, opts.lm_weight)
         retry = {"Retry-After": str(settings.retry_after_s)}
         try:
             results = await engine.recognize(parsed.images, options, image_lexicons)

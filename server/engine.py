@@ -144,7 +144,8 @@ class Engine:
         assert self.recognizer is not None
         return self.recognizer.recognize_prepared(
             arrays, batch_size=self.settings.max_batch, decoder=options.decoder,
-            beam_width=options.beam_width, lexicon=options.lexicon, workers=self.settings.batch_workers)
+            beam_width=options.beam_width, lexicon=options.lexicon, workers=self.settings.batch_workers,
+            lm_weight=options.lm_weight)
 
     def _prepare_one(self, img: ImageInput) -> np.ndarray | str:
         assert self.recognizer is not None

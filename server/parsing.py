@@ -16,7 +16,7 @@ from crnn_server.request_types import ImageInput, decode_base64
 from crnn_server.settings import Settings
 
 IMAGE_FIELDS = ("files", "files[]")
-OPTION_FIELDS = ("decoder", "beam_width", "lexicon")
+OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon")
 MAX_NAME_CHARS = 256
 MAX_FIELD_BYTES = 1024 * 1024  # one non-file form field (a lexicon of many words fits)
 MAX_WORD_CHARS = 256
@@ -27,8 +27,11 @@ class RecognizeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    decoder: Literal["greedy", "beam"] = Field("greedy", description="CTC decoder: greedy (fast) or prefix beam search.")
-    beam_width: int = Field(10, ge=1, description="Beams kept by the beam decoder (at most the server's --max-beam-width).")
+    decoder: Literal["greedy", "beam", "lm"] = Field(
+        "greedy", description="CTC decoder: greedy (fast), prefix beam search, or lm: beam search with the character "
+        "language model (fewer misread words; docs/language_model.md).")
+    beam_width: int = Field(10, ge=1, description="Beams kept by the beam and lm decoders (at most the server's --max-beam-width).")
+    lm_weight: float | None = Field(None, ge=0, le=10, description="The lm decoder's language-model weight (default: the tuned one).")
     lexicon: list[str] | None = Field(
         None, description="Allowed words for every image: each text is snapped to the likeliest word, matched "
         "case-insensitively and returned in the case the image shows (results then carry in_lexicon).")
@@ -132,7 +135,7 @@ async def _parse_json(request: Request, settings: Settings) -> ParsedRequest:
             images.append(ImageInput(name, data=decode_base64(img.data), lexicon=img.lexicon))
         except InvalidImageError as e:
             images.append(ImageInput(name, error=str(e)))
-    options = RecognizeOptions(decoder=req.decoder, beam_width=req.beam_width, lexicon=req.lexicon)
+    options = RecognizeOptions(decoder=req.decoder, beam_width=req.beam_width, lm_weight=req.lm_weight, lexicon=req.lexicon)
     return ParsedRequest(images, options)
 
 

@@ -21,11 +21,13 @@ class DecodeOptions:
     decoder: str = "greedy"
     beam_width: int = 10
     lexicon: Lexicon | None = None
+    lm_weight: float | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
-        """Batching key: beam width only matters for beam search; a lexicon is never shared."""
-        return (self.decoder, self.beam_width if self.decoder == "beam" else None,
+        """Batching key: beam width only matters for beam searches, lm_weight for lm; a lexicon is never shared."""
+        return (self.decoder, self.beam_width if self.decoder != "greedy" else None,
+                self.lm_weight if self.decoder == "lm" else None,
                 id(self.lexicon) if self.lexicon is not None else None)
 
 

@@ -27,7 +27,8 @@ class FakeRecognizer:
     def __init__(self, answers: dict[int, str]) -> None:
         self.charset, self.preprocess, self.answers = Charset(), PreprocessConfig(width_bucket=1), answers
 
-    def recognize_prepared(self, arrays, batch_size=64, decoder="greedy", beam_width=10, lexicon=None):  # noqa: ANN001
+    def recognize_prepared(self, arrays, batch_size=64, decoder="greedy", beam_width=10, lexicon=None,  # noqa: ANN001
+                           lm_weight=None):  # noqa: ANN001
         self.lexicon = lexicon
         if isinstance(lexicon, list):  # per image: answer the first lexicon word, flagged
             return [Prediction(lex.words[0], 0.5, (), True) if lex is not None else

@@ -126,6 +126,15 @@ def test_beam_and_lexicon_options(folder: Path, tiny_weights: Path, tmp_path: Pa
     assert all(r["in_lexicon"] == "true" for r in rows)  # a small lexicon: always one of its words
 
 
+def test_language_model_decoder_options(folder: Path, tiny_weights: Path, capsys) -> None:
+    code, out, _ = _run([str(folder), "--weights", str(tiny_weights), "--decoder", "lm", "--lm-weight", "0.3",
+                         "--beam-width", "4"], capsys)
+    assert code == 0 and len(_tsv(out)) == 4  # every image of the folder, sub-folder included
+    for bad in (["--lm-weight", "0.3"], ["--decoder", "lm", "--lm-weight", "-1"]):
+        code, _, err = _run([str(folder), "--weights", str(tiny_weights), *bad], capsys)
+        assert code == 2 and "--lm-weight needs --decoder lm" in err
+
+
 @pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl"])
 def test_in_lexicon_column_only_with_a_lexicon(folder: Path, tiny_weights: Path, tmp_path: Path, capsys,
                                                fmt: str) -> None:

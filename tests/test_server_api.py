@@ -184,6 +184,8 @@ def test_decoder_crash_on_one_file_costs_only_that_file(client: TestClient, imag
     {"decoder": "beam", "beam_width": "3"},
     {"decoder": "greedy", "lexicon": "hello\nworld"},
     {"decoder": "beam", "lexicon": "hello\nworld"},
+    {"decoder": "lm"},
+    {"decoder": "lm", "beam_width": "4", "lm_weight": "0.3"},
 ])
 def test_decoder_options(client: TestClient, images: dict[str, bytes], options: dict[str, str]) -> None:
     r = client.post("/v1/recognize", files=files([("h", images["hello"]), ("r", images["recognition"])]), data=options)
@@ -251,6 +253,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("multipart-only-options", {"files": [("decoder", (None, "greedy"))]}, 422, "no_images"),
     ("multipart-unknown-field", {"files": [("file", ("x.png", PNG_1, "image/png"))]}, 422, "invalid_request"),
     ("multipart-bad-decoder", {"files": [("files", ("x.png", PNG_1))], "data": {"decoder": "viterbi"}}, 422, "invalid_request"),
+    ("multipart-negative-lm-weight", {"files": [("files", ("x.png", PNG_1))], "data": {"decoder": "lm", "lm_weight": "-1"}}, 422, "invalid_request"),
     ("multipart-beam-zero", {"files": [("files", ("x.png", PNG_1))], "data": {"beam_width": "0"}}, 422, "invalid_request"),
     ("multipart-beam-text", {"files": [("files", ("x.png", PNG_1))], "data": {"beam_width": "wide"}}, 422, "invalid_request"),
     ("multipart-beam-over-limit", {"files": [("files", ("x.png", PNG_1))], "data": {"beam_width": "21"}}, 422, "invalid_request"),

@@ -36,8 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--errors", metavar="OUT.tsv", help="write mispredictions (path, target, prediction, confidence)")
     p.add_argument("--calibration", action="store_true",
                    help="also print each folder's reliability table: accuracy (case-sensitive) per confidence bin")
-    p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
+    p.add_argument("--decoder", choices=("greedy", "beam", "lm"), default="greedy",
+                   help="lm: beam search with the shipped character language model (docs/language_model.md)")
     p.add_argument("--beam-width", type=int, default=10)
+    p.add_argument("--lm-weight", type=float, default=None, help="--decoder lm: the language model's weight")
     p.add_argument("--lexicon", metavar="FILE", help="one word list (a word a line) for every image (docs/lexicon.md)")
     p.add_argument("--lexicons", action="append", metavar="FILE",
                    help="per-image lexicons, lines relative_path<TAB>word,word,... (paths as in labels.tsv); "
@@ -76,7 +78,8 @@ def evaluate_folder(
                   file=sys.stderr)
     t0 = time.perf_counter()
     preds = recognizer.recognize_prepared(
-        arrays, batch_size=args.batch_size, decoder=args.decoder, beam_width=args.beam_width, lexicon=lexicon
+        arrays, batch_size=args.batch_size, decoder=args.decoder, beam_width=args.beam_width, lexicon=lexicon,
+        lm_weight=args.lm_weight,
     ) if arrays else []
     seconds = time.perf_counter() - t0
     metrics = compute_metrics([p.text for p in preds], texts)
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.lexicons and (len(args.lexicons) != len(args.data) or args.lexicon):
         print("crnn eval: error: give one --lexicons file per --data folder (in the same order), and not with "
               "--lexicon", file=sys.stderr)
+        return 2
+    if args.lm_weight is not None and (args.decoder != "lm" or not args.lm_weight >= 0):
+        print("crnn eval: error: --lm-weight needs --decoder lm and a value >= 0", file=sys.stderr)
         return 2
     try:
         from crnn.text_recognizer import load_recognizer

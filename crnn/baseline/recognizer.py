@@ -87,10 +87,11 @@ class BaselineRecognizer(RecognizerBase):
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
+        lm_weight: float | None = None,
     ) -> list[Prediction]:
         """Predictions for prepared images, in input order (``lexicon``: one for all, or one per image).
 
-        ``decoder``, ``beam_width`` and ``workers`` are accepted for interface parity: per-segment argmax is already the
+        ``decoder``, ``beam_width``, ``lm_weight`` and ``workers`` are accepted for interface parity: per-segment argmax is already the
         most likely text given the segmentation. With a lexicon, the word of the segment count with the
         highest summed log-probability is chosen, case-insensitively (each word's case variants compete, see
         Lexicon.variants); when none has that length the plain text stands, flagged ``in_lexicon=False``.
