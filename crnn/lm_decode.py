@@ -23,7 +23,7 @@ from crnn.charset import BLANK, Charset
 
 # The shipped model's weights, chosen on 2,000 rendered words of the default text mix (seed 4242, never a
 # benchmark) by training/tune_lm.py; docs/language_model.md has the grid.
-LM_WEIGHT: float = 0.5
+LM_WEIGHT: float = 0.35
 LENGTH_BONUS: float = 1.0
 # Candidate pruning per frame, as in ctc_decode's beam search (same values, so that alpha = 0 reproduces it).
 PRUNE_PROB: float = 1e-4

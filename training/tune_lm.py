@@ -54,10 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with np.load(args.cache) as saved:
             outputs = [saved[f"s{i}"] for i in range(len(arrays))]
     else:
-        order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[1])
         outputs = [np.empty(0)] * len(arrays)
-        for start in range(0, len(order), 64):
-            idx = order[start : start + 64]
+        # Batches of one width, as the recognizer runs them (no padded frames: the outputs users get).
+        for idx in rec.batches(arrays, 64):  # type: ignore[attr-defined]
             lp, lengths = rec.log_probs([arrays[i] for i in idx])  # type: ignore[attr-defined]
             for j, i in enumerate(idx):
                 outputs[i] = lp[j, : int(lengths[j])].double().numpy()
