@@ -53,11 +53,11 @@ def test_text_probabilities_sum_to_one() -> None:
     assert ended > 0.5  # the model learnt that texts are short
 
 
-def test_the_model_prefers_trained_words(small_lm: CharLM) -> None:
-    if small_lm.order == 1:
-        pytest.skip("a unigram model knows no words")
-    assert small_lm.log_prob("hello") > small_lm.log_prob("hfllo")
-    assert small_lm.log_prob("there") > small_lm.log_prob("thare")
+@pytest.mark.parametrize("order, min_count", [(2, 1), (3, 1), (6, 1), (6, 2)])
+def test_the_model_prefers_trained_words(order: int, min_count: int) -> None:
+    lm = estimate(WORDS, ALPHABET, order=order, min_count=min_count, prune_from=4)
+    assert lm.log_prob("hello") > lm.log_prob("hfllo")
+    assert lm.log_prob("there") > lm.log_prob("thare")
 
 
 def test_case_is_folded() -> None:
