@@ -205,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): bf16 on a CPU with native bf16 (AVX-512 BF16, AMX), else fp32; mixed: "
                    "bf16 convolutions, fp32 recurrence. Results never depend on the batch")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+    ray = p.add_argument_group("Ray (many cores or machines; the ray extra; docs/scale-out.md)")
+    ray.add_argument("--ray", action="store_true", help="read on Ray Data actors into resumable shards in --output DIR; "
+                     "inputs may also be manifests (.csv or .parquet with a path column)")
+    ray.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray instance)")
+    ray.add_argument("--ray-actors", type=int, help="actors, one recognizer on one core each (default: one per CPU)")
+    ray.add_argument("--ray-format", choices=("parquet", "jsonl"), default="parquet", help="shard format (default parquet)")
+    ray.add_argument("--ray-shard-size", type=int, default=10_000, help="paths per shard file (default 10000)")
     return p
 
 
@@ -214,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1 or args.beam_width < 1 or (args.threads is not None and args.threads < 1):
         print("crnn ocr: --batch-size, --beam-width and --threads must be >= 1", file=sys.stderr)
         return 2
+    if args.ray:  # its own module: without --ray, Ray is never imported
+        from crnn.ray_ocr import run_ray
+
+        return run_ray(args)
     problem = check_output(args.output) if args.output else None
     if problem:  # before the model loads, not after
         print(f"crnn ocr: {problem}", file=sys.stderr)
