@@ -221,10 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1 or args.beam_width < 1 or (args.threads is not None and args.threads < 1):
         print("crnn ocr: --batch-size, --beam-width and --threads must be >= 1", file=sys.stderr)
         return 2
-    if args.ray:  # its own module: without --ray, Ray is never imported
-        from crnn.ray_ocr import run_ray
+    if args.ray:
+        # Loaded by name, as crnn/cli.py loads a subcommand: crnn.ray_ocr builds on this module (its inputs,
+        # rows and writer), and without --ray neither it nor Ray is imported.
+        import importlib
 
-        return run_ray(args)
+        return int(importlib.import_module("crnn.ray_ocr").run_ray(args))
     problem = check_output(args.output) if args.output else None
     if problem:  # before the model loads, not after
         print(f"crnn ocr: {problem}", file=sys.stderr)

@@ -309,6 +309,9 @@ def run_ray(args: argparse.Namespace) -> int:
     if args.ray_actors is not None and args.ray_actors < 1 or args.ray_shard_size < 1:
         print("crnn ocr: --ray-actors and --ray-shard-size must be >= 1", file=sys.stderr)
         return 2
+    if args.lexicon and not os.path.isfile(args.lexicon):  # checked here, not by N actors
+        print(f"crnn ocr: --lexicon {args.lexicon}: no such file", file=sys.stderr)
+        return 2
     try:
         import ray  # noqa: F401  # only to say which extra is missing
     except ModuleNotFoundError:
@@ -320,8 +323,10 @@ def run_ray(args: argparse.Namespace) -> int:
 
         read_header(args.weights or default_weights_path())  # a bad weights file: one line now, not in N actors
         prepare_output(folder, fmt, args.ray_shard_size, options)
-        # Which shards are still to do: a shard file exists only when complete (written, then renamed).
-        todo: list[tuple[int, list[tuple[str, str | None]]]] = []
+        # Which shards are still to do (a shard file exists only when complete: written, then renamed); they are
+        # kept as Arrow tables of paths (compact, and what Ray Data takes), with their sizes.
+        blocks: list[pa.Table] = []
+        todo: dict[int, int] = {}
         done = failed_before = 0
         for k, items in enumerate(shards(iter_inputs(args.paths), args.ray_shard_size)):
             final = folder / shard_name(k, fmt)
@@ -333,7 +338,8 @@ def run_ray(args: argparse.Namespace) -> int:
                 done += 1
                 failed_before += sum(1 for r in records if r.get("error") is not None)
             else:
-                todo.append((k, items))
+                blocks += _input_blocks(k, items, args.batch_size * ACTOR_CHUNK_BATCHES)
+                todo[k] = len(items)
     except (CRNNError, OSError) as e:
         print(f"crnn ocr: {e}", file=sys.stderr)
         return 2
@@ -345,31 +351,36 @@ def run_ray(args: argparse.Namespace) -> int:
         return 1 if failed_before else 0
     show = args.progress or sys.stderr.isatty()
     try:
-        failed = _run_shards(args, options, todo, folder, fmt, show)
+        failed = _run_shards(args, options, blocks, todo, folder, fmt, show)
     except KeyboardInterrupt:
         print("crnn ocr: interrupted; the shards written so far stand: rerun the same command to finish",
               file=sys.stderr)
         return 130
+    except Exception as e:  # a Ray failure (an actor that cannot start, a lost node past its retries): one line
+        last = [line for line in str(e).splitlines() if line.strip()][-1:] or [type(e).__name__]
+        print(f"crnn ocr: the Ray job failed ({type(e).__name__}: {last[0].strip()}); the shards written so far "
+              f"stand: rerun the same command to finish", file=sys.stderr)
+        return 1
     return 1 if failed or failed_before else 0
 
 
-def _input_blocks(todo: list[tuple[int, list[tuple[str, str | None]]]], block_rows: int) -> list[pa.Table]:
+def _input_blocks(k: int, items: list[tuple[str, str | None]], block_rows: int) -> list[pa.Table]:
+    """Shard ``k``'s inputs as tables of ``block_rows`` rows (shard, index, path, error): one actor call each."""
     import pyarrow as pa
 
     schema = pa.schema([("shard", pa.int64()), ("index", pa.int64()), ("path", pa.binary()), ("error", pa.binary())])
     blocks = []
-    for k, items in todo:
-        for start in range(0, len(items), block_rows):
-            part = items[start : start + block_rows]
-            blocks.append(pa.table({
-                "shard": [k] * len(part), "index": list(range(start, start + len(part))),
-                "path": [p.encode(*_BYTES) for p, _ in part],
-                "error": [e.encode(*_BYTES) if e is not None else None for _, e in part],
-            }, schema=schema))
+    for start in range(0, len(items), block_rows):
+        part = items[start : start + block_rows]
+        blocks.append(pa.table({
+            "shard": [k] * len(part), "index": list(range(start, start + len(part))),
+            "path": [p.encode(*_BYTES) for p, _ in part],
+            "error": [e.encode(*_BYTES) if e is not None else None for _, e in part],
+        }, schema=schema))
     return blocks
 
 
-def _run_shards(args: argparse.Namespace, options: OcrOptions, todo: list[tuple[int, list[tuple[str, str | None]]]],
+def _run_shards(args: argparse.Namespace, options: OcrOptions, blocks: list[pa.Table], expected: dict[int, int],
                 folder: Path, fmt: str, show: bool) -> int:
     """Read the shards still to do on the actor pool and write each one as its last row comes back; the errors."""
     import pyarrow as pa
@@ -380,8 +391,7 @@ def _run_shards(args: argparse.Namespace, options: OcrOptions, todo: list[tuple[
     available = ray.cluster_resources().get("GPU" if on_gpu else "CPU", 1)
     actors = args.ray_actors or max(1, int(available))
     block_rows = args.batch_size * ACTOR_CHUNK_BATCHES
-    expected = {k: len(items) for k, items in todo}
-    ds = ray.data.from_arrow(_input_blocks(todo, block_rows)).map_batches(
+    ds = ray.data.from_arrow(blocks).map_batches(
         OcrActor, fn_constructor_kwargs={"options": options, "cwd": os.getcwd()}, batch_size=block_rows,
         batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, num_gpus=1 if on_gpu else 0)
     print(f"crnn ocr: {sum(expected.values())} images in {len(expected)} shards on {actors} Ray actors "
