@@ -44,13 +44,14 @@ def processes() -> dict[int, tuple[int, float, str]]:
     return out
 
 
-def tree_rss(root: int) -> tuple[float, float]:
-    """(summed RSS of ``root`` and all its descendants, of those among them that are Ray workers), MB."""
+def tree_rss(root: int) -> tuple[float, float, int]:
+    """(summed RSS of ``root`` and all its descendants, of those among them that are Ray workers (MB); how many)."""
     procs = processes()
     children: dict[int, list[int]] = {}
     for pid, (ppid, _, _) in procs.items():
         children.setdefault(ppid, []).append(pid)
     total = workers = 0.0
+    count = 0
     todo = [root]
     while todo:
         pid = todo.pop()
@@ -58,26 +59,30 @@ def tree_rss(root: int) -> tuple[float, float]:
             _, rss, cmd = procs[pid]
             total += rss
             workers += rss if cmd.startswith("ray::") else 0.0
+            count += cmd.startswith("ray::")
         todo += children.get(pid, [])
-    return total, workers
+    return total, workers, count
 
 
-def run(cmd: list[str]) -> tuple[float, float, float, float]:
-    """(seconds, peak RSS of the largest process, peak summed tree RSS, peak Ray workers' RSS) of one command."""
+def run(cmd: list[str]) -> tuple[float, float, float, float, int]:
+    """(seconds, peak RSS of the command's own process, peak summed tree RSS, peak Ray workers' RSS and their
+    number) of one command."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     peak_tree = peak_workers = 0.0
+    peak_count = 0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
-        total, workers = tree_rss(proc.pid)
-        peak_tree, peak_workers = max(peak_tree, total), max(peak_workers, workers)
+        total, workers, count = tree_rss(proc.pid)
+        peak_tree, peak_workers, peak_count = max(peak_tree, total), max(peak_workers, workers), max(peak_count, count)
         time.sleep(0.1)
     seconds = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) not in (0, 1):
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return seconds, usage.ru_maxrss / 1024, peak_tree, peak_workers
+    # ru_maxrss of the waited child: the command's process (Ray's workers are not its waited children).
+    return seconds, usage.ru_maxrss / 1024, peak_tree, peak_workers, peak_count
 
 
 def count_images(folder: Path) -> int:
@@ -114,11 +119,11 @@ def main() -> None:
             startup = run(cmd_of(one, out))[0]
             for _ in range(args.repeat):
                 shutil.rmtree(out, ignore_errors=True)
-                seconds, largest, tree, workers = run(cmd_of(args.folder, out))
+                seconds, own, tree, workers, count = run(cmd_of(args.folder, out))
                 print(f"{label:<22} {seconds:6.1f} s  {n / seconds:6.0f} images/s  (one image: {startup:5.1f} s; "
-                      f"without it {n / max(seconds - startup, 1e-9):6.0f} images/s)  peak RSS: largest process "
-                      f"{largest:5.0f} MB, process tree {tree:5.0f} MB" + (f", Ray workers {workers:5.0f} MB"
-                                                                          if "ray" in label else ""))
+                      f"without it {n / max(seconds - startup, 1e-9):6.0f} images/s)  peak RSS: command "
+                      f"{own:5.0f} MB, process tree {tree:5.0f} MB" + (
+                          f", Ray workers {workers:5.0f} MB ({count} processes)" if "ray" in label else ""))
                 best[label] = min(best.get(label, seconds), seconds)
         base = best["crnn ocr"]
         for label, seconds in best.items():

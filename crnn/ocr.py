@@ -206,11 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "bf16 convolutions, fp32 recurrence. Results never depend on the batch")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
     ray = p.add_argument_group("Ray (many cores or machines; the ray extra; docs/scale-out.md)")
-    ray.add_argument("--ray", action="store_true", help="read on Ray Data actors into resumable shards in --output DIR; "
-                     "inputs may also be manifests (.csv or .parquet with a path column)")
+    ray.add_argument("--ray", action="store_true", help="read on Ray Data actors into resumable shards in "
+                     "--output DIR; inputs may also be manifests (.csv or .parquet with a path column)")
     ray.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray instance)")
     ray.add_argument("--ray-actors", type=int, help="actors, one recognizer on one core each (default: one per CPU)")
-    ray.add_argument("--ray-format", choices=("parquet", "jsonl"), default="parquet", help="shard format (default parquet)")
+    ray.add_argument("--ray-format", choices=("parquet", "jsonl"), default="parquet",
+                     help="shard format (default parquet)")
     ray.add_argument("--ray-shard-size", type=int, default=10_000, help="paths per shard file (default 10000)")
     return p
 

@@ -23,23 +23,18 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crnn.errors import CRNNError
+from crnn.errors import CRNNError, ShardFolderError
 from crnn.ocr import CHUNK_BATCHES, Row, Writer, expand_inputs, run_ocr
 from crnn.prediction import Prediction
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-RAY_FORMATS = ("parquet", "jsonl")
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
 RUN_FILE = "_crnn_ocr_run.json"  # the options the folder's shards were written with
 # Paths per actor call (batch size x this). Smaller than `crnn ocr`'s chunks (x CHUNK_BATCHES) so that a few
 # thousand images still spread over every actor; big enough that most width buckets fill a batch.
 ACTOR_CHUNK_BATCHES = max(1, CHUNK_BATCHES // 4)
-
-
-class RayOcrError(CRNNError):
-    """A `crnn ocr --ray` run cannot start: bad output folder, manifest, or options that differ from the folder's."""
 
 
 @dataclass
@@ -83,7 +78,8 @@ def read_manifest(path: str, batch_rows: int = 65_536) -> Iterator[str]:
         with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             reader = csv.DictReader(f)
             if "path" not in (reader.fieldnames or ()):
-                raise RayOcrError(f"manifest {path}: no 'path' column (columns: {', '.join(reader.fieldnames or [])})")
+                columns = ", ".join(reader.fieldnames or [])
+                raise ShardFolderError(f"manifest {path}: no 'path' column (columns: {columns})")
             for rec in reader:
                 if (rec["path"] or "").strip():
                     yield rec["path"]
@@ -93,9 +89,9 @@ def read_manifest(path: str, batch_rows: int = 65_536) -> Iterator[str]:
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid, OSError, ... for a file that is no Parquet
-        raise RayOcrError(f"manifest {path}: cannot read as Parquet ({e})") from None
+        raise ShardFolderError(f"manifest {path}: cannot read as Parquet ({e})") from None
     if "path" not in pf.schema_arrow.names:
-        raise RayOcrError(f"manifest {path}: no 'path' column (columns: {', '.join(pf.schema_arrow.names)})")
+        raise ShardFolderError(f"manifest {path}: no 'path' column (columns: {', '.join(pf.schema_arrow.names)})")
     for batch in pf.iter_batches(batch_size=batch_rows, columns=["path"]):
         for p in batch.column(0).to_pylist():
             if isinstance(p, bytes):  # a binary column: file names as bytes
@@ -269,7 +265,7 @@ def _expected_paths(items: list[tuple[str, str | None]], fmt: str) -> list[str]:
 def prepare_output(folder: Path, fmt: str, shard_size: int, options: OcrOptions) -> None:
     """Create the output folder, or check that the run it holds had the same options; drop stale temporaries."""
     if folder.exists() and not folder.is_dir():
-        raise RayOcrError(f"--output {folder}: is a file, not a folder")
+        raise ShardFolderError(f"--output {folder}: is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     run = {"format": fmt, "shard_size": shard_size, **options.fingerprint()}
     run_file = folder / RUN_FILE
@@ -277,7 +273,7 @@ def prepare_output(folder: Path, fmt: str, shard_size: int, options: OcrOptions)
         before = json.loads(run_file.read_text())
         if before != run:
             changed = sorted(k for k in run.keys() | before.keys() if run.get(k) != before.get(k))
-            raise RayOcrError(f"--output {folder}: holds a run with other options ({', '.join(changed)}); "
+            raise ShardFolderError(f"--output {folder}: holds a run with other options ({', '.join(changed)}); "
                               f"resume with the same options or use a new folder")
     else:
         write_atomically(run_file, json.dumps(run, indent=1).encode())
@@ -333,7 +329,7 @@ def run_ray(args: argparse.Namespace) -> int:
             if final.exists():
                 records = read_shard(final, fmt)
                 if [r["path"] for r in records] != _expected_paths(items, fmt):
-                    raise RayOcrError(f"--output {folder}: {final.name} holds other paths than these inputs' "
+                    raise ShardFolderError(f"--output {folder}: {final.name} holds other paths than these inputs' "
                                       f"shard {k}; the inputs changed since it was written: use a new folder")
                 done += 1
                 failed_before += sum(1 for r in records if r.get("error") is not None)
@@ -393,7 +389,8 @@ def _run_shards(args: argparse.Namespace, options: OcrOptions, blocks: list[pa.T
     block_rows = args.batch_size * ACTOR_CHUNK_BATCHES
     ds = ray.data.from_arrow(blocks).map_batches(
         OcrActor, fn_constructor_kwargs={"options": options, "cwd": os.getcwd()}, batch_size=block_rows,
-        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, num_gpus=1 if on_gpu else 0)
+        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
+        num_gpus=1 if on_gpu else 0)
     print(f"crnn ocr: {sum(expected.values())} images in {len(expected)} shards on {actors} Ray actors "
           f"-> {folder}", file=sys.stderr)
     pending: dict[int, list[pa.Table]] = {}
