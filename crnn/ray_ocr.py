@@ -357,8 +357,9 @@ def run_ray(args: argparse.Namespace) -> int:
         print(f"crnn ocr: the Ray job failed ({type(e).__name__}: {last[0].strip()}); the shards written so far "
               f"stand: rerun the same command to finish", file=sys.stderr)
         return 1
-    print(f"crnn ocr: done: {len(todo)} shards written to {folder}; {failed + failed_before} images could not be read",
-          file=sys.stderr)
+    bad = failed + failed_before
+    print(f"crnn ocr: done: {len(todo)} shard{'s' * (len(todo) != 1)} written to {folder}; {bad} "
+          f"image{'s' * (bad != 1)} could not be read", file=sys.stderr)
     return 1 if failed or failed_before else 0
 
 
