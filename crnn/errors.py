@@ -29,3 +29,8 @@ class LoaderError(CRNNError):
 
 class LexiconFileError(CRNNError, ValueError):
     """A lexicon file (a word list, or per-image lexicons) is unreadable or has a malformed line."""
+
+
+class ShardFolderError(CRNNError):
+    """A `crnn ocr --ray` job cannot start: a manifest without a path column, or an output folder that is a file
+    or holds the shards of other inputs or options."""

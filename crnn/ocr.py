@@ -205,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto (default): bf16 on a CPU with native bf16 (AVX-512 BF16, AMX), else fp32; mixed: "
                    "bf16 convolutions, fp32 recurrence. Results never depend on the batch")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+    ray = p.add_argument_group("Ray (many cores or machines; the ray extra; docs/scale-out.md)")
+    ray.add_argument("--ray", action="store_true", help="read on Ray Data actors into resumable shards in "
+                     "--output DIR; inputs may also be manifests (.csv or .parquet with a path column)")
+    ray.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray instance)")
+    ray.add_argument("--ray-actors", type=int, help="actors, one recognizer on one core each (default: one per CPU)")
+    ray.add_argument("--ray-format", choices=("parquet", "jsonl"), default="parquet",
+                     help="shard format (default parquet)")
+    ray.add_argument("--ray-shard-size", type=int, default=10_000, help="paths per shard file (default 10000)")
     return p
 
 
@@ -214,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1 or args.beam_width < 1 or (args.threads is not None and args.threads < 1):
         print("crnn ocr: --batch-size, --beam-width and --threads must be >= 1", file=sys.stderr)
         return 2
+    if args.ray:
+        # Loaded by name, as crnn/cli.py loads a subcommand: crnn.ray_ocr builds on this module (its inputs,
+        # rows and writer), and without --ray neither it nor Ray is imported.
+        import importlib
+
+        return int(importlib.import_module("crnn.ray_ocr").run_ray(args))
     problem = check_output(args.output) if args.output else None
     if problem:  # before the model loads, not after
         print(f"crnn ocr: {problem}", file=sys.stderr)
