@@ -29,3 +29,12 @@ class LoaderError(CRNNError):
 
 class LexiconFileError(CRNNError, ValueError):
     """A lexicon file (a word list, or per-image lexicons) is unreadable or has a malformed line."""
+
+
+class ExportError(CRNNError):
+    """A model cannot be exported (its kind has no exporter, or the asked format is not supported)."""
+
+
+class BackendError(CRNNError):
+    """The asked inference backend cannot run these weights (e.g. onnxruntime not installed, or an .onnx file given
+    to the torch backend)."""
