@@ -327,13 +327,11 @@ def load_recognizer(
     ``auto`` (onnx when onnxruntime is installed and the weights are, or the shipped model has, an .onnx file;
     see crnn.backend).
     """
-    from crnn.backend import resolve_backend
+    from crnn.backend import backend_recognizer, resolve_backend
 
     backend, weights = resolve_backend(backend, weights, precision)
-    if backend == "onnx":
-        from crnn.onnx_recognizer import OnnxRecognizer
-
-        return OnnxRecognizer(weights, device, threads, precision)
+    if backend != "torch":
+        return backend_recognizer(backend)(weights, device, threads, precision)
     from crnn.checkpoint import load_checkpoint
 
     checkpoint = load_checkpoint(weights)
