@@ -233,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # of torch's threads) only oversubscribes the cores.
     cv2.setNumThreads(1)
     try:
-        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision)
+        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device)
         header = read_header(args.weights or default_weights_path())
         preprocess = PreprocessConfig.from_dict(header["preprocess"])
     except CRNNError as e:

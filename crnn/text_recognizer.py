@@ -329,7 +329,7 @@ def load_recognizer(
     """
     from crnn.backend import backend_recognizer, resolve_backend
 
-    backend, weights = resolve_backend(backend, weights, precision)
+    backend, weights = resolve_backend(backend, weights, precision, str(device))
     if backend != "torch":
         return backend_recognizer(backend)(weights, device, threads, precision)
     from crnn.checkpoint import load_checkpoint

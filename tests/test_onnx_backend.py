@@ -138,12 +138,16 @@ def test_resolve_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     onnx_file = str(shipped_onnx_path())
     assert resolve_backend("auto", None) == ("onnx", shipped_onnx_path())
     assert resolve_backend("auto", None, "bf16") == ("torch", None)  # a torch-only precision keeps torch
+    assert resolve_backend("auto", None, "fp32", "cuda") == ("torch", None)  # so does a GPU
     assert resolve_backend("auto", str(DEFAULT_WEIGHTS)) == ("torch", str(DEFAULT_WEIGHTS))
     assert resolve_backend("onnx", onnx_file) == ("onnx", onnx_file)
     with pytest.raises(BackendError, match="--backend onnx"):
         resolve_backend("torch", onnx_file)
     with pytest.raises(BackendError, match="crnn export"):
         resolve_backend("onnx", str(DEFAULT_WEIGHTS))
+    monkeypatch.setattr("crnn.backend.cpu_has_native_bf16", lambda: True)  # where torch's auto would run bf16
+    assert resolve_backend("auto", None) == ("torch", None)
+    assert resolve_backend("auto", None, "fp32") == ("onnx", shipped_onnx_path())
     monkeypatch.setattr("crnn.backend.onnxruntime_available", lambda: False)
     assert resolve_backend("auto", None) == ("torch", None)
     with pytest.raises(BackendError, match=r"crnn-ocr\[onnx\]"):
