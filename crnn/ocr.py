@@ -189,9 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crnn ocr", description="Read the text of word images.")
     p.add_argument("paths", nargs="+", help="image files, folders (recursive), glob patterns, or - for paths on stdin")
     p.add_argument("--weights", help="checkpoint file, .safetensors or .onnx (default: the shipped model in weights/)")
-    p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="torch",
-                   help="torch (default); onnx: ONNX Runtime on an .onnx file from `crnn export`, without torch "
-                   "(pip install 'crnn-ocr[onnx]'); auto: onnx when installed and an .onnx file is at hand")
+    p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="auto",
+                   help="auto (default): onnx when onnxruntime is installed (pip install 'crnn-ocr[onnx]') and an .onnx "
+                   "file is at hand (the shipped model has one), on the CPU in fp32, else torch; onnx: ONNX Runtime on "
+                   "an .onnx file from `crnn export`, torch never imported (same texts as torch; docs/onnx.md)")
     p.add_argument("--format", choices=FORMATS, default="tsv", help="output format (default tsv)")
     p.add_argument("--output", "-o", help="write results to this file (default stdout)")
     p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")

@@ -174,3 +174,25 @@ def test_the_onnx_backend_modules_import_no_torch() -> None:
             "print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert res.stdout.strip() == "False", res.stderr
+
+
+def test_the_server_on_the_onnx_backend_reads_what_crnn_ocr_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fastapi")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+    from crnn_server import Settings, create_app
+
+    monkeypatch.delenv("CRNN_WEIGHTS", raising=False)
+    expected = _tsv(GOLDEN.read_text(encoding="utf-8"))
+    files = [("files", (Path(r["path"]).name, (REPO / r["path"]).read_bytes(), "image/png")) for r in expected]
+    settings = Settings(backend="onnx", threads=1)
+    assert settings.model_source() == ("onnx", shipped_onnx_path())
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/recognize", files=files)
+        model = client.get("/v1/model").json()
+    assert response.status_code == 200, response.text
+    assert [r["text"] for r in response.json()["results"]] == [r["text"] for r in expected]
+    assert model["weights"] == "crnn.onnx" and model["parameters"] > 0

@@ -118,3 +118,33 @@ def test_a_damaged_or_foreign_onnx_file_is_a_checkpoint_error(damage: str, tmp_p
         onnx.save(proto, str(bad))
     with pytest.raises(CheckpointError):
         read_header(bad)
+
+
+def test_int8_export_loads_and_reads_like_its_fp32_model(tmp_path: Path) -> None:
+    """`crnn export --int8` (static convs calibrated on the given images, dynamic LSTM/linear): a loadable model."""
+    from PIL import Image
+
+    from crnn.onnx_recognizer import OnnxRecognizer
+    from tests.word_images import render_word
+
+    calibration = tmp_path / "calibration"
+    calibration.mkdir()
+    for i, word in enumerate(["alpha", "Beta", "gamma42", "DELTA", "epsilon", "z"]):
+        Image.fromarray(render_word(word)).save(calibration / f"{i}.png")
+    src = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "tiny-int8.onnx"
+    assert cli_main(["export", "--weights", str(src), "-o", str(out), "--int8", "--calibration", str(calibration)]) == 0
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DynamicQuantizeLSTM"} <= ops
+    int8, fp32 = OnnxRecognizer(out, threads=1), OnnxRecognizer(export_onnx(src, tmp_path / "tiny.onnx"), threads=1)
+    assert int8.precision == "int8" and read_header(out) == read_header(src)
+    images = [render_word(w) for w in ("hello", "world")]
+    lp8, n8 = int8.batch_log_probs([int8.prepare(i) for i in images[:1]])
+    lp32, n32 = fp32.batch_log_probs([fp32.prepare(i) for i in images[:1]])
+    assert lp8.shape == lp32.shape and (n8 == n32).all()
+    assert len(int8.recognize(images)) == 2
+
+
+def test_int8_needs_calibration_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["export", "-o", str(tmp_path / "m.onnx"), "--int8"]) == 2
+    assert "--calibration" in capsys.readouterr().err

@@ -31,8 +31,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="crnn eval", description="Evaluate a checkpoint on labeled folders (labels.tsv: path<TAB>text)."
     )
     p.add_argument("--weights", default=None, help="checkpoint (.safetensors, or .onnx for --backend onnx); default: the shipped model")
-    p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="torch",
-                   help="as crnn ocr's: torch (default), onnx (ONNX Runtime on an .onnx file), auto")
+    p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="auto",
+                   help="as crnn ocr's: auto (default: onnx where installed and an .onnx file is at hand), torch, onnx")
     p.add_argument("--data", action="append", required=True, metavar="DIR", help="labeled folder (repeatable)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--errors", metavar="OUT.tsv", help="write mispredictions (path, target, prediction, confidence)")
