@@ -196,3 +196,17 @@ def test_the_server_on_the_onnx_backend_reads_what_crnn_ocr_reads(monkeypatch: p
     assert response.status_code == 200, response.text
     assert [r["text"] for r in response.json()["results"]] == [r["text"] for r in expected]
     assert model["weights"] == "crnn.onnx" and model["parameters"] > 0
+
+
+INT8 = REPO / "weights" / "crnn-int8.onnx"
+
+
+@pytest.mark.skipif(not INT8.exists(), reason="no shipped weights/crnn-int8.onnx")
+def test_the_shipped_int8_model_loads_and_reads_the_examples() -> None:
+    rec = OnnxRecognizer(INT8, threads=1)
+    assert rec.precision == "int8" and rec.charset.chars == OnnxRecognizer(threads=1).charset.chars
+    expected = _tsv(GOLDEN.read_text(encoding="utf-8"))
+    got = rec.recognize([REPO / r["path"] for r in expected])
+    assert [p.text for p in got] == [r["text"] for r in expected]
+    # int8 rounds the activations: confidences move a little (0.02 at most on the examples), texts do not.
+    assert all(abs(p.confidence - float(r["confidence"])) <= 0.05 for p, r in zip(got, expected))
