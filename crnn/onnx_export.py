@@ -66,8 +66,6 @@ def export_onnx(
     Raises ExportError when the checkpoint's kind cannot be exported. The file is checked with onnx's checker and
     written atomically.
     """
-    import onnx
-
     ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
     kind = get_kind(ckpt.model_type)
     if kind.export_onnx is None:
@@ -76,8 +74,10 @@ def export_onnx(
             f"(model type {kind.name!r} registers no export_onnx hook)"
         )
     proto = kind.export_onnx(ckpt.model.eval(), opset)
-    source = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else "the shipped weights" \
-        if weights is None else "an in-memory checkpoint"
+    if isinstance(weights, (str, os.PathLike)):
+        source = Path(weights).name
+    else:
+        source = "the shipped weights" if weights is None else "an in-memory checkpoint"
     header = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -87,7 +87,7 @@ def export_onnx(
         "preprocess": json.dumps(ckpt.preprocess.to_dict()),
         "metadata": json.dumps(ckpt.metadata, default=str),
         "describe": json.dumps(kind.describe(ckpt.model, 128), default=str),
-        "exported_from": Path(source).name if isinstance(weights, (str, os.PathLike)) else source,
+        "exported_from": source,
         "precision": "fp32",
     }
     return save_onnx(proto, output, header)
