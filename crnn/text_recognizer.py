@@ -66,7 +66,7 @@ class TextRecognizer(Protocol):
     # Read-only in the contract, so that a kind may narrow them (the CRNN's model is a CRNN).
     @property
     def model(self) -> nn.Module:
-        """The network, in eval mode."""
+        """The network, in eval mode (on the onnx backend, its onnxruntime.InferenceSession)."""
         ...
 
     @property

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--backend", choices=("torch", "onnx", "auto"), default=DEFAULTS.backend,
       help="torch (default); onnx: ONNX Runtime on an .onnx file, torch never imported; auto: onnx where available")
     a("--workers", type=int, default=DEFAULTS.workers, help="worker processes, each with its own model (default %(default)s)")
-    a("--threads", type=int, help="torch threads per worker (default: the cores divided among workers, less one)")
+    a("--threads", type=int, help="torch (or ONNX Runtime) threads per worker (default: the cores divided among workers, less one)")
     a("--batch-workers", type=int, help="width groups of a model batch run at once, each on --threads threads "
       "(default: the worker's share of the cores divided by --threads)")
     g = p.add_argument_group("batching")

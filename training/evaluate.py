@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=0, help="evaluate at most N images per folder")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="the backend's intra-op threads (default: its own, one per core)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="as crnn ocr's (auto: bf16 on a CPU with native bf16, else fp32)")
     return p
