@@ -34,3 +34,12 @@ class LexiconFileError(CRNNError, ValueError):
 class ShardFolderError(CRNNError):
     """A `crnn ocr --ray` job cannot start: a manifest without a path column, or an output folder that is a file
     or holds the shards of other inputs or options."""
+
+
+class ExportError(CRNNError):
+    """A model cannot be exported (its kind has no exporter, or the asked format is not supported)."""
+
+
+class BackendError(CRNNError):
+    """The asked inference backend cannot run these weights (e.g. onnxruntime not installed, or an .onnx file given
+    to the torch backend)."""

@@ -57,7 +57,8 @@ class OcrOptions:
 def options_from_args(args: argparse.Namespace) -> OcrOptions:
     """The recognizer options of a parsed `crnn ocr` command line (each actor runs on one thread)."""
     return OcrOptions(
-        load=dict(weights=args.weights, device=args.device, threads=1, precision=args.precision),
+        load=dict(weights=args.weights, device=args.device, threads=1, precision=args.precision,
+                  backend=getattr(args, "backend", "torch")),
         run=dict(batch_size=args.batch_size, decoder=args.decoder, beam_width=args.beam_width),
         lexicon=os.path.abspath(args.lexicon) if args.lexicon else None,
         lexicon_case=args.lexicon_case,
@@ -312,6 +313,14 @@ def run_ray(args: argparse.Namespace) -> int:
         import ray  # noqa: F401  # only to say which extra is missing
     except ModuleNotFoundError:
         print("crnn ocr: --ray needs Ray Data: pip install 'crnn-ocr[ray]'", file=sys.stderr)
+        return 2
+    try:  # on the driver, once: every actor then loads the same file on the same backend
+        from crnn.backend import resolve_backend
+
+        backend, weights = resolve_backend(args.backend, args.weights, args.precision, args.device)
+        args.backend, args.weights = backend, (None if weights is None else str(weights))
+    except CRNNError as e:
+        print(f"crnn ocr: {e}", file=sys.stderr)
         return 2
     fmt, folder, options = args.ray_format, Path(args.output), options_from_args(args)
     try:
