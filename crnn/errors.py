@@ -29,3 +29,7 @@ class LoaderError(CRNNError):
 
 class LexiconFileError(CRNNError, ValueError):
     """A lexicon file (a word list, or per-image lexicons) is unreadable or has a malformed line."""
+
+
+class BackgroundSourceError(CRNNError, ValueError):
+    """A folder cannot be a source of background images (a labeled text data set, or no images at all)."""
