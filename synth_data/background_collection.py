@@ -259,7 +259,7 @@ def _load(path: Path) -> np.ndarray | None:
 
 
 def collect_backgrounds(
-    out_dir: str | Path, candidates: list[Candidate] | None = None, procedural: int = 120, max_side: int = 640,
+    out_dir: str | Path, candidates: list[Candidate] | None = None, procedural: int = 60, max_side: int = 640,
     text_rows: int = 2, exclude: Iterable[str] = EXCLUDE_LIST, seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> CollectionReport:

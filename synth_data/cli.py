@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "Debian wallpaper packages, procedural) into DIR with a manifest; then --set backgrounds_dir=DIR")
     p.add_argument("--background-source", type=Path, action="append", default=[], metavar="FOLDER",
                    help="with --collect-backgrounds: also a folder of your own images (its LICENSE file names the licence)")
-    p.add_argument("--procedural", type=int, default=120, metavar="N",
-                   help="with --collect-backgrounds: dead-leaves and 1/f-noise images to generate (default 120)")
+    p.add_argument("--procedural", type=int, default=60, metavar="N",
+                   help="with --collect-backgrounds: dead-leaves and 1/f-noise images to generate (default 60)")
     p.add_argument("--config", type=Path, metavar="YAML", help="SynthConfig settings (a mapping of field: value)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one SynthConfig field")
     return p

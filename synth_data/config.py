@@ -176,13 +176,20 @@ class SynthConfig(Config):
             raise ValueError(f"unknown blend mode(s) {unknown}; known: {', '.join(BLEND_MODES)}")
         return self
 
-    def with_overrides(self, overrides: list[str]) -> SynthConfig:
-        """A copy with ``key=value`` overrides; ``preset=v2`` re-derives the fields that were not set explicitly."""
-        data = self.model_dump(mode="json", exclude_unset=True)
+    def _explicit(self) -> dict[str, Any]:
         # Values equal to the current preset's came from it (pydantic counts them as set): a new preset replaces them.
         old = PRESETS[self.preset]
-        data = {k: v for k, v in data.items() if not (k in old and v == old[k])}
-        return type(self).from_dict(apply_overrides(data, overrides, self.parse_override))
+        return {k: v for k, v in self.model_dump(mode="json", exclude_unset=True).items() if not (k in old and v == old[k])}
+
+    def with_overrides(self, overrides: list[str]) -> SynthConfig:
+        """A copy with ``key=value`` overrides; ``preset=v2`` re-derives the fields that were not set explicitly."""
+        return type(self).from_dict(apply_overrides(self._explicit(), overrides, self.parse_override))
+
+    def replace(self, **changes: Any) -> SynthConfig:
+        """A validated copy with ``changes``; a new ``preset`` re-derives the fields that were not set explicitly."""
+        if "preset" not in changes:
+            return super().replace(**changes)
+        return type(self)(**{**self._explicit(), **changes})
 
     @classmethod
     def parse_override(cls, key: str, text: str) -> Any:

@@ -85,6 +85,7 @@ def test_presets_fill_only_the_fields_not_given() -> None:
     assert SynthConfig.from_dict(v2.to_dict()) == v2
     assert SynthConfig().with_overrides(["preset=v2"]) == v2
     assert v2.with_overrides(["preset=v1"]) == SynthConfig()
+    assert SynthConfig(height=48).replace(preset="v2") == SynthConfig(preset="v2", height=48)
     assert all(getattr(SynthConfig(), k) == 0.0 for k in EFFECTS)  # v1: every new effect off
     with pytest.raises(ValueError, match="unknown blend mode"):
         SynthConfig(blend_modes=["multiply", "glow"])
