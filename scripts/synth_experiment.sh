@@ -5,17 +5,21 @@
 # schedule and learning rate: configs/synth_v1.yaml (the shipped model's renderer) and configs/synth_v2.yaml
 # (issue 14's, with the photographs of .backgrounds/). Needs .fonts/ (crnn synth --collect-fonts .fonts),
 # .backgrounds/ (crnn synth --collect-backgrounds .backgrounds), .gpu/words.txt and .whl/ as scripts/train_gpu.sh.
+# BACKGROUNDS_DIR stays unset: arm v1 must render exactly as the shipped model's renderer (configs/synth_v2.yaml
+# names .backgrounds itself). The device tool carries .fonts (18.4 MB), .backgrounds (7.8 MB), .gpu and .whl.
 # Then renders both synthetic test sets and evaluates both runs on them (and on BENCH_DIR's folders if present).
 set -u
 : "${OUT:?set OUT}"
 STEPS=${STEPS:-10000}
+unset BACKGROUNDS_DIR
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/experiment.log") 2>&1
 [ -d .backgrounds ] || { echo "[synth_experiment] .backgrounds/ is missing: crnn synth --collect-backgrounds .backgrounds"; exit 2; }
 for arm in v1 v2; do
-    CONFIG=configs/synth_$arm.yaml INIT_FROM=weights/crnn.safetensors \
+    # Each arm its own wheel folder: two pip installs into one --target would race.
+    SITE_DIR=/tmp/site_$arm CONFIG=configs/synth_$arm.yaml INIT_FROM=weights/crnn.safetensors \
     EXTRA_ARGS="train.max_steps=$STEPS data.num_workers=${WORKERS:-7}" \
         bash scripts/train_gpu.sh "$OUT/$arm" 0 > "$OUT/$arm.out" 2>&1 &
 done
@@ -23,7 +27,7 @@ wait
 export PYTHONPATH="${PYTHONPATH:-}"
 NAMES=$(mktemp -d); ln -s "$ROOT/crnn" "$NAMES/crnn"
 for d in training synth_data server; do ln -s "$ROOT/$d" "$NAMES/crnn_$d"; done
-[ -d /tmp/site ] && PYTHONPATH="/tmp/site:$PYTHONPATH"
+[ -d /tmp/site_v1 ] && PYTHONPATH="/tmp/site_v1:$PYTHONPATH"
 export PYTHONPATH="$NAMES:$PYTHONPATH"
 SETS=()
 for arm in v1 v2; do
