@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 14's equal-budget renderer experiment on a GPU box, one command (from the repository root):
-#   OUT=/path/out [STEPS=10000] [WORKERS=7] bash scripts/synth_experiment.sh
+#   OUT=/path/out [STEPS=6000] [WORKERS=7] bash scripts/synth_experiment.sh
 # Fine-tunes weights/crnn.safetensors twice, side by side on one GPU, for the same STEPS x 256 images, seed,
 # schedule and learning rate: configs/synth_v1.yaml (the shipped model's renderer) and configs/synth_v2.yaml
 # (issue 14's, with the photographs of .backgrounds/). Needs .fonts/ (crnn synth --collect-fonts .fonts),
@@ -10,7 +10,7 @@
 # Then renders both synthetic test sets and evaluates both runs on them (and on BENCH_DIR's folders if present).
 set -u
 : "${OUT:?set OUT}"
-STEPS=${STEPS:-10000}
+STEPS=${STEPS:-6000}
 unset BACKGROUNDS_DIR
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
