@@ -190,6 +190,8 @@ def skimage_candidates() -> list[Candidate]:
 def folder_candidates(folder: Path) -> list[Candidate]:
     """The images of a user's folder, under the licence named by the first line of its LICENSE file."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise BackgroundSourceError(f"{folder}: not a folder")
     refuse_labeled_folder(folder)
     lic_file = next((folder / n for n in ("LICENSE", "LICENSE.txt", "COPYING", "copyright") if (folder / n).is_file()), None)
     if lic_file is None:
@@ -261,7 +263,7 @@ def _load(path: Path) -> np.ndarray | None:
 def collect_backgrounds(
     out_dir: str | Path, candidates: list[Candidate] | None = None, procedural: int = 60, max_side: int = 640,
     text_rows: int = 2, exclude: Iterable[str] = EXCLUDE_LIST, seed: int = 0,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,  # called once per candidate and per generated image
 ) -> CollectionReport:
     """Write the usable candidates (default: scikit-image + Debian packages) and ``procedural`` generated images
     into ``out_dir`` as JPEGs at most ``max_side`` px, with ``manifest.tsv``, ``excluded.tsv`` and ``palette.json``.
@@ -303,6 +305,8 @@ def collect_backgrounds(
                      "origin": str(cand.path), "width": rgb.shape[1], "height": rgb.shape[0], "bytes": nbytes})
 
     for cand in candidates:
+        if progress:
+            progress(str(cand.path))
         reason = None
         if not licence_allowed(cand.licence):
             reason = f"licence {cand.licence}"
@@ -328,11 +332,11 @@ def collect_backgrounds(
             continue
         stem = re.sub(r"[^A-Za-z0-9]+", "_", "_".join(cand.path.parts[-3:]).rsplit(".", 1)[0])[-60:]
         save(rgb, cand, stem)
-        if progress:
-            progress(str(cand.path))
     rng = np.random.default_rng(seed)
     for i in range(procedural):
         kind = "dead_leaves" if i % 2 == 0 else "pink_noise"
+        if progress:
+            progress(kind)
         rgb = dead_leaves(rng) if kind == "dead_leaves" else pink_noise(rng)
         save(rgb, Candidate(Path(f"{kind}/{i:04d}"), "procedural", "crnn-ocr", "CC0-1.0"), f"{kind}_{i:04d}")
     _write_tsv(out / MANIFEST, kept, ["file", "source", "package", "licence", "origin", "width", "height", "bytes"])

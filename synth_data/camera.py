@@ -67,10 +67,3 @@ class Camera:
         if small is not None:
             image = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR if r.random() < 0.7 else cv2.INTER_CUBIC)
         return image
-
-    @property
-    def active(self) -> bool:
-        """Whether any step can change an image at the output size (supersampling is the renderer's part)."""
-        c = self.config
-        return c.p_lowres > 0 or self.sensor_on
-

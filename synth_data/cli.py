@@ -163,7 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             cands = skimage_candidates() + debian_candidates()
             for folder in args.background_source:
                 cands += folder_candidates(folder)
-            rep = collect_backgrounds(args.collect_backgrounds, cands, procedural=args.procedural)
+            from tqdm import tqdm
+
+            with tqdm(total=len(cands) + args.procedural, unit="img", file=sys.stderr,
+                      desc=f"backgrounds -> {args.collect_backgrounds}") as bar:
+                rep = collect_backgrounds(args.collect_backgrounds, cands, procedural=args.procedural,
+                                          progress=lambda _: bar.update())
         except CRNNError as e:
             print(f"crnn synth: {e}", file=sys.stderr)
             return 2
