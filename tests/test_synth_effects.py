@@ -250,3 +250,14 @@ def test_cli_collect_backgrounds_refuses_a_labeled_folder(tmp_path: Path, capsys
     (labeled / "labels.tsv").write_text("a.png\tx\n", encoding="utf-8")
     rc = main(["--collect-backgrounds", str(tmp_path / "o"), "--background-source", str(labeled), "--procedural", "0"])
     assert rc == 2 and "labeled text data set" in capsys.readouterr().err
+
+
+def test_cli_previews_the_v2_renderer(tmp_path: Path, bg_dir: Path) -> None:
+    from PIL import Image
+
+    from crnn_synth_data.cli import main
+
+    out = tmp_path / "v2.png"
+    rc = main(["--preview", str(out), "--count", "4", "--set", "preset=v2", "--set", "font_dirs=@matplotlib",
+               "--set", f"backgrounds_dir={bg_dir}", "--set", "font_cache=none"])
+    assert rc == 0 and Image.open(out).size[0] > 100
