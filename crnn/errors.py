@@ -43,3 +43,7 @@ class ExportError(CRNNError):
 class BackendError(CRNNError):
     """The asked inference backend cannot run these weights (e.g. onnxruntime not installed, or an .onnx file given
     to the torch backend)."""
+
+
+class BackgroundSourceError(CRNNError, ValueError):
+    """A folder cannot be a source of background images (a labeled text data set, or no images at all)."""
