@@ -59,7 +59,8 @@ def options_from_args(args: argparse.Namespace) -> OcrOptions:
     return OcrOptions(
         load=dict(weights=args.weights, device=args.device, threads=1, precision=args.precision,
                   backend=getattr(args, "backend", "torch")),
-        run=dict(batch_size=args.batch_size, decoder=args.decoder, beam_width=args.beam_width),
+        run=dict(batch_size=args.batch_size, decoder=args.decoder, beam_width=args.beam_width,
+                 lm_weight=getattr(args, "lm_weight", None)),
         lexicon=os.path.abspath(args.lexicon) if args.lexicon else None,
         lexicon_case=args.lexicon_case,
     )
