@@ -13,6 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("crnn.info", "print a model's architecture, parameters and multiply-adds"),
     "synth": ("crnn_synth_data.cli", "render synthetic word images (datasets, previews, font list)"),
     "train": ("crnn_training.train", "train a model from a YAML config"),
+    "train-orientation": ("crnn_training.train_orientation", "train the orientation classifier on rendered words"),
     "eval": ("crnn_training.evaluate", "evaluate weights on labeled folders"),
     "compare": ("crnn_training.compare", "compare two models (e.g. CRNN vs the segmented-character baseline) in a report"),
     "plot": ("crnn_training.plot", "plot the training curves of a run folder"),

@@ -21,6 +21,8 @@ class DecodeOptions:
     decoder: str = "greedy"
     beam_width: int = 10
     lexicon: Lexicon | None = None
+    # "auto": crops are turned upright first (crnn.orientation); not in the key, it acts before batching.
+    orientation: str = "none"
 
     @property
     def key(self) -> tuple[Any, ...]:
