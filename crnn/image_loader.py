@@ -98,7 +98,8 @@ class ChunkLoader:
         for start in range(0, len(chunk), TASK_SIZE):
             part = chunk[start : start + TASK_SIZE]
             paths = [path for path, err in part if err is None]
-            tasks.append((part, self._pool.submit(load_paths, paths, self._config, self._oriented) if paths else None))
+            extra = (True,) if self._oriented else ()  # load_paths(paths, config) exactly as before without it
+            tasks.append((part, self._pool.submit(load_paths, paths, self._config, *extra) if paths else None))
         return tasks
 
     def __iter__(self) -> Iterator[Chunk]:

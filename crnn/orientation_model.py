@@ -20,13 +20,14 @@ ORIENTATION_FORMAT_VERSION = "1"
 
 
 class OrientationNet(nn.Module):
-    """(B, 1, 64, 64) standardised crops -> (B, 5) orientation logits.
+    """(B, 1, 32, 128) standardised crops (long side horizontal) -> (B, 5) orientation logits.
 
     A stride-2 stem, then conv + BN + ReLU + max-pool stages, flattened into one linear layer: with the default
-    channels ~30 k parameters and ~3.7 M multiply-adds a crop.
+    channels 29,685 parameters and ~3.7 M multiply-adds a crop.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (8, 16, 32, 64), num_classes: int = 5, input_size: int = 64) -> None:
+    def __init__(self, channels: tuple[int, ...] = (8, 16, 32, 64), num_classes: int = 5,
+                 input_size: tuple[int, int] = (32, 128)) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(1, channels[0], 4, stride=2, padding=1, bias=False),
                                    nn.BatchNorm2d(channels[0]), nn.ReLU(inplace=True)]
@@ -35,15 +36,15 @@ class OrientationNet(nn.Module):
             layers += [nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
                        nn.MaxPool2d(2)]
             c_in = c
-        self.channels, self.num_classes, self.input_size = tuple(channels), num_classes, input_size
+        self.channels, self.num_classes, self.input_size = tuple(channels), num_classes, tuple(input_size)
         self.features = nn.Sequential(*layers)
-        side = input_size // 2 ** len(channels)
+        cells = (input_size[0] // 2 ** len(channels)) * (input_size[1] // 2 ** len(channels))
         # Flattened, not averaged: where the ink lies in the square (which end of a word, top or bottom)
         # is part of the answer.
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(c_in * side * side, num_classes))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(c_in * cells, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B, num_classes) of inputs (B, 1, input_size, input_size)."""
+        """Logits (B, num_classes) of inputs (B, 1, *input_size)."""
         return self.classifier(self.features(x))
 
 
@@ -57,7 +58,7 @@ def save_orientation_model(path: str | os.PathLike, model: OrientationNet, class
         "format_version": ORIENTATION_FORMAT_VERSION,
         "classes": json.dumps(list(classes)),
         "channels": json.dumps(list(model.channels)),
-        "input_size": str(model.input_size),
+        "input_size": json.dumps(list(model.input_size)),
         "metadata": json.dumps(metadata or {}, default=str),
     }
     path = Path(path)
@@ -90,7 +91,7 @@ def load_orientation_model(path: str | os.PathLike) -> tuple[OrientationNet, lis
         raise CheckpointError(f"{path}: not an orientation classifier (format {header.get('format')!r})")
     try:
         classes = json.loads(header["classes"])
-        model = OrientationNet(tuple(json.loads(header["channels"])), len(classes), int(header["input_size"]))
+        model = OrientationNet(tuple(json.loads(header["channels"])), len(classes), tuple(json.loads(header["input_size"])))
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: bad orientation header ({e})") from None
     try:

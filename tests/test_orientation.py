@@ -16,10 +16,13 @@ from crnn.errors import CheckpointError
 from crnn.orientation import (
     DEFAULT_ORIENTATION_WEIGHTS,
     ORIENTATIONS,
-    THUMB_SIZE,
+    THUMB_HEIGHT,
+    THUMB_WIDTH,
     OrientationClassifier,
+    classifier_input,
+    from_frame,
     prepare_oriented,
-    thumbnail,
+    to_frame,
     turn_upright,
     unstack,
 )
@@ -60,13 +63,22 @@ def test_unstack_lays_stacked_letters_side_by_side(renderer: WordRenderer) -> No
     assert line.shape[0] < stacked.shape[0] / 2 and line.shape[1] >= 2 * stacked.shape[1]
 
 
-def test_thumbnail_is_a_standardised_square_of_either_polarity() -> None:
+def test_classifier_input_is_standardised_long_side_horizontal_of_either_polarity() -> None:
     rng = np.random.default_rng(0)
-    for shape in [(30, 200), (200, 30), (50, 50), (5, 300)]:
+    for shape in [(30, 200), (200, 30), (50, 50), (5, 300), (300, 5)]:
         gray = rng.integers(0, 255, shape, dtype=np.uint8)
-        t = thumbnail(gray)
-        assert t.shape == (THUMB_SIZE, THUMB_SIZE) and t.dtype == np.float32
-        assert np.allclose(thumbnail(255 - gray), -t, atol=0.05)
+        t, tall = classifier_input(gray)
+        assert t.shape == (THUMB_HEIGHT, THUMB_WIDTH) and t.dtype == np.float32
+        assert tall == (shape[0] > shape[1])
+        assert np.allclose(classifier_input(255 - gray)[0], -t, atol=0.05)
+    wide = rng.integers(0, 255, (20, 60), dtype=np.uint8)
+    assert np.array_equal(classifier_input(np.rot90(wide, -1))[0], classifier_input(wide)[0])  # a tall crop, turned
+
+
+@pytest.mark.parametrize("orientation", ORIENTATIONS)
+@pytest.mark.parametrize("tall", [False, True])
+def test_the_network_frame_round_trips(orientation: str, tall: bool) -> None:
+    assert from_frame(to_frame(orientation, tall), tall) == orientation
 
 
 def test_prepare_oriented_keeps_the_upright_input_bit_for_bit(renderer: WordRenderer) -> None:
@@ -94,7 +106,7 @@ def test_weights_round_trip(tmp_path: Path) -> None:
     net = OrientationNet().eval()
     path = save_orientation_model(tmp_path / "o.safetensors", net, list(ORIENTATIONS), {"min_confidence": 0.7})
     loaded, classes, meta = load_orientation_model(path)
-    x = torch.randn(3, 1, THUMB_SIZE, THUMB_SIZE)
+    x = torch.randn(3, 1, THUMB_HEIGHT, THUMB_WIDTH)
     with torch.inference_mode():
         assert torch.allclose(net(x), loaded(x), atol=1e-2)  # weights stored in fp16
     assert classes == list(ORIENTATIONS) and meta["min_confidence"] == 0.7
@@ -113,7 +125,7 @@ def test_rotated_and_stacked_renders_are_classified_right_at_the_stated_rate(ren
             continue
         for layout in ORIENTATIONS[1:]:
             image = render_in_layout(renderer, TEST_SEED, index, layout).image
-            right += classifier.classify([thumbnail(image)])[0] == layout
+            right += classifier.classify(*zip(classifier_input(image)))[0] == layout
             total += 1
     assert right / total >= MIN_TURNED_RIGHT, f"{right}/{total}"
 
@@ -126,14 +138,14 @@ def test_tall_upright_words_are_rarely_turned() -> None:
     classifier = OrientationClassifier()
     images = [s.image for s in (tall.render(TEST_SEED, i) for i in range(200)) if s.image.shape[0] > s.image.shape[1]]
     assert len(images) >= 20
-    labels = classifier.classify([thumbnail(i) for i in images])
+    labels = classifier.classify(*zip(*(classifier_input(i) for i in images)))
     turned = sum(label != "0" for label in labels)
     assert turned / len(images) <= MAX_TALL_UPRIGHT_TURNED, f"{turned}/{len(images)}: {labels}"
 
 
 @shipped
 def test_labels_do_not_depend_on_the_batch(renderer: WordRenderer) -> None:
-    thumbs = [thumbnail(render_in_layout(renderer, TEST_SEED, i, ORIENTATIONS[i % 5]).image) for i in range(12)]
+    thumbs = [classifier_input(render_in_layout(renderer, TEST_SEED, i, ORIENTATIONS[i % 5]).image)[0] for i in range(12)]
     alone = [OrientationClassifier(batch_size=1).probabilities([t])[0] for t in thumbs]
     for batch_size in (3, 64):
         together = OrientationClassifier(batch_size=batch_size).probabilities(thumbs[::-1])[::-1]
@@ -204,9 +216,9 @@ def test_orientation_auto_adds_the_column_and_reads_turned_crops(
     ("p_rotate_270", lambda up, img: np.array_equal(img, np.rot90(up, 1))),
     ("p_stacked", lambda up, img: img.shape[0] > img.shape[1] and img.shape != up.shape),
 ])
-def test_renderer_layout_options_change_the_image_when_on(key: str, check: object) -> None:
-    default = WordRenderer(SynthConfig())
-    turned = WordRenderer(SynthConfig(**{key: 1.0}), fonts=default.fonts)
+def test_renderer_layout_options_change_the_image_when_on(renderer: WordRenderer, key: str, check: object) -> None:
+    default = WordRenderer(SynthConfig(), fonts=renderer.fonts)
+    turned = WordRenderer(SynthConfig(**{key: 1.0}), fonts=renderer.fonts)
     index = next(i for i in range(50) if len(default.render(4, i).boxes) >= 2)
     up, img = default.render(4, index), turned.render(4, index)
     assert up.text == img.text

@@ -9,15 +9,18 @@ of the validation's upright words would be turned.
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from crnn.orientation import ORIENTATIONS, thumbnail
+from crnn.orientation import ORIENTATIONS, classifier_input, from_frame, to_frame
 from crnn_synth_data.config import SynthConfig
-from crnn_synth_data.orientation import render_in_layout
+from crnn_synth_data.orientation import apply_layout
 from crnn_synth_data.render import WordRenderer
 
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "weights" / "orientation.safetensors"
@@ -25,35 +28,54 @@ DEFAULT_OUT = Path(__file__).resolve().parent.parent / "weights" / "orientation.
 RENDER_HEIGHTS = (32, 48, 64)
 
 
-def render_set(count: int, seed: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Classifier inputs (count x 5, 64, 64) float32 and labels (count x 5,) int64: each word in every layout."""
+def render_set(count: int, seed: int, progress: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Classifier inputs (N, 32, 128) float32, labels in the network's frame (N,) int64 and whether each crop is
+    tall (N,) bool, of ``count`` words, each in every layout.
+
+    A one-letter word has no stacked layout (it would be the upright image). A third of the words get loose
+    crops above and below (edges repeated) before their layouts are made, so that short upright words taller
+    than wide are seen as upright, and turned words as often have loose ends.
+    """
     first = WordRenderer(SynthConfig(height=RENDER_HEIGHTS[0]))
     renderers = [first] + [WordRenderer(SynthConfig(height=h), fonts=first.fonts) for h in RENDER_HEIGHTS[1:]]
-    thumbs, labels = [], []
-    index = 0
-    done = 0
+    thumbs, labels, talls = [], [], []
     start = time.time()
-    while done < count:
+    for index in range(count):
         renderer = renderers[index % len(renderers)]
-        layouts = [render_in_layout(renderer, seed, index, layout) for layout in ORIENTATIONS]
-        index += 1
-        if len(layouts[0].boxes) < 2:  # one letter: "stacked" would be the upright image
+        try:
+            sample = renderer.render(seed, index)
+        except OSError as e:  # a font file that cannot be opened now (e.g. being reinstalled): skip the word
+            print(f"skipped word {index}: {e}", file=sys.stderr)
             continue
-        for k, sample in enumerate(layouts):
-            thumbs.append(thumbnail(sample.image))
-            labels.append(k)
-        done += 1
-        if progress and done % 1000 == 0:
-            print(f"rendered {done}/{count} words ({time.time() - start:.0f} s)", file=sys.stderr)
-    return np.stack(thumbs), np.asarray(labels, np.int64)
+        r = random.Random(f"{seed}/{index}/pad")
+        if r.random() < 1 / 3:
+            h = sample.image.shape[0]
+            top, bottom = int(h * r.uniform(0.1, 1.0)), int(h * r.uniform(0.1, 1.0))
+            image = cv2.copyMakeBorder(sample.image, top, bottom, 0, 0, cv2.BORDER_REPLICATE)
+            sample = replace(sample, image=image, boxes=sample.boxes + np.array([0, top, 0, top], np.float32))
+        for k, layout in enumerate(ORIENTATIONS):
+            if layout == "stacked" and len(sample.boxes) < 2:
+                continue
+            thumb, tall = classifier_input(apply_layout(sample, layout, random.Random(f"{seed}/{index}/{layout}")).image)
+            thumbs.append(thumb)
+            labels.append(ORIENTATIONS.index(to_frame(layout, tall)))
+            talls.append(tall)
+        if progress and (index + 1) % 1000 == 0:
+            print(f"rendered {index + 1}/{count} words ({time.time() - start:.0f} s)", file=sys.stderr)
+    return np.stack(thumbs), np.asarray(labels, np.int64), np.asarray(talls, bool)
 
 
-def pick_threshold(probs: np.ndarray, labels: np.ndarray, max_upright_turned: float) -> float:
+def final_labels(probs: np.ndarray, tall: np.ndarray) -> list[str]:
+    """Each crop's orientation (in the crop's frame) from the network's argmax, before any threshold."""
+    return [from_frame(ORIENTATIONS[int(k)], bool(t)) for k, t in zip(probs.argmax(1), tall)]
+
+
+def pick_threshold(probs: np.ndarray, truth: list[str], tall: np.ndarray, max_upright_turned: float) -> float:
     """The lowest min_confidence (of 0.5, 0.55, ..., 0.99) turning at most that share of the upright words."""
-    upright = probs[labels == 0]
+    found = final_labels(probs, tall)
+    upright = [i for i, o in enumerate(truth) if o == "0"]
     for t in [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99]:
-        k = upright.argmax(1)
-        turned = ((k != 0) & (upright.max(1) >= t)).mean()
+        turned = sum(found[i] != "0" and probs[i].max() >= t for i in upright) / max(1, len(upright))
         if turned <= max_upright_turned:
             return t
     return 0.99
@@ -61,15 +83,16 @@ def pick_threshold(probs: np.ndarray, labels: np.ndarray, max_upright_turned: fl
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crnn train-orientation", description=__doc__.splitlines()[0])
-    p.add_argument("--words", type=int, default=6000, help="rendered words for training (each in 5 layouts)")
+    p.add_argument("--words", type=int, default=5000, help="rendered words for training (each in 5 layouts)")
     p.add_argument("--val-words", type=int, default=600, help="rendered words for validation (another seed)")
-    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0, help="render and training seed (validation uses seed + 1)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--max-upright-turned", type=float, default=0.005,
                    help="share of validation upright words the stored threshold may turn (default 0.005)")
+    p.add_argument("--cache", help="keep the rendered crops in this .npz (reused when it exists: same --words, --seed)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"weights file (default {DEFAULT_OUT})")
     return p
 
@@ -84,8 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     t0 = time.time()
-    x_train, y_train = render_set(args.words, args.seed, progress=True)
-    x_val, y_val = render_set(args.val_words, args.seed + 1)
+    cache = Path(args.cache) if args.cache else None
+    if cache is not None and cache.is_file():
+        data = np.load(cache)
+        x_train, y_train, x_val, y_val, t_val = (data[k] for k in ("x_train", "y_train", "x_val", "y_val", "t_val"))
+    else:
+        x_train, y_train, _ = render_set(args.words, args.seed, progress=True)
+        x_val, y_val, t_val = render_set(args.val_words, args.seed + 1)
+        if cache is not None:
+            np.savez(cache, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, t_val=t_val)
     print(f"rendered {len(y_train)} + {len(y_val)} crops in {time.time() - t0:.0f} s", file=sys.stderr)
 
     model = OrientationNet()
@@ -115,13 +145,18 @@ def main(argv: list[str] | None = None) -> int:
               f"validation accuracy {acc:.4f} ({time.time() - t0:.0f} s)", file=sys.stderr)
 
     probs = _probs(model, x_val)
-    threshold = pick_threshold(probs, y_val, args.max_upright_turned)
-    per_class = {name: float((probs[y_val == k].argmax(1) == k).mean()) for k, name in enumerate(ORIENTATIONS)}
+    truth = final_labels(np.eye(len(ORIENTATIONS))[y_val], t_val)
+    found = final_labels(probs, t_val)
+    threshold = pick_threshold(probs, truth, t_val, args.max_upright_turned)
+    per_class = {name: round(float(np.mean([f == o for f, o in zip(found, truth) if o == name])), 4)
+                 for name in ORIENTATIONS}
     metadata = {
         "min_confidence": threshold,
         "validation_accuracy": per_class,
         "train_words": args.words, "val_words": args.val_words, "epochs": args.epochs, "seed": args.seed,
         "render_heights": list(RENDER_HEIGHTS), "wall_time_s": round(time.time() - t0),
+        "upright_turned_at_threshold": round(sum(f != "0" and p.max() >= threshold for f, o, p in zip(found, truth, probs)
+                                                 if o == "0") / max(1, truth.count("0")), 4),
     }
     path = save_orientation_model(args.out, model, list(ORIENTATIONS), metadata)
     print(f"validation accuracy per class {per_class}; min_confidence {threshold}; wrote {path}")
