@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     p.add_argument("--max-upright-turned", type=float, default=0.005,
                    help="share of validation upright words the stored threshold may turn (default 0.005)")
+    p.add_argument("--init", help="start from these orientation weights (to train further)")
     p.add_argument("--cache", help="keep the rendered crops in this .npz (reused when it exists: same --words, --seed)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"weights file (default {DEFAULT_OUT})")
     return p
@@ -119,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rendered {len(y_train)} + {len(y_val)} crops in {time.time() - t0:.0f} s", file=sys.stderr)
 
     model = OrientationNet()
+    if args.init:
+        from crnn.orientation_model import load_orientation_model
+
+        model = load_orientation_model(args.init)[0]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps = args.epochs * (len(y_train) // args.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(1, steps))
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     metadata = {
         "min_confidence": threshold,
         "validation_accuracy": per_class,
-        "train_words": args.words, "val_words": args.val_words, "epochs": args.epochs, "seed": args.seed,
+        "init": Path(args.init).name if args.init else None, "train_words": args.words, "val_words": args.val_words, "epochs": args.epochs, "seed": args.seed,
         "render_heights": list(RENDER_HEIGHTS), "wall_time_s": round(time.time() - t0),
         "upright_turned_at_threshold": round(sum(f != "0" and p.max() >= threshold for f, o, p in zip(found, truth, probs)
                                                  if o == "0") / max(1, truth.count("0")), 4),
