@@ -1,6 +1,6 @@
 """Images/s and peak memory of `crnn ocr` over a folder of word images (default: 2,000 rendered words).
 
-    python benchmarks/bench_ocr.py [--folder DIR] [--count 2000] [--repeat 2] [-- extra crnn ocr options]
+    python benchmarks/bench_ocr.py [--folder DIR] [--count 2000] [--repeat 2] [--backend both] [-- crnn ocr options]
 
 Renders the folder with synth_data (seed 0) unless --folder is given, then runs the `crnn ocr` command as a
 subprocess (start-up and model loading included) and reads its peak RSS from the kernel (wait4 rusage: the
@@ -8,11 +8,14 @@ largest process). It also times `crnn ocr` on one image (start-up: importing tor
 reports the rate with that start-up taken out (an upper bound: `crnn ocr` decodes its first images during
 its start-up). A last, untimed run samples
 the resident memory of the whole process tree (the command and its image-decoding processes) every 50 ms.
+``--backend both`` (default) measures `crnn ocr --backend torch` and `--backend onnx` (ONNX Runtime, when
+installed) one after the other on the same folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import subprocess
 import sys
@@ -76,24 +79,37 @@ def main() -> None:
     p.add_argument("--folder", type=Path)
     p.add_argument("--count", type=int, default=2000)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--backend", choices=("torch", "onnx", "auto", "both"), default="both",
+                   help="crnn ocr's --backend; both (default): torch, then onnx")
     p.add_argument("extra", nargs="*", help="options passed to crnn ocr (after --)")
     args = p.parse_args()
+    backends = ["torch", "onnx"] if args.backend == "both" else [args.backend]
+    if "onnx" in backends and importlib.util.find_spec("onnxruntime") is None:
+        print("onnx backend skipped: onnxruntime is not installed (pip install 'crnn-ocr[onnx]')")
+        backends.remove("onnx")
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.folder or render_folder(Path(tmp) / "words", args.count)
         one = Path(tmp) / "one"
         one.mkdir()
         first = next(p for p in sorted(folder.rglob("*")) if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
         (one / first.name).write_bytes(first.read_bytes())
-        startup = min(run_once(one, args.extra)[0] for _ in range(2))
-        best = None
-        for _ in range(args.repeat):
-            seconds, rss, n = run_once(folder, args.extra)
-            print(f"{n} images in {seconds:.2f} s: {n / seconds:.0f} images/s, peak RSS {rss:.0f} MB")
-            best = min(best or seconds, seconds)
-        print(f"best: {n / best:.0f} images/s ({cpu_cores()} cores, options {args.extra or 'default'}); "
-              f"start-up {startup:.2f} s, without it {n / max(best - startup, 1e-9):.0f} images/s")
-        if Path("/proc/self/status").exists():
-            print(f"peak RSS of the process tree (command + decoding processes): {peak_tree_rss(folder, args.extra):.0f} MB")
+        for backend in backends:
+            bench(folder, one, ["--backend", backend, *args.extra], args.repeat)
+
+
+def bench(folder: Path, one: Path, extra: list[str], repeat: int) -> None:
+    """Print the runs, the best rate, start-up and peak memory of `crnn ocr FOLDER EXTRA`."""
+    startup = min(run_once(one, extra)[0] for _ in range(2))
+    best, n = None, 0
+    for _ in range(repeat):
+        seconds, rss, n = run_once(folder, extra)
+        print(f"{n} images in {seconds:.2f} s: {n / seconds:.0f} images/s, peak RSS {rss:.0f} MB")
+        best = min(best or seconds, seconds)
+    assert best is not None
+    print(f"best: {n / best:.0f} images/s ({cpu_cores()} cores, options {' '.join(extra)}); "
+          f"start-up {startup:.2f} s, without it {n / max(best - startup, 1e-9):.0f} images/s")
+    if Path("/proc/self/status").exists():
+        print(f"peak RSS of the process tree (command + decoding processes): {peak_tree_rss(folder, extra):.0f} MB")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "crnn.model",
     "build_model": "crnn.model",
     "FailedImage": "crnn.text_recognizer",
+    "OnnxRecognizer": "crnn.onnx_recognizer",
     "Prediction": "crnn.prediction",
     "PreprocessConfig": "crnn.preprocess",
     "load_image": "crnn.preprocess",
@@ -47,6 +48,7 @@ __all__ = [
     "FailedImage",
     "InvalidImageError",
     "ModelConfig",
+    "OnnxRecognizer",
     "Prediction",
     "PreprocessConfig",
     "ModelKind",
@@ -68,6 +70,7 @@ if TYPE_CHECKING:
     from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from crnn.errors import CheckpointError, ConfigError, CRNNError, InvalidImageError, UnsupportedCharacterError
     from crnn.model import CRNN, ModelConfig, build_model
+    from crnn.onnx_recognizer import OnnxRecognizer
     from crnn.prediction import Prediction
     from crnn.preprocess import PreprocessConfig, load_image, prepare
     from crnn.recognizer import Recognizer

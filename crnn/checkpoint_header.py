@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from crnn.errors import CheckpointError
+from crnn.onnx_header import is_onnx_path, read_onnx_metadata
 
 FORMAT = "crnn-ocr"
 FORMAT_VERSION = "1"
@@ -21,6 +22,11 @@ DEFAULT_WEIGHTS = next(
 )
 
 
+def shipped_onnx_path() -> Path:
+    """The shipped model exported to ONNX (weights/crnn.onnx beside the shipped safetensors)."""
+    return DEFAULT_WEIGHTS.with_suffix(".onnx")
+
+
 def default_weights_path() -> Path:
     """The shipped model: $CRNN_WEIGHTS if set, else the weights shipped in the wheel or in this clone."""
     env = os.environ.get("CRNN_WEIGHTS")
@@ -28,8 +34,16 @@ def default_weights_path() -> Path:
 
 
 def read_header(path: str | os.PathLike) -> dict[str, Any]:
-    """The decoded header of a checkpoint (model_config, charset, preprocess, metadata) without loading weights."""
+    """The decoded header of a checkpoint (model_config, charset, preprocess, metadata) without loading weights.
+
+    An .onnx file (written by `crnn export`) carries the same header in its metadata (crnn/onnx_header.py).
+    """
     path = Path(path)
+    if is_onnx_path(path):
+        meta = read_onnx_metadata(path)
+        if meta.get("format") != FORMAT:
+            raise CheckpointError(f"{path} is an ONNX model but not one written by `crnn export` (no '{FORMAT}' metadata)")
+        return _decode(path, meta)
     if not path.exists():
         raise CheckpointError(f"weights file not found: {path}")
     try:
@@ -47,6 +61,10 @@ def read_header(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"{path} is a safetensors file but not a crnn-ocr checkpoint (no '{FORMAT}' header)"
         )
+    return _decode(path, meta)
+
+
+def _decode(path: Path, meta: dict[str, str]) -> dict[str, Any]:
     try:
         return {
             "model_type": meta.get("model_type", "crnn"),

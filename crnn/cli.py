@@ -11,6 +11,7 @@ from collections.abc import Sequence
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ocr": ("crnn.ocr", "read the text of word images (files, folders, globs, stdin)"),
     "info": ("crnn.info", "print a model's architecture, parameters and multiply-adds"),
+    "export": ("crnn.export", "export weights to ONNX (for `--backend onnx`, inference without torch)"),
     "synth": ("crnn_synth_data.cli", "render synthetic word images (datasets, previews, font list)"),
     "train": ("crnn_training.train", "train a model from a YAML config"),
     "train-orientation": ("crnn_training.train_orientation", "train the orientation classifier on rendered words"),

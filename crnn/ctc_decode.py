@@ -13,7 +13,9 @@ same thing whichever decoder produced them:
 
 All functions take ``log_probs`` of shape (B, T, C), log-softmax over C = ``charset.num_classes``
 classes (class 0 is the blank), batch first, and ``lengths`` of shape (B,): the number of valid
-frames of each sample. Frames at or beyond ``lengths[b]`` are padding and are never read.
+frames of each sample. Frames at or beyond ``lengths[b]`` are padding and are never read. Both are
+numpy arrays (or anything ``np.asarray`` takes, e.g. a CPU tensor): decoding is numpy only, so that the
+torch and the ONNX Runtime backends share one decoder and the latter never imports torch.
 """
 
 from __future__ import annotations
@@ -25,8 +27,7 @@ import string
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from numpy.typing import ArrayLike
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
@@ -74,39 +75,58 @@ def distance_bound(length: int) -> int:
 
 
 def sequence_log_likelihood(
-    log_probs: torch.Tensor, lengths: torch.Tensor, targets: Sequence[Sequence[int]]
-) -> torch.Tensor:
-    """log P(targets[b] | first lengths[b] frames of b), shape (B,), from log_probs (B, T, C).
+    log_probs: ArrayLike, lengths: ArrayLike, targets: Sequence[Sequence[int]]
+) -> np.ndarray:
+    """log P(targets[b] | first lengths[b] frames of b), shape (B,) float64, from log_probs (B, T, C).
 
     Targets are class indices without blanks; an empty target scores the all-blank path and a
-    target that cannot fit in its frames scores -inf.
+    target that cannot fit in its frames scores -inf. The CTC forward algorithm (Graves et al. 2006)
+    in log space, float64, vectorised over the batch.
     """
-    _check_shapes(log_probs, lengths)
-    batch, _, num_classes = log_probs.shape
+    lp = np.asarray(log_probs, dtype=np.float64)
+    lens = np.asarray(lengths).astype(np.int64)
+    _check_shapes(lp, lens)
+    batch, frames, num_classes = lp.shape
     if len(targets) != batch:
         raise ValueError(f"got {len(targets)} targets for a batch of {batch}")
+    target_lens = np.array([len(t) for t in targets], dtype=np.int64)
     flat = [int(i) for target in targets for i in target]
     if any(not 0 < i < num_classes for i in flat):
         raise ValueError(f"target class indices must lie in 1..{num_classes - 1} (0 is the blank)")
-    device = log_probs.device
-    if log_probs.shape[1] == 0:
-        # ctc_loss rejects empty inputs; with no frames only the empty text is possible.
-        empty = torch.tensor([len(t) == 0 for t in targets], device=device)
-        return torch.where(empty, 0.0, -torch.inf).to(log_probs.dtype)
-    nll = F.ctc_loss(
-        log_probs.transpose(0, 1),
-        torch.tensor(flat, dtype=torch.long, device=device),
-        torch.as_tensor(lengths, dtype=torch.long).to(device),
-        torch.tensor([len(t) for t in targets], dtype=torch.long, device=device),
-        blank=BLANK,
-        reduction="none",
-        zero_infinity=False,
-    )
-    return -nll
+    if batch == 0:
+        return np.zeros(0)
+    # Extended labels: blank, c1, blank, c2, ..., blank; shorter targets padded with unreachable states.
+    states = 2 * int(target_lens.max()) + 1
+    extended = np.zeros((batch, states), dtype=np.int64)
+    for b, target in enumerate(targets):
+        extended[b, 1 : 2 * len(target) : 2] = target
+    valid = np.arange(states)[None, :] < (2 * target_lens + 1)[:, None]
+    # A state may be entered from two back only for a character differing from the previous one.
+    can_skip = np.zeros((batch, states), dtype=bool)
+    can_skip[:, 3::2] = extended[:, 3::2] != extended[:, 1:-2:2]
+    # emit[b, t, s] = log_probs[b, t, extended[b, s]], -inf on padding states
+    emit = np.take_along_axis(lp, np.broadcast_to(extended[:, None, :], (batch, frames, states)), axis=2)
+    emit = np.where(valid[:, None, :], emit, -np.inf)
+    alpha = np.full((batch, states), -np.inf)
+    if frames:
+        alpha[:, :2] = emit[:, 0, :2]
+    neg = np.full((batch, 2), -np.inf)
+    with np.errstate(invalid="ignore"):
+        for t in range(1, frames):
+            one_back = np.concatenate([neg[:, :1], alpha[:, :-1]], axis=1)
+            two_back = np.where(can_skip, np.concatenate([neg, alpha[:, :-2]], axis=1), -np.inf)
+            step = np.logaddexp(np.logaddexp(alpha, one_back), two_back) + emit[:, t]
+            # Samples whose frames have ended keep their alpha: later frames are padding.
+            alpha = np.where((t < lens)[:, None], step, alpha)
+    rows = np.arange(batch)
+    last = 2 * target_lens
+    result = np.logaddexp(alpha[rows, last], np.where(last > 0, alpha[rows, np.maximum(last - 1, 0)], -np.inf))
+    # With no frames only the empty text is possible (probability 1).
+    return np.where(lens == 0, np.where(target_lens == 0, 0.0, -np.inf), result)
 
 
-def _check_shapes(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
-    if log_probs.dim() != 3:
+def _check_shapes(log_probs: np.ndarray, lengths: np.ndarray) -> None:
+    if log_probs.ndim != 3:
         raise ValueError(f"log_probs must have shape (B, T, C), got {tuple(log_probs.shape)}")
     batch, frames, _ = log_probs.shape
     if tuple(lengths.shape) != (batch,):
@@ -115,17 +135,15 @@ def _check_shapes(log_probs: torch.Tensor, lengths: torch.Tensor) -> None:
         raise ValueError(f"lengths must lie in 0..{frames}")
 
 
-def _prepare(
-    log_probs: torch.Tensor, lengths: torch.Tensor, charset: Charset
-) -> tuple[torch.Tensor, list[int]]:
-    """Validated (B, T, C) float64 CPU copy of log_probs and the lengths as ints."""
-    _check_shapes(log_probs, lengths)
-    if log_probs.shape[2] != charset.num_classes:
-        raise ValueError(
-            f"log_probs has {log_probs.shape[2]} classes but the charset has {charset.num_classes}"
-        )
+def _prepare(log_probs: ArrayLike, lengths: ArrayLike, charset: Charset) -> tuple[np.ndarray, list[int]]:
+    """Validated (B, T, C) float64 copy of log_probs and the lengths as ints."""
     # float64 so that confidences of long texts do not lose precision and decoders agree exactly.
-    return log_probs.detach().to("cpu", torch.float64), [int(n) for n in lengths.tolist()]
+    lp = np.asarray(log_probs, dtype=np.float64)
+    lens = np.asarray(lengths).astype(np.int64)
+    _check_shapes(lp, lens)
+    if lp.shape[2] != charset.num_classes:
+        raise ValueError(f"log_probs has {lp.shape[2]} classes but the charset has {charset.num_classes}")
+    return lp, [int(n) for n in lens.tolist()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,7 +217,7 @@ def _viterbi_char_confidences(log_probs: np.ndarray, ids: Sequence[int]) -> tupl
 
 
 def _predictions(
-    log_probs: torch.Tensor,
+    log_probs: np.ndarray,
     lengths: list[int],
     charset: Charset,
     id_seqs: list[list[int]],
@@ -209,8 +227,8 @@ def _predictions(
     """Predictions for chosen label sequences, with confidence = exp(sequence log-likelihood)."""
     if not id_seqs:
         return []
-    log_likelihoods = sequence_log_likelihood(log_probs, torch.tensor(lengths), id_seqs)
-    confidences = log_likelihoods.exp().clamp(0.0, 1.0).tolist()
+    log_likelihoods = sequence_log_likelihood(log_probs, np.array(lengths, dtype=np.int64), id_seqs)
+    confidences = np.clip(np.exp(log_likelihoods), 0.0, 1.0).tolist()
     flags = in_lexicon if in_lexicon is not None else [None] * len(id_seqs)
     return [
         Prediction(charset.decode(ids), float(conf), tuple(float(c) for c in confs), flag)
@@ -224,12 +242,11 @@ def _predictions(
 
 
 def _greedy_ids(
-    log_probs: torch.Tensor, lengths: list[int]
+    log_probs: np.ndarray, lengths: list[int]
 ) -> tuple[list[list[int]], list[tuple[float, ...]]]:
     """Collapsed best-path labels of each sample and their char confidences."""
-    best_log_probs, best_path = log_probs.max(dim=2)
-    best_probs = best_log_probs.exp().numpy()
-    best_path_np = best_path.numpy()
+    best_path_np = log_probs.argmax(axis=2)
+    best_probs = np.exp(np.take_along_axis(log_probs, best_path_np[:, :, None], axis=2)[:, :, 0])
     id_seqs: list[list[int]] = []
     char_confs: list[tuple[float, ...]] = []
     for b, n in enumerate(lengths):
@@ -240,7 +257,7 @@ def _greedy_ids(
 
 
 def greedy_decode(
-    log_probs: torch.Tensor, lengths: torch.Tensor, charset: Charset
+    log_probs: ArrayLike, lengths: ArrayLike, charset: Charset
 ) -> list[Prediction]:
     """Best-path decoding of log_probs (B, T, C) over lengths (B,) frames: argmax, collapse, drop blanks."""
     lp, lens = _prepare(log_probs, lengths, charset)
@@ -296,12 +313,12 @@ def _prefix_beam_search(probs: np.ndarray, beam_width: int) -> list[int]:
 
 
 def _beam_ids(
-    log_probs: torch.Tensor, lengths: list[int], beam_width: int
+    log_probs: np.ndarray, lengths: list[int], beam_width: int
 ) -> tuple[list[list[int]], list[tuple[float, ...]]]:
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
-    probs = log_probs.exp().numpy()
-    log_np = log_probs.numpy()
+    probs = np.exp(log_probs)
+    log_np = log_probs
     id_seqs = [_prefix_beam_search(probs[b, :n], beam_width) for b, n in enumerate(lengths)]
     char_confs = [
         _viterbi_char_confidences(log_np[b, :n], ids)
@@ -311,7 +328,7 @@ def _beam_ids(
 
 
 def beam_search_decode(
-    log_probs: torch.Tensor, lengths: torch.Tensor, charset: Charset, beam_width: int = 10
+    log_probs: ArrayLike, lengths: ArrayLike, charset: Charset, beam_width: int = 10
 ) -> list[Prediction]:
     """CTC prefix beam search over log_probs (B, T, C) and lengths (B,); returns the most probable labelling found."""
     lp, lens = _prepare(log_probs, lengths, charset)
@@ -465,7 +482,7 @@ def per_sample_lexicons(lexicon: LexiconArg, count: int) -> list[Lexicon | None]
 
 
 def _lexicon_ids(
-    log_probs: torch.Tensor,
+    log_probs: np.ndarray,
     lengths: list[int],
     charset: Charset,
     lexicons: list[Lexicon | None],
@@ -482,7 +499,7 @@ def _lexicon_ids(
         raise ValueError(f"max_distance must be non-negative, got {max_distance}")
     if any(lex is not None and lex.charset != charset for lex in lexicons):
         raise ValueError("the lexicon was built for a different charset")
-    log_np = log_probs.numpy()
+    log_np = log_probs
     out_ids, out_confs = list(id_seqs), list(char_confs)
     flags: list[bool | None] = [None] * len(lexicons)
     fold = _case_fold_index(charset)
@@ -506,17 +523,17 @@ def _lexicon_ids(
         if not words_kept:
             flags[b] = False  # nothing near: the plain reading stands, flagged
             continue
-        # At least one frame is kept because ctc_loss rejects empty inputs; lengths still apply.
-        frames = log_probs[b : b + 1, : max(n, 1)]
+        frames = log_probs[b : b + 1, :n]
         # Which word: P(word | image) whatever its case, i.e. CTC over the case-merged classes (each lower-case
         # class holds the probability of both cases). Scoring case variants one by one instead would split the
         # probability of letters whose cases look alike (o/O, s/S, c/C, ...) and favour words without them.
         folded_targets = [fold[charset.encode(v[0])].tolist() for v in words_kept]
         folded_reading = fold[id_seqs[b]].tolist()
         merged = _merge_cases(frames, fold)
+        # Every candidate (and the reading) against the same frames: one forward pass over a broadcast batch.
         scores = sequence_log_likelihood(
-            merged.expand(len(folded_targets) + 1, -1, -1), torch.full((len(folded_targets) + 1,), n),
-            [*folded_targets, folded_reading],
+            np.broadcast_to(merged, (len(folded_targets) + 1, *merged.shape[1:])),
+            np.full(len(folded_targets) + 1, n), [*folded_targets, folded_reading],
         )
         k = int(scores[:-1].argmax())  # ties: the nearer word, as candidates are ordered
         # A large lexicon may not hold the word at all: keep a reading that is no list word when it explains the
@@ -529,7 +546,9 @@ def _lexicon_ids(
         variants = words_kept[k]
         # Which spelling: the case variant (or, with case="keep", the lexicon's spelling) the image favours.
         targets = [charset.encode(v) for v in variants]
-        case_scores = sequence_log_likelihood(frames.expand(len(targets), -1, -1), torch.full((len(targets),), n), targets)
+        case_scores = sequence_log_likelihood(
+            np.broadcast_to(frames, (len(targets), *frames.shape[1:])), np.full(len(targets), n), targets
+        )
         best = targets[int(case_scores.argmax())]
         out_ids[b] = best
         out_confs[b] = _viterbi_char_confidences(log_np[b, :n], best)
@@ -571,10 +590,12 @@ def _case_fold_index(charset: Charset) -> np.ndarray:
     return index
 
 
-def _merge_cases(log_probs: torch.Tensor, fold: np.ndarray) -> torch.Tensor:
+def _merge_cases(log_probs: np.ndarray, fold: np.ndarray) -> np.ndarray:
     """log_probs (1, T, C) with each class's probability moved onto its lower-case class (the upper ones -> -inf)."""
-    probs = torch.zeros_like(log_probs).index_add_(2, torch.from_numpy(fold), log_probs.exp())
-    return probs.log()
+    probs = np.zeros_like(log_probs)
+    np.add.at(probs, (slice(None), slice(None), fold), np.exp(log_probs))
+    with np.errstate(divide="ignore"):
+        return np.log(probs)
 
 
 def as_lexicon(lexicon: Lexicon | Iterable[str] | None, charset: Charset) -> Lexicon | None:
@@ -594,8 +615,8 @@ def as_lexicons(
 
 
 def lexicon_decode(
-    log_probs: torch.Tensor,
-    lengths: torch.Tensor,
+    log_probs: ArrayLike,
+    lengths: ArrayLike,
     charset: Charset,
     lexicon: LexiconArg,
     max_distance: int | None = None,
@@ -621,8 +642,8 @@ def lexicon_decode(
 
 
 def decode(
-    log_probs: torch.Tensor,
-    lengths: torch.Tensor,
+    log_probs: ArrayLike,
+    lengths: ArrayLike,
     charset: Charset,
     decoder: str = "greedy",
     beam_width: int = 10,

@@ -29,3 +29,21 @@ class LoaderError(CRNNError):
 
 class LexiconFileError(CRNNError, ValueError):
     """A lexicon file (a word list, or per-image lexicons) is unreadable or has a malformed line."""
+
+
+class ShardFolderError(CRNNError):
+    """A `crnn ocr --ray` job cannot start: a manifest without a path column, or an output folder that is a file
+    or holds the shards of other inputs or options."""
+
+
+class ExportError(CRNNError):
+    """A model cannot be exported (its kind has no exporter, or the asked format is not supported)."""
+
+
+class BackendError(CRNNError):
+    """The asked inference backend cannot run these weights (e.g. onnxruntime not installed, or an .onnx file given
+    to the torch backend)."""
+
+
+class BackgroundSourceError(CRNNError, ValueError):
+    """A folder cannot be a source of background images (a labeled text data set, or no images at all)."""

@@ -208,7 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="crnn ocr", description="Read the text of word images.")
     p.add_argument("paths", nargs="+", help="image files, folders (recursive), glob patterns, or - for paths on stdin")
-    p.add_argument("--weights", help="checkpoint file (default: the shipped model in weights/)")
+    p.add_argument("--weights", help="checkpoint file, .safetensors or .onnx (default: the shipped model in weights/)")
+    p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="auto",
+                   help="auto (default): onnx when onnxruntime is installed (pip install 'crnn-ocr[onnx]') and an .onnx "
+                   "file is at hand (the shipped model has one), on the CPU in fp32, else torch; onnx: ONNX Runtime on "
+                   "an .onnx file from `crnn export`, torch never imported (same texts as torch; docs/onnx.md)")
     p.add_argument("--format", choices=FORMATS, default="tsv", help="output format (default tsv)")
     p.add_argument("--output", "-o", help="write results to this file (default stdout)")
     p.add_argument("--decoder", choices=("greedy", "beam"), default="greedy")
@@ -229,6 +233,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "text is turned 90/180/270 degrees or stacked letters, and it is turned upright before reading "
                    "(TSV/CSV get an orientation column; see docs/orientation.md)")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+    ray = p.add_argument_group("Ray (many cores or machines; the ray extra; docs/scale-out.md)")
+    ray.add_argument("--ray", action="store_true", help="read on Ray Data actors into resumable shards in "
+                     "--output DIR; inputs may also be manifests (.csv or .parquet with a path column)")
+    ray.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray instance)")
+    ray.add_argument("--ray-actors", type=int, help="actors, one recognizer on one core each (default: one per CPU)")
+    ray.add_argument("--ray-format", choices=("parquet", "jsonl"), default="parquet",
+                     help="shard format (default parquet)")
+    ray.add_argument("--ray-shard-size", type=int, default=10_000, help="paths per shard file (default 10000)")
     return p
 
 
@@ -238,12 +250,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.batch_size < 1 or args.beam_width < 1 or (args.threads is not None and args.threads < 1):
         print("crnn ocr: --batch-size, --beam-width and --threads must be >= 1", file=sys.stderr)
         return 2
+    if args.ray:
+        # Loaded by name, as crnn/cli.py loads a subcommand: crnn.ray_ocr builds on this module (its inputs,
+        # rows and writer), and without --ray neither it nor Ray is imported.
+        import importlib
+
+        return int(importlib.import_module("crnn.ray_ocr").run_ray(args))
     problem = check_output(args.output) if args.output else None
     if problem:  # before the model loads, not after
         print(f"crnn ocr: {problem}", file=sys.stderr)
         return 2
     import cv2
 
+    from crnn.backend import resolve_backend
     from crnn.checkpoint_header import default_weights_path, read_header
     from crnn.image_loader import ChunkLoader, make_pool
     from crnn.machine import cpu_cores
@@ -253,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # of torch's threads) only oversubscribes the cores.
     cv2.setNumThreads(1)
     try:
+        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device)
         header = read_header(args.weights or default_weights_path())
         preprocess = PreprocessConfig.from_dict(header["preprocess"])
     except CRNNError as e:
@@ -274,22 +294,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
     """Load the model and write a row per input; the exit status of `crnn ocr`."""
-    import torch
-
     from crnn.ctc_decode import Lexicon
+    from crnn.machine import cpu_cores
     from crnn.text_recognizer import load_recognizer
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("crnn ocr: --device cuda asked for, but no CUDA GPU is available", file=sys.stderr)
-        return 2
-    # On a CPU, N cores read more images as N batches at once, each single-threaded, than as one batch
-    # on N intra-op threads: the recurrent matrices of one batch are too small to split well.
     on_cpu = not args.device.startswith("cuda")
-    cores = args.threads or torch.get_num_threads()
+    if args.backend == "torch":  # the onnx backend never imports torch
+        import torch
+
+        if not on_cpu and not torch.cuda.is_available():
+            print("crnn ocr: --device cuda asked for, but no CUDA GPU is available", file=sys.stderr)
+            return 2
+        cores = args.threads or torch.get_num_threads()
+    else:
+        cores = args.threads or cpu_cores()
+    # On a CPU, N cores read more images as N batches at once, each single-threaded, than as one batch
+    # on N intra-op threads: the recurrent matrices of one batch are too small to split well (both backends).
     torch_threads, workers = (1, cores) if on_cpu else (args.threads, 1)
     try:
         # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
-        recognizer = load_recognizer(args.weights, device=args.device, threads=torch_threads, precision=args.precision)
+        recognizer = load_recognizer(args.weights, device=args.device, threads=torch_threads, precision=args.precision,
+                                     backend=args.backend)
         lexicon = Lexicon.from_file(args.lexicon, recognizer.charset, args.lexicon_case) if args.lexicon else None
         orientation = None
         if args.orientation != "none":

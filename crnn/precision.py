@@ -13,8 +13,11 @@ PRECISIONS = ("auto", "fp32", "mixed", "bf16")
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` is a CPU that computes bfloat16 natively (AVX-512 BF16 or AMX)."""
-    if device.type != "cpu":
-        return False
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this machine's CPU computes bfloat16 natively (AVX-512 BF16 or AMX)."""
     try:
         flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:

@@ -8,6 +8,8 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Iterator, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -241,6 +243,15 @@ def bucket_width(width: int, config: PreprocessConfig) -> int:
     return int(math.ceil(width / config.width_bucket) * config.width_bucket)
 
 
+def width_batches(widths: Sequence[int], batch_size: int, config: PreprocessConfig) -> Iterator[list[int]]:
+    """Indices of images of these (resized) ``widths`` in batches of one width bucket each, sorted by width."""
+    order = sorted(range(len(widths)), key=lambda i: widths[i])
+    for _, group in groupby(order, key=lambda i: bucket_width(widths[i], config)):
+        idx = list(group)
+        for start in range(0, len(idx), batch_size):
+            yield idx[start : start + batch_size]
+
+
 def check_shape(gray: np.ndarray, config: PreprocessConfig, name: str = "") -> None:
     """Refuse images too small or too elongated to hold a word (raises InvalidImageError)."""
     h, w = gray.shape[:2]
@@ -275,6 +286,12 @@ def collate(arrays: list[np.ndarray], config: PreprocessConfig = PreprocessConfi
     """
     import torch  # here, not at the top: the image-decoding processes of `crnn ocr` run without torch
 
+    batch, widths = pad_batch(arrays, config)
+    return torch.from_numpy(batch), torch.from_numpy(widths)
+
+
+def pad_batch(arrays: list[np.ndarray], config: PreprocessConfig = PreprocessConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`collate` in numpy: (B, 1, H, Wmax) float32 padded with 0 to the largest bucket, and widths (B,) int64."""
     if not arrays:
         raise ValueError("collate needs at least one image")
     widths = [a.shape[1] for a in arrays]
@@ -282,4 +299,4 @@ def collate(arrays: list[np.ndarray], config: PreprocessConfig = PreprocessConfi
     batch = np.zeros((len(arrays), 1, config.height, padded_w), dtype=np.float32)
     for i, a in enumerate(arrays):
         batch[i, 0, :, : a.shape[1]] = a
-    return torch.from_numpy(batch), torch.tensor(widths, dtype=torch.long)
+    return batch, np.asarray(widths, dtype=np.int64)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from itertools import groupby
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -13,18 +11,17 @@ import torch
 
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint
-from crnn.ctc_decode import Lexicon, as_lexicons, decode
 from crnn.model import CRNN, ModelConfig, describe, fuse_for_inference
+from crnn.onnx_export import export_crnn
 from crnn.precision import resolve_precision
-from crnn.prediction import Prediction
-from crnn.preprocess import PreprocessConfig, bucket_width, collate
+from crnn.preprocess import PreprocessConfig, collate
 from crnn.registry import ModelKind, register
-from crnn.text_recognizer import RecognizerBase, set_threads
+from crnn.text_recognizer import CTCRecognizer, set_threads
 
 __all__ = ["Recognizer", "set_threads"]
 
 
-class Recognizer(RecognizerBase):
+class Recognizer(CTCRecognizer):
     """Reads the text of word images: preprocessing, batching by width bucket, CRNN, CTC decoding."""
 
     kind = "crnn"
@@ -94,55 +91,10 @@ class Recognizer(RecognizerBase):
             out = self._net(images, lengths.to(self.device))
         return out.cpu(), lengths
 
-    def batches(self, arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[list[int]]:
-        """Indices of ``arrays`` grouped into batches of one width bucket each, sorted by width."""
-        order = sorted(range(len(arrays)), key=lambda i: arrays[i].shape[1])
-        for _, group in groupby(order, key=lambda i: bucket_width(arrays[i].shape[1], self.preprocess)):
-            idx = list(group)
-            for start in range(0, len(idx), batch_size):
-                yield idx[start : start + batch_size]
-
-    def recognize_prepared(
-        self,
-        arrays: Sequence[np.ndarray],
-        batch_size: int = 64,
-        decoder: str = "greedy",
-        beam_width: int = 10,
-        lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
-        workers: int = 1,
-    ) -> list[Prediction]:
-        """Predictions for already prepared images (see :meth:`prepare`), in input order.
-
-        ``lexicon``: one word list for every image, or a sequence of Lexicon/None, one per image.
-
-        ``workers`` > 1 runs that many batches at once in threads. With torch at one thread (see
-        ``threads``) this uses N cores better than N intra-op threads do on one batch of small matrices
-        (measured here: 848 vs 693 images/s on 2 cores); results do not depend on it.
-        """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
-        lexicons = as_lexicons(lexicon, self.charset, len(arrays))
-        # One lexicon (or none) for all: passed as is; per-image ones are sliced for each batch.
-        one = not lexicons or all(x is lexicons[0] for x in lexicons)
-
-        def run(idx: list[int]) -> list[Prediction]:
-            lp, lengths = self.log_probs([arrays[i] for i in idx])
-            lex = (lexicons[0] if lexicons else None) if one else [lexicons[i] for i in idx]
-            return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex)
-
-        batches = list(self.batches(arrays, batch_size))
-        if workers > 1 and len(batches) > 1:
-            with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-                outputs = list(pool.map(run, batches))
-        else:
-            outputs = [run(idx) for idx in batches]
-        results: list[Prediction | None] = [None] * len(arrays)
-        for idx, preds in zip(batches, outputs):
-            for i, p in zip(idx, preds):
-                results[i] = p
-        return results  # type: ignore[return-value]
+    def batch_log_probs(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`log_probs` as numpy (B, T, C) float32 and (B,), what the shared decoder takes: one conversion a batch."""
+        lp, lengths = self.log_probs(arrays)
+        return lp.numpy(), lengths.numpy()
 
 
 def _describe_lines(d: dict[str, Any]) -> list[str]:
@@ -166,5 +118,5 @@ def _summary(c: ModelConfig) -> str:
 
 register(ModelKind(
     name="crnn", title="a CRNN", model_class=CRNN, config_class=ModelConfig, recognizer_class=Recognizer,
-    describe=describe, describe_lines=_describe_lines, summary=_summary,
+    describe=describe, describe_lines=_describe_lines, summary=_summary, export_onnx=export_crnn,
 ))

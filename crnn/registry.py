@@ -44,6 +44,10 @@ class ModelKind:
     describe_lines: Callable[[dict[str, Any]], list[str]]
     # One line naming the architecture from its config (reports).
     summary: Callable[[Any], str]
+    # `crnn export --format onnx`: (network, opset) -> onnx.ModelProto of the graph images (B, 1, H, W) float32 ->
+    # log_probs (B, T, C), batch and width dynamic, which crnn.onnx_recognizer runs for any kind (CTC decoding).
+    # None: the kind has no such graph and cannot be exported (crnn export says so).
+    export_onnx: Callable[[Any, int], Any] | None = None
 
 
 _KINDS: dict[str, ModelKind] = {}

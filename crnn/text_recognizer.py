@@ -1,25 +1,32 @@
 """The contract every model kind's recognizer keeps (TextRecognizer), the base implementing its shared part, and
-load_recognizer, which loads a checkpoint of any kind."""
+load_recognizer, which loads a checkpoint of any kind on either backend.
+
+Imports no torch at module level: the ONNX Runtime backend (crnn/onnx_recognizer.py) shares this base and
+``load_recognizer(backend="onnx")`` must run where torch is not installed."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Literal, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, overload, runtime_checkable
 
 import numpy as np
-import torch
-from torch import nn
 
 from crnn.charset import Charset
-from crnn.checkpoint import Checkpoint, load_checkpoint
-from crnn.ctc_decode import Lexicon
+from crnn.ctc_decode import Lexicon, as_lexicons, decode
 from crnn.errors import CheckpointError, InvalidImageError
 from crnn.orientation import OrientationClassifier, OrientedCrop, load_orientation, orient_crops, prepare_oriented
 from crnn.prediction import Prediction
-from crnn.preprocess import ImageSource, PreprocessConfig, prepare
+from crnn.preprocess import ImageSource, PreprocessConfig, prepare, width_batches
 from crnn.registry import get_kind
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from crnn.checkpoint import Checkpoint
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class TextRecognizer(Protocol):
     # Read-only in the contract, so that a kind may narrow them (the CRNN's model is a CRNN).
     @property
     def model(self) -> nn.Module:
-        """The network, in eval mode."""
+        """The network, in eval mode (on the onnx backend, its onnxruntime.InferenceSession)."""
         ...
 
     @property
@@ -132,6 +139,8 @@ def set_threads(threads: int | None) -> None:
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
+        import torch
+
         torch.set_num_threads(threads)
 
 
@@ -154,6 +163,10 @@ class RecognizerBase:
         precision: str = "auto",
     ) -> None:
         """Load ``weights`` (a path, a loaded Checkpoint, or None for the shipped model) onto ``device``."""
+        import torch
+
+        from crnn.checkpoint import Checkpoint, load_checkpoint
+
         set_threads(threads)
         ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights, kind=self.kind)
         if ckpt.model_type != self.kind:
@@ -256,17 +269,88 @@ class RecognizerBase:
         return get_kind(self.kind).describe(self.model, width)
 
 
+class CTCRecognizer(RecognizerBase):
+    """The shared part of the recognizers whose network reads per-frame log-probabilities (the CRNN on torch, any
+    exported model on ONNX Runtime): sort by width, batch by width bucket, run, decode (crnn.ctc_decode, numpy),
+    restore the input order. A subclass implements :meth:`batch_log_probs`.
+    """
+
+    def batch_log_probs(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-frame log-probabilities (B, T, C) float32 and valid frame counts (B,) of one batch of prepared images."""
+        raise NotImplementedError
+
+    def batches(self, arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[list[int]]:
+        """Indices of ``arrays`` grouped into batches of one width bucket each, sorted by width."""
+        return width_batches([a.shape[1] for a in arrays], batch_size, self.preprocess)
+
+    def recognize_prepared(
+        self,
+        arrays: Sequence[np.ndarray],
+        batch_size: int = 64,
+        decoder: str = "greedy",
+        beam_width: int = 10,
+        lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
+        workers: int = 1,
+    ) -> list[Prediction]:
+        """Predictions for already prepared images (see :meth:`prepare`), in input order.
+
+        ``lexicon``: one word list for every image, or a sequence of Lexicon/None, one per image.
+
+        ``workers`` > 1 runs that many batches at once in threads. With the network at one thread (see
+        ``threads``) this uses N cores better than N intra-op threads do on one batch of small matrices
+        (measured here with torch: 848 vs 693 images/s on 2 cores); results do not depend on it.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        lexicons = as_lexicons(lexicon, self.charset, len(arrays))
+        # One lexicon (or none) for all: passed as is; per-image ones are sliced for each batch.
+        one = not lexicons or all(x is lexicons[0] for x in lexicons)
+
+        def run(idx: list[int]) -> list[Prediction]:
+            lp, lengths = self.batch_log_probs([arrays[i] for i in idx])
+            lex = (lexicons[0] if lexicons else None) if one else [lexicons[i] for i in idx]
+            return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex)
+
+        batches = list(self.batches(arrays, batch_size))
+        if workers > 1 and len(batches) > 1:
+            with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+                outputs = list(pool.map(run, batches))
+        else:
+            outputs = [run(idx) for idx in batches]
+        results: list[Prediction | None] = [None] * len(arrays)
+        for idx, preds in zip(batches, outputs):
+            for i, p in zip(idx, preds):
+                results[i] = p
+        return results  # type: ignore[return-value]
+
+
 def load_recognizer(
     weights: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
     threads: int | None = None,
     precision: str = "auto",
+    backend: str = "torch",
 ) -> TextRecognizer:
-    """The recognizer of whatever kind the checkpoint's header names (None: the shipped weights)."""
+    """The recognizer of whatever kind the checkpoint's header names (None: the shipped weights).
+
+    ``backend``: ``torch``; ``onnx`` (ONNX Runtime on an .onnx file from `crnn export`, torch never imported);
+    ``auto`` (onnx when onnxruntime is installed and the weights are, or the shipped model has, an .onnx file;
+    see crnn.backend).
+    """
+    from crnn.backend import backend_recognizer, resolve_backend
+
+    backend, weights = resolve_backend(backend, weights, precision, str(device))
+    if backend != "torch":
+        return backend_recognizer(backend)(weights, device, threads, precision)
+    from crnn.checkpoint import load_checkpoint
+
     checkpoint = load_checkpoint(weights)
     return get_kind(checkpoint.model_type).recognizer_class(checkpoint, device, threads, precision)
 
 
 # How a kind's recognizer is built: cls(weights, device, threads, precision), weights a path, a loaded
 # Checkpoint or None (the shipped model).
-RecognizerFactory = Callable[[str | os.PathLike | Checkpoint | None, str | torch.device, int | None, str], TextRecognizer]
+RecognizerFactory = Callable[[
+    "str | os.PathLike | Checkpoint | None", "str | torch.device", "int | None", str], TextRecognizer]

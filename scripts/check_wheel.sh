@@ -70,7 +70,7 @@ import sys, zipfile
 
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
 need = ["crnn/__init__.py", "crnn/labeled_folder.py", "crnn/weights/crnn.safetensors",
-        "crnn/weights/baseline.safetensors", "crnn_server/app.py", "crnn_server/static/index.html",
+        "crnn/weights/baseline.safetensors", "crnn/weights/crnn.onnx", "crnn/weights/crnn-int8.onnx", "crnn_server/app.py", "crnn_server/static/index.html",
         "crnn_training/evaluate.py", "crnn_synth_data/storage.py"]
 missing = [n for n in need if n not in names]
 tops = {n.split("/")[0] for n in names}

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from crnn.checkpoint_header import read_header
-from crnn.errors import CheckpointError, ConfigError
+from crnn.errors import BackendError, CheckpointError, ConfigError
 from crnn.machine import cpu_cores
 from crnn_server.settings import ENV_API_KEY, ENV_CORS_ORIGINS, ENV_SETTINGS, MiB, Settings, parse_origins
 
@@ -29,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--port", type=int, default=DEFAULTS.port, help="port (default %(default)s)")
     a("--root-path", default=DEFAULTS.root_path, metavar="PREFIX",
       help="the path prefix a reverse proxy serves the API under, e.g. /ocr (default: none)")
-    a("--weights", metavar="FILE", help="checkpoint file (default: the shipped weights, or $CRNN_WEIGHTS)")
+    a("--weights", metavar="FILE", help="checkpoint file, .safetensors or .onnx (default: the shipped weights, or $CRNN_WEIGHTS)")
+    a("--backend", choices=("torch", "onnx", "auto"), default=DEFAULTS.backend,
+      help="torch (default); onnx: ONNX Runtime on an .onnx file, torch never imported; auto: onnx where available")
     a("--workers", type=int, default=DEFAULTS.workers, help="worker processes, each with its own model (default %(default)s)")
-    a("--threads", type=int, help="torch threads per worker (default: the cores divided among workers, less one)")
+    a("--threads", type=int, help="torch (or ONNX Runtime) threads per worker (default: the cores divided among workers, less one)")
     a("--batch-workers", type=int, help="width groups of a model batch run at once, each on --threads threads "
       "(default: the worker's share of the cores divided by --threads)")
     g = p.add_argument_group("batching")
@@ -85,7 +87,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         # 2-core host (32 clients): 348-357 -> 428-449 images/s, p50 87 -> 68 ms (docs/server.md).
         batch_workers = max(1, cpu_cores() // args.workers // max(1, threads))
     return Settings.from_env(
-        host=args.host, port=args.port, root_path=args.root_path, weights=args.weights, workers=args.workers, threads=threads,
+        host=args.host, port=args.port, root_path=args.root_path, weights=args.weights, backend=args.backend,
+        workers=args.workers, threads=threads,
         batch_workers=batch_workers,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         queue_timeout_s=args.queue_timeout, max_body_bytes=int(args.max_body_mb * MiB), max_images=args.max_images,
@@ -97,8 +100,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-def check_weights(path: object) -> None:
+def check_weights(path: object, backend: str = "torch") -> None:
     """Load the checkpoint once (torch imported here, not at module level); raises CheckpointError if it cannot be."""
+    if backend == "onnx":  # ONNX Runtime reads the file (and refuses a bad one) without torch
+        from crnn.onnx_recognizer import OnnxRecognizer
+
+        OnnxRecognizer(path, threads=1)  # type: ignore[arg-type]
+        return
     from crnn.checkpoint import load_checkpoint
 
     try:
@@ -115,11 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = settings_from_args(args)
         # Fail here with one clear line rather than in every worker's start-up traceback.
-        read_header(settings.weights_path)
+        backend, path = settings.model_source()
+        read_header(path)
         # The header can read fine while the weights do not (a truncated file): load them once here, as
         # `crnn ocr` does, so that a bad file is one line and status 2, not a worker's traceback and 3.
-        check_weights(settings.weights_path)
-    except CheckpointError as e:
+        check_weights(path, backend)
+    except (CheckpointError, BackendError) as e:
         hint = "" if args.weights else " (pass --weights FILE or set CRNN_WEIGHTS)"
         print(f"crnn serve: {e}{hint}", file=sys.stderr)
         return 2

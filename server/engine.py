@@ -81,9 +81,10 @@ class Engine:
     async def start(self) -> None:
         """Load the model (unless given), describe it and start the batcher."""
         if self.recognizer is None:
-            path = self.settings.weights_path
-            log.info("loading model", extra={"weights": str(path)})
-            self.recognizer = await asyncio.to_thread(load_recognizer, path, "cpu", self.settings.threads)
+            backend, path = self.settings.model_source()
+            log.info("loading model", extra={"weights": str(path), "backend": backend})
+            self.recognizer = await asyncio.to_thread(
+                load_recognizer, path, "cpu", self.settings.threads, "auto", backend)
             self._weights = path
             self._model_name = self._model_name or self.recognizer.metadata.get("name") or path.stem
         elif self.settings.threads is not None:

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
@@ -35,6 +35,8 @@ class Settings(Config):
     kind = "server"
 
     weights: str | None = None  # None: the shipped weights (see crnn.checkpoint.default_weights_path)
+    # Inference backend (crnn.backend): torch, onnx (ONNX Runtime on an .onnx file, no torch) or auto.
+    backend: Literal["torch", "onnx", "auto"] = "torch"
     host: str = "127.0.0.1"
     # The path prefix a reverse proxy serves the API under (e.g. "/ocr"), for the links of /docs and the page.
     root_path: str = ""
@@ -102,9 +104,15 @@ class Settings(Config):
     @property
     def weights_path(self) -> Path:
         """The checkpoint file this server loads."""
+        return self.model_source()[1]
+
+    def model_source(self) -> tuple[str, Path]:
+        """The backend that runs the model and the file it loads (raises BackendError when it cannot)."""
+        from crnn.backend import resolve_backend
         from crnn.checkpoint_header import default_weights_path
 
-        return Path(self.weights) if self.weights else default_weights_path()
+        backend, weights = resolve_backend(self.backend, self.weights)
+        return backend, Path(weights) if weights else default_weights_path()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -10,11 +10,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from crnn.errors import BackgroundSourceError
 from crnn_synth_data.colors import color_with_luminance
 from crnn_synth_data.config import SynthConfig
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def refuse_labeled_folder(root: Path) -> None:
+    """Raise BackgroundSourceError when ``root`` (or a folder in it) holds a ``labels.tsv``: a labeled text data
+    set (a benchmark, a training set) must never become background material."""
+    hit = next(iter(sorted(Path(root).rglob("labels.tsv"))), None)
+    if hit is not None:
+        raise BackgroundSourceError(
+            f"{root} holds a labeled text data set ({hit}); backgrounds must not come from text-recognition "
+            "or benchmark data: use `crnn synth --collect-backgrounds DIR` and point backgrounds_dir at DIR"
+        )
 
 
 class BackgroundMaker:
@@ -28,6 +40,7 @@ class BackgroundMaker:
         self.images: list[Path] = []
         if config.backgrounds_dir:
             root = Path(config.backgrounds_dir).expanduser()
+            refuse_labeled_folder(root)
             self.images = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.images:
                 log.warning("no images found in backgrounds_dir %s", root)
@@ -93,6 +106,10 @@ class BackgroundMaker:
         c0, c1 = self._color(r, lum - d / 2), self._color(r, lum + d / 2)
         return c0 + (c1 - c0) * t
 
+    def fill(self, r: random.Random, rng: np.random.Generator, h: int, w: int, lum: float) -> np.ndarray:
+        """A texture for the letters' fill: a photo crop when there are images, else a procedural texture."""
+        return self.image(r, rng, h, w, lum) if self.images else self.texture(r, rng, h, w, lum)
+
     def image(self, r: random.Random, rng: np.random.Generator, h: int, w: int, lum: float) -> np.ndarray:
         """A random crop of a natural image, rescaled, with its gray level shifted towards ``lum``."""
         img = _load_rgb(str(r.choice(self.images)))
@@ -104,10 +121,23 @@ class BackgroundMaker:
         ch, cw = min(ih, max(2, int(h * scale))), min(iw, max(2, int(w * scale)))
         y, x = r.randint(0, ih - ch), r.randint(0, iw - cw)
         crop = cv2.resize(img[y : y + ch, x : x + cw], (w, h), interpolation=cv2.INTER_AREA)
+        c = self.config
+        if c.p_bg_flip > 0 and r.random() < c.p_bg_flip:
+            crop = crop[:, ::-1]
+        if c.p_bg_color_shift > 0 and r.random() < c.p_bg_color_shift:
+            crop = _shift_hue_saturation(crop, r.randint(-90, 90), r.uniform(0.5, 1.5))
         crop = np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32)
         # Reduce contrast so that text stays readable, then move the mean to the requested level.
         crop = crop.mean() + (crop - crop.mean()) * r.uniform(0.3, 0.9)
         return _clip255(crop + (lum * 255.0 - float(crop.mean())))
+
+
+def _shift_hue_saturation(rgb: np.ndarray, hue: int, saturation: float) -> np.ndarray:
+    """``rgb`` (H, W, 3) uint8 with its hue turned by ``hue`` OpenCV units (180 = a full turn) and saturation scaled."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + hue) % 180).astype(np.uint8)
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
 
 
 def _clip255(a: np.ndarray) -> np.ndarray:
@@ -130,7 +160,7 @@ def _value_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.nd
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=512)  # a collected folder (~160 images of <= 640 px, ~130 MB decoded) stays decoded
 def _load_rgb(path: str) -> np.ndarray | None:
     """A decoded background image (RGB uint8), cached; None (with a warning) when unreadable."""
     img = cv2.imread(path, cv2.IMREAD_COLOR)

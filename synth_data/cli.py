@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-words", type=Path, metavar="FILE", help="write the lexicon, one word per line")
     p.add_argument("--collect-fonts", type=Path, metavar="DIR",
                    help="copy every usable font, subset to the charset, into DIR (to carry to a machine without fonts)")
+    p.add_argument("--collect-backgrounds", type=Path, metavar="DIR",
+                   help="gather photographs and textures that may be redistributed and trained on (scikit-image, "
+                   "Debian wallpaper packages, procedural) into DIR with a manifest; then --set backgrounds_dir=DIR")
+    p.add_argument("--background-source", type=Path, action="append", default=[], metavar="FOLDER",
+                   help="with --collect-backgrounds: also a folder of your own images (its LICENSE file names the licence)")
+    p.add_argument("--procedural", type=int, default=60, metavar="N",
+                   help="with --collect-backgrounds: dead-leaves and 1/f-noise images to generate (default 60)")
     p.add_argument("--config", type=Path, metavar="YAML", help="SynthConfig settings (a mapping of field: value)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one SynthConfig field")
     return p
@@ -147,6 +154,32 @@ def main(argv: list[str] | None = None) -> int:
         n, size = collect_fonts(config, args.collect_fonts)
         print(f"wrote {n} fonts ({size / 1e6:.1f} MB) to {args.collect_fonts}; use --set font_dirs={args.collect_fonts}")
         did = True
+    if args.collect_backgrounds:
+        from crnn.errors import CRNNError
+        from crnn_synth_data.background_collection import (
+            EXCLUDED, MANIFEST, collect_backgrounds, debian_candidates, folder_candidates, skimage_candidates)
+
+        try:
+            cands = skimage_candidates() + debian_candidates()
+            for folder in args.background_source:
+                cands += folder_candidates(folder)
+            from tqdm import tqdm
+
+            with tqdm(total=len(cands) + args.procedural, unit="img", file=sys.stderr,
+                      desc=f"backgrounds -> {args.collect_backgrounds}") as bar:
+                rep = collect_backgrounds(args.collect_backgrounds, cands, procedural=args.procedural,
+                                          progress=lambda _: bar.update())
+        except CRNNError as e:
+            print(f"crnn synth: {e}", file=sys.stderr)
+            return 2
+        by_source: dict[str, int] = {}
+        for row in rep.kept:
+            by_source[row["source"]] = by_source.get(row["source"], 0) + 1
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(by_source.items()))
+        print(f"wrote {len(rep.kept)} images ({counts}; {rep.size / 1e6:.1f} MB) to {args.collect_backgrounds}, "
+              f"left out {len(rep.excluded)} (see {EXCLUDED}); manifest: {MANIFEST}; "
+              f"use --set backgrounds_dir={args.collect_backgrounds}")
+        did = True
     if args.preview:
         from crnn_synth_data.preview import write_preview
         from crnn_synth_data.render import WordRenderer
@@ -168,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         did = True
     if not did:
         build_parser().print_usage(sys.stderr)
-        print("crnn synth: give --out, --preview, --list-fonts, --export-words or --collect-fonts", file=sys.stderr)
+        print("crnn synth: give --out, --preview, --list-fonts, --export-words, --collect-fonts or --collect-backgrounds", file=sys.stderr)
         return 2
     return 0
 

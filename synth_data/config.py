@@ -2,22 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import Field, model_validator
 
 from crnn.charset import DEFAULT_CHARS
-from crnn.config import Config, parse_value
+from crnn.config import Config, apply_overrides, parse_value
 
 # Tokens accepted in ``font_dirs`` besides real folders (expanded by crnn_synth_data.fonts).
 SYSTEM_FONTS = "@system"
 MATPLOTLIB_FONTS = "@matplotlib"
+
+BLEND_MODES = ("multiply", "screen", "overlay", "soft_light", "hard_light", "darken", "lighten", "difference")
+
+# The v2 mix (issue 14): photographs, textured and blended text, per-glyph variation, the camera chain,
+# stronger geometry and clutter. A preset only supplies defaults: fields given explicitly win. v1 (every
+# new effect off) is the renderer that trained the shipped model, kept bit-for-bit (tests/test_synth_effects.py).
+PRESETS: dict[str, dict[str, Any]] = {
+    "v1": {},
+    "v2": {
+        "p_bg_flip": 0.5, "p_bg_color_shift": 0.5, "bg_image": 0.35,
+        "p_texture_fill": 0.12, "p_blend": 0.2, "p_palette_colors": 0.4, "p_low_contrast": 0.06,
+        "p_glyph_jitter": 0.15, "p_glyph_elastic": 0.08, "p_glyph_color": 0.1,
+        "p_extrude": 0.05, "max_border": 4, "max_shadow_offset": 8, "max_shadow_blur": 4.0,
+        "p_neighbor_words": 0.15, "p_clutter": 0.15,
+        "p_strong_rotation": 0.05, "p_circle_arc": 0.04, "perspective_strength": 0.18,
+        "p_supersample": 0.1, "p_defocus": 0.5, "p_zoom_blur": 0.15, "p_camera_motion": 0.2,
+        "p_lowres": 0.15, "p_gamma": 0.2, "p_lighting": 0.15, "p_sensor_noise": 0.1,
+    },
+}
 
 
 class SynthConfig(Config):
     """All settings of the renderer; probabilities are per sample, lengths in output pixels unless noted."""
 
     kind = "synth"
+
+    # The defaults of every field not given explicitly: v1 (the shipped model's renderer) or v2 (issue 14).
+    preset: Literal["v1", "v2"] = "v1"
 
     # --- output ---
     height: int = 32
@@ -68,6 +90,14 @@ class SynthConfig(Config):
     bg_image: float = 0.15  # used only when backgrounds_dir is set
     backgrounds_dir: str | None = None  # natural images (jpg/png) to crop backgrounds from
     p_panel_edge: float = 0.12  # a second colour region (edge of a sign) behind the text
+    p_bg_flip: float = 0.0  # photo crops mirrored left-right
+    p_bg_color_shift: float = 0.0  # photo crops with hue/saturation shifted
+    p_texture_fill: float = 0.0  # letters filled with a photo (or procedural) texture instead of a colour
+    p_blend: float = 0.0  # text composited with a blend mode (BLEND_MODES) instead of painted over
+    blend_modes: list[str] = Field(default_factory=lambda: list(BLEND_MODES))
+    p_palette_colors: float = 0.0  # colour pairs from the collector's k-means palette (backgrounds_dir/palette.json)
+    p_low_contrast: float = 0.0  # text contrast only ``low_contrast`` (faded, low-contrast signs)
+    low_contrast: float = 0.15
 
     # --- text styling ---
     p_border: float = 0.12
@@ -77,6 +107,16 @@ class SynthConfig(Config):
     p_midground: float = 0.25  # partial text lines above/below
     p_tight_spacing: float = 0.15  # touching or overlapping characters
     p_wide_spacing: float = 0.1
+    max_border: int = Field(3, ge=1, le=4)  # outline radius in canvas pixels
+    max_shadow_offset: int = Field(4, ge=1)  # canvas pixels
+    max_shadow_blur: float = 2.0
+    p_extrude: float = 0.0  # 3-D letters: the mask swept a few pixels in one direction, darker
+    p_glyph_jitter: float = 0.0  # per-character size, baseline and rotation jitter
+    glyph_jitter: tuple[float, float, float] = (0.12, 0.08, 8.0)  # size share, baseline share of size, degrees
+    p_glyph_elastic: float = 0.0  # per-character elastic distortion (hand-painted, deformed letters)
+    p_glyph_color: float = 0.0  # per-character colour variation
+    p_neighbor_words: float = 0.0  # words left/right on the same line, cut by the crop
+    p_clutter: float = 0.0  # lines, poles, frame or sign edges in the background
 
     # --- geometry ---
     p_rotate: float = 0.5
@@ -91,6 +131,22 @@ class SynthConfig(Config):
     max_curve: float = 0.3  # curve amplitude as a share of text height
     pad_vertical: tuple[float, float] = (-0.04, 0.3)  # padding per side, share of text height
     pad_horizontal: tuple[float, float] = (-0.02, 0.45)
+    p_strong_rotation: float = 0.0  # rotation up to ``max_strong_rotation`` instead of ``max_rotation``
+    max_strong_rotation: float = 30.0
+    p_circle_arc: float = 0.0  # text along a circular arc (curved signs, stamps)
+    max_arc_degrees: float = 180.0  # angle the text spans at most
+
+    # --- camera chain (crnn_synth_data.camera): optics at high resolution, then the sensor ---
+    p_supersample: float = 0.0  # draw at 2-4x the output size first, so that blurs act on a fine image
+    supersample_range: tuple[float, float] = (2.0, 4.0)
+    p_defocus: float = 0.0  # disc blur (of the high-resolution image when supersampled)
+    p_zoom_blur: float = 0.0
+    p_camera_motion: float = 0.0  # motion blur at high resolution
+    p_lowres: float = 0.0  # downscale so that text is ``lowres_text_height`` px high, then back up
+    lowres_text_height: tuple[float, float] = (8.0, 20.0)
+    p_gamma: float = 0.0
+    p_lighting: float = 0.0  # shadows, highlights or vignetting (albumentations Illumination)
+    p_sensor_noise: float = 0.0  # ISO noise (colour and luminance)
 
     # --- degradations (albumentations) ---
     p_blur: float = 0.35
@@ -119,6 +175,36 @@ class SynthConfig(Config):
         if total > 1.0 + 1e-9:
             raise ValueError(f"p_rotate_90 + p_rotate_180 + p_rotate_270 + p_stacked is {total:g}, more than 1")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_defaults(cls, data: Any) -> Any:
+        # The preset fills the fields the caller did not give: SynthConfig(preset="v2", p_blend=0) is v2 without blends.
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            return {**PRESETS[data["preset"]], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _known_blend_modes(self) -> SynthConfig:
+        unknown = sorted(set(self.blend_modes) - set(BLEND_MODES))
+        if unknown:
+            raise ValueError(f"unknown blend mode(s) {unknown}; known: {', '.join(BLEND_MODES)}")
+        return self
+
+    def _explicit(self) -> dict[str, Any]:
+        # Values equal to the current preset's came from it (pydantic counts them as set): a new preset replaces them.
+        old = PRESETS[self.preset]
+        return {k: v for k, v in self.model_dump(mode="json", exclude_unset=True).items() if not (k in old and v == old[k])}
+
+    def with_overrides(self, overrides: list[str]) -> SynthConfig:
+        """A copy with ``key=value`` overrides; ``preset=v2`` re-derives the fields that were not set explicitly."""
+        return type(self).from_dict(apply_overrides(self._explicit(), overrides, self.parse_override))
+
+    def replace(self, **changes: Any) -> SynthConfig:
+        """A validated copy with ``changes``; a new ``preset`` re-derives the fields that were not set explicitly."""
+        if "preset" not in changes:
+            return super().replace(**changes)
+        return type(self)(**{**self._explicit(), **changes})
 
     @classmethod
     def parse_override(cls, key: str, text: str) -> Any:

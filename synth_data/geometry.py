@@ -14,14 +14,41 @@ from crnn_synth_data.config import SynthConfig
 
 @dataclass
 class Curve:
-    """A vertical displacement dy(x) of the canvas: a parabolic arc or a sine wave."""
+    """A bend of the canvas: a vertical displacement dy(x) (parabolic "arc", "sine"), or text wrapped along
+    a "circle" of radius ``amplitude`` centred below (``phase`` = 1) or above (-1) the text line at ``half_width``."""
 
-    kind: str  # "arc" or "sine"
+    kind: str  # "arc", "sine" or "circle"
     amplitude: float
     center: float
     half_width: float
     period: float = 1.0
     phase: float = 0.0
+
+    def forward(self, pts: np.ndarray) -> np.ndarray:
+        """Canvas points (N, 2) float64 moved by the curve."""
+        pts = pts.copy()
+        if self.kind != "circle":
+            pts[:, 1] += self.dy(pts[:, 0])
+            return pts
+        radius, s, base = self.amplitude, self.phase, self.half_width
+        theta = (pts[:, 0] - self.center) / radius
+        rho = radius + s * (base - pts[:, 1])
+        pts[:, 0] = self.center + rho * np.sin(theta)
+        pts[:, 1] = base + s * radius - s * rho * np.cos(theta)
+        return pts
+
+    def inverse(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Canvas coordinates (float32) whose image under :meth:`forward` is (x, y)."""
+        if self.kind != "circle":
+            # The curve only moves pixels vertically, so its inverse is exact: y = y' - dy(x).
+            return x, y - self.dy(x).astype(np.float32)
+        radius, s, base = self.amplitude, self.phase, self.half_width
+        dx = x - np.float32(self.center)
+        dy = s * (np.float32(base + s * radius) - y)
+        rho = np.sqrt(dx * dx + dy * dy)
+        theta = np.arctan2(dx, dy)
+        return (np.float32(self.center) + np.float32(radius) * theta).astype(np.float32), (
+            np.float32(base) - s * (rho - np.float32(radius))).astype(np.float32)
 
     def dy(self, x: np.ndarray) -> np.ndarray:
         """Vertical offset (same shape as ``x``) added to canvas y at column x."""
@@ -51,8 +78,7 @@ class Warp:
         den = inv[2, 0] * u + inv[2, 1] * v + inv[2, 2]
         mx = (inv[0, 0] * u + inv[0, 1] * v + inv[0, 2]) / den
         my = (inv[1, 0] * u + inv[1, 1] * v + inv[1, 2]) / den
-        # The curve only moves pixels vertically, so its inverse is exact: y = y' - dy(x).
-        my = my - self.curve.dy(mx).astype(np.float32)
+        mx, my = self.curve.inverse(mx, my)
         return cv2.remap(layers, mx.astype(np.float32), my.astype(np.float32), cv2.INTER_LINEAR, borderValue=0)
 
 
@@ -60,8 +86,7 @@ def _map_points(matrix: np.ndarray, curve: Curve | None, pts: np.ndarray) -> np.
     """Points (N, 2) through the optional curve and the homography."""
     pts = pts.astype(np.float64)
     if curve is not None:
-        pts = pts.copy()
-        pts[:, 1] += curve.dy(pts[:, 0])
+        pts = curve.forward(pts)
     return cv2.perspectiveTransform(pts[:, None, :], matrix)[:, 0, :]
 
 
@@ -87,9 +112,10 @@ def plan_warp(
     boxes: np.ndarray,
     text_height: float,
     pads: tuple[float, float, float, float] | None = None,
+    supersample: float = 1.0,
 ) -> tuple[Warp, np.ndarray]:
-    """A random warp putting the text of char ``boxes`` (canvas coords) in a crop ``config.height`` high,
-    and the char boxes (N, 4) float32 in output coordinates.
+    """A random warp putting the text of char ``boxes`` (canvas coords) in a crop ``config.height`` high
+    (times ``supersample``), and the char boxes (N, 4) float32 in those output coordinates.
 
     ``pads`` (left, top, right, bottom, as shares of text height) overrides the random crop padding.
     """
@@ -106,12 +132,18 @@ def plan_warp(
             curve = Curve("arc", amp, cx, max((x1 - x0) / 2, 1.0))
         else:
             curve = Curve("sine", amp / 2, cx, 1.0, period=r.uniform(0.7, 2.0) * (x1 - x0), phase=r.uniform(0, 6.3))
+    if c.p_circle_arc > 0 and r.random() < c.p_circle_arc and x1 - x0 > 2 * h:
+        # The baseline bent along a circle: the text spans 30 degrees up to max_arc_degrees of it.
+        angle = math.radians(r.uniform(min(30.0, c.max_arc_degrees), c.max_arc_degrees))
+        curve = Curve("circle", (x1 - x0) / angle, cx, y1, phase=r.choice((1.0, -1.0)))
 
     # Affine part about the text centre, composed in floats: stretch, then shear, then rotation.
     sx = math.exp(r.uniform(math.log(c.stretch_range[0]), math.log(c.stretch_range[1]))) if r.random() < c.p_stretch else 1.0
     sh = r.uniform(-c.max_shear, c.max_shear) if r.random() < c.p_shear else 0.0
     # Triangular distribution: most rotations small, a few near the limit.
     a = math.radians(r.triangular(-c.max_rotation, c.max_rotation, 0)) if r.random() < c.p_rotate else 0.0
+    if c.p_strong_rotation > 0 and r.random() < c.p_strong_rotation:
+        a = math.radians(r.uniform(-c.max_strong_rotation, c.max_strong_rotation))
     ca, sa = math.cos(a), math.sin(a)
     a00, a01 = ca * sx, -ca * sh - sa
     a10, a11 = sa * sx, -sa * sh + ca
@@ -138,8 +170,9 @@ def plan_warp(
     ph = h * math.sqrt(abs(a00 * a11 - a01 * a10))
     left, top = bx0 - pads[0] * ph, by0 - pads[1] * ph
     right, bottom = bx1 + pads[2] * ph, by1 + pads[3] * ph
-    scale = c.height / max(bottom - top, 1.0)
+    height = c.height if supersample == 1.0 else int(round(c.height * supersample))
+    scale = height / max(bottom - top, 1.0)
     width = max(c.min_width, int(round((right - left) * scale)))
     crop = np.array([[scale, 0, -left * scale], [0, scale, -top * scale], [0, 0, 1.0]])
     out = (pts - (left, top)) * scale
-    return Warp(crop @ m, curve, width, c.height), _boxes_of_points(out, len(boxes), width, c.height)
+    return Warp(crop @ m, curve, width, height), _boxes_of_points(out, len(boxes), width, height)

@@ -10,13 +10,18 @@ import cv2
 import numpy as np
 
 from crnn_synth_data.backgrounds import BackgroundMaker
+from crnn_synth_data.blending import blend, gray
+from crnn_synth_data.camera import Camera
+from crnn_synth_data.clutter import clutter_mask
 from crnn_synth_data.colors import color_with_luminance, contrasting_luminance
 from crnn_synth_data.config import SynthConfig
 from crnn_synth_data.degrade import Degrader
 from crnn_synth_data.fonts import FontPool, GlyphSet
 from crnn_synth_data.geometry import plan_warp
+from crnn_synth_data.glyph_variation import vary_glyphs
 from crnn_synth_data.layout import Line, draw_line, layout_line
 from crnn_synth_data.orientation import orient_sample
+from crnn_synth_data.palette import Palette
 from crnn_synth_data.text import TextSampler
 
 
@@ -36,6 +41,7 @@ def sample_seed(seed: int, index: int) -> int:
     return (seed << 64) | index
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 _ELLIPSES = {k: cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)) for k in range(1, 5)}
 
 
@@ -48,6 +54,10 @@ class WordRenderer:
         self.fonts = fonts or FontPool(self.config)
         self.backgrounds = BackgroundMaker(self.config)
         self.degrader = Degrader(self.config)
+        c = self.config
+        camera_on = any(p > 0 for p in (c.p_supersample, c.p_lowres, c.p_gamma, c.p_lighting, c.p_sensor_noise))
+        self.camera = Camera(c) if camera_on else None
+        self.palette = Palette.load(c.backgrounds_dir) if c.p_palette_colors > 0 else None
         # Re-seeded in place for every sample: cheaper than new generator objects.
         self._r = random.Random()
         self._rng = np.random.Generator(np.random.PCG64(0))
@@ -68,15 +78,20 @@ class WordRenderer:
 
         tracking = self._tracking(r, gs)
         line = layout_line(gs, text, tracking, space_scale=r.uniform(0.8, 1.6))
+        line = self._vary_glyphs(r, rng, gs, line)
         ix0, iy0, ix1, iy1 = line.ink
         text_h = iy1 - iy0
         margin = int(gs.size * 0.6) + 6
         mid_lines = self._midground(r, gs, line) if r.random() < c.p_midground else []
+        neighbors = self._neighbors(r, gs) if c.p_neighbor_words > 0 and r.random() < c.p_neighbor_words else []
+        room = [0, 0]  # canvas widths added on the left and the right for neighbouring words
+        for side, nline, gap in neighbors:
+            room[side > 0] = int(nline.ink[2] + gap) + 2
         top = margin - int(iy0) + (int(text_h * 1.6) if any(s < 0 for s, _ in mid_lines) else 0)
         bottom_room = int(iy1) + margin + (int(text_h * 1.6) if any(s > 0 for s, _ in mid_lines) else 0)
         canvas_h = top + bottom_room
-        canvas_w = int(line.width) + 2 * margin + max(0, int(ix1 - line.width))
-        x_off = margin - min(0, int(ix0))
+        canvas_w = int(line.width) + 2 * margin + max(0, int(ix1 - line.width)) + room[0] + room[1]
+        x_off = margin - min(0, int(ix0)) + room[0]
 
         text_mask = np.zeros((canvas_h, canvas_w), np.uint8)
         draw_line(text_mask, line, x_off, top)
@@ -88,23 +103,35 @@ class WordRenderer:
         outline_only = r.random() < c.p_outline_only
         border = outline_only or r.random() < c.p_border
         if border:
-            k = r.choice((1, 1, 2, 2, 3)) if not outline_only else r.choice((1, 2))
+            k = r.choice(_BORDERS[c.max_border]) if not outline_only else r.choice((1, 2))
             layers.append(cv2.dilate(text_mask, _ELLIPSES[k]))
         shadow = r.random() < c.p_shadow
-        if shadow:
-            layers.append(_shadow(r, layers[-1]))
+        extrude = c.p_extrude > 0 and r.random() < c.p_extrude  # takes the shadow's layer
+        if extrude:
+            layers.append(_extrusion(r, layers[-1], gs.size))
+        elif shadow:
+            layers.append(_shadow(r, layers[-1], c.max_shadow_offset, c.max_shadow_blur))
         mid_mask = None
-        if mid_lines:
+        if mid_lines or neighbors:
             mid_mask = np.zeros_like(text_mask)
             for side, mline in mid_lines:
                 mx0, my0, mx1, my1 = mline.ink
                 gap = r.uniform(0.08, 0.45) * text_h
                 baseline = top + iy0 - gap - my1 if side < 0 else top + iy1 + gap - my0
                 draw_line(mid_mask, mline, x_off + int(r.uniform(-0.6, 0.4) * line.width), int(baseline))
+            for side, nline, gap in neighbors:
+                nx = x_off + int(ix0) - int(gap) - int(nline.ink[2]) if side < 0 else x_off + int(ix1 + gap)
+                draw_line(mid_mask, nline, nx, top)
             layers.append(mid_mask)
 
         pads = self._pads(r, mid_lines)
-        warp, out_boxes = plan_warp(r, c, boxes, text_h, pads)
+        for side, nline, gap in neighbors:
+            # Show part of the neighbour (up to 60% of it): the crop cuts it, as real word crops often do.
+            i = 0 if side < 0 else 2
+            pads = tuple(max(v, (gap + r.uniform(0.1, 0.6) * nline.ink[2]) / max(text_h, 1.0)) if k == i else v
+                         for k, v in enumerate(pads))
+        ss = r.uniform(*c.supersample_range) if c.p_supersample > 0 and r.random() < c.p_supersample else 1.0
+        warp, out_boxes = plan_warp(r, c, boxes, text_h, pads, ss)
         stack = layers[0] if len(layers) == 1 else np.dstack(layers)
         scale = warp.height / max(canvas_h, 1)
         if warp.height / (text_h * (1 + pads[1] + pads[3]) + 1e-6) < 0.6 or scale < 0.25:
@@ -113,7 +140,14 @@ class WordRenderer:
         warped = warp.apply(stack)
         if warped.ndim == 2:
             warped = warped[..., None]
-        image = self._compose(r, rng, warped, border, shadow, outline_only, mid_mask is not None)
+        image = self._compose(r, rng, warped, border, shadow or extrude, outline_only, mid_mask is not None,
+                              extrude, out_boxes)
+        if self.camera is not None:
+            size = (max(c.min_width, int(round(warp.width / ss))), c.height)
+            if ss != 1.0:
+                out_boxes = _scale_boxes(out_boxes, size[0] / warp.width, size[1] / warp.height, size)
+            heights = out_boxes[:, 3] - out_boxes[:, 1]
+            image = self.camera(image, r, rng, size, float(heights.max()) if len(heights) else float(c.height))
         image = self.degrader(image, r, rng)
         if not c.color:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -128,6 +162,29 @@ class WordRenderer:
             if face is not None:
                 return text, self.fonts.glyphs(face)
         raise RuntimeError("no font can draw the sampled texts; check SynthConfig.font_dirs and charset")
+
+    def _vary_glyphs(self, r: random.Random, rng: np.random.Generator, gs: GlyphSet, line: Line) -> Line:
+        """``line`` with per-character jitter and/or elastic distortion, when drawn."""
+        c = self.config
+        jitter = c.glyph_jitter if c.p_glyph_jitter > 0 and r.random() < c.p_glyph_jitter else None
+        elastic = r.uniform(0.5, 1.5) * gs.size / 32 if c.p_glyph_elastic > 0 and r.random() < c.p_glyph_elastic else 0.0
+        if jitter is None and elastic == 0.0:
+            return line
+        return vary_glyphs(line, r, rng, gs.size, jitter, elastic)
+
+    def _neighbors(self, r: random.Random, gs: GlyphSet) -> list[tuple[int, Line, float]]:
+        """A word on the left and/or the right of the text, on its baseline: (side, line, gap in px)."""
+        sides = [r.choice((-1, 1))] if r.random() < 0.7 else [-1, 1]
+        out = []
+        for side in sides:
+            for _ in range(5):
+                w = self.texts.sample(r).split(" ")[0]
+                if w and set(w) <= gs.face.chars:
+                    nline = layout_line(gs, w, self._tracking(r, gs))
+                    if len(nline.boxes):
+                        out.append((side, nline, r.uniform(0.25, 0.6) * gs.size))
+                    break
+        return out
 
     def _tracking(self, r: random.Random, gs: GlyphSet) -> float:
         """Extra pixels between characters: mostly natural, sometimes touching, sometimes spaced out."""
@@ -170,31 +227,54 @@ class WordRenderer:
     def _compose(
         self, r: random.Random, rng: np.random.Generator, warped: np.ndarray,
         border: bool, shadow: bool, outline_only: bool, midground: bool,
+        extrude: bool = False, boxes: np.ndarray | None = None,
     ) -> np.ndarray:
         """Background plus coloured layers (H, W, 3) uint8; text contrast controlled in gray level."""
         c = self.config
         h, w = warped.shape[:2]
         light_text = r.random() < c.p_light_on_dark
         bg_lum = r.uniform(0.0, 0.7) if light_text else r.uniform(0.3, 1.0)
+        min_contrast = c.low_contrast if c.p_low_contrast > 0 and r.random() < c.p_low_contrast else c.min_contrast
+        pair = None
+        if self.palette is not None and r.random() < c.p_palette_colors:
+            pair = self.palette.pair(r, min_contrast)  # co-occurring colours of one photograph
+            if pair is not None:
+                bg_lum = float(pair[0] @ _LUMA) / 255.0
         img = self.backgrounds.make(r, rng, h, w, bg_lum)  # planar (3, H, W): fast broadcasting
+        if pair is not None:
+            img += (pair[0] - img.mean(axis=(1, 2)))[:, None, None]
         if r.random() < c.p_panel_edge:
             _panel_edge(r, img, color_with_luminance(r, r.random(), c.p_gray))
+        if c.p_clutter > 0 and r.random() < c.p_clutter:
+            m = clutter_mask(r, h, w).astype(np.float32) * np.float32(1 / 255.0)
+            img += (color_with_luminance(r, r.random(), c.p_gray)[:, None, None] - img) * m
+        if pair is not None or c.p_clutter > 0:
+            np.clip(img, 0, 255, out=img)
         actual = float(img.mean()) / 255.0
-        fg_lum = contrasting_luminance(r, actual, c.min_contrast, light_text)
-        fg = color_with_luminance(r, fg_lum, c.p_gray)[:, None, None]
+        if pair is not None:
+            fg_lum = float(pair[1] @ _LUMA) / 255.0
+            fg = pair[1][:, None, None]
+        else:
+            fg_lum = contrasting_luminance(r, actual, min_contrast, light_text)
+            fg = color_with_luminance(r, fg_lum, c.p_gray)[:, None, None]
         alpha = warped.transpose(2, 0, 1).astype(np.float32) * np.float32(1 / 255.0)  # (layers, H, W)
         ch = 1
         if border:
             b_alpha = alpha[ch]
             ch += 1
-        if shadow:
+        if extrude:
+            # The sides of 3-D letters: the fill colour in shade (darker, or lighter for dark letters).
+            s_col = fg * np.float32(r.uniform(0.3, 0.6)) if fg_lum > 0.35 else fg + (255 - fg) * np.float32(r.uniform(0.3, 0.6))
+            img += (s_col - img) * alpha[ch]
+            ch += 1
+        elif shadow:
             s_alpha = alpha[ch] * np.float32(r.uniform(0.4, 0.9))
             ch += 1
             s_col = color_with_luminance(r, min(fg_lum, actual) * r.uniform(0.0, 0.5), c.p_gray)[:, None, None]
             img += (s_col - img) * s_alpha
         if midground:
             m_col = fg if r.random() < 0.6 else color_with_luminance(
-                r, contrasting_luminance(r, actual, c.min_contrast, r.random() < 0.5), c.p_gray)[:, None, None]
+                r, contrasting_luminance(r, actual, min_contrast, r.random() < 0.5), c.p_gray)[:, None, None]
             img += (m_col - img) * alpha[ch]
         if border:
             b_lum = contrasting_luminance(r, fg_lum, 0.25, fg_lum < 0.5)
@@ -205,22 +285,67 @@ class WordRenderer:
         elif r.random() < 0.15:
             # Unevenly lit or painted letters: the fill varies a little across the word.
             fg = fg + (rng.random((1, h, 1), dtype=np.float32) - 0.5) * np.float32(r.uniform(10, 50))
-        img += (fg - img) * alpha[0]
+        if not outline_only and c.p_texture_fill > 0 and r.random() < c.p_texture_fill:
+            fg = self.backgrounds.fill(r, rng, h, w, fg_lum)  # letters cut out of a photograph or a texture
+        if c.p_glyph_color > 0 and boxes is not None and len(boxes) and r.random() < c.p_glyph_color:
+            fg = _per_glyph_color(r, fg, boxes, h, w)
+        target = fg
+        if c.p_blend > 0 and r.random() < c.p_blend:
+            mode = r.choice(c.blend_modes)
+            blended = blend(mode, img, fg)
+            # A blend can erase the text (darken of light text): keep it only if the text stays visible.
+            a0 = alpha[0]
+            ink = float(a0.sum())
+            if ink > 0 and float((np.abs(gray(blended) - gray(img)) * a0).sum()) / ink >= 0.75 * 255 * min_contrast:
+                target = blended
+        img += (target - img) * alpha[0]
         np.maximum(img, 0, out=img)
         np.minimum(img, 255, out=img)
         return cv2.merge(list(img.astype(np.uint8)))
 
 
-def _shadow(r: random.Random, mask: np.ndarray) -> np.ndarray:
-    """``mask`` shifted by a few pixels and softened: a drop shadow."""
-    dx, dy = r.randint(-4, 4), r.randint(1, 4) * r.choice((-1, 1, 1))
+def _shifted(mask: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``mask`` moved by (dx, dy) pixels, zero where it moved in from outside."""
     h, w = mask.shape
     out = np.zeros_like(mask)
     out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = mask[
         max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
     ]
-    sigma = r.uniform(0, 2)
+    return out
+
+
+def _shadow(r: random.Random, mask: np.ndarray, max_offset: int = 4, max_blur: float = 2.0) -> np.ndarray:
+    """``mask`` shifted by a few pixels and softened: a drop shadow."""
+    dx, dy = r.randint(-max_offset, max_offset), r.randint(1, max_offset) * r.choice((-1, 1, 1))
+    out = _shifted(mask, dx, dy)
+    sigma = r.uniform(0, max_blur)
     return cv2.GaussianBlur(out, (0, 0), sigma) if sigma > 0.5 else out
+
+
+def _extrusion(r: random.Random, mask: np.ndarray, size: int) -> np.ndarray:
+    """The side faces of 3-D letters: ``mask`` swept 2-8% of the font size in one direction, one pixel a step."""
+    depth = max(2, int(size * r.uniform(0.03, 0.09)))
+    angle = r.uniform(0, 2 * np.pi)
+    out = mask.copy()
+    for k in range(1, depth + 1):
+        np.maximum(out, _shifted(mask, int(round(k * np.cos(angle))), int(round(k * np.sin(angle)))), out=out)
+    return out
+
+
+def _per_glyph_color(r: random.Random, fg: np.ndarray, boxes: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The fill (3, H, W) with each character's columns shifted by its own colour offset (hand-painted letters)."""
+    field = np.array(np.broadcast_to(fg, (3, h, w)), np.float32)
+    for x0, _, x1, _ in boxes:
+        d = np.array([r.uniform(-30, 30) for _ in range(3)], np.float32)[:, None, None]
+        field[:, :, int(x0) : int(np.ceil(x1))] += d
+    return field
+
+
+def _scale_boxes(boxes: np.ndarray, sx: float, sy: float, size: tuple[int, int]) -> np.ndarray:
+    """Boxes (N, 4) scaled by (sx, sy) and clipped to ``size`` (width, height)."""
+    out = boxes * np.array([sx, sy, sx, sy], np.float32)
+    np.minimum(out, np.array([size[0], size[1], size[0], size[1]], np.float32), out=out)
+    return np.maximum(out, 0, out=out).astype(np.float32)
 
 
 def _panel_edge(r: random.Random, bg: np.ndarray, color: np.ndarray) -> None:
@@ -238,6 +363,9 @@ def _panel_edge(r: random.Random, bg: np.ndarray, color: np.ndarray) -> None:
     else:
         bg[:, :, w - max(1, int(h * frac * 1.5)) :] = color
 
+
+# Outline radii to draw from: thin ones most often (max_border 3 is the v1 draw).
+_BORDERS = {m: tuple(k for k in (1, 1, 2, 2, 3, 4) if k <= m) for m in range(1, 5)}
 
 _cached: tuple[str, WordRenderer] | None = None
 

@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="crnn eval", description="Evaluate a checkpoint on labeled folders (labels.tsv: path<TAB>text)."
     )
-    p.add_argument("--weights", default=None, help="checkpoint (.safetensors); default: the shipped model")
+    p.add_argument("--weights", default=None, help="checkpoint (.safetensors, or .onnx for --backend onnx); default: the shipped model")
+    p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="auto",
+                   help="as crnn ocr's: auto (default: onnx where installed and an .onnx file is at hand), torch, onnx")
     p.add_argument("--data", action="append", required=True, metavar="DIR", help="labeled folder (repeatable)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--errors", metavar="OUT.tsv", help="write mispredictions (path, target, prediction, confidence)")
@@ -47,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=0, help="evaluate at most N images per folder")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=None, help="the backend's intra-op threads (default: its own, one per core)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="as crnn ocr's (auto: bf16 on a CPU with native bf16, else fp32)")
     return p
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         from crnn.text_recognizer import load_recognizer
 
         # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
-        recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision)
+        recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision,
+                                     backend=args.backend)
         lexicon = None
         if args.lexicon:
             from crnn.ctc_decode import Lexicon

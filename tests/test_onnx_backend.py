@@ -1,0 +1,212 @@
+"""The ONNX Runtime backend (crnn/onnx_recognizer.py, crnn/backend.py): same readings as torch, batch independence,
+no torch imported, and which backend `auto` picks."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from crnn.backend import resolve_backend  # noqa: E402
+from crnn.checkpoint_header import DEFAULT_WEIGHTS, shipped_onnx_path  # noqa: E402
+from crnn.errors import BackendError  # noqa: E402
+from crnn.onnx_recognizer import OnnxRecognizer  # noqa: E402
+from crnn.text_recognizer import TextRecognizer, load_recognizer  # noqa: E402
+from tests.word_images import render_word  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "ocr_examples_fp32.tsv"
+# fp32 on both backends; the kernels differ (oneDNN vs MLAS), so confidences agree to rounding, texts exactly.
+CONFIDENCE_TOLERANCE = 1e-3
+RENDERED = ["a", "go", "crnn", "Hello", "recognition", "supercalifragilistic", "Mosher", "3:15", "PAYING", "tree",
+            "house", "OCR-2026", "Quality", "x", "zebra", "onnx"]
+
+pytestmark = pytest.mark.skipif(not shipped_onnx_path().exists(), reason="no shipped weights/crnn.onnx")
+
+
+@pytest.fixture(scope="module")
+def onnx_rec() -> OnnxRecognizer:
+    return OnnxRecognizer(threads=1)
+
+
+@pytest.fixture(scope="module")
+def torch_rec():
+    from crnn.recognizer import Recognizer
+
+    return Recognizer(precision="fp32", threads=1)
+
+
+def _images() -> list:
+    return [*sorted(EXAMPLES.glob("*.png")), *(render_word(w) for w in RENDERED)]
+
+
+def test_it_is_a_text_recognizer(onnx_rec: OnnxRecognizer) -> None:
+    assert isinstance(onnx_rec, TextRecognizer)
+    assert onnx_rec.kind == "crnn" and onnx_rec.precision == "fp32" and onnx_rec.describe()["parameters"] > 0
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+def test_onnx_reads_what_torch_reads(onnx_rec: OnnxRecognizer, torch_rec, decoder: str) -> None:
+    images = _images()
+    got = onnx_rec.recognize(images, decoder=decoder)
+    expected = torch_rec.recognize(images, decoder=decoder)
+    assert [p.text for p in got] == [p.text for p in expected]
+    for g, e in zip(got, expected):
+        assert abs(g.confidence - e.confidence) <= CONFIDENCE_TOLERANCE
+        assert np.allclose(g.char_confidences, e.char_confidences, atol=CONFIDENCE_TOLERANCE)
+
+
+def test_lexicon_decoding_is_the_same_on_both_backends(onnx_rec: OnnxRecognizer, torch_rec) -> None:
+    words = ["Scuba", "admirably", "jointly", "guardiola", "serviced", "buddha's", "fenn", "tree"]
+    images = _images()
+    assert [p.text for p in onnx_rec.recognize(images, lexicon=words)] == \
+        [p.text for p in torch_rec.recognize(images, lexicon=words)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_a_result_does_not_depend_on_the_batch(onnx_rec: OnnxRecognizer, batch_size: int) -> None:
+    arrays = [onnx_rec.prepare(i) for i in _images()]
+    together = onnx_rec.recognize_prepared(arrays, batch_size=batch_size, workers=2)
+    for a, t in zip(arrays, together):
+        alone = onnx_rec.recognize_prepared([a])[0]
+        assert alone.text == t.text and alone.confidence == t.confidence
+        assert alone.char_confidences == t.char_confidences
+
+
+def test_a_batch_of_one_width_equals_each_image_alone(onnx_rec: OnnxRecognizer) -> None:
+    # Images of one width share a batch: each row of the batch's log-probs equals that image's own run.
+    arrays = [onnx_rec.prepare(render_word(w)) for w in ("cat", "dog", "car", "hat")]
+    arrays = [a for a in arrays if a.shape[1] == arrays[0].shape[1]]
+    assert len(arrays) >= 2
+    batch, _ = onnx_rec.batch_log_probs(arrays)
+    for row, a in zip(batch, arrays):
+        np.testing.assert_array_equal(row, onnx_rec.batch_log_probs([a])[0][0])
+
+
+def _tsv(text: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(text), delimiter="\t"))
+
+
+BLOCK_TORCH = '''
+import sys
+
+class _NoTorch:
+    """Makes torch unimportable, as on an install with only the onnx extra."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError(f"torch is blocked in this test ({name})")
+        return None
+
+sys.meta_path.insert(0, _NoTorch())
+'''
+
+
+@pytest.mark.parametrize("backend", ["onnx", "auto"])
+def test_crnn_ocr_on_the_onnx_backend_runs_without_torch(backend: str, tmp_path: Path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_TORCH)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    env.pop("CRNN_WEIGHTS", None)
+    check = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True, timeout=60)
+    assert check.returncode != 0 and "blocked" in check.stderr  # the blocker works
+    res = subprocess.run([sys.executable, "-m", "crnn.cli", "ocr", "--backend", backend, "examples/"], env=env,
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    got, expected = _tsv(res.stdout), _tsv(GOLDEN.read_text(encoding="utf-8"))
+    assert [(r["path"], r["text"]) for r in got] == [(r["path"], r["text"]) for r in expected]
+    assert all(abs(float(g["confidence"]) - float(e["confidence"])) <= 5e-3 for g, e in zip(got, expected))
+
+
+def test_load_recognizer_picks_the_backend() -> None:
+    assert isinstance(load_recognizer(backend="onnx", threads=1), OnnxRecognizer)
+    assert isinstance(load_recognizer(str(shipped_onnx_path()), backend="auto", threads=1), OnnxRecognizer)
+    assert type(load_recognizer(backend="torch", threads=1)).__name__ == "Recognizer"
+
+
+def test_resolve_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CRNN_WEIGHTS", raising=False)
+    onnx_file = str(shipped_onnx_path())
+    assert resolve_backend("auto", None) == ("onnx", shipped_onnx_path())
+    assert resolve_backend("auto", None, "bf16") == ("torch", None)  # a torch-only precision keeps torch
+    assert resolve_backend("auto", None, "fp32", "cuda") == ("torch", None)  # so does a GPU
+    assert resolve_backend("auto", str(DEFAULT_WEIGHTS)) == ("torch", str(DEFAULT_WEIGHTS))
+    assert resolve_backend("onnx", onnx_file) == ("onnx", onnx_file)
+    with pytest.raises(BackendError, match="--backend onnx"):
+        resolve_backend("torch", onnx_file)
+    with pytest.raises(BackendError, match="crnn export"):
+        resolve_backend("onnx", str(DEFAULT_WEIGHTS))
+    monkeypatch.setattr("crnn.backend.cpu_has_native_bf16", lambda: True)  # where torch's auto would run bf16
+    assert resolve_backend("auto", None) == ("torch", None)
+    assert resolve_backend("auto", None, "fp32") == ("onnx", shipped_onnx_path())
+    monkeypatch.setattr("crnn.backend.onnxruntime_available", lambda: False)
+    assert resolve_backend("auto", None) == ("torch", None)
+    with pytest.raises(BackendError, match=r"crnn-ocr\[onnx\]"):
+        resolve_backend("onnx", None)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--backend", "onnx", "--weights", "weights/crnn.safetensors"], "crnn export"),
+    (["--backend", "torch", "--weights", "weights/crnn.onnx"], "--backend onnx"),
+    (["--backend", "onnx", "--precision", "bf16"], "torch only"),
+])
+def test_crnn_ocr_refuses_a_backend_that_cannot_run_the_weights(argv: list[str], message: str, capsys,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from crnn.cli import main as cli_main
+
+    monkeypatch.chdir(REPO)
+    assert cli_main(["ocr", "examples/", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_the_onnx_backend_modules_import_no_torch() -> None:
+    code = ("import sys, crnn.onnx_recognizer, crnn.text_recognizer, crnn.ctc_decode, crnn.backend, crnn.onnx_header; "
+            "print('torch' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert res.stdout.strip() == "False", res.stderr
+
+
+def test_the_server_on_the_onnx_backend_reads_what_crnn_ocr_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("fastapi")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+    from crnn_server import Settings, create_app
+
+    monkeypatch.delenv("CRNN_WEIGHTS", raising=False)
+    expected = _tsv(GOLDEN.read_text(encoding="utf-8"))
+    files = [("files", (Path(r["path"]).name, (REPO / r["path"]).read_bytes(), "image/png")) for r in expected]
+    settings = Settings(backend="onnx", threads=1)
+    assert settings.model_source() == ("onnx", shipped_onnx_path())
+    with TestClient(create_app(settings)) as client:
+        response = client.post("/v1/recognize", files=files)
+        model = client.get("/v1/model").json()
+    assert response.status_code == 200, response.text
+    assert [r["text"] for r in response.json()["results"]] == [r["text"] for r in expected]
+    assert model["weights"] == "crnn.onnx" and model["parameters"] > 0
+
+
+INT8 = REPO / "weights" / "crnn-int8.onnx"
+
+
+@pytest.mark.skipif(not INT8.exists(), reason="no shipped weights/crnn-int8.onnx")
+def test_the_shipped_int8_model_loads_and_reads_the_examples() -> None:
+    rec = OnnxRecognizer(INT8, threads=1)
+    assert rec.precision == "int8" and rec.charset.chars == OnnxRecognizer(threads=1).charset.chars
+    expected = _tsv(GOLDEN.read_text(encoding="utf-8"))
+    got = rec.recognize([REPO / r["path"] for r in expected])
+    assert [p.text for p in got] == [r["text"] for r in expected]
+    # int8 rounds the activations: confidences move a little (0.02 at most on the examples), texts do not.
+    assert all(abs(p.confidence - float(r["confidence"])) <= 0.05 for p, r in zip(got, expected))

@@ -1,0 +1,167 @@
+"""`crnn ocr --ray` (crnn/ray_ocr.py) on a local Ray instance of 2 CPUs, started once for the module."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from crnn import Charset, build_model, save_checkpoint
+from crnn.ocr import main
+from tests.word_images import render_word
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance (2 CPUs) for every test of this module: starting Ray takes seconds."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("w") / "tiny.safetensors", build_model("small", hidden_size=16),
+                           Charset())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Seven word images in two folders, one of them corrupt."""
+    d = tmp_path_factory.mktemp("imgs")
+    (d / "sub").mkdir()
+    for i, w in enumerate(["alpha", "be", "gamma", "delta", "Epsilon"]):
+        Image.fromarray(render_word(w)).save(d / f"{i}.png")
+    Image.fromarray(render_word("zeta")).save(d / "sub" / "5.jpg")
+    (d / "2b.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    return d
+
+
+def plain_records(paths: list[str], weights: Path, capsys: pytest.CaptureFixture, *extra: str) -> list[dict]:
+    """`crnn ocr --format jsonl`'s records, with every key the shards have (None where absent)."""
+    main([*paths, "--weights", str(weights), "--format", "jsonl", *extra])
+    out = capsys.readouterr().out
+    keys = ("path", "text", "confidence", "char_confidences", "error")
+    return [{k: rec.get(k) for k in keys} | ({"in_lexicon": rec.get("in_lexicon")} if "in_lexicon" in rec else {})
+            for rec in map(json.loads, out.splitlines())]
+
+
+def ray_run(paths: list[str], out: Path, weights: Path, *extra: str) -> int:
+    return main([*paths, "--ray", "--output", str(out), "--weights", str(weights), "--ray-actors", "2",
+                 "--batch-size", "2", *extra])
+
+
+@pytest.mark.ray
+def test_results_equal_crnn_ocr_with_a_corrupt_file(ray_local, folder: Path, tiny_weights: Path, tmp_path: Path,
+                                                    capsys) -> None:
+    from crnn.ray_ocr import read_results
+
+    code = ray_run([str(folder)], tmp_path / "out", tiny_weights, "--ray-shard-size", "3")
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("crnn ocr: error:") == 1 and "2b.png" in err  # an error row, not a failed job
+    assert sorted(p.name for p in (tmp_path / "out").glob("part-*")) == [f"part-00000{i}.parquet" for i in range(3)]
+    got = read_results(tmp_path / "out")
+    assert got == plain_records([str(folder)], tiny_weights, capsys)
+    assert [Path(r["path"]).name for r in got] == ["0.png", "1.png", "2.png", "2b.png", "3.png", "4.png", "5.jpg"]
+    assert got[3]["error"] and got[3]["text"] is None and all(r["error"] is None for i, r in enumerate(got) if i != 3)
+
+
+@pytest.mark.ray
+def test_a_killed_run_resumes_writing_each_path_once(ray_local, folder: Path, tiny_weights: Path, tmp_path: Path,
+                                                     capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crnn import ray_ocr
+
+    out = tmp_path / "out"
+    real_write = ray_ocr.write_atomically
+    written: list[str] = []
+
+    def killed_after_two_shards(path: Path, data: bytes) -> None:
+        if path.name.startswith("part-") and len(written) == 2:
+            path.with_name(f".{path.name}.tmp-999").write_bytes(data[: len(data) // 2])  # half a temporary file
+            raise KeyboardInterrupt  # what Ctrl-C (or a kill) does to the driver mid-run
+        real_write(path, data)
+        if path.name.startswith("part-"):
+            written.append(path.name)
+
+    monkeypatch.setattr(ray_ocr, "write_atomically", killed_after_two_shards)
+    assert ray_run([str(folder)], out, tiny_weights, "--ray-shard-size", "2") == 130
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*")}
+    assert len(first) == 2 and "rerun" in capsys.readouterr().err
+    monkeypatch.setattr(ray_ocr, "write_atomically", real_write)
+
+    assert ray_run([str(folder)], out, tiny_weights, "--ray-shard-size", "2") == 1
+    assert "2 of 4 shards already" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*") if p.name in first} == first  # not redone
+    assert not list(out.glob(".part-*")), "the killed run's temporary file is left"
+    paths = [r["path"] for r in ray_ocr.read_results(out)]
+    assert sorted(paths) == sorted(set(paths)) and len(paths) == 7  # each path exactly once
+    assert ray_ocr.read_results(out) == plain_records([str(folder)], tiny_weights, capsys)
+
+    assert ray_run([str(folder)], out, tiny_weights, "--ray-shard-size", "2") == 1
+    assert "4 of 4 shards already" in capsys.readouterr().err  # a finished run exits at once
+
+
+@pytest.mark.ray
+def test_csv_and_parquet_manifests_into_jsonl_shards(ray_local, folder: Path, tiny_weights: Path, tmp_path: Path,
+                                                      capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(folder)  # relative paths in a manifest mean what they mean to the driver
+    in_csv = ["sub/5.jpg", "0.png", "2b.png", "missing.png"]
+    in_parquet = [str(folder / "1.png"), "3.png"]
+    (tmp_path / "m.csv").write_text("id,path\n" + "".join(f"{i},{p}\n" for i, p in enumerate(in_csv)))
+    pq.write_table(pa.table({"path": in_parquet, "id": [0, 1]}), tmp_path / "m.parquet")
+    out = tmp_path / "out"
+    code = ray_run([str(tmp_path / "m.csv"), str(folder / "4.png"), str(tmp_path / "m.parquet")], out, tiny_weights,
+                   "--ray-format", "jsonl", "--ray-shard-size", "4")
+    paths = [*in_csv, str(folder / "4.png"), *in_parquet]
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(paths) + "\n"))
+    main(["-", "--weights", str(tiny_weights), "--format", "jsonl"])  # the same list given to `crnn ocr` on stdin
+    plain = capsys.readouterr().out
+    assert code == 1
+    assert "".join(f.read_text() for f in sorted(out.glob("part-*.jsonl"))) == plain  # the very same lines
+    assert [json.loads(line).get("error") is not None for line in plain.splitlines()] == [
+        False, False, True, True, False, False, False]
+
+
+@pytest.mark.ray
+def test_usage_errors(ray_local, folder: Path, tiny_weights: Path, tmp_path: Path, capsys) -> None:
+    assert main([str(folder), "--ray", "--weights", str(tiny_weights)]) == 2
+    assert "--output DIR" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file\nx.png\n")
+    assert ray_run([str(bad)], tmp_path / "o1", tiny_weights) == 2
+    assert "no 'path' column" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("")
+    assert ray_run([str(folder)], tmp_path / "afile", tiny_weights) == 2
+    assert "is a file" in capsys.readouterr().err
+    # A folder written with other options (here another shard size) is not resumed into.
+    out = tmp_path / "o2"
+    from crnn.ray_ocr import OcrOptions, prepare_output
+
+    prepare_output(out, "parquet", 5, OcrOptions())
+    assert ray_run([str(folder)], out, tiny_weights) == 2
+    assert "other options" in capsys.readouterr().err
+
+
+def test_crnn_ocr_without_ray_never_imports_ray(folder: Path, tiny_weights: Path) -> None:
+    code = ("import sys; from crnn.cli import main; main(['ocr', sys.argv[1], '--weights', sys.argv[2], '-o', "
+            "sys.argv[3]]); print('ray' in sys.modules, 'crnn.ray_ocr' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", code, str(folder), str(tiny_weights), os.devnull],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert res.stdout.strip() == "False False", res.stderr
+    rows = list(csv.reader(io.StringIO(subprocess.run(
+        [sys.executable, "-m", "crnn.cli", "ocr", "--help"], capture_output=True, text=True, cwd=REPO).stdout)))
+    assert any("--ray" in " ".join(r) for r in rows)  # the flags are listed without importing Ray
