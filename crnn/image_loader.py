@@ -20,10 +20,12 @@ from multiprocessing import get_context
 import numpy as np
 
 from crnn.errors import CRNNError, LoaderError
+from crnn.orientation import OrientedCrop, prepare_oriented
 from crnn.preprocess import PreprocessConfig, prepare
 
-Loaded = tuple[np.ndarray | None, str | None]  # (model input, None) or (None, error message)
-Chunk = list[tuple[str, np.ndarray | None, str | None]]  # (path, model input or None, error or None)
+# (model input, None) or (None, error message); the input is an OrientedCrop when the loader was made ``oriented``.
+Loaded = tuple[np.ndarray | OrientedCrop | None, str | None]
+Chunk = list[tuple[str, np.ndarray | OrientedCrop | None, str | None]]  # (path, model input or None, error or None)
 
 TASK_SIZE = 32  # paths per task sent to a worker: few round trips, results still arrive early
 
@@ -36,12 +38,12 @@ def _init_process() -> None:
     cv2.setNumThreads(1)
 
 
-def load_paths(paths: list[str], config: PreprocessConfig) -> list[Loaded]:
-    """Model inputs (32, W') float32 or an error message for each path; never raises for a bad image."""
+def load_paths(paths: list[str], config: PreprocessConfig, oriented: bool = False) -> list[Loaded]:
+    """Model inputs (32, W') float32 (OrientedCrops when ``oriented``) or an error message for each path; never raises."""
     out: list[Loaded] = []
     for path in paths:
         try:
-            out.append((prepare(path, config), None))
+            out.append((prepare_oriented(path, config) if oriented else prepare(path, config), None))
         except CRNNError as e:
             out.append((None, str(e)))
         except Exception as e:  # an unexpected decoder failure must not end a million-file run
@@ -72,11 +74,13 @@ class ChunkLoader:
 
     ``items`` yields (path, error): an error (e.g. a glob with no match) is passed through unread.
     Loading starts when the loader is made, so that it overlaps whatever the caller does next. At
-    most two chunks are held at a time, so memory stays flat however many paths there are.
+    most two chunks are held at a time, so memory stays flat however many paths there are. ``oriented``:
+    each image comes as a :class:`~crnn.orientation.OrientedCrop`, for the orientation step.
     """
 
     def __init__(
-        self, items: Iterable[tuple[str, str | None]], config: PreprocessConfig, pool: Executor, chunk_size: int = 2048
+        self, items: Iterable[tuple[str, str | None]], config: PreprocessConfig, pool: Executor, chunk_size: int = 2048,
+        oriented: bool = False,
     ) -> None:
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -84,6 +88,7 @@ class ChunkLoader:
         self._config = config
         self._pool = pool
         self._chunk_size = chunk_size
+        self._oriented = oriented
         self._pending = self._submit()
 
     def _submit(self) -> list[tuple[list[tuple[str, str | None]], Future[list[Loaded]] | None]]:
@@ -93,7 +98,8 @@ class ChunkLoader:
         for start in range(0, len(chunk), TASK_SIZE):
             part = chunk[start : start + TASK_SIZE]
             paths = [path for path, err in part if err is None]
-            tasks.append((part, self._pool.submit(load_paths, paths, self._config) if paths else None))
+            extra = (True,) if self._oriented else ()  # load_paths(paths, config) exactly as before without it
+            tasks.append((part, self._pool.submit(load_paths, paths, self._config, *extra) if paths else None))
         return tasks
 
     def __iter__(self) -> Iterator[Chunk]:

@@ -20,6 +20,7 @@ from crnn.prediction import Prediction
 if TYPE_CHECKING:
     from crnn.ctc_decode import Lexicon
     from crnn.image_loader import Chunk, ChunkLoader
+    from crnn.orientation import OrientationClassifier
     from crnn.text_recognizer import TextRecognizer
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"})
@@ -96,14 +97,16 @@ def _printable(text: str) -> str:
 
 
 class Writer:
-    """Writes rows as TSV (default), CSV or JSON lines; with ``lexicon``, TSV/CSV get an ``in_lexicon`` column."""
+    """Writes rows as TSV (default), CSV or JSON lines; with ``lexicon``, TSV/CSV get an ``in_lexicon`` column,
+    with ``orientation`` an ``orientation`` column (how each crop's text appeared, see crnn.orientation)."""
 
-    def __init__(self, out: IO[str], fmt: str = "tsv", lexicon: bool = False) -> None:
-        self.out, self.fmt, self.lexicon = out, fmt, lexicon
+    def __init__(self, out: IO[str], fmt: str = "tsv", lexicon: bool = False, orientation: bool = False) -> None:
+        self.out, self.fmt, self.lexicon, self.orientation = out, fmt, lexicon, orientation
         if fmt in ("tsv", "csv"):
             self._csv = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-            # The column only when a lexicon is used: the default output stays as it always was.
-            self._csv.writerow(["path", "text", "confidence", "error"] + (["in_lexicon"] if lexicon else []))
+            # The columns only when a lexicon / the orientation step is used: the default output stays as it was.
+            self._csv.writerow(["path", "text", "confidence", "error"] + (["in_lexicon"] if lexicon else [])
+                               + (["orientation"] if orientation else []))
 
     def write(self, row: Row) -> None:
         """Write one row."""
@@ -115,14 +118,17 @@ class Writer:
                            char_confidences=[round(c, 6) for c in p.char_confidences])
                 if p.in_lexicon is not None:
                     rec["in_lexicon"] = p.in_lexicon
+                if p.orientation is not None:
+                    rec["orientation"] = p.orientation
             else:
                 rec["error"] = row.error
             self.out.write(_escape_surrogates(json.dumps(rec, ensure_ascii=False)) + "\n")
         elif p is not None:
             flag = [] if not self.lexicon else ["" if p.in_lexicon is None else str(p.in_lexicon).lower()]
-            self._csv_row([row.path, p.text, f"{p.confidence:.4f}", ""] + flag)
+            turned = [] if not self.orientation else [p.orientation or ""]
+            self._csv_row([row.path, p.text, f"{p.confidence:.4f}", ""] + flag + turned)
         else:
-            self._csv_row([row.path, "", "", row.error] + ([""] if self.lexicon else []))
+            self._csv_row([row.path, "", "", row.error] + ([""] if self.lexicon else []) + ([""] if self.orientation else []))
 
     def _csv_row(self, fields: list[str]) -> None:
         try:
@@ -165,13 +171,27 @@ def run_ocr(
     lexicon: Lexicon | None = None,
     workers: int = 1,
     lm_weight: float | None = None,
+    orientation: OrientationClassifier | None = None,
 ) -> Iterator[Row]:
-    """Yield one Row per input in input order, a chunk at a time (see :class:`crnn.image_loader.ChunkLoader`)."""
+    """Yield one Row per input in input order, a chunk at a time (see :class:`crnn.image_loader.ChunkLoader`).
+
+    With ``orientation`` the chunks hold OrientedCrops (an ``oriented`` loader): each is turned as the classifier
+    says before it is read, and its prediction says how (``Prediction.orientation``).
+    """
+    from dataclasses import replace
+
     for chunk in chunks:
         good = [i for i, (_, arr, _) in enumerate(chunk) if arr is not None]
+        arrays = [chunk[i][1] for i in good]
+        labels: list[str | None] = [None] * len(good)
+        if orientation is not None:
+            from crnn.orientation import orient_crops
+
+            arrays, labels = orient_crops(arrays, orientation, recognizer.preprocess)  # type: ignore[arg-type,assignment]
         preds = recognizer.recognize_prepared(
-            [chunk[i][1] for i in good], batch_size, decoder, beam_width, lexicon, workers, lm_weight
+            arrays, batch_size, decoder, beam_width, lexicon, workers, lm_weight  # type: ignore[arg-type]
         ) if good else []
+        preds = [p if o is None else replace(p, orientation=o) for p, o in zip(preds, labels)]
         by_index = dict(zip(good, preds))
         for i, (path, _, err) in enumerate(chunk):
             yield Row(path, by_index.get(i), None if i in by_index else err)
@@ -212,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (default): bf16 on a CPU with native bf16 (AVX-512 BF16, AMX), else fp32; mixed: "
                    "bf16 convolutions, fp32 recurrence. Results never depend on the batch")
+    p.add_argument("--orientation", choices=("auto", "none"), default="none",
+                   help="none (default): read every crop as it comes; auto: a small classifier says whether a crop's "
+                   "text is turned 90/180/270 degrees or stacked letters, and it is turned upright before reading "
+                   "(TSV/CSV get an orientation column; see docs/orientation.md)")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
     ray = p.add_argument_group("Ray (many cores or machines; the ray extra; docs/scale-out.md)")
     ray.add_argument("--ray", action="store_true", help="read on Ray Data actors into resumable shards in "
@@ -265,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # this process imports torch and loads the model, ~1 s on a CPU (see crnn/image_loader.py).
     pool = make_pool(args.threads or cpu_cores())
     try:
-        chunks = ChunkLoader(expand_inputs(args.paths), preprocess, pool, chunk_size=args.batch_size * CHUNK_BATCHES)
+        chunks = ChunkLoader(expand_inputs(args.paths), preprocess, pool, chunk_size=args.batch_size * CHUNK_BATCHES,
+                             oriented=args.orientation != "none")
         return _recognize(args, chunks)
     except KeyboardInterrupt:
         print("crnn ocr: interrupted", file=sys.stderr)
@@ -298,6 +323,11 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
         recognizer = load_recognizer(args.weights, device=args.device, threads=torch_threads, precision=args.precision,
                                      backend=args.backend)
         lexicon = Lexicon.from_file(args.lexicon, recognizer.charset, args.lexicon_case) if args.lexicon else None
+        orientation = None
+        if args.orientation != "none":
+            from crnn.orientation import load_orientation
+
+            orientation = load_orientation(args.orientation)
     except (CRNNError, OSError, ValueError) as e:
         print(f"crnn ocr: {e}", file=sys.stderr)
         return 2
@@ -315,9 +345,9 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
         bar = tqdm(total=_count(args.paths), unit="img", file=sys.stderr, dynamic_ncols=True)
     failed = 0
     try:
-        writer = Writer(out, args.format, lexicon=lexicon is not None)
+        writer = Writer(out, args.format, lexicon=lexicon is not None, orientation=orientation is not None)
         rows = run_ocr(recognizer, chunks, args.batch_size, args.decoder, args.beam_width, lexicon, workers=workers,
-                       lm_weight=args.lm_weight)
+                       lm_weight=args.lm_weight, orientation=orientation)
         for row in rows:
             writer.write(row)
             if row.error is not None:

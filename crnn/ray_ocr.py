@@ -307,6 +307,9 @@ def run_ray(args: argparse.Namespace) -> int:
     if args.ray_actors is not None and args.ray_actors < 1 or args.ray_shard_size < 1:
         print("crnn ocr: --ray-actors and --ray-shard-size must be >= 1", file=sys.stderr)
         return 2
+    if getattr(args, "orientation", "none") != "none":
+        print("crnn ocr: --orientation auto does not run with --ray yet (docs/scale-out.md)", file=sys.stderr)
+        return 2
     if args.lexicon and not os.path.isfile(args.lexicon):  # checked here, not by N actors
         print(f"crnn ocr: --lexicon {args.lexicon}: no such file", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, overload, runtime_checkable
 
 import numpy as np
@@ -17,6 +17,7 @@ import numpy as np
 from crnn.charset import Charset
 from crnn.ctc_decode import Lexicon, as_lexicons, decode
 from crnn.errors import CheckpointError, InvalidImageError
+from crnn.orientation import OrientationClassifier, OrientedCrop, load_orientation, orient_crops, prepare_oriented
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, prepare, width_batches
 from crnn.registry import get_kind
@@ -155,6 +156,8 @@ class RecognizerBase:
     """
 
     kind: ClassVar[str]
+    # The orientation step (issue 18): None (default) reads every crop as it comes; see use_orientation.
+    orientation: OrientationClassifier | None = None
 
     def __init__(
         self,
@@ -195,6 +198,12 @@ class RecognizerBase:
     def prepare(self, source: ImageSource) -> np.ndarray:
         """Model input (32, W') float32 of one image; raises InvalidImageError on bad input."""
         return prepare(source, self.preprocess)
+
+    def use_orientation(self, mode: str | OrientationClassifier | None) -> Any:
+        """Read crops in any orientation in :meth:`recognize`: ``"auto"`` (the shipped classifier) or a classifier;
+        ``"none"`` or None reads them as they come (the default). Returns self; predictions then carry ``orientation``."""
+        self.orientation = mode if isinstance(mode, OrientationClassifier) else load_orientation(mode)
+        return self
 
     def recognize_prepared(
         self,
@@ -243,22 +252,25 @@ class RecognizerBase:
             raise ValueError(f"errors must be 'raise' or 'return', got {errors!r}")
         many = isinstance(images, (list, tuple))
         items: Sequence[ImageSource] = images if many else [images]  # type: ignore[list-item,assignment]
-        prepared: list[np.ndarray | FailedImage] = []
+        prepared: list[np.ndarray | OrientedCrop | FailedImage] = []
         for i, img in enumerate(items):
             try:
-                prepared.append(self.prepare(img))
+                prepared.append(self.prepare(img) if self.orientation is None else prepare_oriented(img, self.preprocess))
             except InvalidImageError as e:
                 message = f"image {i}: {e}" if many else str(e)
                 if errors == "raise":
                     raise InvalidImageError(message) from None
                 prepared.append(FailedImage(i, str(e)))
-        arrays = {i: p for i, p in enumerate(prepared) if isinstance(p, np.ndarray)}
-        good = list(arrays)
+        good = [i for i, p in enumerate(prepared) if not isinstance(p, FailedImage)]
+        arrays: list[np.ndarray] = [prepared[i] for i in good]  # type: ignore[misc]
+        orientations: list[str | None] = [None] * len(good)
+        if self.orientation is not None:
+            arrays, orientations = orient_crops(arrays, self.orientation, self.preprocess)  # type: ignore[arg-type,assignment]
         preds = self.recognize_prepared(
-            list(arrays.values()), batch_size, decoder, beam_width, lexicon, lm_weight=lm_weight) if good else []
+            arrays, batch_size, decoder, beam_width, lexicon, lm_weight=lm_weight) if good else []
         out: list[Prediction | FailedImage] = list(prepared)  # type: ignore[arg-type]
-        for i, p in zip(good, preds):
-            out[i] = p
+        for i, p, o in zip(good, preds, orientations):
+            out[i] = p if o is None else replace(p, orientation=o)
         return out
 
     def describe(self, width: int = 128) -> dict[str, Any]:

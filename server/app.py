@@ -52,6 +52,9 @@ class ImageResult(BaseModel):
     in_lexicon: bool | None = Field(
         None, description="Only when a lexicon was used: false when no lexicon word was near the reading, which is "
         "returned as read.")
+    orientation: str | None = Field(
+        None, description="Only with orientation=auto: how the crop's text appeared and was turned before reading: "
+        "0, 90, 180, 270 (degrees clockwise) or stacked.")
 
 
 class ImageFailure(BaseModel):
@@ -224,7 +227,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
                     except ValueError as e:
                         raise InvalidRequest(f"invalid images.{i}.lexicon: {e}") from None
                 image_lexicons.append(built[words])
-        options = DecodeOptions(opts.decoder, opts.beam_width, lexicon, opts.lm_weight)
+        options = DecodeOptions(opts.decoder, opts.beam_width, lexicon, opts.lm_weight, opts.orientation)
         retry = {"Retry-After": str(settings.retry_after_s)}
         try:
             results = await engine.recognize(parsed.images, options, image_lexicons)

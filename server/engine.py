@@ -6,6 +6,7 @@ import asyncio
 import copy
 import io
 import logging
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -17,6 +18,7 @@ from PIL import Image
 
 from crnn.ctc_decode import Lexicon
 from crnn.errors import InvalidImageError
+from crnn.orientation import OrientationClassifier, OrientedCrop, load_orientation, orient_crops, prepare_oriented
 from crnn.prediction import Prediction
 from crnn.text_recognizer import TextRecognizer, load_recognizer
 from crnn_server.batching import DecodeGate, MicroBatcher
@@ -55,6 +57,16 @@ class Engine:
         # milliseconds, so they should not queue behind a flood of large images in the gate above.
         self._small_prep = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crnn-prep-small")
         self.small_gate = DecodeGate(1, max(1, SMALL_PIXELS))
+        # The orientation classifier, loaded by the first request that asks for orientation=auto.
+        self._orientation: OrientationClassifier | None = None
+        self._orientation_lock = threading.Lock()
+
+    def orientation(self) -> OrientationClassifier:
+        """The shipped orientation classifier (loaded once, on first use)."""
+        with self._orientation_lock:
+            if self._orientation is None:
+                self._orientation = load_orientation("auto")
+            return self._orientation
 
     @property
     def ready(self) -> bool:
@@ -148,10 +160,11 @@ class Engine:
             beam_width=options.beam_width, lexicon=options.lexicon, workers=self.settings.batch_workers,
             lm_weight=options.lm_weight)
 
-    def _prepare_one(self, img: ImageInput) -> np.ndarray | str:
+    def _prepare_one(self, img: ImageInput, oriented: bool = False) -> np.ndarray | OrientedCrop | str:
         assert self.recognizer is not None
         try:
-            return self.recognizer.prepare(img.data or b"")
+            data = img.data or b""
+            return prepare_oriented(data, self.recognizer.preprocess) if oriented else self.recognizer.prepare(data)
         except InvalidImageError as e:
             return _image_error(e)
         except Exception as e:
@@ -170,10 +183,20 @@ class Engine:
         assert self.recognizer is not None
         return w * h if w * h <= self.recognizer.preprocess.max_pixels else 0
 
-    def _prepare_sync(self, images: list[ImageInput]) -> list[np.ndarray | str]:
-        return [img.error if img.error is not None else self._prepare_one(img) for img in images]
+    def _prepare_sync(self, images: list[ImageInput], oriented: bool = False) -> tuple[list[np.ndarray | str], list[str | None]]:
+        """Model inputs (or error messages) of the images, and each one's orientation (None when not ``oriented``)."""
+        prepared = [img.error if img.error is not None else self._prepare_one(img, oriented) for img in images]
+        labels: list[str | None] = [None] * len(images)
+        crops = [i for i, p in enumerate(prepared) if isinstance(p, OrientedCrop)]
+        if crops:
+            assert self.recognizer is not None
+            arrays, found = orient_crops([prepared[i] for i in crops], self.orientation(), self.recognizer.preprocess)  # type: ignore[misc]
+            for i, a, o in zip(crops, arrays, found):
+                prepared[i], labels[i] = a, o
+        return prepared, labels  # type: ignore[return-value]
 
-    async def _prepare_all(self, images: list[ImageInput], deadline: float) -> list[np.ndarray | str]:
+    async def _prepare_all(self, images: list[ImageInput], deadline: float,
+                           oriented: bool = False) -> tuple[list[np.ndarray | str], list[str | None]]:
         """Decode a request's images, one after the other in one decode slot, once the gate admits it.
 
         A request holds one slot for all its images (they decode in turn, so the largest one's pixels are
@@ -184,7 +207,7 @@ class Engine:
         gate, pool = (self.small_gate, self._small_prep) if pixels <= SMALL_PIXELS else (self.decode_gate, self._prep)
         await gate.acquire(pixels, deadline)
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, self._prepare_sync, images)
+            return await asyncio.get_running_loop().run_in_executor(pool, self._prepare_sync, images, oriented)
         finally:
             gate.release(pixels)
 
@@ -199,7 +222,7 @@ class Engine:
         assert self.batcher is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.queue_timeout_s
-        prepared = await self._prepare_all(images, deadline)
+        prepared, orientations = await self._prepare_all(images, deadline, options.orientation == "auto")
         good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
         # Images that share options (one lexicon object) go to the batcher together; an image with its own
         # lexicon is a group of its own (the batcher never mixes lexicons in one batch).
@@ -215,7 +238,8 @@ class Engine:
         results: list[dict[str, Any]] = []
         for i, (img, p) in enumerate(zip(images, prepared)):
             if i in by_index:
-                results.append({"name": img.name, **by_index[i].to_dict()})
+                pred = by_index[i] if orientations[i] is None else replace(by_index[i], orientation=orientations[i])
+                results.append({"name": img.name, **pred.to_dict()})
             else:
                 results.append({"name": img.name, "error": p, "code": "invalid_image"})
         self.metrics.images.labels("ok").inc(len(good))

@@ -16,7 +16,7 @@ from crnn_server.request_types import ImageInput, decode_base64
 from crnn_server.settings import Settings
 
 IMAGE_FIELDS = ("files", "files[]")
-OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon")
+OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "orientation")
 MAX_NAME_CHARS = 256
 MAX_FIELD_BYTES = 1024 * 1024  # one non-file form field (a lexicon of many words fits)
 MAX_WORD_CHARS = 256
@@ -35,6 +35,9 @@ class RecognizeOptions(BaseModel):
     lexicon: list[str] | None = Field(
         None, description="Allowed words for every image: each text is snapped to the likeliest word, matched "
         "case-insensitively and returned in the case the image shows (results then carry in_lexicon).")
+    orientation: Literal["none", "auto"] = Field(
+        "none", description="none: read crops as they come; auto: a small classifier says whether a crop's text is "
+        "turned 90/180/270 degrees or stacked letters, and it is turned upright first (results then carry orientation).")
 
 
 class ImageIn(BaseModel):
@@ -135,7 +138,8 @@ async def _parse_json(request: Request, settings: Settings) -> ParsedRequest:
             images.append(ImageInput(name, data=decode_base64(img.data), lexicon=img.lexicon))
         except InvalidImageError as e:
             images.append(ImageInput(name, error=str(e)))
-    options = RecognizeOptions(decoder=req.decoder, beam_width=req.beam_width, lm_weight=req.lm_weight, lexicon=req.lexicon)
+    options = RecognizeOptions(decoder=req.decoder, beam_width=req.beam_width, lm_weight=req.lm_weight,
+                               lexicon=req.lexicon, orientation=req.orientation)
     return ParsedRequest(images, options)
 
 

@@ -22,6 +22,8 @@ class DecodeOptions:
     beam_width: int = 10
     lexicon: Lexicon | None = None
     lm_weight: float | None = None
+    # "auto": crops are turned upright first (crnn.orientation); not in the key, it acts before batching.
+    orientation: str = "none"
 
     @property
     def key(self) -> tuple[Any, ...]:

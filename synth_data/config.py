@@ -161,6 +161,21 @@ class SynthConfig(Config):
     downscale_range: tuple[float, float] = (0.35, 0.85)
     p_distort: float = 0.1  # elastic or grid distortion
 
+    # --- orientation layouts (crnn_synth_data.orientation; issue 18): all off by default ---
+    # Shares of samples turned 90 / 180 / 270 degrees clockwise, or re-laid as vertical stacked letters
+    # (one upright letter under the other), after everything above; the text stays the reading.
+    p_rotate_90: float = Field(0.0, ge=0.0, le=1.0)
+    p_rotate_180: float = Field(0.0, ge=0.0, le=1.0)
+    p_rotate_270: float = Field(0.0, ge=0.0, le=1.0)
+    p_stacked: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _orientation_shares(self) -> SynthConfig:
+        total = self.p_rotate_90 + self.p_rotate_180 + self.p_rotate_270 + self.p_stacked
+        if total > 1.0 + 1e-9:
+            raise ValueError(f"p_rotate_90 + p_rotate_180 + p_rotate_270 + p_stacked is {total:g}, more than 1")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _preset_defaults(cls, data: Any) -> Any:

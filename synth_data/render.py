@@ -20,6 +20,7 @@ from crnn_synth_data.fonts import FontPool, GlyphSet
 from crnn_synth_data.geometry import plan_warp
 from crnn_synth_data.glyph_variation import vary_glyphs
 from crnn_synth_data.layout import Line, draw_line, layout_line
+from crnn_synth_data.orientation import orient_sample
 from crnn_synth_data.palette import Palette
 from crnn_synth_data.text import TextSampler
 
@@ -150,7 +151,8 @@ class WordRenderer:
         image = self.degrader(image, r, rng)
         if not c.color:
             image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        return Sample(image, text, out_boxes)
+        # Last, so that with the layouts off (the default) nothing is drawn and every stream stays as it was.
+        return orient_sample(Sample(image, text, out_boxes), c, r)
 
     def _text_and_font(self, r: random.Random) -> tuple[str, GlyphSet]:
         """A text and a face that can draw it (texts no face can draw are redrawn)."""
