@@ -166,7 +166,7 @@ def run_ocr(
     recognizer: TextRecognizer,
     chunks: Iterable[Chunk],
     batch_size: int = 64,
-    decoder: str = "greedy",
+    decoder: str | None = None,
     beam_width: int = 10,
     lexicon: Lexicon | None = None,
     workers: int = 1,
@@ -176,9 +176,14 @@ def run_ocr(
     """Yield one Row per input in input order, a chunk at a time (see :class:`crnn.image_loader.ChunkLoader`).
 
     With ``orientation`` the chunks hold OrientedCrops (an ``oriented`` loader): each is turned as the classifier
-    says before it is read, and its prediction says how (``Prediction.orientation``).
+    says before it is read, and its prediction says how (``Prediction.orientation``). ``decoder`` None: the
+    default (crnn.ctc_decode.DEFAULT_DECODER).
     """
     from dataclasses import replace
+
+    from crnn.ctc_decode import DEFAULT_DECODER
+
+    decoder = DEFAULT_DECODER if decoder is None else decoder
 
     for chunk in chunks:
         good = [i for i, (_, arr, _) in enumerate(chunk) if arr is not None]
@@ -204,6 +209,8 @@ def _count(inputs: Sequence[str]) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from crnn.ctc_decode import DECODERS, DEFAULT_DECODER  # numpy only; `crnn ocr` needs it to decode anyway
+
     """The argument parser of `crnn ocr`."""
     from crnn.precision import PRECISIONS
 
@@ -216,9 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "an .onnx file from `crnn export`, torch never imported (same texts as torch; docs/onnx.md)")
     p.add_argument("--format", choices=FORMATS, default="tsv", help="output format (default tsv)")
     p.add_argument("--output", "-o", help="write results to this file (default stdout)")
-    p.add_argument("--decoder", choices=("greedy", "beam", "lm"), default="greedy",
-                   help="greedy (default, fastest), beam (prefix beam search) or lm (beam search with the shipped "
-                   "character language model: fewer misread words, see docs/language_model.md)")
+    p.add_argument("--decoder", choices=DECODERS, default=DEFAULT_DECODER,
+                   help=f"lm (beam search with the shipped character language model: fewer misread words, see "
+                   f"docs/language_model.md), greedy (fastest: about twice lm's speed) or beam (prefix beam search "
+                   f"alone); default {DEFAULT_DECODER}")
     p.add_argument("--beam-width", type=int, default=10)
     p.add_argument("--lm-weight", type=float, help="--decoder lm: weight of the language model (default: the tuned one)")
     p.add_argument("--lexicon", help="text file with one allowed word per line (matched case-insensitively; "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, overload, ru
 import numpy as np
 
 from crnn.charset import Charset
-from crnn.ctc_decode import Lexicon, as_lexicons, decode
+from crnn.ctc_decode import DEFAULT_DECODER, Lexicon, as_lexicons, decode
 from crnn.errors import CheckpointError, InvalidImageError
 from crnn.orientation import OrientationClassifier, OrientedCrop, load_orientation, orient_crops, prepare_oriented
 from crnn.prediction import Prediction
@@ -93,7 +93,7 @@ class TextRecognizer(Protocol):
         self,
         arrays: Sequence[np.ndarray],
         batch_size: int = 64,
-        decoder: str = "greedy",
+        decoder: str = DEFAULT_DECODER,
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
@@ -120,7 +120,7 @@ class TextRecognizer(Protocol):
         self,
         images: Sequence[ImageSource] | ImageSource,
         batch_size: int = 64,
-        decoder: str = "greedy",
+        decoder: str = DEFAULT_DECODER,
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
         errors: Errors = "raise",
@@ -209,7 +209,7 @@ class RecognizerBase:
         self,
         arrays: Sequence[np.ndarray],
         batch_size: int = 64,
-        decoder: str = "greedy",
+        decoder: str = DEFAULT_DECODER,
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,
@@ -236,7 +236,7 @@ class RecognizerBase:
         self,
         images: Sequence[ImageSource] | ImageSource,
         batch_size: int = 64,
-        decoder: str = "greedy",
+        decoder: str = DEFAULT_DECODER,
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | None = None,
         errors: Errors = "raise",
@@ -296,7 +296,7 @@ class CTCRecognizer(RecognizerBase):
         self,
         arrays: Sequence[np.ndarray],
         batch_size: int = 64,
-        decoder: str = "greedy",
+        decoder: str = DEFAULT_DECODER,
         beam_width: int = 10,
         lexicon: Lexicon | Iterable[str] | Sequence[Lexicon | None] | None = None,
         workers: int = 1,

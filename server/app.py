@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from crnn import __version__
+from crnn.ctc_decode import DEFAULT_DECODER
 from crnn.text_recognizer import TextRecognizer
 from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout
 from crnn_server.engine import Engine
@@ -107,7 +108,7 @@ RECOGNIZE_BODY = {
                 "properties": {
                     "files": {"type": "array", "items": {"type": "string", "format": "binary"},
                               "description": "Word crops (PNG, JPEG, ...), one part each."},
-                    "decoder": {"type": "string", "enum": ["greedy", "beam", "lm"], "default": "greedy"},
+                    "decoder": {"type": "string", "enum": ["greedy", "beam", "lm"], "default": DEFAULT_DECODER},
                     "beam_width": {"type": "integer", "minimum": 1, "default": 10},
                     "lm_weight": {"type": "number", "minimum": 0, "maximum": 10,
                                   "description": "The lm decoder's language-model weight (default: the tuned one)."},

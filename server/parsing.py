@@ -10,6 +10,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
+from crnn.ctc_decode import DEFAULT_DECODER
 from crnn.errors import InvalidImageError
 from crnn_server.errors import EmptyRequest, InvalidRequest, MalformedBody, NoImages, TooManyImages, UnsupportedMediaType
 from crnn_server.request_types import ImageInput, decode_base64
@@ -28,8 +29,8 @@ class RecognizeOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decoder: Literal["greedy", "beam", "lm"] = Field(
-        "greedy", description="CTC decoder: greedy (fast), prefix beam search, or lm: beam search with the character "
-        "language model (fewer misread words; docs/language_model.md).")
+        DEFAULT_DECODER, description="CTC decoder: lm (default): beam search with the character language model (fewer "
+        "misread words; docs/language_model.md), greedy (about twice as fast) or prefix beam search alone.")
     beam_width: int = Field(10, ge=1, description="Beams kept by the beam and lm decoders (at most the server's --max-beam-width).")
     lm_weight: float | None = Field(None, ge=0, le=10, description="The lm decoder's language-model weight (default: the tuned one).")
     lexicon: list[str] | None = Field(

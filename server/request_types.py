@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from crnn.ctc_decode import Lexicon
+from crnn.ctc_decode import DEFAULT_DECODER, Lexicon
 from crnn.errors import InvalidImageError
 
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w.+=-]+)*;base64,", re.IGNORECASE)
@@ -18,7 +18,7 @@ _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w.+=-]+)*;base64,", re.IGNORECASE)
 class DecodeOptions:
     """How one request's images are decoded; images of requests with equal options share batches."""
 
-    decoder: str = "greedy"
+    decoder: str = DEFAULT_DECODER
     beam_width: int = 10
     lexicon: Lexicon | None = None
     lm_weight: float | None = None

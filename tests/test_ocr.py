@@ -130,7 +130,7 @@ def test_language_model_decoder_options(folder: Path, tiny_weights: Path, capsys
     code, out, _ = _run([str(folder), "--weights", str(tiny_weights), "--decoder", "lm", "--lm-weight", "0.3",
                          "--beam-width", "4"], capsys)
     assert code == 0 and len(_tsv(out)) == 4  # every image of the folder, sub-folder included
-    for bad in (["--lm-weight", "0.3"], ["--decoder", "lm", "--lm-weight", "-1"]):
+    for bad in (["--decoder", "greedy", "--lm-weight", "0.3"], ["--decoder", "lm", "--lm-weight", "-1"]):
         code, _, err = _run([str(folder), "--weights", str(tiny_weights), *bad], capsys)
         assert code == 2 and "--lm-weight needs --decoder lm" in err
 

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from crnn.ctc_decode import DECODERS, DEFAULT_DECODER
 from crnn.errors import CRNNError, LexiconFileError
 from crnn.labeled_folder import MAX_NAMED_PROBLEMS
 from crnn.metrics import CalibrationBin, calibration, compute_metrics
@@ -38,8 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--errors", metavar="OUT.tsv", help="write mispredictions (path, target, prediction, confidence)")
     p.add_argument("--calibration", action="store_true",
                    help="also print each folder's reliability table: accuracy (case-sensitive) per confidence bin")
-    p.add_argument("--decoder", choices=("greedy", "beam", "lm"), default="greedy",
-                   help="lm: beam search with the shipped character language model (docs/language_model.md)")
+    p.add_argument("--decoder", choices=DECODERS, default=DEFAULT_DECODER,
+                   help=f"default {DEFAULT_DECODER}: beam search with the shipped character language model "
+                   "(docs/language_model.md); greedy: the network's best path alone; beam: prefix beam search alone")
     p.add_argument("--beam-width", type=int, default=10)
     p.add_argument("--lm-weight", type=float, default=None, help="--decoder lm: the language model's weight")
     p.add_argument("--lexicon", metavar="FILE", help="one word list (a word a line) for every image (docs/lexicon.md)")
