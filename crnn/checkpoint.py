@@ -61,14 +61,19 @@ def save_checkpoint(
         "preprocess": json.dumps((preprocess or PreprocessConfig()).to_dict()),
         "metadata": json.dumps(metadata or {}, default=str),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for k, v in model.state_dict().items():
         v = v.detach().cpu()
         if half and v.is_floating_point():
             v = v.half()
         tensors[k] = v.contiguous()
+    return write_safetensors(tensors, path, header)
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, header: dict[str, str]) -> Path:
+    """Write ``tensors`` with ``header`` as safetensors metadata, atomically (a temporary file, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
+from crnn.checkpoint import write_safetensors
 from crnn.errors import CheckpointError
 
 ORIENTATION_FORMAT = "crnn-ocr-orientation"  # a sibling of crnn.checkpoint_header.FORMAT, for this network only
@@ -61,19 +61,9 @@ def save_orientation_model(path: str | os.PathLike, model: OrientationNet, class
         "input_size": json.dumps(list(model.input_size)),
         "metadata": json.dumps(metadata or {}, default=str),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()).contiguous()
                for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_safetensors(tensors, path, header)
 
 
 def load_orientation_model(path: str | os.PathLike) -> tuple[OrientationNet, list[str], dict[str, Any]]:
