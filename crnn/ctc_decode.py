@@ -43,11 +43,6 @@ DECODERS: tuple[str, ...] = ("greedy", "beam", "lm")
 # rendered non-words (docs/language_model.md). decode() itself, the primitive, stays greedy.
 DEFAULT_DECODER: str = "lm"
 
-# Beam search only expands characters at least this probable in a frame (and at most
-# ``beam_width`` of them): lower ones cannot change which prefixes survive in practice, and
-# skipping them keeps the pure-Python inner loop small.
-BEAM_PRUNE_PROB: float = 1e-4
-
 # Large-lexicon decoding scores at most this many nearest words; with short queries thousands of
 # words can lie within the edit-distance radius and the closest ones are the plausible ones.
 LEXICON_MAX_CANDIDATES: int = 64
@@ -276,16 +271,6 @@ def greedy_decode(
 # ---------------------------------------------------------------------------------------------
 
 
-def _frame_candidates(probs: np.ndarray, beam_width: int) -> list[list[int]]:
-    """For each frame of probs (T, C), the non-blank classes worth expanding."""
-    if probs.shape[0] == 0:
-        return []
-    k = min(beam_width, probs.shape[1] - 1)
-    top = np.argsort(-probs[:, 1:], axis=1, kind="stable")[:, :k] + 1
-    keep = np.take_along_axis(probs, top, axis=1) >= BEAM_PRUNE_PROB
-    return [row[mask].tolist() for row, mask in zip(top, keep)]
-
-
 def _beam_total(item: tuple[tuple[int, ...], list[float]]) -> float:
     return item[1][0] + item[1][1]
 
@@ -294,7 +279,7 @@ def _prefix_beam_search(probs: np.ndarray, beam_width: int) -> list[int]:
     """Most probable labelling found by CTC prefix beam search (Hannun et al. 2014) on probs (T, C)."""
     # prefix -> [P(prefix, path ends in blank), P(prefix, path ends in its last char)]
     beams: dict[tuple[int, ...], list[float]] = {(): [1.0, 0.0]}
-    for row, candidates in zip(probs.tolist(), _frame_candidates(probs, beam_width)):
+    for row, candidates in zip(probs.tolist(), lm_decode.frame_candidates(probs, beam_width)):
         p_blank = row[BLANK]
         extended: dict[tuple[int, ...], list[float]] = {}
         for prefix, (p_b, p_nb) in beams.items():

@@ -25,7 +25,9 @@ from crnn.charset import BLANK, Charset
 # benchmark) by training/tune_lm.py; docs/language_model.md has the grid.
 LM_WEIGHT: float = 0.35
 LENGTH_BONUS: float = 1.0
-# Candidate pruning per frame, as in ctc_decode's beam search (same values, so that alpha = 0 reproduces it).
+# Beam search only expands characters at least this probable in a frame (and at most ``beam_width`` of them):
+# lower ones cannot change which prefixes survive in practice, and skipping them keeps the pure-Python inner loop
+# small. Shared with ctc_decode's plain beam search (frame_candidates), so that alpha = 0 reproduces it.
 PRUNE_PROB: float = 1e-4
 
 
@@ -34,7 +36,7 @@ def lm_symbols(charset: Charset, lm: CharLM) -> list[int]:
     return [0, *(lm.symbol(c) for c in charset.chars)]
 
 
-def _frame_candidates(probs: np.ndarray, beam_width: int) -> list[list[int]]:
+def frame_candidates(probs: np.ndarray, beam_width: int) -> list[list[int]]:
     """For each frame of probs (T, C), the non-blank classes worth expanding: top ``beam_width`` above PRUNE_PROB."""
     if probs.shape[0] == 0:
         return []
@@ -82,7 +84,7 @@ def lm_prefix_beam_search(
 
     # prefix -> [P(prefix, path ends in blank), P(prefix, path ends in its last char)], as in ctc_decode.
     beams: dict[tuple[int, ...], list[float]] = {(): [1.0, 0.0]}
-    for row, candidates in zip(probs.tolist(), _frame_candidates(probs, beam_width)):
+    for row, candidates in zip(probs.tolist(), frame_candidates(probs, beam_width)):
         p_blank = row[BLANK]
         extended: dict[tuple[int, ...], list[float]] = {}
         for prefix, (p_b, p_nb) in beams.items():
