@@ -58,7 +58,7 @@ def save_checkpoint(
         "model_type": kind.name,
         "model_config": json.dumps(config.to_dict()),
         "charset": json.dumps(charset.to_dict()),
-        "preprocess": json.dumps((preprocess or PreprocessConfig()).to_dict()),
+        "preprocess": json.dumps((preprocess or input_preprocess(config)).to_dict()),
         "metadata": json.dumps(metadata or {}, default=str),
     }
     tensors = {}
@@ -68,6 +68,11 @@ def save_checkpoint(
             v = v.half()
         tensors[k] = v.contiguous()
     return write_safetensors(tensors, path, header)
+
+
+def input_preprocess(config: Config) -> PreprocessConfig:
+    """The default preprocessing of a model: scaled to its config's input height (kinds without one: 32 px)."""
+    return PreprocessConfig(height=getattr(config, "height", 32))
 
 
 def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, header: dict[str, str]) -> Path:

@@ -21,13 +21,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--weights", help="checkpoint file (default: the shipped weights)")
     p.add_argument("--backbone", choices=BACKBONES, help="describe an untrained CRNN architecture instead")
     p.add_argument("--cell", choices=CELLS, default="lstm")
+    p.add_argument("--hidden-size", type=int, default=256, help="recurrent units (with --backbone)")
+    p.add_argument("--mixer-layers", type=int, default=0, help="global mixing blocks (with --backbone)")
+    p.add_argument("--height", type=int, choices=(32, 48), default=32, help="input height (with --backbone)")
     p.add_argument("--width", type=int, default=128, help="input width for multiply-adds (default 128)")
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
     model: nn.Module
     try:
         if args.backbone:
-            model, info = build_model(args.backbone, args.cell), {}
+            model, info = build_model(args.backbone, args.cell, hidden_size=args.hidden_size,
+                                      mixer_layers=args.mixer_layers, height=args.height), {}
             kind = kind_of(model)
         else:
             weights = args.weights or default_weights_path()

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from crnn.charset import Charset
-from crnn.checkpoint import Checkpoint
+from crnn.checkpoint import Checkpoint, input_preprocess
 from crnn.model import CRNN, ModelConfig, describe, fuse_for_inference
 from crnn.onnx_export import export_crnn
 from crnn.precision import resolve_precision
@@ -63,7 +63,7 @@ class Recognizer(CTCRecognizer):
         precision: str = "fp32",
     ) -> Recognizer:
         """Wrap an in-memory model (e.g. during training) without going through a file."""
-        return cls(Checkpoint(model, charset, preprocess or PreprocessConfig()), device, threads, precision)
+        return cls(Checkpoint(model, charset, preprocess or input_preprocess(model.config)), device, threads, precision)
 
     @torch.inference_mode()
     def log_probs(self, arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +103,8 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
         f"{a['num_layers']}-layer {'bi' if a['bidirectional'] else 'uni'}directional {a['cell'].upper()}, hidden {a['hidden_size']}")
     lines = [f"charset:       {len(d['charset'])} characters + blank"] if "charset" in d else []
     return lines + [
-        f"backbone:      {a['backbone']}",
+        f"backbone:      {a['backbone']}, {a.get('height', 32)} px input",
+        *([f"mixing:        {a['mixer_layers']} self-attention blocks, {a['mixer_heads']} heads"] if a.get("mixer_layers") else []),
         f"recurrent:     {rnn}",
         f"classes:       {a['num_classes']}",
         f"parameters:    {d['parameters']:,} ({d['parameters'] / 1e6:.2f} M)",
@@ -113,7 +114,9 @@ def _describe_lines(d: dict[str, Any]) -> list[str]:
 
 def _summary(c: ModelConfig) -> str:
     rnn = f"{'bi' if c.bidirectional else 'uni'}directional {c.cell} x{c.num_layers}, {c.hidden_size} units"
-    return f"CRNN, {c.backbone} backbone, {rnn if c.cell != 'none' else 'no recurrent head'} + CTC"
+    mix = f", {c.mixer_layers} mixing blocks" if c.mixer_layers else ""
+    px = f", {c.height} px" if c.height != 32 else ""
+    return f"CRNN, {c.backbone} backbone{px}{mix}, {rnn if c.cell != 'none' else 'no recurrent head'} + CTC"
 
 
 register(ModelKind(

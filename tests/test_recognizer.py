@@ -13,13 +13,18 @@ from tests.tiny_models import tiny_recognizer
 from tests.word_images import render_word
 
 
-def _recognizer(seed: int = 0, precision: str = "fp32") -> Recognizer:
-    return tiny_recognizer(seed, hidden_size=32, precision=precision)
+def _recognizer(seed: int = 0, precision: str = "fp32", **config: object) -> Recognizer:
+    return tiny_recognizer(seed, hidden_size=32, precision=precision, **config)
 
 
+# The classic CRNN and issue 19's layers: residual backbones, global mixing blocks (masked self-attention), 48 px.
+ARCHITECTURES = [{}, {"backbone": "resnet", "mixer_layers": 2}, {"backbone": "resnet_dw", "mixer_layers": 1, "height": 48}]
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=["small", "resnet-mix2", "resnet_dw-mix1-h48"])
 @pytest.mark.parametrize("precision", ["fp32", "mixed", "bf16"])
-def test_same_result_alone_and_in_any_batch(word_images: dict[str, np.ndarray], precision: str) -> None:
-    rec = _recognizer(precision=precision)
+def test_same_result_alone_and_in_any_batch(word_images: dict[str, np.ndarray], precision: str, arch: dict) -> None:
+    rec = _recognizer(precision=precision, **arch)
     images = list(word_images.values())
     alone = [rec.recognize([img])[0] for img in images]
     for batch_size in (1, 2, 64):
@@ -31,11 +36,13 @@ def test_same_result_alone_and_in_any_batch(word_images: dict[str, np.ndarray], 
                 assert abs(a.confidence - b.confidence) < 1e-4
 
 
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=["small", "resnet-mix2", "resnet_dw-mix1-h48"])
 @pytest.mark.parametrize("precision", ["fp32", "mixed", "bf16"])
-def test_log_probs_alone_equal_log_probs_in_a_batch(word_images: dict[str, np.ndarray], precision: str) -> None:
+def test_log_probs_alone_equal_log_probs_in_a_batch(word_images: dict[str, np.ndarray], precision: str,
+                                                    arch: dict) -> None:
     # Stricter than the texts: bf16 rounds a batch of one differently unless it is run as a pair
     # (the difference, ~1e-3, stays below the texts' and confidences' resolution on a tiny model).
-    rec = _recognizer(precision=precision)
+    rec = _recognizer(precision=precision, **arch)
     arrays = [rec.prepare(img) for img in word_images.values()]
     for a in arrays:
         alone, n = rec.log_probs([a])

@@ -460,6 +460,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="train the set into --runs-dir (runs already trained on this budget are kept); "
                    "--quick alone trains 3,000 images each into runs/compare-quick")
     p.add_argument("--train-config", default="configs/compare.yaml", help="preset of the CRNN runs")
+    p.add_argument("--set", default="heads", choices=("heads", "models"),
+                   help="the run set of --runs-dir: heads (issue 7's head ablation + baseline) or models (issue 19)")
+    p.add_argument("--only", default="", help="comma-separated run slugs of the set to train and report (default: all)")
     p.add_argument("--lanes", type=int, default=1, help="runs trained at once")
     p.add_argument("--device", default="auto", help="training device (auto | cpu | cuda)")
     p.add_argument("--workers", type=int, default=1, help="rendering workers per training run")
@@ -504,16 +507,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         specs.append((name, path))
     heads: dict[str, str] = {}
     if args.runs_dir:
-        from crnn_training.experiment import RUNS, train_all
+        from crnn_training.experiment import RUN_SETS, train_all
 
+        runs = tuple(r for r in RUN_SETS[args.set] if not args.only or r.slug in args.only.split(","))
         try:
             if args.train_images:
                 train_all(args.runs_dir, args.train_images, config=args.train_config, lanes=args.lanes,
-                          device=args.device, workers=args.workers, val_size=200 if args.quick else 1000)
+                          device=args.device, workers=args.workers, val_size=200 if args.quick else 1000, runs=runs)
         except (CRNNError, OSError) as e:
             print(f"crnn compare: error: {e}", file=sys.stderr)
             return 2
-        for run in RUNS:
+        for run in runs:
             ckpt = Path(args.runs_dir) / run.slug / "best.safetensors"
             if ckpt.is_file():
                 specs.append((run.label, str(ckpt)))

@@ -26,7 +26,7 @@ Amp = Annotated[Literal["auto", "bf16", "fp16", "off"], BeforeValidator(_yaml_sw
 
 
 class ModelSection(Config):
-    """Architecture (see crnn.model.ModelConfig: the same fields and defaults, less num_classes and height)."""
+    """Architecture (see crnn.model.ModelConfig: the same fields and defaults, less num_classes)."""
 
     kind = "train"  # nested sections report errors under the top-level kind anyway
 
@@ -36,6 +36,9 @@ class ModelSection(Config):
     num_layers: int = Field(2, ge=1)
     bidirectional: StrictBool = True
     dropout: float = 0.1
+    height: Literal[32, 48] = 32  # the images are rendered and scaled to this height
+    mixer_layers: int = Field(0, ge=0, le=12)
+    mixer_heads: int = Field(4, ge=1)
 
 
 class SourceSection(Config):

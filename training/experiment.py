@@ -45,6 +45,20 @@ RUNS: tuple[Run, ...] = (
     Run("bigru2", "CRNN BiGRU", "crnn", ("model.cell=gru",), "BiGRU, 2 layers"),
 )
 
+# Issue 19's budget-matched model selection: the shipped `small` CRNN against the residual backbone, with
+# and without global mixing blocks, and at 48 px (docs/models.md). Same head everywhere (the preset's BiLSTM);
+# the slowest first, so that lanes finish together.
+MODEL_RUNS: tuple[Run, ...] = (
+    Run("resnet-mix2-h48", "CRNN resnet+mix2 48px", "crnn",
+        ("model.backbone=resnet", "model.mixer_layers=2", "model.height=48"), "resnet backbone at 48 px, 2 mixing blocks, BiLSTM x2"),
+    Run("resnet-mix2", "CRNN resnet+mix2", "crnn", ("model.backbone=resnet", "model.mixer_layers=2"),
+        "resnet backbone, 2 mixing blocks, BiLSTM x2"),
+    Run("resnet", "CRNN resnet", "crnn", ("model.backbone=resnet",), "resnet backbone, BiLSTM x2"),
+    Run("small", "CRNN small", "crnn", (), "small VGG backbone, BiLSTM x2"),
+    Run("resnet-dw", "CRNN resnet-dw", "crnn", ("model.backbone=resnet_dw",), "depthwise-separable resnet, BiLSTM x2"),
+)
+RUN_SETS: dict[str, tuple[Run, ...]] = {"heads": RUNS, "models": MODEL_RUNS}
+
 
 def steps_for(images: int, batch_size: int) -> int:
     """Training steps that see ``images`` word images at ``batch_size`` (at least 1)."""
@@ -129,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--val-size", type=int, default=1000)
     p.add_argument("--synth", default="{}", metavar="JSON", help="renderer overrides for every run")
-    p.add_argument("--only", default="", help="comma-separated run slugs (default: all)")
+    p.add_argument("--set", choices=sorted(RUN_SETS), default="heads",
+                   help="heads: issue 7's recurrent-head ablation and baseline; models: issue 19's backbones")
+    p.add_argument("--only", default="", help="comma-separated run slugs (default: all of the set)")
     args, extra = p.parse_known_args(argv)
-    runs = tuple(r for r in RUNS if not args.only or r.slug in args.only.split(","))
+    runs = tuple(r for r in RUN_SETS[args.set] if not args.only or r.slug in args.only.split(","))
     done = train_all(args.runs_dir, args.images, config=args.config, lanes=args.lanes, device=args.device,
                      workers=args.workers, threads=args.threads, synth=json.loads(args.synth), extra=extra,
                      val_size=args.val_size, runs=runs)

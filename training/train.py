@@ -543,7 +543,9 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     config.charset = charset.chars
     if not charset_given(config.synth):
         config.synth.charset = charset.chars  # the renderer writes what the model reads
-    preprocess = PreprocessConfig(min_width=config.data.min_width, max_width=config.data.max_width)
+    if "height" not in config.synth.model_fields_set:
+        config.synth.height = config.model.height  # rendered at the model's height, not scaled up to it
+    preprocess = PreprocessConfig(height=config.model.height, min_width=config.data.min_width, max_width=config.data.max_width)
     model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
