@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from crnn.charset import Charset
-from crnn.checkpoint import load_checkpoint, save_checkpoint
+from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crnn.config import apply_overrides, load_yaml, save_yaml
 from crnn.errors import ConfigError, CRNNError
 from crnn.machine import cpu_cores
@@ -33,10 +33,11 @@ from crnn.metrics import compute_metrics
 from crnn.model import CRNN, ModelConfig, count_parameters
 from crnn.precision import resolve_precision
 from crnn.preprocess import PreprocessConfig
-from crnn.recognizer import Recognizer
+from crnn.registry import kind_of
 from crnn_training.config import TrainConfig, charset_given, default_charset
 from crnn_training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
                                 report_problems, single_threaded_cv2, stop_all_streams)
+from crnn_training.objectives import build_network, check_init_from, make_objective, trained_module
 from crnn_training.loop import TrainState, atomic_torch_save, fit, pick_device, rng_state, set_lr, set_rng_state
 from crnn_training.run_info import git_commit, hardware
 
@@ -224,9 +225,11 @@ class CTCTask:
         self.world, self.rank, self.workers, self.threads = world, rank, workers, threads
         self.master = rank == 0
         self.out = Path(config.out_dir)
-        self.train_model: torch.nn.Module = model  # compiled and/or DDP-wrapped by setup()
-        self.ctc = torch.nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
-        self.rnn_params = [p for n, p in model.named_parameters() if n.startswith("rnn.")]
+        # The module the optimiser trains: the model, or the model with a guiding attention head (GTC), compiled
+        # and/or DDP-wrapped by setup(); the loss of the config's decoder section (crnn_training.objectives).
+        self.train_model: torch.nn.Module = model
+        self.objective = make_objective(config, charset.num_classes)
+        self.rnn_params = [p for n, p in model.named_parameters() if n.startswith(("rnn.", "encoder.rnn."))]
         self.precision = val_precision(config, device, dtype)
         self.metrics_log: MetricLog | None = None
         self.val_sets: dict[str, tuple[list[np.ndarray], list[str]]] = {}
@@ -308,15 +311,13 @@ class CTCTask:
             lengths = CRNN.frames_for_width(batch["widths"])  # CPU: packing needs CPU lengths
             lr_f, beta1 = lr_factor(state.step, state.total_steps, c)
             set_lr(self.optimizer, c.optim.lr * lr_f, beta1)
-            with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                log_probs = self.train_model(images, lengths)  # (B, T, C)
-            loss = self.ctc(log_probs.float().transpose(0, 1), batch["targets"].to(self.device, non_blocking=True),
-                            lengths, batch["target_lengths"])
+            loss = self.objective(self.train_model, images, lengths, batch, lambda: torch.autocast(
+                self.device.type, dtype=dtype) if dtype else contextlib.nullcontext())
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
             clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.trained_parameters(), clip)
             if torch.isfinite(self.grad_norm) or self.scaler.is_enabled():  # fp16: the scaler skips bad steps itself
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -328,6 +329,11 @@ class CTCTask:
             self.grad_norm = 0.0
         self.window.images += n * self.world
         return n * self.world
+
+    def trained_parameters(self) -> list[torch.nn.Parameter]:
+        """The model's parameters, and a guiding attention head's (GTC)."""
+        head = getattr(self.train_model, "module", self.train_model)  # DDP wraps it
+        return list(getattr(head, "_orig_mod", head).parameters())  # so does torch.compile
 
     # --- logging and the time budget ------------------------------------------------------------------
 
@@ -404,12 +410,13 @@ class CTCTask:
     def evaluate(self) -> dict[str, float]:
         """Metrics on every validation set as '<set>/<metric>', read exactly as `crnn ocr` reads images.
 
-        The Recognizer is the one users run (8-px width buckets, the fused model, crnn.ctc_decode's greedy
-        decoder), so the checkpoint kept as best is the best at what users get.
+        The recognizer is the one users run (its kind's, from crnn.registry: 8-px width buckets, the fused model,
+        greedy decoding), so the checkpoint kept as best is the best at what users get.
         """
         t0 = time.time()
-        rec = Recognizer.from_model(self.model, self.charset, self.preprocess, device=self.device,
-                                    precision=self.precision)  # a fused copy of the current weights
+        kind = kind_of(self.model)
+        rec = kind.recognizer_class(Checkpoint(self.model, self.charset, self.preprocess, {}, kind.name), self.device,
+                                    None, self.precision)  # a fused copy of the current weights
         self.model.train()  # from_model put the training model in eval mode
         results: dict[str, float] = {}
         for name, (arrays, texts) in self.val_sets.items():
@@ -459,12 +466,18 @@ class CTCTask:
         """Every ``save_every`` steps (rank 0)."""
         return self.master and state.step % self.config.train.save_every == 0
 
+    def head_state(self) -> dict[str, Any]:
+        """A guiding attention head's weights for last.pt (GTC; never in best.safetensors), else nothing."""
+        net = getattr(self.train_model, "module", self.train_model)
+        head = getattr(getattr(net, "_orig_mod", net), "head", None)
+        return {"aux_head": head.state_dict()} if head is not None else {}
+
     def save_last(self, state: TrainState) -> None:
         """last.pt: everything --resume needs to continue bit-identically (rank 0)."""
         if not self.master:
             return
         atomic_torch_save({
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **self.head_state(),
             "scaler": self.scaler.state_dict(), **state.to_dict(), "rng": rng_state(), "charset": self.charset.chars,
             "config": self.config.to_dict(), "num_workers": self.workers, "world_size": self.world,
         }, self.out / "last.pt")
@@ -533,13 +546,14 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     torch.manual_seed(config.seed)
     if saved is not None:
         charset = Charset(saved["charset"])
-        model = CRNN(ModelConfig(num_classes=charset.num_classes, **config.model.to_dict()))
+        model = build_network(config, charset)
         model.load_state_dict(saved["model"])
     elif args.init_from:
+        check_init_from(config)
         model, charset = init_from(args.init_from, config)
     else:
         charset = Charset(default_charset(config))
-        model = CRNN(ModelConfig(num_classes=charset.num_classes, **config.model.to_dict()))
+        model = build_network(config, charset)
     config.charset = charset.chars
     if not charset_given(config.synth):
         config.synth.charset = charset.chars  # the renderer writes what the model reads
@@ -547,13 +561,17 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
+    trained = trained_module(config, model)  # the model, or the model with a guiding attention head (GTC)
+    if saved is not None and "aux_head" in saved:
+        trained.head.load_state_dict(saved["aux_head"])
+    optimizer = make_optimizer(trained, config)
     if device.type == "cuda" and dtype is not None:
         dtype = smoke_test(model, device, dtype, config)
     scaler = (torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) if hasattr(torch.amp, "GradScaler")
               else torch.cuda.amp.GradScaler(enabled=dtype == torch.float16))  # torch < 2.3
     state = TrainState(total_steps=t.max_steps, counters={"too_long": 0, "bad": 0, "nonfinite": 0})
     task = CTCTask(config, model, charset, preprocess, device, dtype, optimizer, scaler, world, rank, workers, threads)
+    task.train_model = trained
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
