@@ -1,5 +1,8 @@
 """Train a CRNN with CTC: ``crnn train --config FILE.yaml [key=value ...]`` or ``python -m crnn_training.train``.
 
+The config's ``decoder`` section may make it an attention decoder on the same encoder, or guide the CTC model with an
+attention head during training (GTC): crnn_training.objectives, docs/attention.md.
+
 One loop for CPU, one GPU and torchrun/DDP (:func:`crnn_training.loop.fit`, shared with the baseline's
 trainer). Read top to bottom: setup helpers, :class:`CTCTask` (data, step, logging, evaluation,
 checkpoints of one run), :func:`setup` (config, device, model, optimiser, data) and :func:`train`.
@@ -296,7 +299,7 @@ class CTCTask:
     # --- step ------------------------------------------------------------------------------------
 
     def train_step(self, batch: dict[str, Any], state: TrainState) -> int:
-        """One AMP step with CTC on a batch of images (B, 1, 32, W); returns the images of all ranks."""
+        """One AMP step of the run's objective (CTC, attention, GTC) on images (B, 1, 32, W); returns the images of all ranks."""
         state.counters["too_long"] += batch["too_long"]
         state.counters["bad"] += batch["bad"]
         n = len(batch["texts"])
