@@ -150,3 +150,15 @@ def test_plain_ctc_run_has_no_head(tmp_path: Path) -> None:
     assert main(["--config", TINY, f"out_dir={run}", "train.max_steps=3", "train.eval_every=3"]) == 0
     assert "aux_head" not in torch.load(run / "last.pt", weights_only=True)
     assert isinstance(Recognizer(run / "best.safetensors"), Recognizer)
+
+
+@pytest.mark.parametrize("first,override", [
+    (GTC, "decoder.aux_attention_weight=0.0"), ([], "decoder.aux_attention_weight=0.5"), ([], "decoder.type=attention"),
+])
+def test_resume_refuses_to_switch_the_objective(tmp_path: Path, first: list[str], override: str,
+                                                capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(["--config", TINY, f"out_dir={run}", *first, "train.max_steps=2", "train.eval_every=2"]) == 0
+    capsys.readouterr()
+    assert main(["--resume", str(run), override]) == 2
+    assert "--resume cannot" in capsys.readouterr().err

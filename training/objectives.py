@@ -122,3 +122,12 @@ def check_init_from(config: TrainConfig) -> None:
     """--init-from starts a CRNN from a CRNN checkpoint; an attention decoder cannot start from one (yet)."""
     if config.decoder.type != "ctc":
         raise ConfigError("--init-from takes a CRNN checkpoint and trains a CTC model (decoder.type ctc)")
+
+
+def check_resume(config: TrainConfig, saved: dict[str, Any]) -> None:
+    """--resume continues the same network and objective: switching decoder.type or the guide on or off is refused."""
+    was = saved.get("config", {}).get("decoder", {})  # runs from before the decoder section: CTC, no guide
+    if was.get("type", "ctc") != config.decoder.type:
+        raise ConfigError(f"--resume cannot change decoder.type ({was.get('type', 'ctc')} -> {config.decoder.type})")
+    if ("aux_head" in saved) != (config.decoder.type == "ctc" and config.decoder.aux_attention_weight > 0):
+        raise ConfigError("--resume cannot switch the attention guide on or off (decoder.aux_attention_weight)")

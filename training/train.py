@@ -40,7 +40,7 @@ from crnn.registry import kind_of
 from crnn_training.config import TrainConfig, charset_given, default_charset
 from crnn_training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
                                 report_problems, single_threaded_cv2, stop_all_streams)
-from crnn_training.objectives import build_network, check_init_from, make_objective, trained_module
+from crnn_training.objectives import build_network, check_init_from, check_resume, make_objective, trained_module
 from crnn_training.loop import TrainState, atomic_torch_save, fit, pick_device, rng_state, set_lr, set_rng_state
 from crnn_training.run_info import git_commit, hardware
 
@@ -548,6 +548,7 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     # --- model, charset, optimiser -------------------------------------------------------------
     torch.manual_seed(config.seed)
     if saved is not None:
+        check_resume(config, saved)
         charset = Charset(saved["charset"])
         model = build_network(config, charset)
         model.load_state_dict(saved["model"])
