@@ -120,6 +120,8 @@ def test_guided_run_saves_a_plain_crnn_and_resumes_its_head_bit_identically(tmp_
     assert keys == set(CRNN(load_checkpoint(full / "best.safetensors").model.config).state_dict())
     last = torch.load(full / "last.pt", weights_only=True)
     assert last["aux_head"] and set(last["model"]) == keys
+    for r in records(full, "train"):  # both terms logged beside their weighted sum
+        assert r["loss"] == pytest.approx(r["loss_ctc"] + 0.5 * r["loss_attention"], rel=1e-4)
 
     # The head changes nothing at inference: the guided network's CTC output is the CRNN's without it.
     config = load_checkpoint(full / "best.safetensors").model.config

@@ -72,6 +72,7 @@ class CTCObjective:
     def __init__(self, num_classes: int, aux_weight: float = 0.0, free_running: float = 0.0) -> None:
         self.ctc = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
         self.num_classes, self.aux_weight, self.free_running = num_classes, aux_weight, free_running
+        self.parts: dict[str, Tensor] = {}  # the last batch's loss terms when guided (logged beside the sum)
 
     def __call__(self, net: nn.Module, images: Tensor, lengths: Tensor, batch: dict[str, Any],
                  autocast: Any = contextlib.nullcontext) -> Tensor:
@@ -86,7 +87,9 @@ class CTCObjective:
         loss = self.ctc(log_probs.float().transpose(0, 1), batch["targets"].to(device, non_blocking=True),
                         lengths, batch["target_lengths"])
         if logits is not None:
-            loss = loss + self.aux_weight * cross_entropy(logits, targets)
+            ce = cross_entropy(logits, targets)
+            self.parts = {"loss_ctc": loss.detach(), "loss_attention": ce.detach()}
+            loss = loss + self.aux_weight * ce
         return loss
 
 
@@ -95,6 +98,7 @@ class AttentionObjective:
 
     def __init__(self, num_classes: int, free_running: float = 0.0) -> None:
         self.num_classes, self.free_running = num_classes, free_running
+        self.parts: dict[str, Tensor] = {}  # one term: the loss itself
 
     def __call__(self, net: nn.Module, images: Tensor, lengths: Tensor, batch: dict[str, Any],
                  autocast: Any = contextlib.nullcontext) -> Tensor:

@@ -214,6 +214,7 @@ class Window:
     wait: float = 0.0  # seconds spent waiting for batches
     images: int = 0
     loss: torch.Tensor | float = 0.0  # summed on the device: no sync per step
+    parts: dict[str, Any] = field(default_factory=dict)  # a guided run's loss terms (loss_ctc, loss_attention), summed
     n: int = 0
 
 
@@ -327,6 +328,8 @@ class CTCTask:
             else:
                 state.counters["nonfinite"] += 1
             self.window.loss = self.window.loss + loss.detach()
+            for k, v in self.objective.parts.items():
+                self.window.parts[k] = self.window.parts.get(k, 0.0) + v
             self.window.n += 1
         else:
             self.grad_norm = 0.0
@@ -388,6 +391,7 @@ class CTCTask:
         rnn_grads = [p.grad.detach().float().norm() for p in self.rnn_params if p.grad is not None]
         rnn_norm = torch.linalg.vector_norm(torch.stack(rnn_grads)).item() if rnn_grads else 0.0
         rec = {"kind": "train", "step": state.step, "loss": float(win.loss / max(1, win.n)),
+               **{k: float(v / max(1, win.n)) for k, v in win.parts.items()},
                "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": float(self.grad_norm),
                "rnn_grad_norm": rnn_norm, "images_per_s": round(img_per_s, 1),
                "data_wait_frac": round(win.wait / dt, 3), "sec_per_step": round(sec_per_step, 4),
