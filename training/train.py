@@ -40,8 +40,8 @@ from crnn.registry import kind_of
 from crnn_training.config import TrainConfig, charset_given, default_charset
 from crnn_training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
                                 report_problems, single_threaded_cv2, stop_all_streams)
-from crnn_training.objectives import build_network, check_init_from, check_resume, make_objective, trained_module
 from crnn_training.loop import TrainState, atomic_torch_save, fit, pick_device, rng_state, set_lr, set_rng_state
+from crnn_training.objectives import build_network, check_init_from, check_resume, make_objective, trained_module
 from crnn_training.run_info import git_commit, hardware
 
 START = time.time()  # the time budget counts from process start-up, imports included
@@ -315,13 +315,13 @@ class CTCTask:
             lengths = CRNN.frames_for_width(batch["widths"])  # CPU: packing needs CPU lengths
             lr_f, beta1 = lr_factor(state.step, state.total_steps, c)
             set_lr(self.optimizer, c.optim.lr * lr_f, beta1)
-            loss = self.objective(self.train_model, images, lengths, batch, lambda: torch.autocast(
-                self.device.type, dtype=dtype) if dtype else contextlib.nullcontext())
+            autocast = (lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+            loss = self.objective(self.train_model, images, lengths, batch, autocast)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
             clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.trained_parameters(), clip)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.train_model.parameters(), clip)  # a GTC head's too
             if torch.isfinite(self.grad_norm) or self.scaler.is_enabled():  # fp16: the scaler skips bad steps itself
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
@@ -335,11 +335,6 @@ class CTCTask:
             self.grad_norm = 0.0
         self.window.images += n * self.world
         return n * self.world
-
-    def trained_parameters(self) -> list[torch.nn.Parameter]:
-        """The model's parameters, and a guiding attention head's (GTC)."""
-        head = getattr(self.train_model, "module", self.train_model)  # DDP wraps it
-        return list(getattr(head, "_orig_mod", head).parameters())  # so does torch.compile
 
     # --- logging and the time budget ------------------------------------------------------------------
 
