@@ -47,3 +47,7 @@ class BackendError(CRNNError):
 
 class BackgroundSourceError(CRNNError, ValueError):
     """A folder cannot be a source of background images (a labeled text data set, or no images at all)."""
+
+
+class DecoderOptionError(CRNNError, ValueError):
+    """A decoding option does not apply to the model's kind (e.g. a lexicon for the attention decoder)."""

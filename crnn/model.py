@@ -232,6 +232,13 @@ class CRNN(nn.Module):
     def sequence_head(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Log-probabilities (B, T, C) from conv feature columns (B, T, F): the mixing blocks, the recurrent
         layers and the classifier."""
+        x = self.classifier(self.dropout(self.context(x, lengths)))
+        return x.float().log_softmax(-1)
+
+    def context(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The frames (B, T, H) the classifier reads, from conv feature columns (B, T, F): the mixing blocks
+        (padding masked with ``lengths``) and the recurrent layers (packed with ``lengths``). The attention
+        decoder (crnn/attention_model.py) reads these too."""
         if self.mixer is not None:
             total = x.shape[1]
             valid = None
@@ -250,8 +257,7 @@ class CRNN(nn.Module):
                 x, _ = pad_packed_sequence(out, batch_first=True, total_length=total)
             else:
                 x, _ = self.rnn(x)
-        x = self.classifier(self.dropout(x))
-        return x.float().log_softmax(-1)
+        return x
 
 
 def build_model(

@@ -368,6 +368,9 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
     except LoaderError as e:  # the rows written so far stand; the rest could not be read
         print(f"crnn ocr: {e}", file=sys.stderr)
         return 1
+    except CRNNError as e:  # an option the model's kind cannot honour (e.g. a lexicon for the attention decoder)
+        print(f"crnn ocr: {e}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader (e.g. `head`) went away: stop quietly, as Unix tools do.
         sys.stderr.close()

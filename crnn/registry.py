@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # The modules that register the built-in kinds. Imported on the first lookup, so that a checkpoint of any
 # built-in kind loads without its module having been imported first; a plug-in kind registers by import.
-BUILTIN_KIND_MODULES: tuple[str, ...] = ("crnn.recognizer", "crnn.baseline.recognizer")
+BUILTIN_KIND_MODULES: tuple[str, ...] = ("crnn.recognizer", "crnn.baseline.recognizer", "crnn.attention_recognizer")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from starlette.types import Scope
 
 from crnn import __version__
 from crnn.ctc_decode import DEFAULT_DECODER
+from crnn.errors import DecoderOptionError
 from crnn.text_recognizer import TextRecognizer
 from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout
 from crnn_server.engine import Engine
@@ -241,6 +242,8 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
         except BatcherClosed as e:
             metrics.rejected.labels("closed").inc()
             raise NotReady(str(e), headers=retry) from None
+        except DecoderOptionError as e:  # an option the model's kind cannot honour (a lexicon for the attention decoder)
+            raise InvalidRequest(str(e)) from None
         body = {"model": engine.name, "results": results, "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
         return JSONResponse(body)
 

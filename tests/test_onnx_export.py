@@ -39,6 +39,12 @@ def _model_of(kind: str) -> torch.nn.Module:
     torch.manual_seed(0)
     if kind == "baseline":  # a test builds each built-in kind's network; the code under test never branches on kinds
         return SegCharModel(BaselineConfig(num_classes=CHARSET.num_classes, channels=(4, 8), embed_dim=8, hidden_size=8))
+    if kind == "crnn_attention":
+        from crnn.attention_model import build_attention_model
+        from crnn.model import ModelConfig
+
+        return build_attention_model(ModelConfig(hidden_size=8, num_layers=1), CHARSET.num_classes, hidden_size=8,
+                                     attention_size=8, embedding_size=4)
     return _tiny_model(0, 16)
 
 

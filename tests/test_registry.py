@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from crnn.attention_model import AttentionRecognizerNet, build_attention_model
+from crnn.attention_recognizer import AttentionRecognizer
 from crnn.baseline.model import BaselineConfig, SegCharModel
 from crnn.baseline.recognizer import BaselineRecognizer
 from crnn.charset import Charset
@@ -31,11 +33,18 @@ def _baseline() -> SegCharModel:
     return SegCharModel(BaselineConfig(num_classes=CHARSET.num_classes, channels=(4, 8), embed_dim=8, hidden_size=8))
 
 
-MODELS = {"crnn": (_crnn, Recognizer), "baseline": (_baseline, BaselineRecognizer)}
+def _attention() -> AttentionRecognizerNet:
+    torch.manual_seed(0)
+    encoder = ModelConfig(hidden_size=8, num_layers=1)
+    return build_attention_model(encoder, CHARSET.num_classes, hidden_size=8, attention_size=8, embedding_size=4)
+
+
+MODELS = {"crnn": (_crnn, Recognizer), "baseline": (_baseline, BaselineRecognizer),
+          "crnn_attention": (_attention, AttentionRecognizer)}
 
 
 def test_the_built_in_kinds_are_registered() -> None:
-    assert {"crnn", "baseline"} <= set(kinds())
+    assert {"crnn", "baseline", "crnn_attention"} <= set(kinds())
     for name, (make, rec_cls) in MODELS.items():
         kind = get_kind(name)
         assert kind.name == name and kind.recognizer_class is rec_cls and kind_of(make()) is kind

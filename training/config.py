@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, StrictBool, field_validator, model_validator
 
+from crnn.attention_model import DecoderCell
 from crnn.charset import DEFAULT_CHARS
 from crnn.config import Config
 from crnn.model import Backbone, Cell
@@ -39,6 +40,34 @@ class ModelSection(Config):
     height: Literal[32, 48] = 32  # the images are rendered and scaled to this height
     mixer_layers: int = Field(0, ge=0, le=12)
     mixer_heads: int = Field(4, ge=1)
+
+
+class DecoderSection(Config):
+    """What reads the encoder's frames: CTC (kind crnn), an attention decoder (kind crnn_attention), or CTC trained
+    beside an attention head that guides it and is dropped for inference (GTC); docs/attention.md."""
+
+    type: Literal["ctc", "attention"] = "ctc"
+    # type ctc: weight of the attention head's cross-entropy beside the CTC loss (GTC); 0: off. best.safetensors stays a
+    # plain CTC checkpoint either way (only last.pt keeps the head, to resume).
+    aux_attention_weight: float = Field(0.0, ge=0)
+    cell: DecoderCell = "lstm"  # the attention decoder's (or head's) recurrent cell
+    hidden_size: int = Field(256, ge=1)
+    attention_size: int = Field(256, ge=1)
+    embedding_size: int = Field(64, ge=1)
+    max_length: int = Field(25, ge=1)  # characters read at most at inference
+    # Scheduled sampling: the chance that a decoding step is fed the model's own previous prediction instead of the
+    # true character (0: pure teacher forcing); the exposure-bias experiment.
+    free_running: float = Field(0.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _guide_is_for_ctc(self) -> DecoderSection:
+        if self.type == "attention" and self.aux_attention_weight > 0:
+            raise ValueError("aux_attention_weight guides a CTC model (type ctc); an attention decoder trains on it alone")
+        return self
+
+    def attention_fields(self) -> dict[str, Any]:
+        """The attention decoder's architecture fields (crnn.attention_model.AttentionConfig's)."""
+        return {k: getattr(self, k) for k in ("cell", "hidden_size", "attention_size", "embedding_size", "max_length")}
 
 
 class SourceSection(Config):
@@ -132,6 +161,7 @@ class TrainConfig(Config):
     seed: int = 0
     charset: str | None = Field(None, min_length=1)  # None: the default printable ASCII set (or the --init-from checkpoint's)
     model: ModelSection = ModelSection()
+    decoder: DecoderSection = DecoderSection()
     data: DataSection = DataSection()
     optim: OptimSection = OptimSection()
     train: TrainSection = TrainSection()

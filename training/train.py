@@ -1,5 +1,8 @@
 """Train a CRNN with CTC: ``crnn train --config FILE.yaml [key=value ...]`` or ``python -m crnn_training.train``.
 
+The config's ``decoder`` section may make it an attention decoder on the same encoder, or guide the CTC model with an
+attention head during training (GTC): crnn_training.objectives, docs/attention.md.
+
 One loop for CPU, one GPU and torchrun/DDP (:func:`crnn_training.loop.fit`, shared with the baseline's
 trainer). Read top to bottom: setup helpers, :class:`CTCTask` (data, step, logging, evaluation,
 checkpoints of one run), :func:`setup` (config, device, model, optimiser, data) and :func:`train`.
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 
 from crnn.charset import Charset
-from crnn.checkpoint import load_checkpoint, save_checkpoint
+from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crnn.config import apply_overrides, load_yaml, save_yaml
 from crnn.errors import ConfigError, CRNNError
 from crnn.machine import cpu_cores
@@ -33,11 +36,12 @@ from crnn.metrics import compute_metrics
 from crnn.model import CRNN, ModelConfig, count_parameters
 from crnn.precision import resolve_precision
 from crnn.preprocess import PreprocessConfig
-from crnn.recognizer import Recognizer
+from crnn.registry import kind_of
 from crnn_training.config import TrainConfig, charset_given, default_charset
 from crnn_training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
                                 report_problems, single_threaded_cv2, stop_all_streams)
 from crnn_training.loop import TrainState, atomic_torch_save, fit, pick_device, rng_state, set_lr, set_rng_state
+from crnn_training.objectives import build_network, check_init_from, check_resume, make_objective, trained_module
 from crnn_training.run_info import git_commit, hardware
 
 START = time.time()  # the time budget counts from process start-up, imports included
@@ -210,6 +214,7 @@ class Window:
     wait: float = 0.0  # seconds spent waiting for batches
     images: int = 0
     loss: torch.Tensor | float = 0.0  # summed on the device: no sync per step
+    parts: dict[str, Any] = field(default_factory=dict)  # a guided run's loss terms (loss_ctc, loss_attention), summed
     n: int = 0
 
 
@@ -224,9 +229,11 @@ class CTCTask:
         self.world, self.rank, self.workers, self.threads = world, rank, workers, threads
         self.master = rank == 0
         self.out = Path(config.out_dir)
-        self.train_model: torch.nn.Module = model  # compiled and/or DDP-wrapped by setup()
-        self.ctc = torch.nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
-        self.rnn_params = [p for n, p in model.named_parameters() if n.startswith("rnn.")]
+        # The module the optimiser trains: the model, or the model with a guiding attention head (GTC), compiled
+        # and/or DDP-wrapped by setup(); the loss of the config's decoder section (crnn_training.objectives).
+        self.train_model: torch.nn.Module = model
+        self.objective = make_objective(config, charset.num_classes)
+        self.rnn_params = [p for n, p in model.named_parameters() if n.startswith(("rnn.", "encoder.rnn."))]
         self.precision = val_precision(config, device, dtype)
         self.metrics_log: MetricLog | None = None
         self.val_sets: dict[str, tuple[list[np.ndarray], list[str]]] = {}
@@ -293,7 +300,7 @@ class CTCTask:
     # --- step ------------------------------------------------------------------------------------
 
     def train_step(self, batch: dict[str, Any], state: TrainState) -> int:
-        """One AMP step with CTC on a batch of images (B, 1, 32, W); returns the images of all ranks."""
+        """One AMP step of the run's objective (CTC, attention, GTC) on images (B, 1, 32, W); returns the images of all ranks."""
         state.counters["too_long"] += batch["too_long"]
         state.counters["bad"] += batch["bad"]
         n = len(batch["texts"])
@@ -308,21 +315,21 @@ class CTCTask:
             lengths = CRNN.frames_for_width(batch["widths"])  # CPU: packing needs CPU lengths
             lr_f, beta1 = lr_factor(state.step, state.total_steps, c)
             set_lr(self.optimizer, c.optim.lr * lr_f, beta1)
-            with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                log_probs = self.train_model(images, lengths)  # (B, T, C)
-            loss = self.ctc(log_probs.float().transpose(0, 1), batch["targets"].to(self.device, non_blocking=True),
-                            lengths, batch["target_lengths"])
+            autocast = (lambda: torch.autocast(self.device.type, dtype=dtype)) if dtype else contextlib.nullcontext
+            loss = self.objective(self.train_model, images, lengths, batch, autocast)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
             clip = c.optim.grad_clip if c.optim.grad_clip > 0 else float("inf")
-            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(self.train_model.parameters(), clip)  # a GTC head's too
             if torch.isfinite(self.grad_norm) or self.scaler.is_enabled():  # fp16: the scaler skips bad steps itself
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             else:
                 state.counters["nonfinite"] += 1
             self.window.loss = self.window.loss + loss.detach()
+            for k, v in self.objective.parts.items():
+                self.window.parts[k] = self.window.parts.get(k, 0.0) + v
             self.window.n += 1
         else:
             self.grad_norm = 0.0
@@ -379,6 +386,7 @@ class CTCTask:
         rnn_grads = [p.grad.detach().float().norm() for p in self.rnn_params if p.grad is not None]
         rnn_norm = torch.linalg.vector_norm(torch.stack(rnn_grads)).item() if rnn_grads else 0.0
         rec = {"kind": "train", "step": state.step, "loss": float(win.loss / max(1, win.n)),
+               **{k: float(v / max(1, win.n)) for k, v in win.parts.items()},
                "lr": self.optimizer.param_groups[0]["lr"], "grad_norm": float(self.grad_norm),
                "rnn_grad_norm": rnn_norm, "images_per_s": round(img_per_s, 1),
                "data_wait_frac": round(win.wait / dt, 3), "sec_per_step": round(sec_per_step, 4),
@@ -404,12 +412,13 @@ class CTCTask:
     def evaluate(self) -> dict[str, float]:
         """Metrics on every validation set as '<set>/<metric>', read exactly as `crnn ocr` reads images.
 
-        The Recognizer is the one users run (8-px width buckets, the fused model, crnn.ctc_decode's greedy
-        decoder), so the checkpoint kept as best is the best at what users get.
+        The recognizer is the one users run (its kind's, from crnn.registry: 8-px width buckets, the fused model,
+        greedy decoding), so the checkpoint kept as best is the best at what users get.
         """
         t0 = time.time()
-        rec = Recognizer.from_model(self.model, self.charset, self.preprocess, device=self.device,
-                                    precision=self.precision)  # a fused copy of the current weights
+        kind = kind_of(self.model)
+        rec = kind.recognizer_class(Checkpoint(self.model, self.charset, self.preprocess, {}, kind.name), self.device,
+                                    None, self.precision)  # a fused copy of the current weights
         self.model.train()  # from_model put the training model in eval mode
         results: dict[str, float] = {}
         for name, (arrays, texts) in self.val_sets.items():
@@ -459,12 +468,18 @@ class CTCTask:
         """Every ``save_every`` steps (rank 0)."""
         return self.master and state.step % self.config.train.save_every == 0
 
+    def head_state(self) -> dict[str, Any]:
+        """A guiding attention head's weights for last.pt (GTC; never in best.safetensors), else nothing."""
+        net = getattr(self.train_model, "module", self.train_model)
+        head = getattr(getattr(net, "_orig_mod", net), "head", None)
+        return {"aux_head": head.state_dict()} if head is not None else {}
+
     def save_last(self, state: TrainState) -> None:
         """last.pt: everything --resume needs to continue bit-identically (rank 0)."""
         if not self.master:
             return
         atomic_torch_save({
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), **self.head_state(),
             "scaler": self.scaler.state_dict(), **state.to_dict(), "rng": rng_state(), "charset": self.charset.chars,
             "config": self.config.to_dict(), "num_workers": self.workers, "world_size": self.world,
         }, self.out / "last.pt")
@@ -532,14 +547,16 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     # --- model, charset, optimiser -------------------------------------------------------------
     torch.manual_seed(config.seed)
     if saved is not None:
+        check_resume(config, saved)
         charset = Charset(saved["charset"])
-        model = CRNN(ModelConfig(num_classes=charset.num_classes, **config.model.to_dict()))
+        model = build_network(config, charset)
         model.load_state_dict(saved["model"])
     elif args.init_from:
+        check_init_from(config)
         model, charset = init_from(args.init_from, config)
     else:
         charset = Charset(default_charset(config))
-        model = CRNN(ModelConfig(num_classes=charset.num_classes, **config.model.to_dict()))
+        model = build_network(config, charset)
     config.charset = charset.chars
     if not charset_given(config.synth):
         config.synth.charset = charset.chars  # the renderer writes what the model reads
@@ -549,13 +566,17 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
+    trained = trained_module(config, model)  # the model, or the model with a guiding attention head (GTC)
+    if saved is not None and "aux_head" in saved:
+        trained.head.load_state_dict(saved["aux_head"])
+    optimizer = make_optimizer(trained, config)
     if device.type == "cuda" and dtype is not None:
         dtype = smoke_test(model, device, dtype, config)
     scaler = (torch.amp.GradScaler(device.type, enabled=dtype == torch.float16) if hasattr(torch.amp, "GradScaler")
               else torch.cuda.amp.GradScaler(enabled=dtype == torch.float16))  # torch < 2.3
     state = TrainState(total_steps=t.max_steps, counters={"too_long": 0, "bad": 0, "nonfinite": 0})
     task = CTCTask(config, model, charset, preprocess, device, dtype, optimizer, scaler, world, rank, workers, threads)
+    task.train_model = trained
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
         scaler.load_state_dict(saved["scaler"])
