@@ -54,6 +54,11 @@ class AttentionConfig(Config):
     embedding_size: int = Field(64, ge=1)
     max_length: int = Field(25, ge=1)  # characters read at most at inference (training reads any length)
 
+    @property
+    def height(self) -> int:
+        """Input height (the encoder's): what the default preprocessing scales images to."""
+        return self.encoder.height
+
 
 def teacher_forcing_pair(
     ids: Sequence[Sequence[int]], num_classes: int, device: torch.device | str = "cpu"

@@ -130,3 +130,34 @@ def test_compare_quick_trains_the_budget_matched_set(tmp_path: Path) -> None:
     meta = crnn.checkpoint.read_header(runs / "baseline" / "best.safetensors")["metadata"]
     assert meta["train_args"]["max_steps"] * meta["train_args"]["batch_size"] == 32  # the budget it was given
     assert meta["images_seen"] in (16, 32) and "hardware" in meta  # the best of the half-way and final evaluations
+
+
+@pytest.mark.parametrize("run_set", ["heads", "models", "decoders"])
+def test_every_run_of_a_set_is_a_valid_config_and_network(run_set: str) -> None:
+    # A typo in a run's overrides would surface only hours into a GPU session: build each run's config and network.
+    from crnn.config import apply_overrides, load_yaml
+    from crnn.model import CRNN, ModelConfig
+    from crnn_training.config import TrainConfig
+    from crnn_training.experiment import RUN_SETS
+    from crnn_training.objectives import build_network
+
+    preset = "configs/models-cpu.yaml" if run_set == "models" else "configs/compare.yaml"
+    runs = RUN_SETS[run_set]
+    assert len({r.slug for r in runs}) == len(runs)
+    for run in runs:
+        if run.kind != "crnn":
+            continue
+        config = TrainConfig.from_dict(apply_overrides(load_yaml(preset), list(run.overrides)))
+        net = build_network(config, Charset())
+        assert isinstance(net, torch.nn.Module)
+        if run_set == "models":
+            assert isinstance(net, CRNN) and net.config == ModelConfig(num_classes=Charset().num_classes,
+                                                                       **config.model.to_dict())
+
+
+def test_compare_offers_every_run_set() -> None:
+    from crnn_training.compare import _parser
+    from crnn_training.experiment import RUN_SETS
+
+    action = next(a for a in _parser()._actions if a.dest == "set")
+    assert set(action.choices) == set(RUN_SETS)

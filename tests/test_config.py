@@ -161,7 +161,7 @@ def test_library_configs_are_frozen_and_hashable(config: Config, kind: str) -> N
 @pytest.mark.parametrize(
     ("cls", "data", "message"),
     [
-        (ModelConfig, {"backbone": "huge"}, "model config key 'backbone': .*'full' or 'small'"),
+        (ModelConfig, {"backbone": "huge"}, "model config key 'backbone': .*'full', 'small', 'resnet' or 'resnet_dw'"),
         (ModelConfig, {"cell": "transformer"}, "model config key 'cell': .*'lstm', 'gru', 'rnn' or 'none'"),
         (ModelConfig, {"height": 48}, "model config key 'height': the backbones need 32-pixel-high input"),
         (ModelConfig, {"num_classes": 1}, "model config key 'num_classes': .*greater than or equal to 2"),

@@ -163,3 +163,19 @@ def test_plot_command(tmp_path: Path) -> None:
     ]) + "\n")
     assert plot_main([str(tmp_path)]) == 0 and (tmp_path / "curves.png").stat().st_size > 1000
     assert plot_main([str(tmp_path / "nope")]) == 2
+
+
+def test_plot_overlays_several_runs_by_images_seen(tmp_path: Path) -> None:
+    from crnn_training.plot import main as plot_main
+
+    for name, loss in (("a", 3.0), ("b", 2.0)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+            {"kind": "train", "step": 5, "loss": loss, "images_seen": 320},
+            {"kind": "train", "step": 10, "loss": loss / 2, "images_seen": 640},
+            {"kind": "val", "step": 10, "images_seen": 640, "synth/word_accuracy_protocol": 0.1},
+        ]) + "\n")
+    out = tmp_path / "both.png"
+    assert plot_main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0 and out.stat().st_size > 1000
+    assert plot_main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2  # several runs need --out

@@ -460,8 +460,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="train the set into --runs-dir (runs already trained on this budget are kept); "
                    "--quick alone trains 3,000 images each into runs/compare-quick")
     p.add_argument("--train-config", default="configs/compare.yaml", help="preset of the CRNN runs")
-    p.add_argument("--set", default="heads", choices=("heads", "models"),
-                   help="the run set of --runs-dir: heads (issue 7's head ablation + baseline) or models (issue 19)")
+    p.add_argument("--set", default="heads", choices=("heads", "models", "decoders"),
+                   help="the run set of --runs-dir: heads (issue 7's head ablation + baseline), models (issue 19's "
+                   "backbones) or decoders (issue 20: CTC, attention decoder, GTC)")
     p.add_argument("--only", default="", help="comma-separated run slugs of the set to train and report (default: all)")
     p.add_argument("--lanes", type=int, default=1, help="runs trained at once")
     p.add_argument("--device", default="auto", help="training device (auto | cpu | cuda)")

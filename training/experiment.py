@@ -57,7 +57,16 @@ MODEL_RUNS: tuple[Run, ...] = (
     Run("small", "CRNN small", "crnn", (), "small VGG backbone, BiLSTM x2"),
     Run("resnet-dw", "CRNN resnet-dw", "crnn", ("model.backbone=resnet_dw",), "depthwise-separable resnet, BiLSTM x2"),
 )
-RUN_SETS: dict[str, tuple[Run, ...]] = {"heads": RUNS, "models": MODEL_RUNS}
+# Issue 20's comparison (docs/attention.md): the same encoder read by CTC, by the attention decoder (teacher forced,
+# and with a quarter of the steps free-running against exposure bias), and by CTC guided by the attention head (GTC).
+DECODER_RUNS: tuple[Run, ...] = (
+    Run("attention", "attention", "crnn", ("decoder.type=attention",), "attention decoder, teacher forced"),
+    Run("attention-ss25", "attention SS 0.25", "crnn", ("decoder.type=attention", "decoder.free_running=0.25"),
+        "attention decoder, scheduled sampling 0.25"),
+    Run("gtc", "CTC + GTC", "crnn", ("decoder.aux_attention_weight=1.0",), "CTC guided by an attention head (dropped)"),
+    Run("ctc", "CTC", "crnn", (), "CTC"),
+)
+RUN_SETS: dict[str, tuple[Run, ...]] = {"heads": RUNS, "models": MODEL_RUNS, "decoders": DECODER_RUNS}
 
 
 def steps_for(images: int, batch_size: int) -> int:
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-size", type=int, default=1000)
     p.add_argument("--synth", default="{}", metavar="JSON", help="renderer overrides for every run")
     p.add_argument("--set", choices=sorted(RUN_SETS), default="heads",
-                   help="heads: issue 7's recurrent-head ablation and baseline; models: issue 19's backbones")
+                   help="heads: issue 7's recurrent-head ablation and baseline; models: issue 19's backbones; "
+                   "decoders: issue 20's CTC vs attention decoder vs GTC")
     p.add_argument("--only", default="", help="comma-separated run slugs (default: all of the set)")
     args, extra = p.parse_known_args(argv)
     runs = tuple(r for r in RUN_SETS[args.set] if not args.only or r.slug in args.only.split(","))

@@ -1,4 +1,5 @@
-"""Training curves of a run as a PNG: ``crnn plot RUN_DIR`` (also written at the end of every run)."""
+"""Training curves as a PNG: ``crnn plot RUN_DIR`` for one run (also written at the end of every run),
+``crnn plot RUN_DIR RUN_DIR ... --out FILE`` for several runs overlaid against images seen (budget-matched sets)."""
 
 from __future__ import annotations
 
@@ -65,14 +66,45 @@ def plot_run(run: str | Path, out: str | Path | None = None) -> Path:
     return path
 
 
+def plot_runs(runs: list[str | Path], out: str | Path, metric: str = "synth/word_accuracy_protocol") -> Path:
+    """Overlay several runs against images seen: training loss and validation ``metric``; returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in map(Path, runs):
+        train, val = read_metrics(run)
+        loss_ax.plot([r["images_seen"] for r in train], [r["loss"] for r in train], label=run.name)
+        val_ax.plot([r["images_seen"] for r in val if metric in r], [100 * r[metric] for r in val if metric in r],
+                    marker="o", label=run.name)
+    loss_ax.set(title="training loss", xlabel="images seen", yscale="log")
+    val_ax.set(title=f"validation: {metric} (%)", xlabel="images seen")
+    for ax in (loss_ax, val_ax):
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return Path(out)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``crnn plot RUN_DIR [--out FILE.png]``."""
-    p = argparse.ArgumentParser(prog="crnn plot", description="Plot the training curves of a run folder.")
-    p.add_argument("run_dir")
-    p.add_argument("--out", help="PNG path (default RUN_DIR/curves.png)")
+    """``crnn plot RUN_DIR [RUN_DIR ...] [--out FILE.png]``."""
+    p = argparse.ArgumentParser(prog="crnn plot", description="Plot the training curves of a run folder, or of "
+                                "several overlaid against images seen.")
+    p.add_argument("run_dir", nargs="+")
+    p.add_argument("--out", help="PNG path (default RUN_DIR/curves.png; required for several runs)")
+    p.add_argument("--metric", default="synth/word_accuracy_protocol", help="validation metric of the overlay")
     args = p.parse_args(argv)
+    if len(args.run_dir) > 1 and not args.out:
+        print("crnn plot: error: several runs need --out FILE.png", file=sys.stderr)
+        return 2
     try:
-        print(plot_run(args.run_dir, args.out))
+        if len(args.run_dir) > 1:
+            print(plot_runs(args.run_dir, args.out, args.metric))
+        else:
+            print(plot_run(args.run_dir[0], args.out))
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"crnn plot: error: {e}", file=sys.stderr)
         return 2
