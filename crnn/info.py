@@ -9,16 +9,19 @@ from collections.abc import Sequence
 
 from torch import nn
 
+from crnn.charset import Charset
 from crnn.checkpoint import default_weights_path, load_checkpoint
+from crnn.checkpoint_header import read_header
 from crnn.errors import CRNNError
 from crnn.model import BACKBONES, CELLS, build_model
+from crnn.onnx_header import is_onnx_path
 from crnn.registry import get_kind, kind_of
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print a description of the shipped weights, a checkpoint or an untrained architecture."""
     p = argparse.ArgumentParser(prog="crnn info", description=__doc__)
-    p.add_argument("--weights", help="checkpoint file (default: the shipped weights)")
+    p.add_argument("--weights", help="checkpoint or exported .onnx file (default: the shipped weights)")
     p.add_argument("--backbone", choices=BACKBONES, help="describe an untrained CRNN architecture instead")
     p.add_argument("--cell", choices=CELLS, default="lstm")
     p.add_argument("--hidden-size", type=int, default=256, help="recurrent units (with --backbone)")
@@ -33,6 +36,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             model, info = build_model(args.backbone, args.cell, hidden_size=args.hidden_size,
                                       mixer_layers=args.mixer_layers, height=args.height), {}
             kind = kind_of(model)
+        elif args.weights and is_onnx_path(args.weights):
+            # An exported model: its header has the architecture; parameters and multiply-adds are the same
+            # for the network rebuilt (untrained) from it.
+            header = read_header(args.weights)
+            kind = get_kind(header["model_type"])
+            model = kind.model_class(kind.config_class.from_dict(header["model_config"]))
+            info = {"weights": str(args.weights), "model_type": header["model_type"],
+                    "charset": Charset.from_dict(header["charset"]).chars,
+                    "metadata": {k: v for k, v in header["metadata"].items() if k != "config"}}
         else:
             weights = args.weights or default_weights_path()
             ckpt = load_checkpoint(weights)

@@ -35,11 +35,33 @@ def test_info_on_a_baseline_checkpoint(tmp_path: Path, capsys: pytest.CaptureFix
     assert "model type:    baseline" in out and f"{count_parameters(model):,}" in out
 
 
-@pytest.mark.parametrize("backbone", ["small", "full"])
+@pytest.mark.parametrize("backbone", ["small", "full", "resnet", "resnet_dw"])
 def test_info_on_an_untrained_architecture(backbone: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["info", "--backbone", backbone, "--cell", "none", "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["architecture"]["backbone"] == backbone and d["multiply_adds"] > 0
+
+
+def test_info_reports_mixing_blocks_and_height(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["info", "--backbone", "resnet", "--mixer-layers", "2", "--height", "48", "--hidden-size", "32"]) == 0
+    out = capsys.readouterr().out
+    model = crnn.build_model("resnet", mixer_layers=2, height=48, hidden_size=32)
+    assert "resnet, 48 px input" in out and "2 self-attention blocks, 4 heads" in out
+    assert f"{count_parameters(model):,}" in out and f"{count_macs(model):,}" in out and "1x48x128" in out
+    assert cli_main(["info", "--backbone", "small", "--height", "48"]) == 2  # the plain stacks take 32 px only
+    assert "needs 32-pixel-high input" in capsys.readouterr().err
+
+
+def test_info_on_an_exported_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnx")
+    model = crnn.build_model("resnet", mixer_layers=1, hidden_size=16, num_layers=1)
+    ckpt = crnn.save_checkpoint(tmp_path / "m.safetensors", model, Charset(), metadata={"name": "x"})
+    assert cli_main(["export", "--weights", str(ckpt), "--format", "onnx", "--output", str(tmp_path / "m.onnx")]) == 0
+    capsys.readouterr()
+    assert cli_main(["info", "--weights", str(tmp_path / "m.onnx"), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["model_type"] == "crnn" and d["architecture"]["mixer_layers"] == 1 and d["metadata"]["name"] == "x"
+    assert d["parameters"] == count_parameters(model) and d["multiply_adds"] == count_macs(model)
 
 
 def test_info_on_a_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

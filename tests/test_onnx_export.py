@@ -63,13 +63,15 @@ def test_every_registered_kind_exports_or_is_refused_with_a_typed_error(kind: st
 
 
 @pytest.mark.parametrize("config", [{}, {"cell": "gru"}, {"cell": "rnn", "bidirectional": False}, {"cell": "none"},
-                                    {"num_layers": 1}], ids=["lstm", "gru", "uni-rnn", "no-rnn", "one-layer"])
+                                    {"num_layers": 1}, {"backbone": "resnet", "mixer_layers": 2},
+                                    {"backbone": "resnet_dw", "height": 48, "mixer_layers": 1, "cell": "none"}],
+                         ids=["lstm", "gru", "uni-rnn", "no-rnn", "one-layer", "resnet-mix2", "resnet_dw-h48-mixing-only"])
 def test_crnn_round_trip_matches_torch_for_any_batch_and_width(config: dict, tmp_path: Path) -> None:
     model = _tiny_model(3, 16, **config)
     path = export_onnx(load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", model, CHARSET)), tmp_path / "m.onnx")
     rng = np.random.default_rng(0)
     for batch, width in [(1, 16), (3, 64), (5, 200)]:  # the axes are dynamic: none of these is the traced shape
-        images = rng.uniform(-1, 1, (batch, 1, 32, width)).astype(np.float32)
+        images = rng.uniform(-1, 1, (batch, 1, model.config.height, width)).astype(np.float32)
         with torch.inference_mode():
             expected = model(torch.from_numpy(images)).numpy()
         got = _run(path, images)
