@@ -77,6 +77,14 @@ class ModelConfig(Config):
     mixer_layers: int = Field(0, ge=0, le=12)
     mixer_heads: int = Field(4, ge=1)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, except the mixing keys of a model without mixing blocks: a classic CRNN's dict (its
+        checkpoint header, the API's /v1/model) is byte for byte what it was before they existed."""
+        d = super().to_dict()
+        if not self.mixer_layers:
+            del d["mixer_layers"], d["mixer_heads"]
+        return d
+
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
         if self.height != 32 and self.backbone not in _RESIDUAL_STAGES:

@@ -163,7 +163,9 @@ def test_library_configs_are_frozen_and_hashable(config: Config, kind: str) -> N
     [
         (ModelConfig, {"backbone": "huge"}, "model config key 'backbone': .*'full', 'small', 'resnet' or 'resnet_dw'"),
         (ModelConfig, {"cell": "transformer"}, "model config key 'cell': .*'lstm', 'gru', 'rnn' or 'none'"),
-        (ModelConfig, {"height": 48}, "model config key 'height': the backbones need 32-pixel-high input"),
+        (ModelConfig, {"height": 48}, "model config: the small backbone needs 32-pixel-high input"),
+        (ModelConfig, {"height": 40}, "model config key 'height': .*32 or 48"),
+        (ModelConfig, {"mixer_layers": 1, "mixer_heads": 3}, "mixer_heads must divide the 256 features"),
         (ModelConfig, {"num_classes": 1}, "model config key 'num_classes': .*greater than or equal to 2"),
         (ModelConfig, {"num_layers": 0}, "model config key 'num_layers'"),
         (BaselineConfig, {"cell": "rnn"}, "baseline config key 'cell': .*'lstm' or 'gru'"),

@@ -195,3 +195,11 @@ def test_only_plain_two_by_two_pools_are_replaced(pool: nn.MaxPool2d) -> None:
     model = build_model("small", hidden_size=16)
     model.backbone = nn.Sequential(*model.backbone, pool)
     assert type(fuse_for_inference(model).backbone[-1]) is nn.MaxPool2d  # kept as it is
+
+
+def test_the_dict_of_a_model_without_mixing_blocks_has_no_mixing_keys() -> None:
+    classic, mixed = ModelConfig(backbone="resnet"), ModelConfig(backbone="resnet", mixer_layers=2, mixer_heads=8)
+    assert "mixer_layers" not in classic.to_dict() and "mixer_heads" not in classic.to_dict()
+    assert mixed.to_dict()["mixer_layers"] == 2 and mixed.to_dict()["mixer_heads"] == 8
+    for c in (classic, mixed):
+        assert ModelConfig.from_dict(c.to_dict()) == c
