@@ -38,7 +38,7 @@ def test_model_section_mirrors_model_config() -> None:
     from crnn.model import BACKBONES, CELLS, ModelConfig
 
     mine, theirs = _fields(ModelSection), _fields(ModelConfig)
-    assert mine == {k: v for k, v in theirs.items() if k not in ("num_classes", "height")}
+    assert mine == {k: v for k, v in theirs.items() if k != "num_classes"}
     assert set(typing.get_args(ModelSection.model_fields["backbone"].annotation)) == set(BACKBONES)
     assert set(typing.get_args(ModelSection.model_fields["cell"].annotation)) == set(CELLS)
 
