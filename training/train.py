@@ -133,7 +133,7 @@ def init_from(path: str, config: TrainConfig) -> tuple[CRNN, Charset]:
     ckpt = load_checkpoint(path, kind="crnn")
     old_cs = ckpt.charset
     charset = Charset(config.charset) if config.charset is not None else old_cs
-    arch = ckpt.model.config.to_dict()
+    arch = ckpt.model.config.model_dump(mode="json")  # every field (to_dict leaves out unused mixing keys)
     mine = {k: v for k, v in config.model.to_dict().items() if k != "dropout"}
     if any(arch[k] != v for k, v in mine.items()):
         print(f"[init] using the architecture of {path}: {arch} (config's model section ignored)", file=sys.stderr)
