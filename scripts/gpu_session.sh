@@ -7,7 +7,7 @@
 # Results are packed into a few tar files in OUT (the device tool returns at most 8 files).
 # Env: OUT (required), WHEELS_DIR (.whl), MAIN_MINUTES (8; 0: experiment only), MAIN_WORKERS (8), MAIN_ARGS (extra overrides),
 #      MAIN_CONFIG (configs/gpu-full.yaml), MAIN_INIT (weights/crnn.safetensors; empty: from scratch), EXP_SET (heads),
-#      EXP_IMAGES (200000; 0: no experiment), EXP_CONFIG (configs/compare.yaml), EXP_LANES (3), EXP_WORKERS (2),
+#      EXP_IMAGES (200000; 0: no experiment), EXP_ONLY (comma-separated run slugs; default all of the set), EXP_CONFIG (configs/compare.yaml), EXP_LANES (3), EXP_WORKERS (2),
 #      DEADLINE_S (545: everything is stopped by then), DEVICE (cuda).
 set -u
 : "${OUT:?set OUT}"
@@ -35,7 +35,7 @@ SYNTH=$(python3 -c 'import json,os,sys; print(json.dumps({"words_file": os.path.
 EXP=
 if [ "${EXP_IMAGES:-200000}" != 0 ]; then
     python3 -m crnn_training.experiment --set "${EXP_SET:-heads}" --config "${EXP_CONFIG:-configs/compare.yaml}" \
-        --runs-dir /tmp/session/exp --images "${EXP_IMAGES:-200000}" --lanes "${EXP_LANES:-3}" \
+        --runs-dir /tmp/session/exp --images "${EXP_IMAGES:-200000}" --lanes "${EXP_LANES:-3}" ${EXP_ONLY:+--only "$EXP_ONLY"} \
         --device "${DEVICE:-cuda}" --workers "${EXP_WORKERS:-2}" --threads 1 --synth "$SYNTH" > "$OUT/exp.log" 2>&1 &
     EXP=$!
 fi
