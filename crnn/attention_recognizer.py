@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from crnn.precision import PRECISIONS
 from crnn.prediction import Prediction
 from crnn.preprocess import PreprocessConfig, collate, width_batches
 from crnn.registry import ModelKind, register
-from crnn.text_recognizer import RecognizerBase
+from crnn.text_recognizer import RecognizerBase, run_batches
 
 # `--decoder lm`: beam search ranking each hypothesis by log P_decoder + LM_WEIGHT * log P_lm (characters and the end),
 # the shipped character language model's shallow fusion. NOT tuned for this kind (crnn_training.tune_lm tunes the CTC
@@ -124,16 +123,7 @@ class AttentionRecognizer(RecognizerBase):
             return [self._prediction(ids, logps) for ids, logps in found]
 
         batches = list(width_batches([a.shape[1] for a in arrays], batch_size, self.preprocess))
-        if workers > 1 and len(batches) > 1:
-            with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-                outputs = list(pool.map(run, batches))
-        else:
-            outputs = [run(idx) for idx in batches]
-        results: list[Prediction | None] = [None] * len(arrays)
-        for idx, preds in zip(batches, outputs):
-            for i, p in zip(idx, preds):
-                results[i] = p
-        return results  # type: ignore[return-value]
+        return run_batches(run, batches, len(arrays), workers)
 
     def _prediction(self, ids: list[int], logps: list[float]) -> Prediction:
         """A Prediction from the ids before EOS and the step log-probabilities (EOS's last)."""

@@ -324,17 +324,23 @@ class CTCRecognizer(RecognizerBase):
             return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex,
                           lm_weight=lm_weight)
 
-        batches = list(self.batches(arrays, batch_size))
-        if workers > 1 and len(batches) > 1:
-            with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
-                outputs = list(pool.map(run, batches))
-        else:
-            outputs = [run(idx) for idx in batches]
-        results: list[Prediction | None] = [None] * len(arrays)
-        for idx, preds in zip(batches, outputs):
-            for i, p in zip(idx, preds):
-                results[i] = p
-        return results  # type: ignore[return-value]
+        return run_batches(run, list(self.batches(arrays, batch_size)), len(arrays), workers)
+
+
+def run_batches(run: Callable[[list[int]], list[Prediction]], batches: list[list[int]], count: int,
+                workers: int = 1) -> list[Prediction]:
+    """``run`` on each batch of input indices (``workers`` > 1: that many at once, in threads), the predictions
+    put back in input order (``count`` inputs)."""
+    if workers > 1 and len(batches) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+            outputs = list(pool.map(run, batches))
+    else:
+        outputs = [run(idx) for idx in batches]
+    results: list[Prediction | None] = [None] * count
+    for idx, preds in zip(batches, outputs):
+        for i, p in zip(idx, preds):
+            results[i] = p
+    return results  # type: ignore[return-value]
 
 
 def load_recognizer(
