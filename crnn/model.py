@@ -312,7 +312,7 @@ def count_macs(model: CRNN, width: int = 128) -> int:
     c = model.config
     frames = width // WIDTH_STRIDE
     if model.mixer is not None:  # the two attention products (Q K^T and A V); the hooks saw the linear layers
-        macs += len(model.mixer) * 2 * frames * frames * FEATURES
+        macs += len(model.mixer) * 2 * frames * frames * model.mixer[0].qkv.in_features
     if model.rnn is not None:
         gates = {"lstm": 4, "gru": 3, "rnn": 1}[c.cell]
         dirs = 2 if c.bidirectional else 1
