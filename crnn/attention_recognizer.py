@@ -13,20 +13,20 @@ import torch
 
 from crnn.attention_model import AttentionConfig, AttentionRecognizerNet, describe
 from crnn.charset import Charset
-from crnn.checkpoint import Checkpoint
+from crnn.checkpoint import Checkpoint, input_preprocess
 from crnn.ctc_decode import DECODERS, DEFAULT_DECODER, Lexicon
 from crnn.errors import DecoderOptionError
+from crnn.lm_decode import LM_WEIGHT
 from crnn.model import fuse_for_inference
 from crnn.precision import PRECISIONS
 from crnn.prediction import Prediction
-from crnn.preprocess import PreprocessConfig, collate, width_batches
+from crnn.preprocess import PreprocessConfig, collate
 from crnn.registry import ModelKind, register
 from crnn.text_recognizer import RecognizerBase, run_batches
 
 # `--decoder lm`: beam search ranking each hypothesis by log P_decoder + LM_WEIGHT * log P_lm (characters and the end),
-# the shipped character language model's shallow fusion. NOT tuned for this kind (crnn_training.tune_lm tunes the CTC
-# decoder's weights); chosen as the CTC decoder's tuned weight so that `lm` means the same fusion strength.
-LM_WEIGHT: float = 0.35
+# the shipped character language model's shallow fusion. LM_WEIGHT is the CTC decoder's tuned weight (crnn.lm_decode),
+# NOT tuned for this kind, so that `lm` means the same fusion strength.
 
 
 class AttentionRecognizer(RecognizerBase):
@@ -68,7 +68,8 @@ class AttentionRecognizer(RecognizerBase):
         device: str | torch.device = "cpu", threads: int | None = None, precision: str = "fp32",
     ) -> AttentionRecognizer:
         """Wrap an in-memory model (e.g. during training) without going through a file."""
-        return cls(Checkpoint(model, charset, preprocess or PreprocessConfig(), {}, cls.kind), device, threads, precision)
+        return cls(Checkpoint(model, charset, preprocess or input_preprocess(model.config), {}, cls.kind), device, threads,
+                   precision)
 
     @torch.inference_mode()
     def frames(self, arrays: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,8 +123,7 @@ class AttentionRecognizer(RecognizerBase):
                          for b, n in enumerate(lengths.tolist()))
             return [self._prediction(ids, logps) for ids, logps in found]
 
-        batches = list(width_batches([a.shape[1] for a in arrays], batch_size, self.preprocess))
-        return run_batches(run, batches, len(arrays), workers)
+        return run_batches(run, list(self.batches(arrays, batch_size)), len(arrays), workers)
 
     def _prediction(self, ids: list[int], logps: list[float]) -> Prediction:
         """A Prediction from the ids before EOS and the step log-probabilities (EOS's last)."""

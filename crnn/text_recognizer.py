@@ -277,6 +277,10 @@ class RecognizerBase:
         """Architecture and parameters (and what else the kind can tell) for a 32 x ``width`` input."""
         return get_kind(self.kind).describe(self.model, width)
 
+    def batches(self, arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[list[int]]:
+        """Indices of ``arrays`` grouped into batches of one width bucket each, sorted by width."""
+        return width_batches([a.shape[1] for a in arrays], batch_size, self.preprocess)
+
 
 class CTCRecognizer(RecognizerBase):
     """The shared part of the recognizers whose network reads per-frame log-probabilities (the CRNN on torch, any
@@ -287,10 +291,6 @@ class CTCRecognizer(RecognizerBase):
     def batch_log_probs(self, arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame log-probabilities (B, T, C) float32 and valid frame counts (B,) of one batch of prepared images."""
         raise NotImplementedError
-
-    def batches(self, arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[list[int]]:
-        """Indices of ``arrays`` grouped into batches of one width bucket each, sorted by width."""
-        return width_batches([a.shape[1] for a in arrays], batch_size, self.preprocess)
 
     def recognize_prepared(
         self,
