@@ -18,6 +18,8 @@ from crnn.errors import CRNNError, LoaderError
 from crnn.prediction import Prediction
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from crnn.ctc_decode import Lexicon
     from crnn.image_loader import Chunk, ChunkLoader
     from crnn.orientation import OrientationClassifier
@@ -189,13 +191,16 @@ def run_ocr(
         good = [i for i, (_, arr, _) in enumerate(chunk) if arr is not None]
         arrays = [chunk[i][1] for i in good]
         labels: list[str | None] = [None] * len(good)
-        if orientation is not None:
-            from crnn.orientation import orient_crops
 
-            arrays, labels = orient_crops(arrays, orientation, recognizer.preprocess)  # type: ignore[arg-type,assignment]
-        preds = recognizer.recognize_prepared(
-            arrays, batch_size, decoder, beam_width, lexicon, workers, lm_weight  # type: ignore[arg-type]
-        ) if good else []
+        def read(inputs: list[np.ndarray]) -> list[Prediction]:
+            return recognizer.recognize_prepared(inputs, batch_size, decoder, beam_width, lexicon, workers, lm_weight)  # type: ignore[arg-type]
+
+        if orientation is not None:
+            from crnn.orientation import read_oriented
+
+            preds, labels = read_oriented(read, arrays, orientation, recognizer.preprocess)  # type: ignore[arg-type,assignment]
+        else:
+            preds = read(arrays) if good else []
         preds = [p if o is None else replace(p, orientation=o) for p, o in zip(preds, labels)]
         by_index = dict(zip(good, preds))
         for i, (path, _, err) in enumerate(chunk):

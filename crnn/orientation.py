@@ -3,7 +3,9 @@
 A tiny CNN (``crnn.orientation_model``, weights ``weights/orientation.safetensors``) looks at the raw crop,
 before the 32-px resize, and says how its text appears: upright (``"0"``), turned 90 / 180 / 270 degrees
 clockwise, or ``"stacked"`` (upright letters one under the other). The crop is then turned upright
-(``np.rot90``) or, for stacked letters, cut into letters laid side by side, and read as usual.
+(``np.rot90``) or, for stacked letters, cut into letters laid side by side, and read as usual. A turn is kept
+only when the recognizer reads the turned crop more confidently than the crop as it came (``read_oriented``):
+the classifier proposes, the recognizer's own evidence confirms.
 
 This module is torch-free (the image loaders of ``crnn ocr`` use it in processes without torch); the
 classifier imports torch only when it is built, so ``--orientation none`` loads nothing of it.
@@ -12,10 +14,10 @@ classifier imports torch only when it is built, so ``--orientation none`` loads 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -229,6 +231,40 @@ def orient_crops(
     """Model inputs (32, W') of the crops, each read as the classifier says its text appears, and those orientations."""
     labels = classifier.classify([c.thumb for c in crops], [c.tall for c in crops]) if crops else []
     return [c.model_input(o, config) for c, o in zip(crops, labels)], labels
+
+
+class _Reading(Protocol):
+    confidence: float
+
+
+ReadingT = TypeVar("ReadingT", bound=_Reading)
+
+
+def confirm_turn(turned: _Reading, upright: _Reading) -> bool:
+    """Whether to keep a crop turned: only when its turned reading is more confident than its upright one.
+
+    The classifier sees a 32 x 128 thumbnail; the recognizer sees the text. An upright word the classifier takes
+    for upside down reads well as it came and badly turned, so the turn is dropped; a word really turned reads
+    badly as it came. Ties keep the crop as it came (what ``--orientation none`` reads).
+    """
+    return turned.confidence > upright.confidence
+
+
+def read_oriented(
+    read: Callable[[list[np.ndarray]], list[ReadingT]], crops: Sequence[OrientedCrop],
+    classifier: OrientationClassifier, config: PreprocessConfig,
+) -> tuple[list[ReadingT], list[str]]:
+    """Each crop read as the classifier says its text appears, the turn confirmed by :func:`confirm_turn`, and the
+    orientation used ("0" where the turn was not confirmed). ``read`` maps model inputs (32, W') to readings with a
+    ``confidence``, in order; crops the classifier would turn are read twice, the others once."""
+    arrays, labels = orient_crops(crops, classifier, config)
+    readings = read(arrays) if crops else []
+    turned = [i for i, label in enumerate(labels) if label != "0"]
+    if turned:
+        for i, upright in zip(turned, read([crops[i].upright for i in turned])):
+            if not confirm_turn(readings[i], upright):
+                readings[i], labels[i] = upright, "0"
+    return readings, labels
 
 
 def load_orientation(mode: str | None) -> OrientationClassifier | None:

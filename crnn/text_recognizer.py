@@ -17,7 +17,7 @@ import numpy as np
 from crnn.charset import Charset
 from crnn.ctc_decode import DEFAULT_DECODER, Lexicon, as_lexicons, decode
 from crnn.errors import CheckpointError, InvalidImageError
-from crnn.orientation import OrientationClassifier, OrientedCrop, load_orientation, orient_crops, prepare_oriented
+from crnn.orientation import OrientationClassifier, OrientedCrop, load_orientation, prepare_oriented, read_oriented
 from crnn.prediction import Prediction
 from crnn.preprocess import ImageSource, PreprocessConfig, prepare, width_batches
 from crnn.registry import get_kind
@@ -264,10 +264,14 @@ class RecognizerBase:
         good = [i for i, p in enumerate(prepared) if not isinstance(p, FailedImage)]
         arrays: list[np.ndarray] = [prepared[i] for i in good]  # type: ignore[misc]
         orientations: list[str | None] = [None] * len(good)
+
+        def read(inputs: list[np.ndarray]) -> list[Prediction]:
+            return self.recognize_prepared(inputs, batch_size, decoder, beam_width, lexicon, lm_weight=lm_weight)
+
         if self.orientation is not None:
-            arrays, orientations = orient_crops(arrays, self.orientation, self.preprocess)  # type: ignore[arg-type,assignment]
-        preds = self.recognize_prepared(
-            arrays, batch_size, decoder, beam_width, lexicon, lm_weight=lm_weight) if good else []
+            preds, orientations = read_oriented(read, arrays, self.orientation, self.preprocess)  # type: ignore[arg-type,assignment]
+        else:
+            preds = read(arrays) if good else []
         out: list[Prediction | FailedImage] = list(prepared)  # type: ignore[arg-type]
         for i, p, o in zip(good, preds, orientations):
             out[i] = p if o is None else replace(p, orientation=o)

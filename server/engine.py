@@ -8,6 +8,7 @@ import io
 import logging
 import threading
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +19,7 @@ from PIL import Image
 
 from crnn.ctc_decode import Lexicon
 from crnn.errors import InvalidImageError
-from crnn.orientation import OrientationClassifier, OrientedCrop, load_orientation, orient_crops, prepare_oriented
+from crnn.orientation import OrientationClassifier, OrientedCrop, confirm_turn, load_orientation, orient_crops, prepare_oriented
 from crnn.prediction import Prediction
 from crnn.text_recognizer import TextRecognizer, load_recognizer
 from crnn_server.batching import DecodeGate, MicroBatcher
@@ -183,20 +184,25 @@ class Engine:
         assert self.recognizer is not None
         return w * h if w * h <= self.recognizer.preprocess.max_pixels else 0
 
-    def _prepare_sync(self, images: list[ImageInput], oriented: bool = False) -> tuple[list[np.ndarray | str], list[str | None]]:
-        """Model inputs (or error messages) of the images, and each one's orientation (None when not ``oriented``)."""
+    def _prepare_sync(self, images: list[ImageInput], oriented: bool = False
+                      ) -> tuple[list[np.ndarray | str], list[str | None], dict[int, np.ndarray]]:
+        """Model inputs (or error messages) of the images, each one's orientation (None when not ``oriented``), and
+        the upright input of each crop the classifier turned (read too, to confirm the turn: crnn.orientation)."""
         prepared = [img.error if img.error is not None else self._prepare_one(img, oriented) for img in images]
         labels: list[str | None] = [None] * len(images)
+        uprights: dict[int, np.ndarray] = {}
         crops = [i for i, p in enumerate(prepared) if isinstance(p, OrientedCrop)]
         if crops:
             assert self.recognizer is not None
             arrays, found = orient_crops([prepared[i] for i in crops], self.orientation(), self.recognizer.preprocess)  # type: ignore[misc]
             for i, a, o in zip(crops, arrays, found):
+                if o != "0":
+                    uprights[i] = prepared[i].upright  # type: ignore[union-attr]
                 prepared[i], labels[i] = a, o
-        return prepared, labels  # type: ignore[return-value]
+        return prepared, labels, uprights  # type: ignore[return-value]
 
-    async def _prepare_all(self, images: list[ImageInput], deadline: float,
-                           oriented: bool = False) -> tuple[list[np.ndarray | str], list[str | None]]:
+    async def _prepare_all(self, images: list[ImageInput], deadline: float, oriented: bool = False
+                           ) -> tuple[list[np.ndarray | str], list[str | None], dict[int, np.ndarray]]:
         """Decode a request's images, one after the other in one decode slot, once the gate admits it.
 
         A request holds one slot for all its images (they decode in turn, so the largest one's pixels are
@@ -211,6 +217,23 @@ class Engine:
         finally:
             gate.release(pixels)
 
+    async def _read(self, arrays: Sequence[np.ndarray | str] | dict[int, np.ndarray], indices: list[int],
+                    options: DecodeOptions, lexicons: list[Lexicon | None] | None, deadline: float) -> dict[int, Prediction]:
+        """Predictions of ``arrays[i]`` for each i of ``indices``, through the batcher."""
+        assert self.batcher is not None
+        loop = asyncio.get_running_loop()
+        # Images that share options (one lexicon object) go to the batcher together; an image with its own
+        # lexicon is a group of its own (the batcher never mixes lexicons in one batch).
+        groups: dict[int, tuple[DecodeOptions, list[int]]] = {}
+        for i in indices:
+            own = lexicons[i] if lexicons is not None else None
+            opts = options if own is None else replace(options, lexicon=own)
+            groups.setdefault(id(opts.lexicon), (opts, []))[1].append(i)
+        outputs = await asyncio.gather(*(
+            self.batcher.submit([arrays[i] for i in idx], opts, opts.key, timeout=deadline - loop.time())
+            for opts, idx in groups.values()))
+        return {i: p for (_, idx), preds in zip(groups.values(), outputs) for i, p in zip(idx, preds)}
+
     async def recognize(self, images: list[ImageInput], options: DecodeOptions,
                         lexicons: list[Lexicon | None] | None = None) -> list[dict[str, Any]]:
         """One result dict per image, in order: the prediction, or the error that kept it from being read.
@@ -222,19 +245,14 @@ class Engine:
         assert self.batcher is not None
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.queue_timeout_s
-        prepared, orientations = await self._prepare_all(images, deadline, options.orientation == "auto")
+        prepared, orientations, uprights = await self._prepare_all(images, deadline, options.orientation == "auto")
         good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
-        # Images that share options (one lexicon object) go to the batcher together; an image with its own
-        # lexicon is a group of its own (the batcher never mixes lexicons in one batch).
-        groups: dict[int, tuple[DecodeOptions, list[int]]] = {}
-        for i in good:
-            own = lexicons[i] if lexicons is not None else None
-            opts = options if own is None else replace(options, lexicon=own)
-            groups.setdefault(id(opts.lexicon), (opts, []))[1].append(i)
-        outputs = await asyncio.gather(*(
-            self.batcher.submit([prepared[i] for i in idx], opts, opts.key, timeout=deadline - loop.time())
-            for opts, idx in groups.values()))
-        by_index = {i: p for (_, idx), preds in zip(groups.values(), outputs) for i, p in zip(idx, preds)}
+        by_index = await self._read(prepared, good, options, lexicons, deadline)
+        if uprights:  # the crops the classifier turned, read as they came too: keep the turn only if confirmed
+            as_came = await self._read(uprights, list(uprights), options, lexicons, deadline)
+            for i, upright in as_came.items():
+                if not confirm_turn(by_index[i], upright):
+                    by_index[i], orientations[i] = upright, "0"
         results: list[dict[str, Any]] = []
         for i, (img, p) in enumerate(zip(images, prepared)):
             if i in by_index:
