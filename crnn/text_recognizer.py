@@ -264,6 +264,8 @@ class RecognizerBase:
         good = [i for i, p in enumerate(prepared) if not isinstance(p, FailedImage)]
         arrays: list[np.ndarray] = [prepared[i] for i in good]  # type: ignore[misc]
         orientations: list[str | None] = [None] * len(good)
+        if isinstance(lexicon, Iterator):  # read() may run twice (orientation): a one-pass word stream, kept
+            lexicon = list(lexicon)
 
         def read(inputs: list[np.ndarray]) -> list[Prediction]:
             return self.recognize_prepared(inputs, batch_size, decoder, beam_width, lexicon, lm_weight=lm_weight)

@@ -340,3 +340,18 @@ def test_the_api_drops_an_unconfirmed_turn(renderer: WordRenderer, monkeypatch: 
         results = client.post("/v1/recognize", files=[("files", (f"{i}.png", w, "image/png")) for i, w in enumerate(words)],
                               data={"orientation": "auto"}).json()["results"]
     assert [(r["text"], r["orientation"]) for r in results] == [(p.text, p.orientation) for p in expected]
+
+
+@shipped
+def test_a_word_stream_as_lexicon_serves_both_readings_of_a_turned_crop(
+    renderer: WordRenderer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crnn.recognizer import Recognizer
+
+    image = render_in_layout(renderer, TEST_SEED, 2, "180").image
+    words = ["upright", "sideways", renderer.render(TEST_SEED, 2).text]
+    monkeypatch.setattr(OrientationClassifier, "classify", lambda self, thumbs, tall: ["180"] * len(thumbs))
+    rec = Recognizer(precision="fp32", threads=1).use_orientation("auto")
+    from_list = rec.recognize([image], lexicon=words)[0]
+    from_stream = rec.recognize([image], lexicon=iter(words))[0]
+    assert (from_stream.text, from_stream.orientation) == (from_list.text, from_list.orientation)
