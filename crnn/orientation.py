@@ -261,10 +261,17 @@ def read_oriented(
     readings = read(arrays) if crops else []
     turned = [i for i, label in enumerate(labels) if label != "0"]
     if turned:
-        for i, upright in zip(turned, read([crops[i].upright for i in turned])):
-            if not confirm_turn(readings[i], upright):
-                readings[i], labels[i] = upright, "0"
+        keep_confirmed_turns(readings, labels, dict(zip(turned, read([crops[i].upright for i in turned]))))
     return readings, labels
+
+
+def keep_confirmed_turns(readings: list[ReadingT] | dict[int, ReadingT], labels: list[str] | list[str | None],
+                         uprights: dict[int, ReadingT]) -> None:
+    """In place: where a turned crop's reading (``readings[i]``) is not confirmed against its reading as it came
+    (``uprights[i]``, :func:`confirm_turn`), take the upright reading and the orientation "0"."""
+    for i, upright in uprights.items():
+        if not confirm_turn(readings[i], upright):
+            readings[i], labels[i] = upright, "0"
 
 
 def load_orientation(mode: str | None) -> OrientationClassifier | None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, overload, ru
 import numpy as np
 
 from crnn.charset import Charset
-from crnn.ctc_decode import DEFAULT_DECODER, Lexicon, as_lexicons, decode
+from crnn.ctc_decode import DEFAULT_DECODER, Lexicon, as_lexicon, as_lexicons, decode
 from crnn.errors import CheckpointError, InvalidImageError
 from crnn.orientation import OrientationClassifier, OrientedCrop, load_orientation, prepare_oriented, read_oriented
 from crnn.prediction import Prediction
@@ -264,8 +264,8 @@ class RecognizerBase:
         good = [i for i, p in enumerate(prepared) if not isinstance(p, FailedImage)]
         arrays: list[np.ndarray] = [prepared[i] for i in good]  # type: ignore[misc]
         orientations: list[str | None] = [None] * len(good)
-        if isinstance(lexicon, Iterator):  # read() may run twice (orientation): a one-pass word stream, kept
-            lexicon = list(lexicon)
+        if self.orientation is not None:  # read() may run twice: build a word list (or stream) into one Lexicon once
+            lexicon = as_lexicon(lexicon, self.charset)
 
         def read(inputs: list[np.ndarray]) -> list[Prediction]:
             return self.recognize_prepared(inputs, batch_size, decoder, beam_width, lexicon, lm_weight=lm_weight)

@@ -19,7 +19,14 @@ from PIL import Image
 
 from crnn.ctc_decode import Lexicon
 from crnn.errors import InvalidImageError
-from crnn.orientation import OrientationClassifier, OrientedCrop, confirm_turn, load_orientation, orient_crops, prepare_oriented
+from crnn.orientation import (
+    OrientationClassifier,
+    OrientedCrop,
+    keep_confirmed_turns,
+    load_orientation,
+    orient_crops,
+    prepare_oriented,
+)
 from crnn.prediction import Prediction
 from crnn.text_recognizer import TextRecognizer, load_recognizer
 from crnn_server.batching import DecodeGate, MicroBatcher
@@ -249,10 +256,7 @@ class Engine:
         good = [i for i, p in enumerate(prepared) if isinstance(p, np.ndarray)]
         by_index = await self._read(prepared, good, options, lexicons, deadline)
         if uprights:  # the crops the classifier turned, read as they came too: keep the turn only if confirmed
-            as_came = await self._read(uprights, list(uprights), options, lexicons, deadline)
-            for i, upright in as_came.items():
-                if not confirm_turn(by_index[i], upright):
-                    by_index[i], orientations[i] = upright, "0"
+            keep_confirmed_turns(by_index, orientations, await self._read(uprights, list(uprights), options, lexicons, deadline))
         results: list[dict[str, Any]] = []
         for i, (img, p) in enumerate(zip(images, prepared)):
             if i in by_index:
