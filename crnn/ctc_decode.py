@@ -366,6 +366,7 @@ class Lexicon:
         for word in self.words:
             self.spellings.setdefault(word.lower(), []).append(word)
         self.folded: list[str] = list(self.spellings)
+        self._priors: dict[str, float] = {}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], charset: Charset, case: str = "image") -> Lexicon:
@@ -411,6 +412,14 @@ class Lexicon:
             near = near[np.argsort(row[near], kind="stable")][:LEXICON_MAX_CANDIDATES]
             result.append([self.folded[i] for i in near.tolist()])
         return result
+
+    def log_prior(self, folded: str) -> float:
+        """log P_lm(word) of a case-folded word (end of text included) under the shipped character language model:
+        the estimate of how often the network's training text held it (see :func:`_word_beats_reading`); cached."""
+        prior = self._priors.get(folded)
+        if prior is None:
+            prior = self._priors[folded] = load_lm().log_prob(folded)
+        return prior
 
     def variants(self, folded: str, reading: str) -> list[str]:
         """The spellings of one folded word to score against an image whose plain reading is ``reading``."""
@@ -504,13 +513,17 @@ def _lexicon_ids(
         # the punctuation is really there. A small list is closed: its words come back as listed.
         prefix, core, suffix = ("", reading, "") if lex.small else _split_punctuation(reading)
         words = lex.candidates([core], max_distance)
-        spellings = []
+        words_kept: list[list[str]] = []  # the spellings of each candidate, with and without the punctuation
+        folded_kept: list[str] = []  # the case-folded word each of them spells
         for folded in words[0]:
             variants = lex.variants(folded, core)
+            if not variants:
+                continue
             if prefix or suffix:
-                spellings.append([prefix + v + suffix for v in variants])
-            spellings.append(variants)
-        words_kept = [v for v in spellings if v]
+                words_kept.append([prefix + v + suffix for v in variants])
+                folded_kept.append(folded)
+            words_kept.append(variants)
+            folded_kept.append(folded)
         if not words_kept:
             flags[b] = False  # nothing near: the plain reading stands, flagged
             continue
@@ -526,11 +539,18 @@ def _lexicon_ids(
             np.broadcast_to(merged, (len(folded_targets) + 1, *merged.shape[1:])),
             np.full(len(folded_targets) + 1, n), [*folded_targets, folded_reading],
         )
+        if lex.small:
+            # A closed list: each of its words equally likely a priori, where the network's posterior carries
+            # the prior of its training text. Re-weighted by new prior / training prior (P_lm, as in
+            # _word_beats_reading), a word's score is log P(word | image) - log P_lm(word): without it, an image
+            # the network cannot read goes to the short, common words its training text favoured.
+            scores = scores.copy()
+            scores[:-1] -= np.array([lex.log_prior(f) for f in folded_kept])
         k = int(scores[:-1].argmax())  # ties: the nearer word, as candidates are ordered
         # A large lexicon may not hold the word at all: keep a reading that is no list word when it explains the
         # image better (see _word_beats_reading). A small one is a closed list (a benchmark's per-image lexicon).
         if not lex.small and core.lower() not in lex.spellings and not _word_beats_reading(
-            float(scores[k]), float(scores[-1]), len(core), len(lex.folded), int(len(np.unique(fold))) - 1
+            float(scores[k]), float(scores[-1]), lex.log_prior(folded_kept[k]), len(lex.folded)
         ):
             flags[b] = False  # the reading is likelier a word outside the list: it stands, flagged
             continue
@@ -556,19 +576,25 @@ def _split_punctuation(reading: str) -> tuple[str, str, str]:
     return reading[:start], core, reading[start + len(core):]
 
 
-def _word_beats_reading(word_score: float, reading_score: float, length: int, words: int, letters: int) -> bool:
-    """Whether a large lexicon's best word is the likelier explanation of the image than its plain reading (of
-    ``length`` characters, surrounding punctuation not counted) being a word outside the lexicon: a maximum a
-    posteriori choice between the two.
+def _word_beats_reading(word_score: float, reading_score: float, word_prior: float, words: int) -> bool:
+    """Whether a large lexicon's best word is the likelier text of the image than its plain reading (a string
+    outside the lexicon): a maximum a posteriori choice under the prior that the lexicon adds.
 
-    Scores are case-folded CTC log-likelihoods. Prior of "a lexicon word" 1/2 (no knowledge either way), spread
-    evenly over the lexicon's ``words`` words; prior of "outside it" 1/2, spread over strings by a uniform
-    model of the charset's ``letters`` case-folded characters, 1/letters per character. So the word wins when
-    log P(word) - log(words) >= log P(reading) - length * log(letters). Without this, a rare name read right
-    (e.g. "Mosher") became a list word a few edits away whose likelihood was a tiny fraction of the reading's.
-    No constant here is tuned: the rule follows from the two priors.
+    Scores are case-folded CTC log-likelihoods, log P(text | image). The network's output already carries a
+    prior over texts: the one it was trained on, the renderer's text, which the shipped character language
+    model estimates (``word_prior`` = log P_lm(word), case-folded, end of text included). A lexicon says "half
+    of the texts are words of this list, each equally likely", so the prior becomes the mixture
+    1/2 x uniform over the list's ``words`` words + 1/2 x the training prior. Re-weighting the network's
+    posterior by new prior / training prior, a string outside the list gets 1/2 and a list word
+    1/2 x (1 + 1 / (words x P_lm(word))), so the word wins when
+    log P(word | image) + log(1 + 1 / (words x P_lm(word))) >= log P(reading | image).
+    A rare list word (one the network's training hardly favoured) gets a large bonus, a common one little:
+    the network already expects it. No constant here is tuned: the rule follows from the two priors.
+    Why not a uniform prior over strings outside the list (the first version): it made every unlisted string
+    of n characters 37^-n likely, so a name read right ("Cinerama") became a list word a few edits away
+    ("cinema") whose likelihood was a tiny fraction of the reading's.
     """
-    return word_score - math.log(words) >= reading_score - length * math.log(letters)
+    return word_score + float(np.logaddexp(0.0, -math.log(words) - word_prior)) >= reading_score
 
 
 def _case_fold_index(charset: Charset) -> np.ndarray:

@@ -14,6 +14,7 @@ from crnn.charset import BLANK, Charset
 from crnn.errors import LexiconFileError
 from crnn.ctc_decode import (
     SMALL_LEXICON_WORDS,
+    _word_beats_reading,
     Lexicon,
     distance_bound,
     read_image_lexicons,
@@ -435,6 +436,44 @@ def test_large_lexicon_keeps_a_sure_reading_outside_it(big_cased_lexicon, shown:
     doubt = misread(near if shown[0].islower() else near.capitalize() if shown[1].islower() else near.upper(),
                     LETTERS, [len(near) - 1])
     assert lexicon_decode(doubt, one(doubt), LETTERS, lexicon)[0].in_lexicon is True
+
+
+@pytest.mark.parametrize("shown,near", [("Cinerama", "cinema"), ("MOSSER", "moser"), ("Ramada", "ramadan")])
+def test_large_lexicon_keeps_a_name_read_right_when_a_list_word_is_near(big_cased_lexicon, shown: str,
+                                                                        near: str) -> None:
+    # A name the list lacks, read fairly surely (0.9 a frame), with a real word an edit or two away: the word
+    # explains the image far worse, and the list's prior (large for a word the language model finds rare, small
+    # for a common one) does not make up for it. The uniform prior over unlisted strings used to pick the word.
+    lexicon = Lexicon([near, *big_cased_lexicon], LETTERS)
+    log_probs = misread(shown, LETTERS, [], peak=0.9)
+    prediction = lexicon_decode(log_probs, one(log_probs), LETTERS, lexicon)[0]
+    assert (prediction.text, prediction.in_lexicon) == (shown, False)
+
+
+@pytest.mark.parametrize("common,rare", [("the", "thx"), ("and", "anq")])
+def test_small_lexicon_divides_out_the_training_prior(common: str, rare: str) -> None:
+    # The frames are as sure of one word as of the other (the last character's frames split evenly between them):
+    # P(word | image) ties, and the closed list's uniform prior over the training text's prior breaks the tie for
+    # the word that text made rare, instead of the common one the network's posterior leans to when it cannot tell.
+    path = path_for(common, LOWER)
+    probs = peaked(path, LOWER.num_classes, peak=0.9).exp()
+    frame = 1 + 3 * (len(common) - 1)
+    for f in (frame, frame + 1):
+        probs[f] = 0.1 / (LOWER.num_classes - 2)
+        probs[f, LOWER.encode(common[-1])[0]] = probs[f, LOWER.encode(rare[-1])[0]] = 0.45
+    log_probs = (probs / probs.sum(-1, keepdim=True)).log().unsqueeze(0)
+    scores = sequence_log_likelihood(log_probs.expand(2, -1, -1), np.full(2, log_probs.shape[1]),
+                                     [LOWER.encode(common), LOWER.encode(rare)])
+    assert scores[0] == pytest.approx(scores[1])
+    for words in ([common, rare], [rare, common]):
+        assert lexicon_decode(log_probs, one(log_probs), LOWER, Lexicon(words, LOWER))[0].text == rare
+
+
+@pytest.mark.parametrize("word_prior,wins", [(-30.0, True), (-5.0, False)])
+def test_a_rare_list_word_needs_less_evidence_than_a_common_one(word_prior: float, wins: bool) -> None:
+    # The reading is e^2 likelier than the word. Bonus log(1 + 1 / (N P_lm(word))): ~19 nats for a word the
+    # training text almost never had (P_lm = e^-30), ~0 for a common one (e^-5) that the network already expects.
+    assert _word_beats_reading(-3.0, -1.0, word_prior, 50_000) is wins
 
 
 PUNCT = Charset(string.ascii_letters + string.digits + "().,!'-")
