@@ -3,8 +3,6 @@ errors are counted per step, and it refuses a checkpoint that has no decoder."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,13 @@ from crnn.charset import Charset
 from crnn.checkpoint import save_checkpoint
 from crnn.model import CRNN, ModelConfig
 from crnn.text_recognizer import load_recognizer
+from tests.benchmark_scripts import benchmark_module
 from tests.test_attention_recognizer import WORDS, folder, tiny_attention  # noqa: F401 (fixture)
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_exposure_bias.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_exposure_bias", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_exposure_bias"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_exposure_bias"]
+    yield from benchmark_module("bench_exposure_bias")
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

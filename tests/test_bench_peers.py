@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tests.benchmark_scripts import benchmark_module
 from tests.word_images import render_word
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_peers.py"
 WORDS = ["HOUSE", "river", "Open", "7421"]
 PEERS = ["tesseract", "tesseract-list", "rapidocr", "rapidocr-batch", "easyocr"]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_peers", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_peers"] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["bench_peers"]
+    yield from benchmark_module("bench_peers")
 
 
 @pytest.fixture
