@@ -156,8 +156,9 @@ def test_every_run_of_a_set_is_a_valid_config_and_network(run_set: str) -> None:
 
 
 def test_compare_offers_every_run_set() -> None:
-    from crnn_training.compare import _parser
+    from crnn_training.compare import SET_SECTIONS, _parser
     from crnn_training.experiment import RUN_SETS
 
     action = next(a for a in _parser()._actions if a.dest == "set")
     assert set(action.choices) == set(RUN_SETS)
+    assert set(SET_SECTIONS) == set(RUN_SETS)  # each set's report names its own same-budget table

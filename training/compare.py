@@ -435,7 +435,8 @@ def write_report(out: Path, charts: Path, infos: list[dict[str, Any]], datasets:
         seg_panel = {"segmenter alone": {k: {s: (seg[s][k], int(seg[s]["words"])) for s in SPACINGS}
                                    for k in ("count_match", "exact")}} if baseline else {}
         bar_chart(charts / "spacing.png", {"models (synthetic)": by_sp, **seg_panel},
-                  "synthetic words: word accuracy (protocol) by spacing; the segmenter against the true boxes")
+                  "synthetic words: word accuracy (protocol) by spacing"
+                  + ("; the segmenter against the true boxes" if baseline else ""))
         L += ["## Accuracy vs character spacing (synthetic)", "", f"![accuracy vs spacing]({rel / 'spacing.png'})", ""]
         L += _md_table(["model", *SPACINGS], [[name, *(f"{pct(a)} ({c})" for a, c in acc.values())]
                                               for name, acc in by_sp.items()])
