@@ -21,11 +21,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 import torch
 from rapidfuzz.distance import Levenshtein
 
-from crnn.attention_model import EOS, IGNORE, teacher_forcing_pair
+from crnn.attention_model import IGNORE, teacher_forcing_pair
 from crnn.labeled_folder import LabeledFolder
 from crnn.preprocess import prepare
 from crnn.text_recognizer import load_recognizer
@@ -38,7 +37,7 @@ def measure(path: str, folder: str, batch_size: int = 64) -> dict[str, float]:
     if getattr(rec, "kind", "") != "crnn_attention":
         raise SystemExit(f"{path}: not an attention-decoder checkpoint (kind {getattr(rec, 'kind', '?')})")
     data = LabeledFolder.read(folder, rec.charset)
-    items = [(data.path(i), text) for i, (_, text) in enumerate(data.items) if rec.charset.supports(text)]
+    items = [(data.path(i), text) for i, (_, text) in enumerate(data.items)]  # read() refused unspellable texts
     decoder = rec.model.decoder
     tf_wrong = tf_steps = fr_edits = 0
     tf_words = [0, 0]  # words with at least one wrong step, with at least two
@@ -56,7 +55,7 @@ def measure(path: str, folder: str, batch_size: int = 64) -> dict[str, float]:
         tf_words[1] += int((wrong >= 2).sum())
         read, _ = decoder.greedy(frames, lengths)
         for truth, got in zip(ids, read):
-            edits = Levenshtein.distance(truth + [EOS], got + [EOS])
+            edits = Levenshtein.distance(truth, got)  # the end of text adds none: both end there
             fr_edits += edits
             fr_words[0] += edits >= 1
             fr_words[1] += edits >= 2

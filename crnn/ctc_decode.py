@@ -544,7 +544,6 @@ def _lexicon_ids(
             # the prior of its training text. Re-weighted by new prior / training prior (P_lm, as in
             # _word_beats_reading), a word's score is log P(word | image) - log P_lm(word): without it, an image
             # the network cannot read goes to the short, common words its training text favoured.
-            scores = scores.copy()
             scores[:-1] -= np.array([lex.log_prior(f) for f in folded_kept])
         k = int(scores[:-1].argmax())  # ties: the nearer word, as candidates are ordered
         # A large lexicon may not hold the word at all: keep a reading that is no list word when it explains the
