@@ -51,3 +51,8 @@ class BackgroundSourceError(CRNNError, ValueError):
 
 class DecoderOptionError(CRNNError, ValueError):
     """A decoding option does not apply to the model's kind (e.g. a lexicon for the attention decoder)."""
+
+
+class OutputPathError(CRNNError, ValueError):
+    """A path a command would write cannot be written safely (a folder, a device or FIFO, a missing parent
+    folder, no permission, or an existing file that needs --force)."""

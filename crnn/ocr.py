@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from crnn.errors import CRNNError, LoaderError
+from crnn.errors import CRNNError, LoaderError, OutputPathError
+from crnn.output_files import check_output_file
 from crnn.prediction import Prediction
 
 if TYPE_CHECKING:
@@ -153,14 +154,11 @@ def open_output(path: str | None) -> IO[str]:
 
 
 def check_output(path: str) -> str | None:
-    """Why ``-o path`` cannot be written (a folder, a missing or read-only folder), or None."""
-    if os.path.isdir(path):
-        return f"-o {path}: is a folder, not a file"
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        return f"-o {path}: no such folder {parent}"
-    if not os.access(parent, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        return f"-o {path}: permission denied"
+    """Why ``-o path`` cannot be written (see crnn.output_files.check_output_file), or None."""
+    try:
+        check_output_file(path, option="-o")
+    except OutputPathError as e:
+        return str(e)
     return None
 
 
