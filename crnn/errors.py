@@ -56,3 +56,7 @@ class DecoderOptionError(CRNNError, ValueError):
 class OutputPathError(CRNNError, ValueError):
     """A path a command would write cannot be written safely (a folder, a device or FIFO, a missing parent
     folder, no permission, or an existing file that needs --force)."""
+
+
+class NoFontsError(CRNNError, RuntimeError):
+    """The renderer found no usable font (the bundled library missing and no other font folder given)."""

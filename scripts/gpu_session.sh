@@ -30,7 +30,7 @@ fi
 NAMES=$(mktemp -d); ln -s "$ROOT/crnn" "$NAMES/crnn"
 for d in training synth_data server; do ln -s "$ROOT/$d" "$NAMES/crnn_$d"; done
 export PYTHONPATH="$NAMES:$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-SYNTH=$(python3 -c 'import json,os,sys; print(json.dumps({"words_file": os.path.abspath(".gpu/words.txt"), "font_dirs": [os.path.abspath(".fonts"), "@system", "@matplotlib"]}))')
+SYNTH=$(python3 -c 'import json,os,sys; print(json.dumps({"words_file": os.path.abspath(".gpu/words.txt"), "font_dirs": ["@bundled"]}))')
 
 EXP=
 if [ "${EXP_IMAGES:-200000}" != 0 ]; then
@@ -42,7 +42,7 @@ fi
 
 if [ -n "${MAIN_CONFIG:-}" ]; then MAIN_MODEL=""; else MAIN_MODEL="model.backbone=small model.hidden_size=256"; fi
 if [ "${MAIN_MINUTES:-8}" != 0 ]; then
-    WHEELS_DIR=$WHEELS_DIR FONTS_DIR=.fonts WORDS_FILE=.gpu/words.txt INIT_FROM=${MAIN_INIT-weights/crnn.safetensors} \
+    WHEELS_DIR=$WHEELS_DIR WORDS_FILE=.gpu/words.txt INIT_FROM=${MAIN_INIT-weights/crnn.safetensors} \
     CONFIG=${MAIN_CONFIG:-configs/gpu-full.yaml} \
     EXTRA_ARGS="$MAIN_MODEL data.num_workers=${MAIN_WORKERS:-8} ${MAIN_ARGS:-}" \
         timeout $((DEADLINE_S - ($(date +%s) - T0))) bash scripts/train_gpu.sh /tmp/session/main "${MAIN_MINUTES:-8}"

@@ -3,10 +3,10 @@
 #   OUT=/path/out [STEPS=6000] [WORKERS=7] bash scripts/synth_experiment.sh
 # Fine-tunes weights/crnn.safetensors twice, side by side on one GPU, for the same STEPS x 256 images, seed,
 # schedule and learning rate: configs/synth_v1.yaml (the shipped model's renderer) and configs/synth_v2.yaml
-# (issue 14's, with the photographs of .backgrounds/). Needs .fonts/ (crnn synth --collect-fonts .fonts),
+# (issue 14's, with the photographs of .backgrounds/). Renders with the bundled fonts (fonts/). Needs
 # .backgrounds/ (crnn synth --collect-backgrounds .backgrounds), .gpu/words.txt and .whl/ as scripts/train_gpu.sh.
 # BACKGROUNDS_DIR stays unset: arm v1 must render exactly as the shipped model's renderer (configs/synth_v2.yaml
-# names .backgrounds itself). The device tool carries .fonts (18.4 MB), .backgrounds (7.8 MB), .gpu and .whl.
+# names .backgrounds itself). The device tool carries .backgrounds (7.8 MB), .gpu and .whl.
 # Then renders both synthetic test sets and evaluates both runs on them (and on BENCH_DIR's folders if present).
 set -u
 : "${OUT:?set OUT}"
@@ -33,7 +33,7 @@ SETS=()
 for arm in v1 v2; do
     python3 -m crnn.cli synth --count 2000 --out "/tmp/synth_test_$arm" --format folder --seed 20261126 \
         --set preset=$arm $( [ $arm = v2 ] && echo "--set backgrounds_dir=$ROOT/.backgrounds" ) \
-        --set "font_dirs=$ROOT/.fonts,@system,@matplotlib" --set "words_file=$ROOT/.gpu/words.txt"
+        --set "font_dirs=@bundled" --set "words_file=$ROOT/.gpu/words.txt"
     SETS+=(--data "/tmp/synth_test_$arm")
 done
 for b in "${BENCH_DIR:-../shared/benchmarks}"/*/; do [ -f "$b/labels.tsv" ] && SETS+=(--data "$b"); done

@@ -3,7 +3,7 @@
 #
 # Needs only Python with torch, numpy, pillow and opencv on the machine; everything else comes from a local
 # wheel folder filled beforehand by scripts/fetch_wheels.sh. Environment:
-#   WHEELS_DIR  wheel folder (default .whl/)          FONTS_DIR   extra fonts (default .fonts/, used if present)
+#   WHEELS_DIR  wheel folder (default .whl/)          FONTS_DIR   a font folder instead of the bundled library (fonts/; default none)
 #   BACKGROUNDS_DIR  photographs from `crnn synth --collect-backgrounds` (default none: v1 renders as shipped)
 #   WORDS_FILE  word list, one per line (default .gpu/words.txt; else wordfreq, which the box may lack)
 #   INIT_FROM   checkpoint to fine-tune from (default weights/crnn.safetensors if present; INIT_FROM= for none)
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=${PYTHON:-python3}
 WHEELS_DIR=${WHEELS_DIR:-.whl}
-FONTS_DIR=${FONTS_DIR:-.fonts}
+FONTS_DIR=${FONTS_DIR:-}  # the repository's fonts/ (@bundled, the default) travels with the working tree
 BACKGROUNDS_DIR=${BACKGROUNDS_DIR:-}  # opt-in: it changes what a v1 config renders
 WORDS_FILE=${WORDS_FILE:-.gpu/words.txt}
 CONFIG=${CONFIG:-configs/gpu-full.yaml}
@@ -58,7 +58,7 @@ export PYTHONPATH="$NAMES${PYTHONPATH:+:$PYTHONPATH}"
 
 # 2. The run's arguments.
 ARGS=(--config "$CONFIG" "train.max_minutes=$MINUTES" "out_dir=$OUT_DIR")
-if [ -d "$FONTS_DIR" ]; then ARGS+=("synth.font_dirs=[\"$(cd "$FONTS_DIR" && pwd)\", \"@system\", \"@matplotlib\"]"); fi
+if [ -n "$FONTS_DIR" ] && [ -d "$FONTS_DIR" ]; then ARGS+=("synth.font_dirs=[\"$(cd "$FONTS_DIR" && pwd)\"]"); fi
 if [ -n "$BACKGROUNDS_DIR" ] && [ -d "$BACKGROUNDS_DIR" ]; then ARGS+=("synth.backgrounds_dir=\"$(cd "$BACKGROUNDS_DIR" && pwd)\""); fi
 if [ -f "$WORDS_FILE" ]; then ARGS+=("synth.words_file=\"$(cd "$(dirname "$WORDS_FILE")" && pwd)/$(basename "$WORDS_FILE")\""); fi
 if [ -n "$INIT_FROM" ]; then ARGS+=(--init-from "$INIT_FROM"); fi

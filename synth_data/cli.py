@@ -31,10 +31,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", type=Path, metavar="PNG", help="write a grid of --count samples with their labels")
     p.add_argument("--boxes", action="store_true", help="draw character boxes on the preview")
     p.add_argument("--columns", type=int, default=4, help="preview grid columns")
-    p.add_argument("--list-fonts", action="store_true", help="count the fonts usable for the charset, per folder")
+    p.add_argument("--list-fonts", action="store_true",
+                   help="count the fonts usable for the charset, per folder, and list each family with its source")
     p.add_argument("--export-words", type=Path, metavar="FILE", help="write the lexicon, one word per line")
     p.add_argument("--collect-fonts", type=Path, metavar="DIR",
                    help="copy every usable font, subset to the charset, into DIR (to carry to a machine without fonts)")
+    p.add_argument("--build-font-library", type=Path, metavar="DIR",
+                   help="maintainers: rebuild the bundled font library (fonts/crnn_ocr_fonts) from this machine's "
+                   "Debian font packages, keeping only licences that allow redistribution (give --set "
+                   "font_dirs=@system,@matplotlib; docs/fonts.md)")
     p.add_argument("--collect-backgrounds", type=Path, metavar="DIR",
                    help="gather photographs and textures that may be redistributed and trained on (scikit-image, "
                    "Debian wallpaper packages, procedural) into DIR with a manifest; then --set backgrounds_dir=DIR")
@@ -115,7 +120,9 @@ def write_dataset(config: SynthConfig, out: Path, fmt: str, count: int, workers:
 
 
 def list_fonts(config: SynthConfig) -> None:
-    """Print, per font folder, how many files and faces were found and how many are usable."""
+    """Print, per font folder, how many files and faces were found and how many are usable; then each family
+    with where it came from (the bundled library's licence and Debian package, or the folder)."""
+    from crnn_synth_data.font_library import bundled_font_dir, read_manifest
     from crnn_synth_data.fonts import scan_fonts
 
     with warnings.catch_warnings(record=True) as caught:
@@ -126,6 +133,22 @@ def list_fonts(config: SynthConfig) -> None:
         print(f"{r.folder:<55} {r.files:>6} {r.faces:>6} {r.usable:>6} {len(r.families):>8} {r.broken:>6} {r.excluded:>8}")
     families = {f.family for f in faces}
     print(f"total: {len(faces)} usable faces in {len(families)} families (charset of {len(config.charset)} characters)")
+    bundled = bundled_font_dir()
+    manifest = read_manifest(bundled) if bundled else {}
+    by_family: dict[str, list[str]] = {}
+    faces_of: dict[str, int] = {}
+    for face in faces:
+        path = Path(face.path)
+        row = manifest.get(f"files/{path.name}") if bundled and path.parent == bundled / "files" else None
+        source = (f"bundled: {row['family']}, {row['licence']}, Debian {row['package']}" if row
+                  else f"bundled ({path.name} not in the manifest)" if bundled and path.parent == bundled / "files"
+                  else f"folder {path.parent}")
+        faces_of[face.family] = faces_of.get(face.family, 0) + 1
+        if source not in by_family.setdefault(face.family, []):
+            by_family[face.family].append(source)
+    print(f"\n{'family':<34} {'faces':>5}  source")
+    for family in sorted(by_family, key=str.lower):
+        print(f"{family:<34} {faces_of[family]:>5}  {'; '.join(by_family[family])}")
     for w in caught[:10]:
         print(f"warning: {w.message}", file=sys.stderr)
 
@@ -153,6 +176,23 @@ def main(argv: list[str] | None = None) -> int:
 
         n, size = collect_fonts(config, args.collect_fonts)
         print(f"wrote {n} fonts ({size / 1e6:.1f} MB) to {args.collect_fonts}; use --set font_dirs={args.collect_fonts}")
+        did = True
+    if args.build_font_library:
+        from crnn_synth_data.font_library import EXCLUDED as FONTS_EXCLUDED, MANIFEST as FONTS_MANIFEST
+        from crnn_synth_data.font_library import build_font_library
+        from crnn_synth_data.fonts import scan_fonts
+        from tqdm import tqdm
+
+        with tqdm(unit="face", file=sys.stderr, desc=f"fonts -> {args.build_font_library}") as bar:
+            def step(i: int, total: int) -> None:
+                bar.total = total
+                bar.update(1)
+
+            rep = build_font_library(config, scan_fonts(config)[0], args.build_font_library, progress=step)
+        families = {row["family"] for row in rep.kept}
+        print(f"wrote {len(rep.kept)} faces of {len(families)} families ({rep.size / 1e6:.1f} MB) to "
+              f"{args.build_font_library}; left out {len({r['family'] for r in rep.excluded} - families)} families "
+              f"(see {FONTS_EXCLUDED}); manifest: {FONTS_MANIFEST}")
         did = True
     if args.collect_backgrounds:
         from crnn.errors import CRNNError
@@ -201,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         did = True
     if not did:
         build_parser().print_usage(sys.stderr)
-        print("crnn synth: give --out, --preview, --list-fonts, --export-words, --collect-fonts or --collect-backgrounds", file=sys.stderr)
+        print("crnn synth: give --out, --preview, --list-fonts, --export-words, --collect-fonts, --build-font-library "
+              "or --collect-backgrounds", file=sys.stderr)
         return 2
     return 0
 

@@ -9,7 +9,10 @@ from pydantic import Field, model_validator
 from crnn.charset import DEFAULT_CHARS
 from crnn.config import Config, apply_overrides, parse_value
 
-# Tokens accepted in ``font_dirs`` besides real folders (expanded by crnn_synth_data.fonts).
+# Tokens accepted in ``font_dirs`` besides real folders (expanded by crnn_synth_data.fonts). The bundled
+# library (fonts/ in a clone, the crnn-ocr-fonts package when installed) is the default; the host's fonts are
+# an opt-in, so that the data does not depend on what a machine happens to have installed.
+BUNDLED_FONTS = "@bundled"
 SYSTEM_FONTS = "@system"
 MATPLOTLIB_FONTS = "@matplotlib"
 
@@ -65,7 +68,7 @@ class SynthConfig(Config):
     case_title: float = 0.22
 
     # --- fonts ---
-    font_dirs: list[str] = Field(default_factory=lambda: [SYSTEM_FONTS, MATPLOTLIB_FONTS])
+    font_dirs: list[str] = Field(default_factory=lambda: [BUNDLED_FONTS])
     # File-name patterns (case-insensitive) of fonts whose glyphs are not the characters they map:
     # symbols, pictograms, keyboard keys, math alphabets that draw "$" as "£".
     exclude_fonts: list[str] = Field(

@@ -17,12 +17,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from crnn_synth_data.config import MATPLOTLIB_FONTS, SYSTEM_FONTS, SynthConfig
+from crnn.errors import NoFontsError
+from crnn_synth_data.config import BUNDLED_FONTS, MATPLOTLIB_FONTS, SYSTEM_FONTS, SynthConfig
 
 log = logging.getLogger(__name__)
 
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".otc")
 SYSTEM_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts", "~/.fonts", "~/.local/share/fonts")
+# Set (to anything but "" or "0") to make ``@system`` and ``@matplotlib`` expand to nothing: the tests and CI
+# render as a fresh machine would, whatever fonts this one has installed by hand.
+HIDE_HOST_FONTS_ENV = "CRNN_SYNTH_HIDE_HOST_FONTS"
 _CACHE_VERSION = 3
 # Letters whose lower and upper case differ in shape: if most look alike, the font is all-caps.
 _CASE_PROBES = "abdeghnqrt"
@@ -57,10 +61,19 @@ class FolderReport:
 
 
 def expand_font_dirs(dirs: Iterable[str]) -> list[Path]:
-    """Real folders for ``font_dirs`` entries (``@system`` and ``@matplotlib`` tokens expanded), existing only."""
+    """Real folders for ``font_dirs`` entries (``@bundled``, ``@system``, ``@matplotlib`` expanded), existing only."""
+    from crnn_synth_data.font_library import bundled_font_dir
+
+    hide_host = os.environ.get(HIDE_HOST_FONTS_ENV, "") not in ("", "0")
     out: list[Path] = []
     for d in dirs:
-        if d == SYSTEM_FONTS:
+        if d == BUNDLED_FONTS:
+            bundled = bundled_font_dir()
+            if bundled is not None:
+                out.append(bundled / "files")
+        elif d in (SYSTEM_FONTS, MATPLOTLIB_FONTS) and hide_host:
+            continue
+        elif d == SYSTEM_FONTS:
             out.extend(Path(p).expanduser() for p in SYSTEM_FONT_DIRS)
         elif d == MATPLOTLIB_FONTS:
             spec = importlib.util.find_spec("matplotlib")
@@ -281,6 +294,19 @@ class GlyphSet:
         return Glyph(np.asarray(im).copy(), x0, y0, advance)
 
 
+def no_fonts_message(config: SynthConfig) -> str:
+    """Why no font was found, and how to get the bundled library or use this machine's fonts."""
+    from crnn_synth_data.font_library import bundled_font_dir
+
+    msg = f"no usable fonts found in font_dirs={config.font_dirs}"
+    if BUNDLED_FONTS in config.font_dirs and bundled_font_dir() is None:
+        msg += ("; the bundled font library is not installed: from a clone of crnn-ocr, `pip install ./fonts` "
+                "(the crnn-ocr-fonts package), or render with this machine's fonts: --set font_dirs=@system,@matplotlib")
+    else:
+        msg += "; point font_dirs at a folder of .ttf/.otf files, or use @bundled (the project's fonts)"
+    return msg
+
+
 class FontPool:
     """Usable faces grouped by family; picks a face able to draw a text, family first for variety."""
 
@@ -289,10 +315,7 @@ class FontPool:
         if faces is None:
             faces, _ = scan_fonts(config)
         if not faces:
-            raise RuntimeError(
-                f"no usable fonts found in {config.font_dirs}; install some (e.g. apt-get install fonts-dejavu-core) "
-                "or set SynthConfig.font_dirs"
-            )
+            raise NoFontsError(no_fonts_message(config))
         self.faces = faces
         by_family: dict[str, list[FontFace]] = {}
         for f in faces:
@@ -325,27 +348,18 @@ def collect_fonts(config: SynthConfig, out_dir: str | Path) -> tuple[int, int]:
 
     Returns (faces written, bytes written). Use the folder as ``font_dirs`` on a machine without fonts.
     """
-    from fontTools import subset
+    from crnn_synth_data.font_library import subset_face
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     faces, _ = scan_fonts(config)
     written, size = 0, 0
     used: set[str] = set()
-    unicodes = sorted({ord(c) for c in config.charset})
     # fontTools logs a line per odd header timestamp and dropped table: noise for hundreds of fonts.
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     for face in faces:
-        opts = subset.Options()
-        opts.name_IDs = ["*"]  # keep family/style names: sampling groups faces by family
-        opts.layout_features = []  # the renderer places glyphs itself
-        opts.font_number = face.index
-        opts.notdef_outline = True
         try:
-            font = subset.load_font(face.path, opts)
-            sub = subset.Subsetter(opts)
-            sub.populate(unicodes=unicodes)
-            sub.subset(font)
+            font = subset_face(face.path, face.index, config.charset)
         except Exception as e:  # one unsubsettable face must not stop the collection
             log.warning("cannot subset %s (%s); skipping it", face.path, e)
             continue

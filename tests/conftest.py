@@ -12,6 +12,9 @@ import torch
 from tests.word_images import render_word
 
 torch.set_num_threads(1)
+# Render as a fresh machine would: only the bundled font library, never a font installed on this host by hand
+# (`@system` and `@matplotlib` expand to nothing; subprocesses inherit it). Issue 30.
+os.environ["CRNN_SYNTH_HIDE_HOST_FONTS"] = "1"
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO.parent / "shared" / "benchmarks"

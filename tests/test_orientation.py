@@ -39,10 +39,13 @@ shipped = pytest.mark.skipif(not DEFAULT_ORIENTATION_WEIGHTS.exists(), reason="n
 
 # Seeds of the rendered test sets: not the classifier's training (0), validation (1) or benchmark (2) seeds.
 TEST_SEED = 3
-# Stated rates, with margin below what the shipped weights reach on these sets (docs/orientation.md).
-# The shipped weights: 116/156 (74%) turned right, 0/117 tall upright words turned (its threshold, 0.9, is set
-# to turn at most 0.5% of the validation's upright words: a crop is turned only when the classifier is nearly sure).
-MIN_TURNED_RIGHT = 0.65  # share of the 90/180/270/stacked renders classified right
+# Stated rates, with margin below what the shipped weights reach on these sets (docs/orientation.md), rendered
+# with the bundled font library only (conftest hides the host's fonts; issue 30), so the same on every machine.
+# The shipped weights: 111/156 (71.2%) turned right (74% with the 263 hand-installed families, 65% with DejaVu
+# alone), 0/115 tall upright words turned (its threshold, 0.9, is set to turn at most 0.5% of the validation's
+# upright words). Margins from the sample sizes: 71.2% less two binomial standard errors (sqrt(.712*.288/156) =
+# 3.6 points) is 64%; for 0 of 115, 2% is below the rule-of-three 95% bound (3/115 = 2.6%) and 4x the design rate.
+MIN_TURNED_RIGHT = 0.64  # share of the 90/180/270/stacked renders classified right
 MAX_TALL_UPRIGHT_TURNED = 0.02  # share of tall upright words the step turns
 
 

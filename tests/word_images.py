@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-FONT = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+# DejaVu Sans from the bundled font library (fonts/), never a font the host happens to have.
+FONT = Path(__file__).resolve().parent.parent / "fonts" / "crnn_ocr_fonts" / "files" / "DejaVu_Sans_Book.ttf"
 
 
 def render_word(text: str, height: int = 32, size: int = 24, invert: bool = False) -> np.ndarray:
