@@ -332,8 +332,73 @@ def beam_search_decode(
 # ---------------------------------------------------------------------------------------------
 
 
+# Dropped words named per reason in a report (the counts are always complete).
+DROPPED_EXAMPLES: int = 3
+# Why a lexicon drops a word, as a report says it.
+DROP_REASONS: dict[str, str] = {
+    "tab": "with a tab (a column separator, never part of a word)",
+    "charset": "with characters the model cannot read",
+    "empty": "empty or blank",
+}
+
+
+class DroppedWords:
+    """The words one or more lexicons dropped: a count per reason (see DROP_REASONS) and the first few of each."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[str]] = {}
+
+    def add(self, reason: str, word: str) -> None:
+        """Count one dropped ``word``; the first DROPPED_EXAMPLES of each reason are kept to name."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        named = self.examples.setdefault(reason, [])
+        if len(named) < DROPPED_EXAMPLES:
+            named.append(word)
+
+    def update(self, other: DroppedWords) -> None:
+        """Add ``other``'s counts (and examples, while there is room) to these."""
+        for reason, count in other.counts.items():
+            self.counts[reason] = self.counts.get(reason, 0) + count
+            named = self.examples.setdefault(reason, [])
+            named.extend(other.examples.get(reason, [])[: DROPPED_EXAMPLES - len(named)])
+
+    @property
+    def total(self) -> int:
+        """How many words were dropped."""
+        return sum(self.counts.values())
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def describe(self) -> str:
+        """One line: each reason's count and its first few words (``2 with a tab (...), e.g. 'cat\\t12', 'dog'``)."""
+        parts = []
+        for reason, text in DROP_REASONS.items():
+            count = self.counts.get(reason, 0)
+            if not count:
+                continue
+            named = ", ".join(repr(w) for w in self.examples[reason] if w.strip())
+            more = ", ..." if named and count > len(self.examples[reason]) else ""
+            parts.append(f"{count} {text}" + (f", e.g. {named}{more}" if named else ""))
+        return "; ".join(parts)
+
+
+def drop_reason(word: str, charset: Charset) -> str | None:
+    """Why a lexicon drops ``word`` (a key of DROP_REASONS), or None when it keeps it."""
+    if not word.strip():
+        return "empty"
+    if "\t" in word:
+        return "tab"
+    if not charset.supports(word):
+        return "charset"
+    return None
+
+
 class Lexicon:
-    """A list of allowed words, deduplicated; words with characters outside the charset are dropped.
+    """A list of allowed words, deduplicated; empty words, words with a tab and words with characters outside the
+    charset are dropped (counted in ``dropped``, for the caller to report); none left is a ValueError that names
+    the lexicon as ``name`` says.
 
     Matching is case-insensitive: a word matches a reading whatever the case of either. With
     ``case="image"`` (the default) the returned text has the case the image shows: the word's case
@@ -341,26 +406,22 @@ class Lexicon:
     likelihood and the likeliest wins; with ``case="keep"`` the word comes back as the lexicon spells it.
     """
 
-    def __init__(self, words: Iterable[str], charset: Charset, case: str = "image") -> None:
+    def __init__(self, words: Iterable[str], charset: Charset, case: str = "image", name: str = "lexicon") -> None:
         if case not in LEXICON_CASES:
             raise ValueError(f"unknown lexicon case {case!r}; choose one of: {', '.join(LEXICON_CASES)}")
         kept: dict[str, None] = {}
-        skipped = 0
+        self.dropped = DroppedWords()
         for word in words:
-            if not word:
-                continue
-            if charset.supports(word):
+            reason = drop_reason(word, charset)
+            if reason is None:
                 kept[word] = None
             else:
-                skipped += 1
+                self.dropped.add(reason, word)
         if not kept:
-            raise ValueError(
-                f"lexicon has no usable words ({skipped} skipped for characters outside the charset)"
-            )
+            raise ValueError(f"{name} has no usable words: {self.dropped.describe() or 'none given'}")
         self.charset = charset
         self.case = case
         self.words: list[str] = list(kept)
-        self.skipped = skipped
         # Case-folded word -> its spellings as written, in list order; the search runs on the folded words.
         self.spellings: dict[str, list[str]] = {}
         for word in self.words:
@@ -368,12 +429,21 @@ class Lexicon:
         self.folded: list[str] = list(self.spellings)
         self._priors: dict[str, float] = {}
 
+    @property
+    def skipped(self) -> int:
+        """How many words were dropped (see ``dropped`` for why)."""
+        return self.dropped.total
+
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], charset: Charset, case: str = "image") -> Lexicon:
-        """A lexicon read from a UTF-8 text file with one word per line (blank lines skipped)."""
-        # utf-8-sig: tolerate the byte-order mark some editors write.
-        with open(path, encoding="utf-8-sig") as f:
-            return cls((line.strip() for line in f), charset, case)
+        """A lexicon read from a UTF-8 text file with one word per line (blank lines are no words); raises
+        LexiconFileError naming the file when it cannot be read, is not UTF-8 or has no usable word."""
+        lines = read_lexicon_lines(path)
+        try:
+            words = (line.strip() for line in lines if line.strip())
+            return cls(words, charset, case, name=f"lexicon {os.fspath(path)}")
+        except ValueError as e:
+            raise LexiconFileError(str(e)) from None
 
     @property
     def small(self) -> bool:
@@ -436,14 +506,46 @@ class Lexicon:
         return [v for v in dict.fromkeys(out) if len(v) == len(folded) and self.charset.supports(v)]
 
 
+def dropped_report(lexicons: Iterable[Lexicon | None]) -> str | None:
+    """What the distinct lexicons among ``lexicons`` dropped, together, as one line for a warning (``3 words
+    dropped, 7 kept: ...``), or None when they dropped nothing. Per-image lexicons of one file share a Lexicon per
+    word list, so each list counts once."""
+    dropped, kept, seen = DroppedWords(), 0, set()
+    for lex in lexicons:
+        if lex is not None and id(lex) not in seen:
+            seen.add(id(lex))
+            dropped.update(lex.dropped)
+            kept += len(lex.words)
+    if not dropped:
+        return None
+    n = dropped.total
+    return f"{n} word{'s' * (n != 1)} dropped, {kept} kept: {dropped.describe()}"
+
+
+def read_lexicon_lines(path: str | os.PathLike[str]) -> list[str]:
+    """The lines of a lexicon file (UTF-8, a byte-order mark tolerated: some editors write one); raises
+    LexiconFileError naming the file when it cannot be read or is not UTF-8."""
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise LexiconFileError(f"cannot read lexicon {name}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise LexiconFileError(f"lexicon {name} is not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); "
+                               f"save it as UTF-8") from None
+    # Lines end at \n, \r\n or \r only, as a text file's do (str.splitlines would also split at \x85, \x0c, ...).
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 def read_image_lexicons(path: str | os.PathLike[str], charset: Charset, case: str = "image") -> dict[str, Lexicon]:
     """Per-image lexicons from lines ``relative_path<TAB>word,word,...`` (paths as in labels.tsv), keyed by the
-    normalised relative path; raises LexiconFileError naming the file and line of the first bad line."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise LexiconFileError(f"cannot read lexicons {os.fspath(path)}: {e}") from None
+    normalised relative path; raises LexiconFileError naming the file and line of the first bad line (one whose
+    words are all dropped, too). What the lists dropped: :func:`dropped_report` of the values."""
+    lines = read_lexicon_lines(path)
     lexicons: dict[str, Lexicon] = {}
     shared: dict[str, Lexicon] = {}  # images of one scene share a word list: one Lexicon object
     for number, line in enumerate(lines, 1):

@@ -21,6 +21,7 @@ from crnn.prediction import Prediction
 if TYPE_CHECKING:
     import numpy as np
 
+    from crnn.charset import Charset
     from crnn.ctc_decode import Lexicon
     from crnn.image_loader import Chunk, ChunkLoader
     from crnn.orientation import OrientationClassifier
@@ -160,6 +161,18 @@ def check_output(path: str) -> str | None:
     except OutputPathError as e:
         return str(e)
     return None
+
+
+def load_lexicon(path: str, charset: Charset, case: str, prog: str = "crnn ocr") -> Lexicon:
+    """``--lexicon path`` for ``charset``, saying on stderr which words it dropped (raises LexiconFileError when
+    it cannot be read or keeps no word)."""
+    from crnn.ctc_decode import Lexicon, dropped_report
+
+    lexicon = Lexicon.from_file(path, charset, case)
+    note = dropped_report([lexicon])
+    if note:
+        print(f"{prog}: warning: --lexicon {path}: {note}", file=sys.stderr)
+    return lexicon
 
 
 def run_ocr(
@@ -312,7 +325,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
     """Load the model and write a row per input; the exit status of `crnn ocr`."""
-    from crnn.ctc_decode import Lexicon
     from crnn.machine import cpu_cores
     from crnn.text_recognizer import load_recognizer
 
@@ -333,7 +345,7 @@ def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
         # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
         recognizer = load_recognizer(args.weights, device=args.device, threads=torch_threads, precision=args.precision,
                                      backend=args.backend)
-        lexicon = Lexicon.from_file(args.lexicon, recognizer.charset, args.lexicon_case) if args.lexicon else None
+        lexicon = load_lexicon(args.lexicon, recognizer.charset, args.lexicon_case) if args.lexicon else None
         orientation = None
         if args.orientation != "none":
             from crnn.orientation import load_orientation

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from crnn.errors import CRNNError, ShardFolderError
+from crnn.config import Config
+from crnn.errors import CRNNError, ConfigError, ShardFolderError
 from crnn.ocr import CHUNK_BATCHES, Row, Writer, expand_inputs, run_ocr
 from crnn.prediction import Prediction
 
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
-RUN_FILE = "_crnn_ocr_run.json"  # the options the folder's shards were written with
+RUN_FILE = "_crnn_ocr_run.json"  # what the folder's shards were read with (RunRecord)
+RUN_FILE_VERSION = 2  # 2: the weights and lexicon by content hash (1, unversioned: by path only)
 # Paths per actor call (batch size x this). Smaller than `crnn ocr`'s chunks (x CHUNK_BATCHES) so that a few
 # thousand images still spread over every actor; big enough that most width buckets fill a batch.
 ACTOR_CHUNK_BATCHES = max(1, CHUNK_BATCHES // 4)
@@ -41,17 +44,14 @@ ACTOR_CHUNK_BATCHES = max(1, CHUNK_BATCHES // 4)
 class OcrOptions:
     """What every actor needs to read like `crnn ocr`: load_recognizer's and run_ocr's keyword arguments.
 
-    A new `crnn ocr` recognizer option is one more key in ``load`` or ``run`` (see :func:`options_from_args`).
+    A new `crnn ocr` recognizer option is one more key in ``load`` or ``run`` (see :func:`options_from_args`) and,
+    when it can change what is read, one more flag in :func:`run_record`.
     """
 
     load: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     lexicon: str | None = None
     lexicon_case: str = "image"
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The options as JSON, to refuse resuming a folder written with other ones."""
-        return json.loads(json.dumps(asdict(self), default=str))
 
 
 def options_from_args(args: argparse.Namespace) -> OcrOptions:
@@ -64,6 +64,94 @@ def options_from_args(args: argparse.Namespace) -> OcrOptions:
         lexicon=os.path.abspath(args.lexicon) if args.lexicon else None,
         lexicon_case=args.lexicon_case,
     )
+
+
+class HashedFile(Config):
+    """A file a run read, by content: a resume must read the same bytes, wherever they are now."""
+
+    kind: ClassVar[str] = "run file"
+    path: str
+    sha256: str
+
+
+class RunRecord(Config):
+    """What an output folder's shards were read with (``_crnn_ocr_run.json``): a resume must match it.
+
+    ``options`` holds, by the flag that sets it, each option that can change a shard's contents (an option that
+    does not apply, e.g. --beam-width with --decoder greedy, is left out). Options that only change how fast the
+    shards are read (--batch-size, --ray-actors, --ray-address, --threads, --progress) are not recorded: a resume
+    may change them.
+    """
+
+    kind: ClassVar[str] = "run file"
+    version: Literal[2] = RUN_FILE_VERSION
+    options: dict[str, str | int | float]
+    weights: HashedFile
+    lexicon: HashedFile | None = None
+    language_model: HashedFile | None = None  # with --decoder lm: the character language model it reads with
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """The SHA-256 of a file's contents, hex (read once per run, on the driver: a few ms for the shipped model)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _hashed(path: str | os.PathLike[str]) -> HashedFile:
+    return HashedFile(path=os.path.abspath(path), sha256=file_sha256(path))
+
+
+def run_record(options: OcrOptions, fmt: str, shard_size: int) -> RunRecord:
+    """The record of a run with these options: the weights, lexicon and language model hashed (raises OSError
+    when one cannot be read)."""
+    from crnn.char_lm import default_lm_path
+    from crnn.checkpoint_header import default_weights_path
+    from crnn.lm_decode import LM_WEIGHT
+
+    load, run = options.load, options.run
+    decoder = run["decoder"]
+    flags: dict[str, Any] = {
+        "--ray-format": fmt, "--ray-shard-size": shard_size, "--backend": load["backend"], "--device": load["device"],
+        "--precision": load["precision"], "--decoder": decoder,
+        "--beam-width": run["beam_width"] if decoder != "greedy" else None,
+        # The default weight is the tuned one: no --lm-weight and --lm-weight 0.35 read the same.
+        "--lm-weight": (LM_WEIGHT if run["lm_weight"] is None else run["lm_weight"]) if decoder == "lm" else None,
+        "--lexicon-case": options.lexicon_case if options.lexicon else None,
+    }
+    return RunRecord(
+        options={k: v for k, v in flags.items() if v is not None},
+        weights=_hashed(load["weights"] or default_weights_path()),
+        lexicon=_hashed(options.lexicon) if options.lexicon else None,
+        language_model=_hashed(default_lm_path()) if decoder == "lm" else None,
+    )
+
+
+def _file_change(what: str, before: HashedFile | None, now: HashedFile | None) -> str | None:
+    """How a file a run reads differs from the one its shards were read with, or None."""
+    if before is None and now is None or before and now and before.sha256 == now.sha256:
+        return None  # the same bytes, wherever they are now
+    if before is None or now is None:
+        then, later = (f"no {what}" if f is None else f"{what} {f.path}" for f in (before, now))
+        return f"{then} then, {later} now"
+    if before.path == now.path:
+        return f"{what} {now.path} has changed since (sha256 {before.sha256[:12]} then, {now.sha256[:12]} now)"
+    return (f"other {what} ({before.path}, sha256 {before.sha256[:12]} then; {now.path}, sha256 {now.sha256[:12]} "
+            f"now)")
+
+
+def run_changes(before: RunRecord, now: RunRecord) -> list[str]:
+    """What differs between the run an output folder holds and this one, each as a phrase naming it."""
+    changes = [c for c in (_file_change("weights", before.weights, now.weights),
+                           _file_change("lexicon", before.lexicon, now.lexicon)) if c]
+    if before.language_model and now.language_model:  # else --decoder differs, and says it
+        changes += [c for c in [_file_change("language model", before.language_model, now.language_model)] if c]
+    for flag in dict.fromkeys([*before.options, *now.options]):
+        old, new = before.options.get(flag), now.options.get(flag)
+        # An option used on one side only (--beam-width, --lm-weight, --lexicon-case) follows from a change that
+        # is said (--decoder, the lexicon).
+        if old is not None and new is not None and old != new:
+            changes.append(f"{flag} {old} then, {new} now")
+    return changes
 
 
 # --- inputs -------------------------------------------------------------------------------------------------
@@ -257,6 +345,19 @@ def read_results(folder: str | os.PathLike, fmt: str = "parquet") -> list[dict[s
     return [rec for f in sorted(Path(folder).glob(f"part-*.{fmt}")) for rec in read_shard(f, fmt)]
 
 
+def _read_done_shard(path: Path, fmt: str) -> list[dict[str, Any]]:
+    """The records of a shard a resume skips; ShardFolderError naming it when it cannot be read as one."""
+    try:
+        records = read_shard(path, fmt)
+        if any("path" not in r for r in records):
+            raise KeyError("no 'path' column")
+    except Exception as e:  # whatever the file holds (pyarrow, json, a missing column...), it is no shard we wrote
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0][:160]
+        raise ShardFolderError(f"--output {path.parent}: {path.name} is damaged, not a {fmt} shard ({why}); delete it "
+                               f"and run the command again to read that shard anew") from None
+    return records
+
+
 def _expected_paths(items: list[tuple[str, str | None]], fmt: str) -> list[str]:
     return [p if fmt == "jsonl" else _utf8(p) for p, _ in items]
 
@@ -264,23 +365,43 @@ def _expected_paths(items: list[tuple[str, str | None]], fmt: str) -> list[str]:
 # --- the driver ---------------------------------------------------------------------------------------------
 
 
-def prepare_output(folder: Path, fmt: str, shard_size: int, options: OcrOptions) -> None:
-    """Create the output folder, or check that the run it holds had the same options; drop stale temporaries."""
+def prepare_output(folder: Path, record: RunRecord) -> None:
+    """Create the output folder, or check that the run it holds read the same weights, lexicon and options; drop
+    stale temporaries. Raises ShardFolderError (one line: what changed, how to start over)."""
     if folder.exists() and not folder.is_dir():
         raise ShardFolderError(f"--output {folder}: is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    run = {"format": fmt, "shard_size": shard_size, **options.fingerprint()}
     run_file = folder / RUN_FILE
+    start_over = "start over in a new --output folder (or empty this one)"
     if run_file.exists():
-        before = json.loads(run_file.read_text())
-        if before != run:
-            changed = sorted(k for k in run.keys() | before.keys() if run.get(k) != before.get(k))
-            raise ShardFolderError(f"--output {folder}: holds a run with other options ({', '.join(changed)}); "
-                              f"resume with the same options or use a new folder")
+        before = read_run_file(run_file, start_over)
+        changes = run_changes(before, record)
+        if changes:
+            raise ShardFolderError(f"--output {folder}: its shards were read otherwise: {'; '.join(changes)}; resume "
+                                   f"as they were read, or {start_over}")
     else:
-        write_atomically(run_file, json.dumps(run, indent=1).encode())
+        write_atomically(run_file, json.dumps(record.to_dict(), indent=1).encode())
     for stale in folder.glob(".part-*.tmp-*"):  # left by a killed run; its shard is redone
         stale.unlink()
+
+
+def read_run_file(path: Path, start_over: str = "start over in a new --output folder") -> RunRecord:
+    """The RunRecord in ``path``; ShardFolderError (naming the file) for one that is damaged or too old to check."""
+    where = f"--output {path.parent}: {path.name}"
+    try:
+        data = json.loads(path.read_bytes())
+    except ValueError as e:  # not UTF-8 or not JSON
+        raise ShardFolderError(f"{where} is damaged, not a run file ({e}); {start_over}, or delete it to resume if "
+                               f"its shards were read with these weights and options") from None
+    if isinstance(data, dict) and "version" not in data and "load" in data:
+        raise ShardFolderError(f"{where} was written by an older crnn-ocr, which did not record the weights' hash, so "
+                               f"its shards cannot be checked against these weights; {start_over}, or delete it "
+                               f"to resume if these are the weights that read them")
+    try:
+        return RunRecord.from_dict(data)
+    except ConfigError as e:
+        raise ShardFolderError(f"{where} is damaged, not a run file ({e}); {start_over}, or delete it to resume if "
+                               f"its shards were read with these weights and options") from None
 
 
 def _init_ray(address: str | None, show_progress: bool) -> Any:
@@ -310,9 +431,6 @@ def run_ray(args: argparse.Namespace) -> int:
     if getattr(args, "orientation", "none") != "none":
         print("crnn ocr: --orientation auto does not run with --ray yet (docs/scale-out.md)", file=sys.stderr)
         return 2
-    if args.lexicon and not os.path.isfile(args.lexicon):  # checked here, not by N actors
-        print(f"crnn ocr: --lexicon {args.lexicon}: no such file", file=sys.stderr)
-        return 2
     try:
         import ray  # noqa: F401  # only to say which extra is missing
     except ModuleNotFoundError:
@@ -328,10 +446,16 @@ def run_ray(args: argparse.Namespace) -> int:
         return 2
     fmt, folder, options = args.ray_format, Path(args.output), options_from_args(args)
     try:
+        from crnn.charset import Charset
         from crnn.checkpoint_header import default_weights_path, read_header
+        from crnn.ocr import load_lexicon
 
-        read_header(args.weights or default_weights_path())  # a bad weights file: one line now, not in N actors
-        prepare_output(folder, fmt, args.ray_shard_size, options)
+        # A bad weights file: one line now, not in N actors.
+        header = read_header(args.weights or default_weights_path())
+        if args.lexicon:  # read here once, to say what it drops (and refuse one that keeps nothing), not by N actors
+            load_lexicon(args.lexicon, Charset.from_dict(header["charset"]), args.lexicon_case)
+        # Hashed once, here: a resume must read with the very same weights and lexicon (docs/scale-out.md).
+        prepare_output(folder, run_record(options, fmt, args.ray_shard_size))
         # Which shards are still to do (a shard file exists only when complete: written, then renamed); they are
         # kept as Arrow tables of paths (compact, and what Ray Data takes), with their sizes.
         blocks: list[pa.Table] = []
@@ -340,7 +464,7 @@ def run_ray(args: argparse.Namespace) -> int:
         for k, items in enumerate(shards(iter_inputs(args.paths), args.ray_shard_size)):
             final = folder / shard_name(k, fmt)
             if final.exists():
-                records = read_shard(final, fmt)
+                records = _read_done_shard(final, fmt)
                 if [r["path"] for r in records] != _expected_paths(items, fmt):
                     raise ShardFolderError(f"--output {folder}: {final.name} holds other paths than these inputs' "
                                       f"shard {k}; the inputs changed since it was written: use a new folder")

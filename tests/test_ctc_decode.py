@@ -17,6 +17,7 @@ from crnn.ctc_decode import (
     _word_beats_reading,
     Lexicon,
     distance_bound,
+    dropped_report,
     read_image_lexicons,
     beam_search_decode,
     decode,
@@ -560,6 +561,46 @@ def test_lexicon_from_file_skips_unsupported_words(tmp_path) -> None:
 def test_lexicon_without_usable_words_is_rejected() -> None:
     with pytest.raises(ValueError, match="no usable words"):
         Lexicon(["ÉTÉ", ""], LOWER)
+
+
+def test_lexicon_counts_every_dropped_word_by_reason() -> None:
+    lexicon = Lexicon(["hello", "wor\tld", "café", "", "  ", "ok", "naïve", "été", "über"], LOWER)
+    assert lexicon.words == ["hello", "ok"] and lexicon.skipped == 7
+    assert lexicon.dropped.counts == {"tab": 1, "charset": 4, "empty": 2}
+    report = dropped_report([lexicon, None, lexicon])  # a lexicon given twice counts once
+    assert report is not None and report.startswith("7 words dropped, 2 kept: 1 with a tab")
+    assert "'wor\\tld'" in report  # the tab shown, not printed raw
+    assert "4 with characters the model cannot read, e.g. 'café', 'naïve', 'été', ..." in report  # 3 named
+    assert report.endswith("; 2 empty or blank")
+    assert dropped_report([Lexicon(["ok"], LOWER), None]) is None
+
+
+def test_lexicon_file_of_tab_separated_lines_is_refused_naming_the_file(tmp_path) -> None:
+    path = tmp_path / "freq.tsv"
+    path.write_text("the\t100\nof\t90\n", encoding="utf-8")
+    with pytest.raises(LexiconFileError, match=r"lexicon .*freq.tsv has no usable words: 2 with a tab"):
+        Lexicon.from_file(path, LOWER)
+
+
+@pytest.mark.parametrize("read", [lambda p: Lexicon.from_file(p, LOWER), lambda p: read_image_lexicons(p, LOWER)],
+                         ids=["word list", "per-image"])
+def test_non_utf8_lexicon_file_is_one_error_naming_the_file(tmp_path, read) -> None:
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"a.png\tok\nb.png\tna\xefve\n")
+    with pytest.raises(LexiconFileError, match=r"lexicon .*latin1.txt is not UTF-8 text \(byte 0xef on line 2\)"):
+        read(path)
+    with pytest.raises(LexiconFileError, match="cannot read lexicon .*missing.txt"):
+        read(tmp_path / "missing.txt")
+
+
+def test_per_image_lexicon_drops_are_reported_once_per_word_list(tmp_path) -> None:
+    path = tmp_path / "lex.tsv"
+    path.write_text("a.png\tcat,café,,dog\nb.png\tcat,café,,dog\nc.png\tcow\tx,pig\n", encoding="utf-8")
+    lexicons = read_image_lexicons(path, LOWER)
+    assert lexicons["a.png"].words == ["cat", "dog"] and lexicons["c.png"].words == ["pig"]
+    assert dropped_report(lexicons.values()) == ("3 words dropped, 3 kept: 1 with a tab (a column separator, never "
+                                                 "part of a word), e.g. 'cow\\tx'; 1 with characters the model cannot "
+                                                 "read, e.g. 'café'; 1 empty or blank")
 
 
 def test_lexicon_charset_must_match() -> None:

@@ -179,3 +179,54 @@ def test_crnn_eval_bad_lexicons_line_is_one_error_naming_the_line(folder: Path, 
 def test_crnn_eval_lexicons_one_per_folder(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert evaluate.main(["--data", str(folder), "--data", str(folder), "--lexicons", "x.tsv"]) == 2
     assert "one --lexicons file per --data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["missing/e.tsv", "a_folder"])
+def test_crnn_eval_errors_path_that_cannot_be_written_fails_before_evaluating(
+        folder: Path, tmp_path: Path, fake: FakeRecognizer, capsys: pytest.CaptureFixture[str], where: str) -> None:
+    (tmp_path / "a_folder").mkdir()
+    assert evaluate.main(["--data", str(folder), "--errors", str(tmp_path / where)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"crnn eval: error: --errors {tmp_path / where}: ")
+    assert not hasattr(fake, "lexicon")  # nothing was read
+
+
+def test_crnn_eval_errors_file_that_fails_at_the_end_keeps_the_results_and_the_old_file(
+        folder: Path, tmp_path: Path, fake: FakeRecognizer, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    errors = tmp_path / "errors.tsv"
+    errors.write_text("the last run's\n")
+    real = fake.recognize_prepared
+
+    def then_a_folder_takes_its_place(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        errors.unlink()
+        errors.mkdir()  # something the command must not replace appears meanwhile
+        return real(*a, **k)
+
+    monkeypatch.setattr(fake, "recognize_prepared", then_a_folder_takes_its_place)
+    assert evaluate.main(["--data", str(folder), "--errors", str(errors)]) == 2
+    out, err = capsys.readouterr()
+    assert "bench" in out and "75.00%" in out  # the results table is printed all the same
+    assert err.strip().endswith(f"crnn eval: error: --errors {errors}: is a folder, not a file")
+    assert errors.is_dir() and not list(tmp_path.glob(".errors.tsv.*"))  # no temporary left beside it
+
+
+def test_crnn_eval_reports_the_lexicon_words_it_drops(folder: Path, tmp_path: Path, fake: FakeRecognizer,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    words = tmp_path / "words.txt"
+    words.write_text("Hello\nWorld\tx\ncafé\ncat\n", encoding="utf-8")
+    assert evaluate.main(["--data", str(folder), "--lexicon", str(words)]) == 0
+    err = capsys.readouterr().err
+    assert f"crnn eval: warning: --lexicon {words}: 2 words dropped, 2 kept: " in err and "'World\\tx'" in err
+    per_image = tmp_path / "lex.tsv"
+    per_image.write_text("0.png\tHELLO,été\n1.png\tWorld,\n2.png\tHELLO,été\n", encoding="utf-8")
+    assert evaluate.main(["--data", str(folder), "--lexicons", str(per_image)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1  # once per file; 0.png and 2.png share one word list
+    assert (f"crnn eval: warning: --lexicons {per_image}: 2 words dropped, 2 kept: 1 with characters the model "
+            f"cannot read, e.g. 'été'; 1 empty or blank") in err
+    tsv = tmp_path / "freq.txt"
+    tsv.write_text("Hello\t10\nWorld\t9\n", encoding="utf-8")
+    assert evaluate.main(["--data", str(folder), "--lexicon", str(tsv)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"lexicon {tsv} has no usable words: 2 with a tab" in err

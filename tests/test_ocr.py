@@ -126,6 +126,28 @@ def test_beam_and_lexicon_options(folder: Path, tiny_weights: Path, tmp_path: Pa
     assert all(r["in_lexicon"] == "true" for r in rows)  # a small lexicon: always one of its words
 
 
+def test_lexicon_words_it_drops_are_reported_once_on_stderr(folder: Path, tiny_weights: Path, tmp_path: Path,
+                                                            capsys) -> None:
+    lex = tmp_path / "lex.txt"
+    lex.write_text("alpha\nbe\tx\ngamma\ncafé\n\ndeep\n", encoding="utf-8")
+    code, out, err = _run([str(folder), "--weights", str(tiny_weights), "--lexicon", str(lex)], capsys)
+    assert code == 0 and len(_tsv(out)) == 4
+    assert err.count("\n") == 1 and err.startswith(f"crnn ocr: warning: --lexicon {lex}: 2 words dropped, 3 kept: ")
+    assert "'be\\tx'" in err and "'café'" in err
+
+
+@pytest.mark.parametrize("content,why", [
+    (b"the\t100\nof\t90\n", "has no usable words: 2 with a tab"),
+    (b"alpha\n\xff\xfebe\n", "is not UTF-8 text (byte 0xff on line 2)"),
+])
+def test_lexicon_that_keeps_no_word_or_is_not_utf8_is_one_line_naming_it(
+        folder: Path, tiny_weights: Path, tmp_path: Path, capsys, content: bytes, why: str) -> None:
+    lex = tmp_path / "lex.txt"
+    lex.write_bytes(content)
+    code, out, err = _run([str(folder), "--weights", str(tiny_weights), "--lexicon", str(lex)], capsys)
+    assert code == 2 and out == "" and err.startswith(f"crnn ocr: lexicon {lex} {why}") and err.count("\n") == 1
+
+
 def test_language_model_decoder_options(folder: Path, tiny_weights: Path, capsys) -> None:
     code, out, _ = _run([str(folder), "--weights", str(tiny_weights), "--decoder", "lm", "--lm-weight", "0.3",
                          "--beam-width", "4"], capsys)

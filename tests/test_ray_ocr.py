@@ -1,9 +1,11 @@
 """`crnn ocr --ray` (crnn/ray_ocr.py) on a local Ray instance of 2 CPUs, started once for the module."""
 
 import csv
+import hashlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -94,12 +96,23 @@ def test_a_killed_run_resumes_writing_each_path_once(ray_local, folder: Path, ti
             written.append(path.name)
 
     monkeypatch.setattr(ray_ocr, "write_atomically", killed_after_two_shards)
-    assert ray_run([str(folder)], out, tiny_weights, "--ray-shard-size", "2") == 130
+    weights = shutil.copy(tiny_weights, tmp_path / "w.safetensors")
+    assert ray_run([str(folder)], out, weights, "--ray-shard-size", "2") == 130
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*")}
     assert len(first) == 2 and "rerun" in capsys.readouterr().err
     monkeypatch.setattr(ray_ocr, "write_atomically", real_write)
 
-    assert ray_run([str(folder)], out, tiny_weights, "--ray-shard-size", "2") == 1
+    # Other weights copied over the same path: the resume is refused, nothing is written.
+    torch.manual_seed(1)
+    save_checkpoint(weights, build_model("small", hidden_size=16), Charset())
+    assert ray_run([str(folder)], out, weights, "--ray-shard-size", "2") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"weights {weights} has changed since (sha256 " in err and "new --output" in err
+    assert {p.name for p in out.glob("part-*")} == set(first)
+
+    # The same weights again, with another batch size (it cannot change what is read): resumed.
+    shutil.copy(tiny_weights, weights)
+    assert ray_run([str(folder)], out, weights, "--ray-shard-size", "2", "--batch-size", "3") == 1
     assert "2 of 4 shards already" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*") if p.name in first} == first  # not redone
     assert not list(out.glob(".part-*")), "the killed run's temporary file is left"
@@ -107,7 +120,7 @@ def test_a_killed_run_resumes_writing_each_path_once(ray_local, folder: Path, ti
     assert sorted(paths) == sorted(set(paths)) and len(paths) == 7  # each path exactly once
     assert ray_ocr.read_results(out) == plain_records([str(folder)], tiny_weights, capsys)
 
-    assert ray_run([str(folder)], out, tiny_weights, "--ray-shard-size", "2") == 1
+    assert ray_run([str(folder)], out, weights, "--ray-shard-size", "2") == 1
     assert "4 of 4 shards already" in capsys.readouterr().err  # a finished run exits at once
 
 
@@ -149,11 +162,14 @@ def test_usage_errors(ray_local, folder: Path, tiny_weights: Path, tmp_path: Pat
     assert "is a file" in capsys.readouterr().err
     # A folder written with other options (here another shard size) is not resumed into.
     out = tmp_path / "o2"
-    from crnn.ray_ocr import OcrOptions, prepare_output
+    from crnn.ocr import build_parser
+    from crnn.ray_ocr import options_from_args, prepare_output, run_record
 
-    prepare_output(out, "parquet", 5, OcrOptions())
+    args = build_parser().parse_args([str(folder), "--weights", str(tiny_weights), "--backend", "torch"])
+    prepare_output(out, run_record(options_from_args(args), "parquet", 5))
     assert ray_run([str(folder)], out, tiny_weights) == 2
-    assert "other options" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--ray-shard-size 5 then, 10000 now" in err and "--decoder" not in err and err.count("\n") == 1
 
 
 def test_crnn_ocr_without_ray_never_imports_ray(folder: Path, tiny_weights: Path) -> None:
@@ -165,3 +181,77 @@ def test_crnn_ocr_without_ray_never_imports_ray(folder: Path, tiny_weights: Path
     rows = list(csv.reader(io.StringIO(subprocess.run(
         [sys.executable, "-m", "crnn.cli", "ocr", "--help"], capture_output=True, text=True, cwd=REPO).stdout)))
     assert any("--ray" in " ".join(r) for r in rows)  # the flags are listed without importing Ray
+
+
+# --- the run file and a resume's checks (no Ray started: they run before it would be) --------------------------
+
+
+@pytest.fixture
+def no_ray_job(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """`crnn ocr --ray` with the Ray job replaced by one that reads nothing: the shards each call would read."""
+    pytest.importorskip("ray")
+    from crnn import ray_ocr
+
+    calls: list[int] = []
+    monkeypatch.setattr(ray_ocr, "_run_shards", lambda args, options, blocks, todo, *rest: calls.append(len(todo)) or 0)
+    return calls
+
+
+def test_a_resume_refuses_other_weights_or_lexicon_and_allows_what_cannot_change_results(
+        folder: Path, tiny_weights: Path, tmp_path: Path, capsys, no_ray_job: list[int]) -> None:
+    weights, lex, out = tmp_path / "w.safetensors", tmp_path / "words.txt", tmp_path / "out"
+    shutil.copy(tiny_weights, weights)
+    lex.write_text("alpha\nbe\n")
+    assert ray_run([str(folder)], out, weights, "--lexicon", str(lex)) == 0 and no_ray_job == [1]
+    record = json.loads((out / "_crnn_ocr_run.json").read_text())
+    assert record["weights"] == {"path": str(weights), "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    assert record["lexicon"]["sha256"] == hashlib.sha256(lex.read_bytes()).hexdigest()
+    assert "--batch-size" not in record["options"] and record["options"]["--decoder"] == "lm"
+    capsys.readouterr()
+
+    # What only changes how fast: allowed (and the same weights and list, moved elsewhere, are the same).
+    moved = shutil.copy(lex, tmp_path / "moved.txt")
+    assert ray_run([str(folder)], out, weights, "--lexicon", str(moved), "--batch-size", "7", "--ray-actors", "1",
+                   "--lm-weight", "0.35") == 0 and no_ray_job == [1, 1]
+    capsys.readouterr()
+    # What changes the results: refused, one line saying what.
+    lex.write_text("alpha\nbe\ngamma\n")
+    for extra, says in [((), f"lexicon {lex} has changed since (sha256 "),
+                        (("--decoder", "greedy"), "--decoder lm then, greedy now"),
+                        (("--lm-weight", "0.5"), "--lm-weight 0.35 then, 0.5 now")]:
+        assert ray_run([str(folder)], out, weights, "--lexicon", str(lex), *extra) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and says in err and "start over in a new --output folder" in err
+    assert ray_run([str(folder)], out, weights) == 2
+    assert f"lexicon {lex} then, no lexicon now" in capsys.readouterr().err  # the run file keeps the first path
+    assert no_ray_job == [1, 1]
+
+
+@pytest.mark.parametrize("damage", ["shard", "shard without paths", "run file", "run file of a list",
+                                    "run file of an older version"])
+def test_a_damaged_shard_or_run_file_is_one_line_naming_it_and_exit_2(
+        folder: Path, tiny_weights: Path, tmp_path: Path, capsys, no_ray_job: list[int], damage: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    assert ray_run([str(folder)], out, tiny_weights, "--ray-shard-size", "3") == 0 and no_ray_job == [3]
+    run_file, shard = out / "_crnn_ocr_run.json", out / "part-000001.parquet"
+    if damage == "shard":
+        shard.write_bytes(b"PAR1 and then nothing")
+    elif damage == "shard without paths":
+        pq.write_table(pa.table({"text": ["a", "b", "c"]}), shard)
+    elif damage == "run file":
+        run_file.write_text('{"version": 2, "opt')
+    elif damage == "run file of a list":
+        run_file.write_text("[1, 2]")
+    else:  # what crnn-ocr wrote before the weights were hashed
+        run_file.write_text(json.dumps({"format": "parquet", "shard_size": 3, "load": {"weights": str(tiny_weights)},
+                                        "run": {}, "lexicon": None, "lexicon_case": "image"}))
+    capsys.readouterr()
+    assert ray_run([str(folder)], out, tiny_weights, "--ray-shard-size", "3") == 2
+    err = capsys.readouterr().err
+    named = shard if damage.startswith("shard") else run_file
+    assert err.count("\n") == 1 and err.startswith(f"crnn ocr: --output {out}: {named.name} "), err
+    assert ("older crnn-ocr" in err) == damage.endswith("older version")
+    assert no_ray_job == [3]  # nothing more was read

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from crnn.ctc_decode import DECODERS, DEFAULT_DECODER
-from crnn.errors import CRNNError, LexiconFileError
+from crnn.errors import CRNNError
 from crnn.labeled_folder import MAX_NAMED_PROBLEMS
 from crnn.metrics import CalibrationBin, calibration, compute_metrics
+from crnn.output_files import check_output_file, replaced_atomically
 from crnn.precision import PRECISIONS
 from crnn.text_recognizer import TextRecognizer
 
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print("crnn eval: error: --lm-weight needs --decoder lm and a value >= 0", file=sys.stderr)
         return 2
     try:
+        # Before any work: a path --errors cannot be written is found now, not after the whole evaluation.
+        errors_file = check_output_file(args.errors, option="--errors") if args.errors else None
         from crnn.text_recognizer import load_recognizer
 
         # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
@@ -137,16 +140,18 @@ def main(argv: list[str] | None = None) -> int:
                                      backend=args.backend)
         lexicon = None
         if args.lexicon:
-            from crnn.ctc_decode import Lexicon
+            from crnn.ocr import load_lexicon
 
-            try:
-                lexicon = Lexicon.from_file(args.lexicon, recognizer.charset, args.lexicon_case)
-            except OSError as e:
-                raise LexiconFileError(f"cannot read lexicon {args.lexicon}: {e.strerror}") from None
+            lexicon = load_lexicon(args.lexicon, recognizer.charset, args.lexicon_case, prog="crnn eval")
         # Every lexicon file is read before any folder, so a bad line stops the run at once.
-        from crnn.ctc_decode import read_image_lexicons
+        from crnn.ctc_decode import dropped_report, read_image_lexicons
 
-        per_image = [read_image_lexicons(f, recognizer.charset, args.lexicon_case) for f in args.lexicons or []]
+        per_image = []
+        for f in args.lexicons or []:
+            per_image.append(read_image_lexicons(f, recognizer.charset, args.lexicon_case))
+            note = dropped_report(per_image[-1].values())
+            if note:
+                print(f"crnn eval: warning: --lexicons {f}: {note}", file=sys.stderr)
         rows, errors, tables = [], [], []
         for i, folder in enumerate(args.data):
             row, errs, table = evaluate_folder(recognizer, folder, args, lexicon, per_image[i] if per_image else None)
@@ -156,11 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     except (CRNNError, ValueError) as e:
         print(f"crnn eval: error: {e}", file=sys.stderr)
         return 2
-    if args.errors:
-        with open(args.errors, "w", encoding="utf-8") as f:
-            f.write("path\ttarget\tprediction\tconfidence\n")
-            for e in errors:
-                f.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in e) + "\n")
     if args.json:
         if args.calibration:
             for row, table in zip(rows, tables):
@@ -171,6 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.calibration:
             for folder, table in zip(args.data, tables):
                 print(format_calibration(folder, table))
+    if errors_file is not None:
+        # After the results are printed, and atomically: a write that fails loses neither them nor the old file.
+        try:
+            with replaced_atomically(errors_file, option="--errors") as tmp, open(tmp, "w", encoding="utf-8") as f:
+                f.write("path\ttarget\tprediction\tconfidence\n")
+                for e in errors:
+                    f.write("\t".join(x.replace("\t", " ").replace("\n", " ") for x in e) + "\n")
+        except (CRNNError, OSError) as e:
+            why = e if isinstance(e, CRNNError) else f"--errors {errors_file}: {e.strerror or e}"
+            print(f"crnn eval: error: {why}", file=sys.stderr)
+            return 2
     return 0
 
 
