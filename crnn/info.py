@@ -37,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       mixer_layers=args.mixer_layers, height=args.height), {}
             kind = kind_of(model)
         elif args.weights and is_onnx_path(args.weights):
+            from crnn.onnx_recognizer import OnnxRecognizer
+
+            # Described only if it runs: the graph loads in ONNX Runtime and outputs the classes of the charset
+            # in its header (`crnn ocr` and `crnn serve` refuse it otherwise, so info must not describe it).
+            OnnxRecognizer(args.weights, threads=1)
             # An exported model: its header has the architecture; parameters and multiply-adds are the same
             # for the network rebuilt (untrained) from it.
             header = read_header(args.weights)

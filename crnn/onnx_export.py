@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import torch
 from crnn.checkpoint import Checkpoint, load_checkpoint
 from crnn.checkpoint_header import FORMAT, FORMAT_VERSION
 from crnn.errors import ExportError
+from crnn.output_files import check_output_file, replaced_atomically
 from crnn.registry import get_kind
 
 OPSET = 17
@@ -63,9 +63,11 @@ def export_onnx(
 ) -> Path:
     """Export ``weights`` (a checkpoint path, a loaded Checkpoint, or None: the shipped model) to ``output``.
 
-    Raises ExportError when the checkpoint's kind cannot be exported. The file is checked with onnx's checker and
-    written atomically.
+    Raises OutputPathError (before any work) when ``output`` cannot be written (see crnn.output_files), and
+    ExportError when the checkpoint's kind cannot be exported. The file is checked with onnx's checker and written
+    atomically: a failed export leaves what was at ``output`` untouched.
     """
+    check_output_file(output)
     ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
     kind = get_kind(ckpt.model_type)
     if kind.export_onnx is None:
@@ -94,7 +96,8 @@ def export_onnx(
 
 
 def save_onnx(proto: Any, output: str | os.PathLike[str], header: dict[str, str]) -> Path:
-    """Write ``proto`` with ``header`` as its metadata_props (replacing any), checked, atomically."""
+    """Write ``proto`` with ``header`` as its metadata_props (replacing any), checked, atomically (a regular file
+    only: crnn.output_files.replaced_atomically)."""
     import onnx
 
     del proto.metadata_props[:]
@@ -103,17 +106,9 @@ def save_onnx(proto: Any, output: str | os.PathLike[str], header: dict[str, str]
         entry.key, entry.value = key, value
     proto.producer_name = "crnn-ocr"
     onnx.checker.check_model(proto, full_check=True)
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        onnx.save_model(proto, tmp)
+    with replaced_atomically(output) as tmp:
+        onnx.save_model(proto, str(tmp))
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is for the temporary file, not for the model
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(output)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from crnn.onnx_header import read_onnx_metadata
+from crnn.output_files import check_output_file
 from crnn.preprocess import PreprocessConfig, pad_batch, width_batches
 
 # Calibration batches: images of one width bucket, as the recognizer batches them.
@@ -42,7 +43,8 @@ def quantize_int8(
 ) -> Path:
     """Write ``source`` (an fp32 .onnx from `crnn export`) as int8 to ``output``: static QDQ per-channel int8 for
     the convolutions but the first and the last (activation ranges from ``calibration``, prepared images), dynamic
-    int8 for LSTM / MatMul / Gemm. The header is carried over with precision "int8".
+    int8 for LSTM / MatMul / Gemm. The header is carried over with precision "int8". ``output`` is checked before
+    any work and replaced atomically (crnn.output_files); ``source`` may be ``output``.
 
     Why the first and last convolutions stay fp32: quantising every one cost IIIT5K 1.9 points (82.10% -> 80.17%,
     convolutions only); the first sees the raw pixels through one channel (a small share of the work) and the last
@@ -57,6 +59,7 @@ def quantize_int8(
     from crnn.checkpoint_header import read_header
     from crnn.onnx_export import INPUT_NAME, save_onnx
 
+    check_output_file(output)
     if static_ops and not calibration:
         raise ValueError("int8 quantisation needs calibration images")
     header = read_onnx_metadata(source)

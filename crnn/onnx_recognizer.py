@@ -25,6 +25,11 @@ from crnn.text_recognizer import CTCRecognizer
 __all__ = ["OnnxRecognizer"]
 
 
+def _one_line(e: Exception) -> str:
+    """An ONNX Runtime error on one line (its messages span several), for the one-line refusals."""
+    return " ".join(f"{type(e).__name__}: {e}".split())
+
+
 class OnnxRecognizer(CTCRecognizer):
     """A TextRecognizer on ONNX Runtime (CPU): the same preprocessing, batching and decoding as the torch backend."""
 
@@ -74,14 +79,42 @@ class OnnxRecognizer(CTCRecognizer):
         if threads == 1:
             # Several batches run at once on single-threaded runs (crnn ocr's workers): no pool to spin.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
-        self._input = self.session.get_inputs()[0].name
         num_classes = int(header["model_config"].get("num_classes", self.charset.num_classes))
         if num_classes != self.charset.num_classes:
             raise CheckpointError(f"{path}: model has {num_classes} classes, charset needs {self.charset.num_classes}")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({_one_line(e)})") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise CheckpointError(f"{path}: its graph takes {len(inputs)} inputs, not one (images); "
+                                  "re-export it with `crnn export`")
+        self._input = inputs[0].name
+        self._check_runs()
+
+    def _check_runs(self) -> None:
+        """Run one blank image through the graph; CheckpointError unless it gives (1, T, classes of the charset).
+
+        A graph that loads can still not fit its header (another charset's classifier, another input height):
+        found here, at load, it is one line from `crnn info`, `crnn ocr` and `crnn serve` (which then never reports
+        ready), not an error on every image.
+        """
+        blank = np.zeros((self.preprocess.height, self.preprocess.min_width), np.float32)
+        images, _ = pad_batch([blank], self.preprocess)
+        try:
+            outputs = self.session.run(None, {self._input: images})
+        except Exception as e:  # onnxruntime's own error types (wrong input rank or height, a failing kernel)
+            raise CheckpointError(f"{self.path}: ONNX Runtime cannot run it ({_one_line(e)})") from None
+        if len(outputs) != 1:
+            raise CheckpointError(f"{self.path}: its graph gives {len(outputs)} outputs, not one (log_probs); "
+                                  "re-export it with `crnn export`")
+        shape = tuple(outputs[0].shape)
+        expected = self.charset.num_classes
+        if len(shape) != 3 or shape[0] != 1 or shape[1] < 1 or shape[2] != expected:
+            raise CheckpointError(
+                f"{self.path}: its graph outputs shape {shape} for one image, not (1, frames, {expected}) for the "
+                f"{expected} classes of the charset in its header; re-export it with `crnn export`")
 
     @property
     def model(self) -> Any:

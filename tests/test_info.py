@@ -14,6 +14,7 @@ from crnn.charset import Charset
 from crnn.checkpoint import save_checkpoint
 from crnn.cli import main as cli_main
 from crnn.model import count_macs, count_parameters
+from tests.tiny_models import BROKEN_ONNX, broken_onnx
 
 
 def test_info_on_a_crnn_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,6 +55,7 @@ def test_info_reports_mixing_blocks_and_height(capsys: pytest.CaptureFixture[str
 
 def test_info_on_an_exported_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
     model = crnn.build_model("resnet", mixer_layers=1, hidden_size=16, num_layers=1)
     ckpt = crnn.save_checkpoint(tmp_path / "m.safetensors", model, Charset(), metadata={"name": "x"})
     assert cli_main(["export", "--weights", str(ckpt), "--format", "onnx", "--output", str(tmp_path / "m.onnx")]) == 0
@@ -68,3 +70,15 @@ def test_info_on_a_missing_file_is_one_line_and_exit_2(tmp_path: Path, capsys: p
     assert cli_main(["info", "--weights", str(tmp_path / "nope.safetensors")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("crnn info:") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("damage", BROKEN_ONNX)
+def test_info_refuses_an_onnx_model_that_cannot_run(damage: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Its header reads fine: info describes a model only once ONNX Runtime loads and runs it (as crnn ocr does)."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = broken_onnx(tmp_path, damage)
+    assert cli_main(["info", "--weights", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"crnn info: {path}: ") and captured.err.count("\n") == 1

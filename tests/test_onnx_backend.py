@@ -18,9 +18,10 @@ pytest.importorskip("onnx")
 
 from crnn.backend import resolve_backend  # noqa: E402
 from crnn.checkpoint_header import DEFAULT_WEIGHTS, shipped_onnx_path  # noqa: E402
-from crnn.errors import BackendError  # noqa: E402
+from crnn.errors import BackendError, CheckpointError  # noqa: E402
 from crnn.onnx_recognizer import OnnxRecognizer  # noqa: E402
 from crnn.text_recognizer import TextRecognizer, load_recognizer  # noqa: E402
+from tests.tiny_models import BROKEN_ONNX, broken_onnx  # noqa: E402
 from tests.word_images import render_word  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -169,6 +170,34 @@ def test_crnn_ocr_refuses_a_backend_that_cannot_run_the_weights(argv: list[str],
     assert cli_main(["ocr", "examples/", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+# What each damaged graph is refused for (tests/tiny_models.py's broken_onnx), on one line naming the file.
+BROKEN_ONNX_REASONS = {"corrupt-graph": "ONNX Runtime cannot load it", "wrong-height": "ONNX Runtime cannot run it",
+                       "wrong-classes": "not (1, frames, 96) for the 96 classes of the charset in its header"}
+
+
+@pytest.fixture(scope="module")
+def broken(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("broken-onnx")
+    return {damage: broken_onnx(folder, damage) for damage in BROKEN_ONNX}
+
+
+@pytest.mark.parametrize("damage", BROKEN_ONNX)
+def test_an_onnx_model_that_cannot_run_is_refused_when_it_loads(damage: str, broken: dict[str, Path], capsys) -> None:
+    """Its header reads fine, so only loading the graph, and running it once, finds what is wrong: at load, not
+    as a traceback on the first image (crnn ocr) or a 500 on every request (crnn serve)."""
+    from crnn.cli import main as cli_main
+
+    path = broken[damage]
+    for backend in ("onnx", "auto"):
+        with pytest.raises(CheckpointError) as e:
+            load_recognizer(path, backend=backend)
+        assert str(e.value).startswith(f"{path}: ") and BROKEN_ONNX_REASONS[damage] in str(e.value)
+        assert "\n" not in str(e.value)
+    assert cli_main(["ocr", str(EXAMPLES), "--weights", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"crnn ocr: {path}: ") and BROKEN_ONNX_REASONS[damage] in err
 
 
 def test_the_onnx_backend_modules_import_no_torch() -> None:

@@ -27,7 +27,7 @@ from crnn_server.cli import build_parser, main, settings_from_args
 from crnn_server.settings import Settings
 from tests.server_process import ServerProcess
 from tests.test_server_api import png
-from tests.tiny_models import tiny_checkpoint
+from tests.tiny_models import BROKEN_ONNX, broken_onnx, tiny_checkpoint
 from tests.word_images import render_word
 
 
@@ -203,6 +203,57 @@ def test_truncated_weights_are_one_line_and_status_2(tmp_path: Path, capsys: pyt
     assert main(["--weights", str(truncated)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("crnn serve: ") and "truncated.safetensors" in err
+
+
+@pytest.mark.parametrize("damage", BROKEN_ONNX)
+def test_serve_refuses_an_onnx_model_that_cannot_run_in_one_line(damage: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The header reads fine; the graph does not parse, or does not output the charset's classes, or takes another
+    # height: refused before uvicorn starts, as `crnn ocr` and `crnn info` refuse it.
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    uvicorn = pytest.importorskip("uvicorn")
+
+    def run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("uvicorn started")
+    monkeypatch.setattr(uvicorn, "run", run)
+    path = broken_onnx(tmp_path, damage)
+    for backend in ("onnx", "auto"):
+        assert main(["--weights", str(path), "--backend", backend]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"crnn serve: {path}: "), err
+
+
+def test_the_engine_never_reports_ready_with_an_onnx_model_that_cannot_run(tmp_path: Path) -> None:
+    # What each worker does at start-up (behind the check above): the model is loaded and run once, or no start.
+    import asyncio
+
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from crnn.errors import CheckpointError
+    from crnn_server.engine import Engine
+    from crnn_server.metrics import Metrics
+
+    engine = Engine(Settings(weights=str(broken_onnx(tmp_path, "wrong-classes")), backend="onnx"), Metrics())
+    with pytest.raises(CheckpointError, match="96 classes of the charset"):
+        asyncio.run(engine.start())
+    assert not engine.ready
+    asyncio.run(engine.stop())
+
+
+def test_a_server_whose_onnx_model_cannot_run_exits_2_and_never_answers(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    path = broken_onnx(tmp_path, "wrong-classes")
+    server = ServerProcess(["--weights", str(path), "--backend", "onnx", "--threads", "1"], startup_timeout=60)
+    try:
+        with pytest.raises(RuntimeError, match="crnn serve exited with 2"):
+            server.start()  # it would return once /readyz answered 200
+        err = server.stderr()
+        assert err.count("\n") == 1 and err.startswith(f"crnn serve: {path}: ") and "96 classes" in err, err
+    finally:
+        server.__exit__(None, None, None)
 
 
 def _stalled_upload(port: int, sent: int = 100, declared: int = 10_000) -> socket.socket:
