@@ -52,6 +52,14 @@ def replaced_atomically(path: str | os.PathLike[str], *, option: str = "--output
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.absolute().parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file 0600; the result gets the mode a plain open() would give (or the replaced file's).
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    os.chmod(tmp, mode)
     try:
         yield tmp
         check_output_file(target, option=option, overwrite=overwrite)  # nothing else appeared there meanwhile

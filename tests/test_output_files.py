@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,16 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> 
         raise RuntimeError("calibration failed")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_the_new_file_gets_the_mode_of_a_plain_open_or_of_the_file_it_replaces(tmp_path: Path) -> None:
+    new, old = tmp_path / "new.onnx", tmp_path / "old.onnx"
+    old.write_bytes(b"old")
+    os.chmod(old, 0o640)
+    for target in (new, old):
+        with replaced_atomically(target) as tmp:
+            tmp.write_bytes(b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(old.stat().st_mode) == 0o640
