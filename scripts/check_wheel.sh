@@ -5,6 +5,8 @@
 #   - `crnn ocr` on examples/word_00.png reads "Scuba",
 #   - `import server` / `import training` fail while crnn_server, crnn_training, crnn_synth_data import,
 #   - crnn.checkpoint_header.DEFAULT_WEIGHTS lies inside the venv,
+#   - the crnn-ocr wheel carries no font (the inference-only install does not grow); without the crnn-ocr-fonts
+#     wheel the renderer says how to get it; with it, `crnn synth --list-fonts` lists >= 250 bundled families,
 #   - `crnn serve` on a free loopback port gets ready, reads word_00.png over POST /v1/recognize, serves /docs
 #     with Swagger UI's assets from the installed packages, stops on SIGTERM.
 # Exits non-zero with a line naming the failed check. Usage: scripts/check_wheel.sh (PYTHON=python3.X to choose).
@@ -76,10 +78,12 @@ missing = [n for n in need if n not in names]
 tops = {n.split("/")[0] for n in names}
 generic = sorted(tops & {"server", "training", "synth_data", "weights", "tests", "benchmarks", "scripts", "examples"})
 helpers = sorted(n for n in names if n.startswith("crnn_server/testing"))
-for what, items in (("missing", missing), ("generic top-level folders", generic), ("test helpers", helpers)):
+fonts = sorted(n for n in names if n.lower().endswith((".ttf", ".otf", ".ttc", ".otc")))[:5]
+for what, items in (("missing", missing), ("generic top-level folders", generic), ("test helpers", helpers),
+                    ("font files (they belong in the crnn-ocr-fonts wheel)", fonts)):
     if items:
         print(f"check_wheel: {what}: {', '.join(items)}", file=sys.stderr)
-sys.exit(1 if missing or generic or helpers else 0)
+sys.exit(1 if missing or generic or helpers or fonts else 0)
 EOF
 
 # 4. Installed with the server extra; -c constraints.txt keeps torch the CPU build; --no-compile skips
@@ -121,7 +125,45 @@ print(f"check_wheel: DEFAULT_WEIGHTS = {weights}")
 sys.exit(0 if weights.is_file() and weights.is_relative_to(venv) else 1)
 EOF
 
-# 5. crnn serve on a free loopback port: ready, one recognize request, SIGTERM.
+# 5. The renderer's fonts: not in the crnn-ocr wheel; without the crnn-ocr-fonts wheel a render says how to get
+# it; with it, the bundled library is found from outside the clone. fontTools is what --list-fonts needs of the
+# synth extra.
+say "the font library (crnn-ocr-fonts)"
+"$VENV/bin/pip" install -q --no-compile fonttools || fail "could not install fonttools"
+"$VENV/bin/python" - <<'EOF' || fail "without crnn-ocr-fonts the renderer does not say how to get the fonts"
+import sys
+from crnn.errors import NoFontsError
+from crnn_synth_data.config import SynthConfig
+from crnn_synth_data.fonts import FontPool
+
+try:
+    FontPool(SynthConfig(font_cache=None))
+except NoFontsError as e:
+    print(f"check_wheel: without the fonts wheel: {e}")
+    sys.exit(0 if "pip install ./fonts" in str(e) else 1)
+sys.exit("check_wheel: the renderer found fonts without the crnn-ocr-fonts wheel")
+EOF
+"$VENV/bin/pip" wheel -q --no-deps -w "$TMP/dist" "$TMP/src/fonts" || fail "pip wheel could not build fonts/"
+FONT_WHEELS=("$TMP"/dist/crnn_ocr_fonts-*.whl)
+[ -f "${FONT_WHEELS[0]}" ] || fail "no crnn_ocr_fonts wheel in $TMP/dist"
+say "built $(basename "${FONT_WHEELS[0]}") ($(du -k "${FONT_WHEELS[0]}" | cut -f1) KiB)"
+"$VENV/bin/pip" install -q --no-compile "${FONT_WHEELS[0]}" || fail "pip install of the fonts wheel failed"
+CRNN_SYNTH_HIDE_HOST_FONTS=1 "$VENV/bin/crnn" synth --list-fonts --set font_cache=none >"$TMP/fonts.txt" 2>"$TMP/fonts.err" \
+    || { cat "$TMP/fonts.err" >&2; fail "crnn synth --list-fonts exited non-zero"; }
+"$VENV/bin/python" - "$TMP/fonts.txt" "$VENV" <<'EOF' || fail "crnn synth --list-fonts does not list the bundled library"
+import re, sys
+from pathlib import Path
+
+text = Path(sys.argv[1]).read_text()
+total = re.search(r"total: (\d+) usable faces in (\d+) families", text)
+bundled = [line for line in text.splitlines() if "  bundled: " in line]
+folder = text.splitlines()[1].split()[0]
+print(f"check_wheel: --list-fonts: {total.group(0) if total else 'no total'}; first folder {folder}")
+ok = total and int(total.group(2)) >= 250 and len(bundled) == int(total.group(2))
+sys.exit(0 if ok and Path(folder).resolve().is_relative_to(Path(sys.argv[2]).resolve()) else 1)
+EOF
+
+# 6. crnn serve on a free loopback port: ready, one recognize request, SIGTERM.
 PORT="$("$VENV/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 say "crnn serve on 127.0.0.1:$PORT"
 "$VENV/bin/crnn" serve --host 127.0.0.1 --port "$PORT" --no-access-log >"$TMP/serve.log" 2>&1 &

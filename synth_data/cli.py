@@ -161,6 +161,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"crnn synth: {e}", file=sys.stderr)
         return 2
+    from crnn.errors import CRNNError
+
+    try:
+        return _run(args, config)
+    except CRNNError as e:  # no fonts, a bad backgrounds folder, ...: one line, not a traceback
+        print(f"crnn synth: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, config: SynthConfig) -> int:
     did = False
     if args.list_fonts:
         list_fonts(config)

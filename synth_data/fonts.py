@@ -81,6 +81,12 @@ def expand_font_dirs(dirs: Iterable[str]) -> list[Path]:
                 out.append(Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf")
         else:
             out.append(Path(d).expanduser())
+    if hide_host:  # a host folder named by its path is hidden too, not only the tokens
+        host = [Path(p).expanduser().resolve() for p in SYSTEM_FONT_DIRS]
+        spec = importlib.util.find_spec("matplotlib")
+        if spec and spec.origin:
+            host.append((Path(spec.origin).parent / "mpl-data").resolve())
+        out = [p for p in out if not any(p.resolve().is_relative_to(h) for h in host)]
     seen: set[Path] = set()
     result = []
     for p in out:

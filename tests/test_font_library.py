@@ -36,7 +36,7 @@ def test_the_default_font_dirs_are_the_bundled_library_only() -> None:
 def test_the_tests_never_see_the_hosts_fonts() -> None:
     # conftest sets it: a font installed by hand can no more make a test pass here and fail on a fresh machine.
     assert os.environ.get(HIDE_HOST_FONTS_ENV) == "1"
-    assert expand_font_dirs(["@system", "@matplotlib"]) == []
+    assert expand_font_dirs(["@system", "@matplotlib", "/usr/share/fonts", "/usr/share/fonts/truetype"]) == []
 
 
 def test_the_manifest_lists_every_file_and_only_them(manifest: dict[str, dict[str, str]]) -> None:
@@ -146,3 +146,12 @@ def test_list_fonts_names_each_familys_source_and_licence(capsys: pytest.Capture
 
 def test_the_manifest_file_is_in_the_library() -> None:
     assert (LIBRARY / MANIFEST).is_file() and (LIBRARY / "licenses").is_dir()
+
+
+def test_crnn_synth_without_fonts_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crnn_synth_data.cli import main
+
+    rc = main(["--preview", str(tmp_path / "p.png"), "--count", "1", "--set", "font_dirs=@system",
+               "--set", "font_cache=none"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("crnn synth: no usable fonts") and len(err.strip().splitlines()) == 1
