@@ -18,6 +18,21 @@ from crnn.errors import ConfigError
 
 C = TypeVar("C", bound="Config")
 
+MAX_CONFIG_BYTES = 16 << 20  # a config is a few kB; a bigger file is something else (a checkpoint, an image)
+
+
+class FieldProblem(ValueError):
+    """Raised by a validator that checks several keys together, to report one of them by name.
+
+    ``key`` is dotted and relative to the config whose validator raises it (``data.min_width`` from the
+    training config, ``min_width`` from the data section); the message reads
+    ``<kind> config key '<prefix.key>': <message> (got <value>)``.
+    """
+
+    def __init__(self, key: str, message: str, value: Any) -> None:
+        super().__init__(message)
+        self.key, self.value = key, value
+
 
 def _where(loc: tuple[Any, ...], prefix: str) -> str:
     # ('data', 'sources', 0, 'weight') -> "data.sources[0].weight"
@@ -36,10 +51,13 @@ def describe_validation_error(e: ValidationError, kind: str = "config", prefix: 
     first = errors[0]
     # A union or a tagged type adds its member's name to loc (e.g. 'int' or 'function-after[...]'); drop those.
     loc = tuple(p for p in first["loc"] if isinstance(p, int) or ("[" not in p and p not in _TYPE_NAMES))
-    key = _where(loc, prefix)
     # A validator's own ValueError reads as its text, without pydantic's "Value error, " in front.
     ctx = first.get("ctx", {})
     text = str(ctx["error"]) if first["type"] == "value_error" and "error" in ctx else first["msg"]
+    got = first["input"]
+    if isinstance(ctx.get("error"), FieldProblem):  # a joint check that names the key at fault
+        loc, got = loc + tuple(ctx["error"].key.split(".")), ctx["error"].value
+    key = _where(loc, prefix)
     if first["type"] == "extra_forbidden":
         msg = f"unknown {kind} config key '{key}'"
     elif first["type"] == "missing":
@@ -47,7 +65,7 @@ def describe_validation_error(e: ValidationError, kind: str = "config", prefix: 
     elif not loc and not prefix:
         msg = f"{kind} config: {text}"  # a check of several keys together (a model validator)
     else:
-        msg = f"{kind} config key '{key}': {text} (got {first['input']!r})"
+        msg = f"{kind} config key '{key}': {text} (got {got!r})"
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return msg
@@ -117,16 +135,39 @@ class Config(BaseModel, metaclass=_RaisesConfigError):
 
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
-    """The mapping in a YAML file; ConfigError for a missing file, bad YAML or a non-mapping."""
+    """The mapping in a YAML file; ConfigError (one line naming the file) for a missing, unreadable, binary or
+    non-UTF-8 file, bad YAML or a non-mapping."""
     import yaml  # only configs read from files need it
 
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a folder, not a config file")
     try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file ({e.strerror or e})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: over {MAX_CONFIG_BYTES >> 20} MiB, not a YAML config file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a UTF-8 text file (byte 0x{raw[e.start]:02x} at offset {e.start}), "
+                          "so not a YAML config") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {e.problem or e.context}") from None
+    except yaml.reader.ReaderError as e:  # a control character: a binary file that happens to be valid UTF-8
+        char = e.character if isinstance(e.character, int) else ord(e.character)
+        raise ConfigError(f"{p}: not a YAML text file (control character U+{char:04X} at character "
+                          f"{e.position})") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+        raise ConfigError(f"{p}: not valid YAML: {' '.join(str(e).split())}") from None
     if loaded is not None and not isinstance(loaded, dict):
         raise ConfigError(f"{p}: a config must be a mapping of sections, got {type(loaded).__name__}")
     return loaded or {}

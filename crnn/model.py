@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, model_validator
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from crnn.config import Config
+from crnn.config import Config, FieldProblem
 
 # Horizontal downsampling of every backbone: one feature column (frame) per 4 input pixels.
 WIDTH_STRIDE = 4
@@ -87,11 +87,13 @@ class ModelConfig(Config):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
+        # Named by key, so that a training config's model section reports 'model.height' (crnn_training.config).
         if self.height != 32 and self.backbone not in _RESIDUAL_STAGES:
-            raise ValueError(f"the {self.backbone} backbone needs 32-pixel-high input (height 48 needs a residual one: "
-                             f"{', '.join(_RESIDUAL_STAGES)})")
+            raise FieldProblem("height", f"the {self.backbone} backbone needs 32-pixel-high input (height 48 needs a "
+                               f"residual one: {', '.join(_RESIDUAL_STAGES)})", self.height)
         if self.mixer_layers and FEATURES % self.mixer_heads:
-            raise ValueError(f"mixer_heads must divide the {FEATURES} features of a frame, got {self.mixer_heads}")
+            raise FieldProblem("mixer_heads", f"mixer_heads must divide the {FEATURES} features of a frame",
+                               self.mixer_heads)
         return self
 
 

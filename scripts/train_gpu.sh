@@ -10,6 +10,7 @@
 #   CONFIG      preset (default configs/gpu-full.yaml)  EXTRA_ARGS  more key=value overrides
 #   PYTHON      interpreter (default python3)         KEEP_LAST=1 keep the (large) resume state last.pt
 # Leaves in OUT_DIR: best.safetensors (fp16), train.log, metrics.jsonl, curves.png, config.yaml, tb/.
+# An OUT_DIR that holds a run is refused by the trainer (EXTRA_ARGS=--force starts over in it); train.log is appended to.
 set -euo pipefail
 
 OUT_DIR=${1:?usage: scripts/train_gpu.sh OUT_DIR [MINUTES]}
@@ -30,7 +31,6 @@ INIT_FROM=${INIT_FROM:-}
 
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/train.log"
-: > "$LOG"
 say() { echo "[train_gpu] $*" | tee -a "$LOG"; }
 
 # 1. Dependencies from local wheels only (no network). --target keeps the machine's own packages untouched.

@@ -312,3 +312,27 @@ def test_train_baseline_bad_settings_exit_2(argv: list[str], capsys: pytest.Capt
     with pytest.raises(SystemExit) as e:
         load_config(argv)
     assert e.value.code == 2 and "error" in capsys.readouterr().err
+
+
+def test_train_baseline_refuses_a_run_folder_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crnn_training import train_baseline
+
+    argv = ["--out", str(tmp_path), "--max-steps", "2", "--batch-size", "4", "--val-size", "4", "--workers", "0",
+            "--hidden", "16", "--device", "cpu"]
+    (tmp_path / "log.jsonl").write_text('{"event": "old"}\n')
+    with pytest.raises(SystemExit) as e:
+        train_baseline.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "holds a run (log.jsonl)" in err and "--force" in err
+    assert (tmp_path / "log.jsonl").read_text() == '{"event": "old"}\n'
+    rec = train_baseline.main([*argv, "--force"])
+    assert rec["step"] == 2 and "old" not in (tmp_path / "log.jsonl").read_text()  # the new run's log alone
+
+
+@pytest.mark.parametrize("override", ["warmup_steps=-1", "val_size=0", "eval_every=0", "threads=0", "device=gpu"])
+def test_train_baseline_refuses_values_out_of_range(override: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from crnn_training.train_baseline import load_config
+
+    with pytest.raises(SystemExit):
+        load_config([override])
+    assert f"'{override.split('=')[0]}'" in capsys.readouterr().err

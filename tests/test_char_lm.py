@@ -120,3 +120,18 @@ def test_crnn_lm_command_writes_a_loadable_model(tmp_path) -> None:
     lm = CharLM.load(out)
     assert lm.order == 4 and lm.metadata["mix_texts"] == 2000 and lm.metadata["seed"] == 1
     assert math.isclose(lm.distribution((lm.bos,)).sum(), 1.0, abs_tol=1e-5)
+
+
+def test_crnn_lm_never_replaces_an_existing_model_without_force(tmp_path, capsys, monkeypatch) -> None:
+    import crnn_training.char_lm as char_lm_module
+
+    out = tmp_path / "lm.safetensors"
+    out.write_bytes(b"shipped")
+    monkeypatch.setattr(char_lm_module, "renderer_texts", lambda *a: pytest.fail("counting started"))
+    assert main(["--output", str(out), "--texts", "10"]) == 2
+    assert "exists; give --force" in capsys.readouterr().err and out.read_bytes() == b"shipped"
+    assert main(["--output", str(tmp_path / "no" / "lm.safetensors")]) == 2  # a missing folder is not made
+    assert main(["--output", str(tmp_path)]) == 2  # a folder
+    monkeypatch.undo()
+    assert main(["--output", str(out), "--texts", "200", "--order", "3", "--force"]) == 0
+    assert CharLM.load(out).order == 3

@@ -162,3 +162,39 @@ def test_compare_offers_every_run_set() -> None:
     action = next(a for a in _parser()._actions if a.dest == "set")
     assert set(action.choices) == set(RUN_SETS)
     assert set(SET_SECTIONS) == set(RUN_SETS)  # each set's report names its own same-budget table
+
+
+def test_experiment_refuses_run_folders_it_did_not_finish_before_any_run(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from crnn.errors import OutputPathError
+    from crnn_training import experiment
+
+    runs = tuple(r for r in experiment.RUNS if r.slug in ("baseline", "bilstm2", "none"))
+    for slug, images in (("baseline", 64), ("bilstm2", 32)):  # finished on another budget, and on this one
+        (tmp_path / slug).mkdir()
+        (tmp_path / slug / "best.safetensors").write_bytes(b"old")
+        (tmp_path / slug / "done.json").write_text(json.dumps({"images": images}))
+    started: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: started.append(cmd) or pytest.fail("a run started"))
+    with pytest.raises(OutputPathError, match=r"baseline: holds a run \(best.safetensors, done.json\); give --force"):
+        experiment.train_all(tmp_path, 32, config="configs/tiny.yaml", runs=runs)
+    assert experiment.main(["--runs-dir", str(tmp_path), "--images", "32", "--config", "configs/tiny.yaml",
+                            "--only", "baseline,bilstm2,none"]) == 2
+    assert not started and (tmp_path / "baseline" / "best.safetensors").read_bytes() == b"old"
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess:
+        started.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1] if "--out" in cmd else next(a[8:] for a in cmd if a.startswith("out_dir=")))
+        assert not (out / "done.json").exists()  # the old budget's mark is gone before the run starts
+        (out / "best.safetensors").write_bytes(b"new")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    done = experiment.train_all(tmp_path, 32, config="configs/tiny.yaml", runs=runs, force=True)
+    assert set(done) == {r.label for r in runs} and len(started) == 2  # bilstm2 was finished on 32: kept
+    assert all("--force" in cmd for cmd in started)  # train_all checked the folders; the trainers may replace
+    assert (tmp_path / "baseline" / "best.safetensors").read_bytes() == b"new"
+    assert (tmp_path / "bilstm2" / "best.safetensors").read_bytes() == b"old"
+    assert json.loads((tmp_path / "baseline" / "done.json").read_text())["images"] == 32

@@ -12,7 +12,7 @@ from pydantic import field_validator, model_validator
 from crnn.baseline.model import BaselineConfig
 from crnn.baseline.segment import SegmentConfig
 from crnn.checkpoint_header import read_header
-from crnn.config import Config, apply_overrides, load_yaml, save_yaml
+from crnn.config import MAX_CONFIG_BYTES, Config, FieldProblem, apply_overrides, load_yaml, save_yaml
 from crnn.errors import ConfigError
 from crnn.model import ModelConfig
 from crnn.preprocess import PreprocessConfig
@@ -118,6 +118,42 @@ def test_a_validator_message_reads_without_pydantic_prefix_and_a_joint_check_nam
         Checked(low=3, high=2)
 
 
+def test_a_joint_check_can_name_the_key_at_fault_even_in_a_section() -> None:
+    class Range(Config):
+        low: int = 0
+        high: int = 1
+
+        @model_validator(mode="after")
+        def _ordered(self) -> Range:
+            if self.low > self.high:
+                raise FieldProblem("low", f"must not exceed high ({self.high})", self.low)
+            return self
+
+    class Holder(Config):
+        kind = "demo"
+        span: Range = Range()
+
+    with pytest.raises(ConfigError, match=r"^demo config key 'span.low': must not exceed high \(2\) \(got 3\)$"):
+        Holder.from_dict({"span": {"low": 3, "high": 2}})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"\xff\xfe\x00\x01", r"not a UTF-8 text file \(byte 0xff at offset 0\)"),
+     (b"ok: 1\nbad: \x07\n", "control character U\\+0007"),
+     (b"a:\n  b: 1\n c: 2\n", "not valid YAML at line 3, column 2: expected <block end>"),
+     (b"x" * (MAX_CONFIG_BYTES + 1), "over 16 MiB")],
+)
+def test_a_file_that_is_not_yaml_text_is_one_line_naming_it(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message) as e:
+        load_yaml(path)
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(path))
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_yaml(tmp_path)
+
+
 def test_replace_validates_the_changes() -> None:
     c = Outer()
     assert c.replace(steps=3) == Outer(steps=3) and c.steps == 10
@@ -163,7 +199,7 @@ def test_library_configs_are_frozen_and_hashable(config: Config, kind: str) -> N
     [
         (ModelConfig, {"backbone": "huge"}, "model config key 'backbone': .*'full', 'small', 'resnet' or 'resnet_dw'"),
         (ModelConfig, {"cell": "transformer"}, "model config key 'cell': .*'lstm', 'gru', 'rnn' or 'none'"),
-        (ModelConfig, {"height": 48}, "model config: the small backbone needs 32-pixel-high input"),
+        (ModelConfig, {"height": 48}, "model config key 'height': the small backbone needs 32-pixel-high input"),
         (ModelConfig, {"height": 40}, "model config key 'height': .*32 or 48"),
         (ModelConfig, {"mixer_layers": 1, "mixer_heads": 3}, "mixer_heads must divide the 256 features"),
         (ModelConfig, {"num_classes": 1}, "model config key 'num_classes': .*greater than or equal to 2"),

@@ -26,7 +26,9 @@ from tests.test_attention_model import word_batch
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "configs" / "tiny.yaml")
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+# The checkout first, then whatever PYTHONPATH already holds (e.g. what maps crnn_training to this checkout).
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+       "OMP_NUM_THREADS": "1"}
 HEAD = ["decoder.hidden_size=16", "decoder.attention_size=16", "decoder.embedding_size=8", "decoder.max_length=8"]
 GTC = ["decoder.aux_attention_weight=0.5", *HEAD]
 

@@ -358,3 +358,27 @@ def test_a_word_stream_as_lexicon_serves_both_readings_of_a_turned_crop(
     from_list = rec.recognize([image], lexicon=words)[0]
     from_stream = rec.recognize([image], lexicon=iter(words))[0]
     assert (from_stream.text, from_stream.orientation) == (from_list.text, from_list.orientation)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [(["--words", "0"], "--words must be at least 1"), (["--lr", "0"], "--lr must be positive"),
+     (["--init", "/no/such.safetensors"], "--init /no/such.safetensors: no such file"),
+     (["--out", "{existing}"], "exists; give --force"), (["--out", "{tmp}"], "is a folder"),
+     (["--cache", "{tmp}"], "--cache"), (["--out", "{tmp}/no/o.safetensors"], "no such folder")],
+)
+def test_train_orientation_refuses_bad_arguments_before_rendering(tmp_path: Path, args: list[str], message: str,
+                                                                  capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import crnn_training.train_orientation as module
+
+    existing = tmp_path / "orientation.safetensors"
+    existing.write_bytes(b"shipped")
+    monkeypatch.setattr(module, "render_set", lambda *a, **k: pytest.fail("rendering started"))
+    argv = [a.format(existing=existing, tmp=tmp_path) for a in args]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "new.safetensors")]
+    assert module.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert existing.read_bytes() == b"shipped"

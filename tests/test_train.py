@@ -21,7 +21,9 @@ from crnn_training.train import init_from, main
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "configs" / "tiny.yaml")
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+# The checkout first, then whatever PYTHONPATH already holds (e.g. what maps crnn_training to this checkout).
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+       "OMP_NUM_THREADS": "1"}
 RUN = ["train.max_steps=20", "train.save_every=5", "train.eval_every=10"]
 
 
@@ -179,3 +181,91 @@ def test_plot_overlays_several_runs_by_images_seen(tmp_path: Path) -> None:
     out = tmp_path / "both.png"
     assert plot_main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 0 and out.stat().st_size > 1000
     assert plot_main([str(tmp_path / "a"), str(tmp_path / "b")]) == 2  # several runs need --out
+
+
+# --- run folders (issue 36): a folder that holds a run is refused unless --resume or --force -------------------
+
+SHORT = ["train.max_steps=4", "train.save_every=2", "train.eval_every=2", "val.synth_size=8"]
+
+
+def files_of(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+
+
+def test_a_finished_run_is_never_overwritten_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    assert main(["--config", TINY, f"out_dir={run}", *SHORT]) == 0
+    before = files_of(run)
+    assert {"best.safetensors", "last.pt", "metrics.jsonl", "config.yaml"} <= set(before)
+    capsys.readouterr()
+    assert main(["--config", TINY, f"out_dir={run}", *SHORT, "train.max_steps=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a run" in err[0] and f"--resume {run}" in err[0] and "--force" in err[0], err
+    assert files_of(run) == before  # untouched, metrics.jsonl's lines included
+
+    (run / "notes.txt").write_text("mine")
+    assert main(["--config", TINY, f"out_dir={run}", *SHORT, "train.max_steps=2", "--force"]) == 0
+    assert "removed the old run's" in capsys.readouterr().out
+    assert [r["step"] for r in records(run, "train")] == [2] and [r["step"] for r in records(run, "val")] == [2]
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
+    assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+
+
+def test_force_leaves_the_old_run_as_it_was_when_the_new_one_fails_to_start(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["--config", TINY, f"out_dir={run}", *SHORT]) == 0
+    before = files_of(run)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["--config", TINY, f"out_dir={run}", "--force", "val.folders=[/no/such/folder]"]) == 2  # at load
+    assert main(["--config", TINY, f"out_dir={run}", "--force", "--init-from", str(bad)]) == 2  # during setup
+    assert files_of(run) == before
+    new = tmp_path / "new"
+    assert main(["--config", TINY, f"out_dir={new}", "--init-from", str(bad)]) == 2
+    assert not new.exists()  # a run that fails to start leaves no half run folder (which would need --force)
+
+
+def _fifo(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+
+
+@pytest.mark.parametrize(
+    "prepare, args, message",
+    [
+        (lambda d: d.parent.mkdir() or d.write_text("x"), [], "is not a folder"),
+        (lambda d: d.parent.mkdir() or d.parent.joinpath("f").write_text("x"), ["out_dir={parent}/f/run"],
+         "is a file, not a folder"),
+        (lambda d: (d / "last.pt").mkdir(parents=True), ["--force"], "last.pt: is a folder"),
+        (lambda d: _fifo(d / "metrics.jsonl"), ["--force"], "not a regular file"),
+        (lambda d: (d / "tb").mkdir(parents=True), [], "holds a run (tb)"),
+    ],
+    ids=["file", "under-a-file", "folder-at-last.pt", "fifo-at-metrics.jsonl", "tensorboard-only"],
+)
+def test_run_folders_that_cannot_take_a_run_are_refused_before_any_work(
+        tmp_path: Path, prepare, args: list[str], message: str, capsys: pytest.CaptureFixture[str],  # noqa: ANN001
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import crnn_training.train as train_module
+
+    monkeypatch.setattr(train_module, "pick_device", lambda *a, **k: pytest.fail("the run started"))
+    out = tmp_path / "p" / "run"
+    prepare(out)
+    args = [a.format(parent=out.parent) for a in args]
+    target = next((a.split("=", 1)[1] for a in args if a.startswith("out_dir=")), str(out))
+    assert main(["--config", TINY, f"out_dir={target}", *[a for a in args if not a.startswith("out_dir=")]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "out_dir" in err[0], err
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--config", TINY], "--config does not apply"), (["--force"], "--force does not apply"),
+     (["--init-from", "x.safetensors"], "--init-from does not apply"), (["out_dir=elsewhere"], "out_dir cannot")],
+)
+def test_resume_refuses_what_it_would_ignore(tmp_path: Path, extra: list[str], message: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["--resume", str(run), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -87,6 +87,32 @@ def test_overrides_reach_nested_sections() -> None:
         ("data.batch_size=0", "data.batch_size"),
         ("val.best_metric=accuracy", "val.best_metric"),
         ("charset=", "charset"),
+        # Ranges and joint checks, refused when the config loads (issue 36), not at the first evaluation.
+        ("data.min_width=200", "data.min_width"),  # tiny.yaml's max_width is 160
+        ("data.min_width=0", "data.min_width"),
+        ("data.max_width=0", "data.max_width"),
+        ("data.max_width=4", "data.max_width"),  # under one 8-px width bucket
+        ("data.num_workers=-2", "data.num_workers"),
+        ("optim.warmup_steps=-10", "optim.warmup_steps"),
+        ("optim.beta1=1", "optim.beta1"),
+        ("optim.eps=0", "optim.eps"),
+        ("optim.min_lr_ratio=2", "optim.min_lr_ratio"),
+        ("optim.grad_clip=-1", "optim.grad_clip"),
+        ("optim.weight_decay=-0.1", "optim.weight_decay"),
+        ("train.max_minutes=-5", "train.max_minutes"),
+        ("train.threads=-1", "train.threads"),
+        ("train.device=gpu", "train.device"),
+        ("train.early_stop=-1", "train.early_stop"),
+        ("model.dropout=2", "model.dropout"),
+        ("model.height=48", "model.height"),  # the small backbone reads 32 px only
+        ("val.synth_size=-1", "val.synth_size"),
+        ("val.synth_size=0", "val.synth_size"),  # and no val.folders: no validation set at all
+        ("val.max_per_folder=-1", "val.max_per_folder"),
+        ("val.best_metric=bogus/acc", "val.best_metric"),
+        ("val.best_metric=synth/acc", "val.best_metric"),
+        ("val.best_metric=synth/count", "val.best_metric"),
+        ("val.folders=[a/x, b/x]", "val.folders"),  # two sets named x
+        ("val.folders=[d/synth]", "val.folders"),  # beside the synthetic set
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override: str, key: str) -> None:
@@ -131,3 +157,65 @@ def test_schedules_and_optimizers() -> None:
     assert type(make_optimizer(model, c)).__name__ == "AdamW"
     ada = make_optimizer(model, TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["optim.name=adadelta", "optim.lr=1.0"]))
     assert type(ada).__name__ == "Adadelta"
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["data.min_width=200", "data.max_width=100"], "data.min_width"),
+        (["model.mixer_layers=1", "model.mixer_heads=3"], "model.mixer_heads"),
+        (["decoder.type=attention", "decoder.aux_attention_weight=1"], "decoder.aux_attention_weight"),
+        (["val.synth_size=0", "val.folders=[d/IIIT5K]"], "val.best_metric"),  # synth/... names no set now
+        (["val.folders=[d/IIIT5K]", "val.best_metric=SVT/cer"], "val.best_metric"),
+    ],
+)
+def test_keys_that_contradict_each_other_are_refused_naming_the_key(overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError, match=f"^train config key '{re.escape(key)}': .*got"):
+        TrainConfig.from_yaml(REPO / "configs/tiny.yaml", overrides)
+
+
+def test_best_metric_of_a_folder_set_loads() -> None:
+    c = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["val.synth_size=0", "val.folders=[bench/IIIT5K/]",
+                                                           "val.best_metric=IIIT5K/cer"])
+    assert c.val.set_names() == ["IIIT5K"]
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [("data.max_width=0", "data.max_width"), ("data.min_width=200", "data.min_width"),
+     ("optim.warmup_steps=-10", "optim.warmup_steps"), ("val.best_metric=bogus/acc", "val.best_metric"),
+     ("val.synth_size=-1", "val.synth_size"), ("train.device=gpu", "train.device"),
+     ("val.folders=[/no/such/folder]", "val.folders[0]"),
+     ("data.sources=[{type: lmdb, path: /no/such.lmdb}]", "data.sources[0].path")],
+)
+def test_config_is_validated_before_any_work(override: str, key: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import crnn_training.train as train_module
+
+    monkeypatch.setattr(train_module, "pick_device", lambda *a, **k: pytest.fail("the run started"))
+    out = tmp_path / "run"
+    assert train_module.main(["--config", str(REPO / "configs/tiny.yaml"), f"out_dir={out}", override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0], err  # the user's own dotted key, not e.g. 'preprocess config key'
+    assert "preprocess config" not in err[0] and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [(b"\x00\xff\xfe\x00binary", "not a UTF-8 text file"), (b"\x89PNG\r\n\x1a\n\x00\x00", "not a UTF-8 text file"),
+     (b"model: {a: 1\n", "not valid YAML at line 2"), (b"a: b\x00c", "control character U+0000"),
+     (b"- a\n- b\n", "must be a mapping"), (None, "is a folder")],
+)
+def test_a_config_file_that_is_not_yaml_is_one_line_naming_it(content: bytes | None, expected: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from crnn_training.train import main
+
+    path = tmp_path / "config.yaml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    assert main(["--config", str(path), f"out_dir={tmp_path / 'run'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and expected in err[0], err

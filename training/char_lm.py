@@ -18,6 +18,8 @@ import numpy as np
 
 from crnn.char_lm import CharLM, fold
 from crnn.charset import DEFAULT_CHARS
+from crnn.errors import OutputPathError
+from crnn.output_files import check_output_file, replaced_atomically
 
 
 def alphabet_of(chars: str) -> str:
@@ -153,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `crnn lm`; returns the exit status."""
     p = argparse.ArgumentParser(prog="crnn lm", description=__doc__.splitlines()[0])
     p.add_argument("--output", type=Path, default=Path("weights/char_lm.safetensors"))
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
     p.add_argument("--order", type=int, default=6, help="n-gram order (default %(default)s)")
     p.add_argument("--texts", type=int, default=1_000_000,
                    help="texts drawn from the renderer's mix, besides each lexicon word once (default %(default)s)")
@@ -163,12 +166,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.order < 1 or args.texts < 0 or args.min_count < 1:
         print("crnn lm: --order and --min-count must be >= 1, --texts >= 0", file=sys.stderr)
         return 2
+    try:  # before a minute of counting, not after it
+        check_output_file(args.output, option="--output", overwrite=args.force)
+    except OutputPathError as e:
+        print(f"crnn lm: error: {e}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     texts, source = renderer_texts(args.texts, args.seed)
     print(f"{len(texts):,} texts ({time.perf_counter() - start:.0f} s); counting ...", file=sys.stderr)
     lm = estimate(texts, alphabet_of(DEFAULT_CHARS), args.order, args.min_count, args.prune_from, source)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    lm.save(args.output)
+    with replaced_atomically(args.output, option="--output", overwrite=args.force) as tmp:
+        lm.save(tmp)
     size = args.output.stat().st_size
     print(f"wrote {args.output} ({size / 1e6:.1f} MB, n-grams kept per order {lm.metadata['ngrams_kept']}, "
           f"{time.perf_counter() - start:.0f} s)", file=sys.stderr)

@@ -480,6 +480,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="train the set into --runs-dir (runs already trained on this budget are kept); "
                    "--quick alone trains 3,000 images each into runs/compare-quick")
     p.add_argument("--train-config", default="configs/compare.yaml", help="preset of the CRNN runs")
+    p.add_argument("--force", action="store_true", help="with --train-images: retrain run folders of --runs-dir that "
+                   "hold a run not finished on this budget (without it they are refused)")
     p.add_argument("--set", default="heads", choices=("heads", "models", "decoders"),
                    help="the run set of --runs-dir: heads (issue 7's head ablation + baseline), models (issue 19's "
                    "backbones) or decoders (issue 20: CTC, attention decoder, GTC)")
@@ -535,7 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.train_images:
                 train_all(args.runs_dir, args.train_images, config=args.train_config, lanes=args.lanes,
-                          device=args.device, workers=args.workers, val_size=200 if args.quick else 1000, runs=runs)
+                          device=args.device, workers=args.workers, val_size=200 if args.quick else 1000, runs=runs,
+                          force=args.force)
         except (CRNNError, OSError) as e:
             print(f"crnn compare: error: {e}", file=sys.stderr)
             return 2

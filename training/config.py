@@ -1,19 +1,27 @@
 """Training configurations: pydantic models (crnn.config.Config) read from YAML with ``key=value`` overrides.
 
 ``TrainConfig`` drives ``crnn train`` (CRNN + CTC); ``BaselineTrainConfig`` drives the segmented-character
-baseline's trainer. Unknown keys and wrong types raise one ConfigError naming the dotted key.
+baseline's trainer. Unknown keys, wrong types, values out of range and keys that contradict each other (a
+minimum over its maximum, a best metric that no validation set produces) raise one ConfigError naming the
+dotted key, when the config is loaded: before any model or data work.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StrictBool, field_validator, model_validator
+from pydantic import (AfterValidator, BeforeValidator, Field, StrictBool, ValidationError, field_validator,
+                      model_validator)
 
 from crnn.attention_model import DecoderCell
 from crnn.charset import DEFAULT_CHARS
-from crnn.config import Config
-from crnn.model import Backbone, Cell
+from crnn.config import Config, FieldProblem
+from crnn.metrics import TextMetrics
+from crnn.model import Backbone, Cell, ModelConfig
+from crnn.preprocess import PreprocessConfig
 from crnn_synth_data import SynthConfig
 
 
@@ -26,6 +34,16 @@ OnOff = Annotated[Literal["auto", "on", "off"], BeforeValidator(_yaml_switch)]
 Amp = Annotated[Literal["auto", "bf16", "fp16", "off"], BeforeValidator(_yaml_switch)]
 
 
+def _device_name(value: str) -> str:
+    # Caught here, not by torch.device() after the model is built.
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        raise ValueError("must be auto, cpu, cuda or cuda:N")
+    return value
+
+
+Device = Annotated[str, AfterValidator(_device_name)]
+
+
 class ModelSection(Config):
     """Architecture (see crnn.model.ModelConfig: the same fields and defaults, less num_classes)."""
 
@@ -36,10 +54,23 @@ class ModelSection(Config):
     hidden_size: int = Field(256, ge=1)
     num_layers: int = Field(2, ge=1)
     bidirectional: StrictBool = True
-    dropout: float = 0.1
+    dropout: float = Field(0.1, ge=0.0, le=1.0)
     height: Literal[32, 48] = 32  # the images are rendered and scaled to this height
     mixer_layers: int = Field(0, ge=0, le=12)
     mixer_heads: int = Field(4, ge=1)
+
+    @model_validator(mode="after")
+    def _builds(self) -> ModelSection:
+        # ModelConfig's joint checks (height 48 needs a residual backbone, mixer_heads divides the features) here,
+        # at load time, reported as 'model.<key>' instead of a 'model config' error once the run has started.
+        try:
+            ModelConfig.model_validate({**self.model_dump(), "num_classes": 2})
+        except ValidationError as e:
+            error = e.errors()[0].get("ctx", {}).get("error")
+            if isinstance(error, ValueError):
+                raise error from None
+            raise
+        return self
 
 
 class DecoderSection(Config):
@@ -62,7 +93,8 @@ class DecoderSection(Config):
     @model_validator(mode="after")
     def _guide_is_for_ctc(self) -> DecoderSection:
         if self.type == "attention" and self.aux_attention_weight > 0:
-            raise ValueError("aux_attention_weight guides a CTC model (type ctc); an attention decoder trains on it alone")
+            raise FieldProblem("aux_attention_weight", "guides a CTC model (type ctc); an attention decoder trains on "
+                               "its own loss alone", self.aux_attention_weight)
         return self
 
     def attention_fields(self) -> dict[str, Any]:
@@ -80,7 +112,7 @@ class SourceSection(Config):
     @model_validator(mode="after")
     def _path_for_files(self) -> SourceSection:
         if self.type != "synth" and not self.path:
-            raise ValueError(f"a source of type {self.type} needs a path")
+            raise FieldProblem("path", f"a source of type {self.type} needs a path", self.path)
         return self
 
 
@@ -88,12 +120,25 @@ class DataSection(Config):
     """How batches are made."""
 
     batch_size: int = Field(64, ge=1)
-    num_workers: int = -1  # -1: one per core, minus one for the trainer (CPU: see crnn_training.train.auto_threads)
+    num_workers: int = Field(-1, ge=-1)  # -1: one per core, minus one for the trainer (CPU: see crnn_training.train.auto_threads)
     pool_batches: int = Field(8, ge=1)  # each worker renders this many batches of samples, sorts them by width, cuts batches
     prefetch_factor: int = Field(4, ge=1)
-    min_width: int = 16
-    max_width: int = 512  # wider images are squeezed to this width (keeps batches bounded)
+    min_width: int = Field(16, ge=1)  # narrower images are stretched to this width
+    max_width: int = Field(512, ge=1)  # wider images are squeezed to this width (keeps batches bounded)
     sources: list[SourceSection] = Field(default_factory=lambda: [SourceSection()], min_length=1)
+
+    @model_validator(mode="after")
+    def _widths(self) -> DataSection:
+        bucket = PreprocessConfig().width_bucket  # resized widths are multiples of it (crnn.preprocess.resized_width)
+        if self.max_width < bucket:
+            raise FieldProblem("max_width", f"must be at least one width bucket ({bucket} pixels)", self.max_width)
+        if self.min_width > self.max_width:
+            raise FieldProblem("min_width", f"must not exceed max_width ({self.max_width})", self.min_width)
+        return self
+
+    def preprocess(self, height: int) -> PreprocessConfig:
+        """How the run's images are prepared (stored in its checkpoints)."""
+        return PreprocessConfig(height=height, min_width=self.min_width, max_width=self.max_width)
 
 
 class OptimSection(Config):
@@ -101,43 +146,43 @@ class OptimSection(Config):
 
     name: Literal["adamw", "adadelta"] = "adamw"  # adadelta: the paper's choice (lr=1.0, rho=0.9)
     lr: float = Field(1e-3, gt=0)
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.999
-    rho: float = 0.9
-    eps: float = 1e-8
+    weight_decay: float = Field(0.01, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    rho: float = Field(0.9, ge=0, le=1)
+    eps: float = Field(1e-8, gt=0)
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # all with linear warm-up
-    warmup_steps: int = 500
-    min_lr_ratio: float = 0.02
-    grad_clip: float = 5.0  # 0: no clipping (the norm is logged either way)
+    warmup_steps: int = Field(500, ge=0)
+    min_lr_ratio: float = Field(0.02, ge=0, le=1)  # the schedule's end, as a share of lr
+    grad_clip: float = Field(5.0, ge=0)  # 0: no clipping (the norm is logged either way)
 
 
 class TrainSection(Config):
     """Length of the run, precision and speed options, logging."""
 
     max_steps: int = Field(100_000, ge=1)
-    max_minutes: float = 0.0  # wall-clock budget including start-up and the final evaluation; 0: none
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # torch intra-op threads in the trainer; 0: auto (cores minus data workers)
+    max_minutes: float = Field(0.0, ge=0)  # wall-clock budget including start-up and the final evaluation; 0: none
+    device: Device = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = Field(0, ge=0)  # torch intra-op threads in the trainer; 0: auto (cores minus data workers)
     amp: Amp = "auto"  # auto: bf16 on CUDA, off on CPU
     channels_last: StrictBool = False
     compile: StrictBool = False
     log_every: int = Field(50, ge=1)
     eval_every: int = Field(1000, ge=1)
     save_every: int = Field(500, ge=1)  # resume state (last.pt) every N steps: a kill loses at most N steps
-    early_stop: int = 0  # stop after this many evaluations without improvement; 0: never
+    early_stop: int = Field(0, ge=0)  # stop after this many evaluations without improvement; 0: never
     progress: OnOff = "auto"  # auto: a bar when stderr is a terminal
     tensorboard: StrictBool = True
-    halt_at_step: int = 0  # testing aid: exit abruptly (like a kill) right after this step; 0: off
+    halt_at_step: int = Field(0, ge=0)  # testing aid: exit abruptly (like a kill) right after this step; 0: off
 
 
 class ValSection(Config):
     """Validation sets, how they are read, and the metric that picks the best checkpoint."""
 
-    synth_size: int = 2000
+    synth_size: int = Field(2000, ge=0)  # 0: no synthetic validation set (then val.folders must name one)
     synth_seed: int = 1_000_003  # a seed the training stream never uses
-    folders: list[str] = []
-    max_per_folder: int = 0  # 0: all images of each folder
+    folders: list[Annotated[str, Field(min_length=1)]] = []
+    max_per_folder: int = Field(0, ge=0)  # 0: all images of each folder
     batch_size: int = Field(256, ge=1)
     # The Recognizer's precision. auto: bf16 when training autocasts bf16 on CUDA, else what `crnn ocr`
     # runs on this device (crnn.precision.resolve_precision).
@@ -150,6 +195,39 @@ class ValSection(Config):
         if "/" not in value:
             raise ValueError("must look like 'synth/word_accuracy_case'")
         return value
+
+    def set_names(self) -> list[str]:
+        """The validation sets' names, in evaluation order: 'synth', then each folder's (:func:`folder_set_name`)."""
+        return (["synth"] if self.synth_size > 0 else []) + [folder_set_name(f) for f in self.folders]
+
+    @model_validator(mode="after")
+    def _sets_and_best_metric(self) -> ValSection:
+        # Checked when the config loads, not at the first evaluation (train.eval_every steps later).
+        names = self.set_names()
+        if not names:
+            raise FieldProblem("synth_size", "no validation set: give val.synth_size > 0 or val.folders",
+                               self.synth_size)
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise FieldProblem("folders", f"two validation sets named {twice[0]!r} (a folder's set is named after its "
+                               "last part; 'synth' is the synthetic set)", self.folders)
+        set_name, _, metric = self.best_metric.rpartition("/")
+        if set_name not in names:
+            raise FieldProblem("best_metric", f"no validation set {set_name!r}; the run's sets are "
+                               f"{', '.join(map(repr, names))}", self.best_metric)
+        if metric not in METRICS:
+            raise FieldProblem("best_metric", f"no metric {metric!r}; the metrics are {', '.join(METRICS)}",
+                               self.best_metric)
+        return self
+
+
+def folder_set_name(folder: str) -> str:
+    """The name of a validation folder's set, in metric names ('<set>/<metric>'): its last part."""
+    return Path(folder).name or folder
+
+
+# What each validation set reports and val.best_metric may pick (crnn.metrics.compute_metrics; less the count).
+METRICS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TextMetrics) if f.name != "count")
 
 
 class TrainConfig(Config):
@@ -179,22 +257,22 @@ class BaselineTrainConfig(Config):
     max_steps: int = Field(0, ge=0)  # the lr schedule follows steps when set; 0: the time budget alone
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0)
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    grad_clip: float = 5.0
-    jitter: float = 2.0  # box jitter, in pixels of the 32-px-high input
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: float = Field(5.0, ge=0)
+    jitter: float = Field(2.0, ge=0)  # box jitter, in pixels of the 32-px-high input
     seed: int = 0  # the synthetic stream: sample i of seed s is the CRNN trainer's sample i of seed s
-    val_size: int = 500
+    val_size: int = Field(500, ge=1)
     val_seed: int = 1_000_003  # a seed the training stream never uses (as TrainConfig's val.synth_seed)
-    eval_every: float = 120.0  # seconds between evaluations
-    eval_every_steps: int = 0  # also evaluate every N steps; 0: by time only
-    workers: int = 1  # DataLoader workers rendering words
-    threads: int = 1  # torch intra-op threads of the trainer
-    device: str = "auto"  # auto (CUDA if present) | cpu | cuda | cuda:N
+    eval_every: float = Field(120.0, gt=0)  # seconds between evaluations
+    eval_every_steps: int = Field(0, ge=0)  # also evaluate every N steps; 0: by time only
+    workers: int = Field(1, ge=0)  # DataLoader workers rendering words (0: in the trainer's process)
+    threads: int = Field(1, ge=1)  # torch intra-op threads of the trainer
+    device: Device = "auto"  # auto (CUDA if present) | cpu | cuda | cuda:N
     cell: Literal["lstm", "gru"] = "lstm"
     hidden: int = Field(128, ge=1)
     binarize: Literal["otsu", "sauvola", "both"] = "otsu"  # the segmenter's (crnn.baseline.segment.SegmentConfig)
-    split_ratio: float = 1.25
+    split_ratio: float = Field(1.25, gt=0)
     synth: SynthConfig = SynthConfig()  # its charset is always the default one (the baseline's classes)
 
     @model_validator(mode="after")

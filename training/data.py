@@ -11,6 +11,7 @@ import os
 import sys
 import weakref
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from crnn.charset import Charset
 from crnn.errors import ConfigError, CRNNError
-from crnn.labeled_folder import MAX_NAMED_PROBLEMS, LabeledFolder
+from crnn.labeled_folder import LABELS_FILE, MAX_NAMED_PROBLEMS, LabeledFolder
 from crnn.model import CRNN
 from crnn.preprocess import PreprocessConfig, collate, normalize
 
@@ -115,6 +116,20 @@ class _SynthSource:
         self.warm()
         sample = self._renderer.render(self.seed, i)
         return sample.image, sample.text
+
+
+def check_data_paths(config: Any) -> None:
+    """ConfigError, naming the config key, for a validation folder or data source path that is not there: checked
+    when the config is loaded, not after the model is built (a labeled folder must hold labels.tsv)."""
+    places = [(f"val.folders[{i}]", "folder", folder) for i, folder in enumerate(config.val.folders)]
+    places += [(f"data.sources[{i}].path", s.type, s.path) for i, s in enumerate(config.data.sources) if s.type != "synth"]
+    for key, kind, path in places:
+        p = Path(path)
+        if kind == "folder" and not (p / LABELS_FILE).is_file():
+            found = "not a labeled folder (no labels.tsv)" if p.is_dir() else "no such folder"
+            raise ConfigError(f"{key} {path}: {found}")
+        if kind == "lmdb" and not p.exists():
+            raise ConfigError(f"{key} {path}: no such LMDB dataset")
 
 
 def build_sources(config: Any, charset: Charset, seed: int) -> list[Any]:

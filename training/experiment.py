@@ -2,8 +2,9 @@
 
 Every run reads the same synthetic stream (seed 0, samples 0, 1, 2, ... rendered identically by both
 trainers) and stops after the same number of word images, so differences come from the models alone.
-Runs go into ``runs_dir/<slug>/`` (a finished run is kept and skipped next time); ``lanes`` of them run
-at once as subprocesses, each with its own log.
+Runs go into ``runs_dir/<slug>/`` (a run finished on the same image budget is kept and skipped next time); ``lanes``
+of them run at once as subprocesses, each with its own log. A run folder that holds anything else (a run of another
+budget, a failed or killed one, another trainer's run) is refused before any run starts, unless ``force``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crnn.errors import ConfigError
+from crnn.errors import ConfigError, CRNNError
+from crnn_training.run_folder import RUN_FILES, check_run_folder
 
 DONE = "done.json"  # written when a run has finished; its presence skips the run
 
@@ -79,12 +81,13 @@ def run_command(run: Run, out: Path, config: str, images: int, batch_size: int, 
     """The command line that trains ``run`` into ``out`` for ``images`` word images."""
     steps = steps_for(images, batch_size)
     if run.kind == "baseline":
-        return [sys.executable, "-m", "crnn_training.train_baseline", "--out", str(out), "--minutes", "0",
+        return [sys.executable, "-m", "crnn_training.train_baseline", "--out", str(out), "--force", "--minutes", "0",
                 "--max-steps", str(steps), "--batch-size", str(batch_size), "--seed", "0", "--val-size", str(val_size),
                 "--eval-every", "1e9", "--eval-every-steps", str(math.ceil(steps / 2)), "--workers", str(workers), "--threads", str(threads), "--device", device,
                 "--synth", json.dumps(synth)]
     synth_args = [f"synth.{k}={json.dumps(v)}" for k, v in synth.items()]
-    return [sys.executable, "-m", "crnn_training.train", "--config", config, f"out_dir={out}", "seed=0",
+    # --force: train_all has checked the folder itself, and writes train.out there first.
+    return [sys.executable, "-m", "crnn_training.train", "--force", "--config", config, f"out_dir={out}", "seed=0",
             f"train.max_steps={steps}", "train.max_minutes=0", f"train.eval_every={max(1, math.ceil(steps / 2))}",
             f"train.device={device}", f"data.num_workers={workers}", f"train.threads={threads}",
             f"val.synth_size={val_size}",
@@ -93,8 +96,13 @@ def run_command(run: Run, out: Path, config: str, images: int, batch_size: int, 
 
 def train_all(runs_dir: str | Path, images: int, *, config: str = "configs/compare.yaml", lanes: int = 1,
               device: str = "auto", workers: int = 1, threads: int = 1, synth: dict[str, Any] | None = None,
-              extra: list[str] | None = None, val_size: int = 1000, runs: tuple[Run, ...] = RUNS) -> dict[str, Path]:
-    """Train every run (``lanes`` at once) for ``images`` images each; {label: best checkpoint} of those that finished."""
+              extra: list[str] | None = None, val_size: int = 1000, runs: tuple[Run, ...] = RUNS,
+              force: bool = False) -> dict[str, Path]:
+    """Train every run (``lanes`` at once) for ``images`` images each; {label: best checkpoint} of those that finished.
+
+    Runs already finished on ``images`` images are kept; a run folder that holds anything else is refused
+    (OutputPathError, before any run starts) unless ``force``, which retrains it.
+    """
     from crnn.config import apply_overrides, load_yaml
     from crnn_training.config import TrainConfig
 
@@ -108,15 +116,21 @@ def train_all(runs_dir: str | Path, images: int, *, config: str = "configs/compa
     overrides = dict(synth or {})
     baseline_synth = {**data.get("synth", {}), **overrides}
     root = Path(runs_dir).resolve()
+    check_run_folder(root, option="--runs-dir", writes=())  # a folder (or one to make), writable
+    kept = {run.slug for run in runs if finished_on(root / run.slug, images)}
+    for run in runs:
+        if run.slug not in kept:
+            check_run_folder(root / run.slug, option="run folder", writes=RUN_FILES, force=force)
     root.mkdir(parents=True, exist_ok=True)
 
     def one(run: Run) -> tuple[Run, Path | None]:
         out = root / run.slug
         done = out / DONE
-        if done.is_file() and json.loads(done.read_text()).get("images") == images:
+        if run.slug in kept:
             print(f"[experiment] {run.slug}: already trained on {images:,} images, kept", file=sys.stderr)
             return run, out / "best.safetensors"
         out.mkdir(parents=True, exist_ok=True)
+        done.unlink(missing_ok=True)  # --force: the old run's mark goes first, so a failed retraining has none
         cmd = run_command(run, out, config, images, batch_size, device, workers, threads,
                           baseline_synth if run.kind == "baseline" else overrides, list(extra or []), val_size)
         print(f"[experiment] {run.slug}: training on {images:,} images ({out}/train.out)", file=sys.stderr)
@@ -138,6 +152,14 @@ def train_all(runs_dir: str | Path, images: int, *, config: str = "configs/compa
     return {run.label: path for run, path in results if path is not None}
 
 
+def finished_on(out: Path, images: int) -> bool:
+    """Whether ``out`` holds a run that finished on ``images`` word images (its done.json says so)."""
+    try:
+        return json.loads((out / DONE).read_text()).get("images") == images
+    except (OSError, ValueError, AttributeError):  # none, unreadable, or not the JSON object train_all writes
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m crnn_training.experiment``: train the set only (``crnn compare --train-images`` also reports)."""
     import argparse
@@ -156,11 +178,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="heads: issue 7's recurrent-head ablation and baseline; models: issue 19's backbones; "
                    "decoders: issue 20's CTC vs attention decoder vs GTC")
     p.add_argument("--only", default="", help="comma-separated run slugs (default: all of the set)")
+    p.add_argument("--force", action="store_true", help="retrain run folders that hold a run not finished on this "
+                   "--images budget (without it they are refused)")
     args, extra = p.parse_known_args(argv)
     runs = tuple(r for r in RUN_SETS[args.set] if not args.only or r.slug in args.only.split(","))
-    done = train_all(args.runs_dir, args.images, config=args.config, lanes=args.lanes, device=args.device,
-                     workers=args.workers, threads=args.threads, synth=json.loads(args.synth), extra=extra,
-                     val_size=args.val_size, runs=runs)
+    try:
+        done = train_all(args.runs_dir, args.images, config=args.config, lanes=args.lanes, device=args.device,
+                         workers=args.workers, threads=args.threads, synth=json.loads(args.synth), extra=extra,
+                         val_size=args.val_size, runs=runs, force=args.force)
+    except CRNNError as e:
+        print(f"python -m crnn_training.experiment: error: {e}", file=sys.stderr)
+        return 2
     print(json.dumps({k: str(v) for k, v in done.items()}))
     return 0 if len(done) == len(runs) else 1
 

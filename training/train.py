@@ -7,7 +7,8 @@ One loop for CPU, one GPU and torchrun/DDP (:func:`crnn_training.loop.fit`, shar
 trainer). Read top to bottom: setup helpers, :class:`CTCTask` (data, step, logging, evaluation,
 checkpoints of one run), :func:`setup` (config, device, model, optimiser, data) and :func:`train`.
 Outputs in ``out_dir``: best.safetensors (fp16), last.pt (resume state), metrics.jsonl, config.yaml,
-TensorBoard events (tb/) and curves.png.
+TensorBoard events (tb/) and curves.png. A folder that holds a run is refused unless ``--resume`` or ``--force``
+(crnn_training.run_folder); the config, the run folder and the data paths are all checked before any work.
 """
 
 from __future__ import annotations
@@ -37,14 +38,17 @@ from crnn.model import CRNN, ModelConfig, count_parameters
 from crnn.precision import resolve_precision
 from crnn.preprocess import PreprocessConfig
 from crnn.registry import kind_of
-from crnn_training.config import TrainConfig, charset_given, default_charset
-from crnn_training.data import (BatchStream, build_sources, load_labeled_arrays, make_loader, render_synth_val,
-                                report_problems, single_threaded_cv2, stop_all_streams)
+from crnn_training.config import TrainConfig, charset_given, default_charset, folder_set_name
+from crnn_training.data import (BatchStream, build_sources, check_data_paths, load_labeled_arrays, make_loader,
+                                render_synth_val, report_problems, single_threaded_cv2, stop_all_streams)
 from crnn_training.loop import TrainState, atomic_torch_save, fit, pick_device, rng_state, set_lr, set_rng_state
 from crnn_training.objectives import build_network, check_init_from, check_resume, make_objective, trained_module
+from crnn_training.run_folder import TB_FOLDER, check_run_folder, clear_run
 from crnn_training.run_info import git_commit, hardware
 
 START = time.time()  # the time budget counts from process start-up, imports included
+# What a run writes into out_dir (--force replaces these of an old run, and nothing else).
+RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "last.pt", "best.safetensors", "curves.png", TB_FOLDER)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,7 +269,7 @@ class CTCTask:
         for folder in val.folders:
             arrays, texts, _, problems = load_labeled_arrays(folder, self.charset, self.preprocess, val.max_per_folder)
             report_problems(folder, problems)
-            self.val_sets[Path(folder).name or folder] = (arrays, texts)
+            self.val_sets[folder_set_name(folder)] = (arrays, texts)
         self.say(f"[setup] validation sets {', '.join(f'{k}={len(v[1])}' for k, v in self.val_sets.items())} "
                  f"ready in {time.time() - t0:.1f}s")
 
@@ -495,6 +499,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="crnn train", description="Train a CRNN (CTC) on synthetic and labeled data.")
     p.add_argument("--config", help="YAML config (see configs/)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from RUN_DIR/last.pt")
+    p.add_argument("--force", action="store_true",
+                   help="start over in an out_dir that holds a run (its last.pt, best.safetensors, metrics.jsonl, ... "
+                   "are replaced); without it such a folder is refused")
     p.add_argument("--init-from", metavar="CHECKPOINT", help="start from a checkpoint's weights (fine-tuning)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.max_steps=100")
     return p.parse_intermixed_args(argv)
@@ -516,14 +523,31 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def load_run(args: argparse.Namespace) -> tuple[TrainConfig, dict[str, Any] | None]:
-    """The config (a run folder's for --resume, overrides applied) and the resume state (None: a new run)."""
+    """The config (a run folder's for --resume, overrides applied) and the resume state (None: a new run).
+
+    Everything a run depends on is checked here, before any model or data work: the whole config, the run
+    folder (one that holds a run needs --resume or --force) and the data paths.
+    """
     if not args.resume:
-        return TrainConfig.from_yaml(args.config, args.overrides), None
+        config = TrainConfig.from_yaml(args.config, args.overrides)
+        check_run_folder(config.out_dir, option="out_dir", writes=RUN_OUTPUTS, force=args.force, resumable=True)
+        check_data_paths(config)
+        if args.init_from and not Path(args.init_from).is_file():
+            raise ConfigError(f"--init-from {args.init_from}: no such checkpoint file")
+        return config, None
+    for given, what in ((args.config, "--config"), (args.init_from, "--init-from"), (args.force, "--force")):
+        if given:
+            raise ConfigError(f"--resume continues a run with its own config.yaml and weights: {what} does not apply "
+                              "(change settings with key=value overrides)")
+    if any(item.partition("=")[0].strip() == "out_dir" for item in args.overrides):
+        raise ConfigError("--resume continues the run in its own folder: out_dir cannot be overridden")
     run = Path(args.resume)
     if not (run / "last.pt").is_file() or not (run / "config.yaml").is_file():
         raise ConfigError(f"{run}: no last.pt and config.yaml to resume from")
+    check_run_folder(run, option="--resume", writes=RUN_OUTPUTS, holds_run=True)
     config = TrainConfig.from_dict(apply_overrides(load_yaml(run / "config.yaml"), args.overrides))
     config.out_dir = str(run)
+    check_data_paths(config)
     return config, torch.load(run / "last.pt", map_location="cpu", weights_only=True)
 
 
@@ -562,7 +586,7 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
         config.synth.charset = charset.chars  # the renderer writes what the model reads
     if "height" not in config.synth.model_fields_set:
         config.synth.height = config.model.height  # rendered at the model's height, not scaled up to it
-    preprocess = PreprocessConfig(height=config.model.height, min_width=config.data.min_width, max_width=config.data.max_width)
+    preprocess = config.data.preprocess(config.model.height)
     model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -589,17 +613,21 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
         task.train_model = torch.nn.parallel.DistributedDataParallel(
             task.train_model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    # --- outputs, data -----------------------------------------------------------------------------
-    if task.master:
-        task.out.mkdir(parents=True, exist_ok=True)
-        save_yaml(config, task.out / "config.yaml")
-        task.metrics_log = MetricLog(task.out, state.step if saved else None, t.tensorboard)
+    # --- data, outputs -----------------------------------------------------------------------------
     task.say(f"[setup] device {device} amp {dtype} world {world} workers {workers} threads {threads} "
              f"params {count_parameters(model):,} charset {charset.num_classes - 1} chars; "
              f"validation precision {task.precision}; out {task.out}")
     if task.master:
         task.load_val_sets()
     task.start_data(state.step)
+    if task.master:  # only now, with everything ready: a run that fails to start writes nothing
+        task.out.mkdir(parents=True, exist_ok=True)
+        if saved is None and args.force:
+            gone = clear_run(task.out, RUN_OUTPUTS)
+            if gone:
+                task.say(f"[setup] --force: removed the old run's {', '.join(gone)} from {task.out}")
+        save_yaml(config, task.out / "config.yaml")
+        task.metrics_log = MetricLog(task.out, state.step if saved else None, t.tensorboard)
 
     # --- random state, progress bar ------------------------------------------------------------------
     if saved is not None:

@@ -6,7 +6,8 @@ true character boxes, with box jitter), the fixed validation set (scored end to 
 segmenter, through ``BaselineRecognizer`` as users run it), :class:`BaselineTask` (cross-entropy, AdamW, a
 time or step budget) run by the loop the CRNN trainer uses (:func:`crnn_training.loop.fit`), checkpoints.
 Outputs in ``out``: best.safetensors (model_type "baseline", best end-to-end synthetic word accuracy) and
-log.jsonl (one line per evaluation).
+log.jsonl (one line per evaluation). A folder that holds a run is refused unless ``--force`` (then the old
+run's files are removed once the new run is set up; crnn_training.run_folder).
 
 The word stream is the CRNN trainer's: sample ``i`` of seed ``--seed`` is the same rendered image in both
 (``crnn_training.train`` with ``seed`` and one synthetic source renders samples 0, 1, 2, ... of that seed), so
@@ -37,16 +38,18 @@ from crnn.baseline.segment import SegmentConfig, binarize, segment, segmentation
 from crnn.charset import DEFAULT_CHARS, Charset
 from crnn.checkpoint import save_checkpoint
 from crnn.config import apply_overrides, load_yaml
-from crnn.errors import ConfigError, CRNNError
+from crnn.errors import ConfigError, CRNNError, OutputPathError
 from crnn.preprocess import PreprocessConfig, normalize
 from crnn_synth_data import SynthConfig
 from crnn_synth_data.dataset import SyntheticWordDataset
 from crnn_training.config import BaselineTrainConfig
 from crnn_training.data import single_threaded_cv2, worker_init
 from crnn_training.loop import TrainState, fit, pick_device, set_lr
+from crnn_training.run_folder import check_run_folder, clear_run
 from crnn_training.run_info import git_commit, hardware
 
 VAL_SEED = BaselineTrainConfig().val_seed  # a seed the training stream never uses
+RUN_OUTPUTS = ("best.safetensors", "log.jsonl")  # what a run writes into --out (--force replaces these)
 
 
 def prepare_sample(image: np.ndarray, text: str, boxes: np.ndarray, charset: Charset,
@@ -192,7 +195,7 @@ class BaselineTask:
         """Warm-up, then cosine decay over the step budget (else over the time budget)."""
         c = self.config
         frac = step / c.max_steps if c.max_steps else min(1.0, (time.time() - self.start) / self.budget)
-        return c.lr * min(1.0, (step + 1) / c.warmup_steps) * 0.5 * (1 + math.cos(math.pi * frac))
+        return c.lr * min(1.0, (step + 1) / max(1, c.warmup_steps)) * 0.5 * (1 + math.cos(math.pi * frac))
 
     def train_step(self, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], state: TrainState) -> int:
         """One cross-entropy step over every crop of the batch; returns the words trained on."""
@@ -285,12 +288,20 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(flag, type=kind, default=None, help=text)
     p.add_argument("--synth", default=None, metavar="JSON",
                    help='renderer settings as a JSON object (e.g. {"words_file": "words.txt"}), as crnn_training.train\'s synth section')
+    p.add_argument("--force", action="store_true",
+                   help="start over in an --out folder that holds a run (its best.safetensors and log.jsonl are "
+                   "replaced); without it such a folder is refused")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. hidden=64")
     return p
 
 
 def load_config(argv: list[str] | None) -> BaselineTrainConfig:
     """The config of a command line: the --config file (or the defaults), then the flags, then key=value overrides."""
+    return _load(argv)[0]
+
+
+def _load(argv: list[str] | None, check_out: bool = False) -> tuple[BaselineTrainConfig, bool]:
+    """(config, --force) of a command line; with ``check_out`` the --out folder is checked too (exit 2 if refused)."""
     parser = _parser()
     args = parser.parse_intermixed_args(argv)
     try:
@@ -304,20 +315,22 @@ def load_config(argv: list[str] | None) -> BaselineTrainConfig:
             if not isinstance(synth, dict):
                 raise ConfigError("--synth: not a JSON object")
             data["synth"] = {**data.get("synth", {}), **synth}
-        return BaselineTrainConfig.from_dict(apply_overrides(data, args.overrides))
-    except (ConfigError, ValueError) as e:  # json's errors are ValueErrors
+        config = BaselineTrainConfig.from_dict(apply_overrides(data, args.overrides))
+        if check_out:
+            check_run_folder(config.out, option="--out", writes=RUN_OUTPUTS, force=args.force)
+        return config, args.force
+    except (ConfigError, OutputPathError, ValueError) as e:  # json's errors are ValueErrors
         parser.error(str(e))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Train, log and save the best checkpoint; returns the last log record."""
-    config = load_config(argv)
+    config, force = _load(argv, check_out=True)
     start = time.time()  # the budget counts from here: the validation set and every evaluation included
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     single_threaded_cv2()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     charset = Charset(DEFAULT_CHARS)
     preprocess = PreprocessConfig()
     segmenter = SegmentConfig(binarize=config.binarize, split_ratio=config.split_ratio)
@@ -325,11 +338,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = pick_device(config.device)
     arch = BaselineConfig(num_classes=charset.num_classes, cell=config.cell, hidden_size=config.hidden)
     model = SegCharModel(arch).to(device)
-    log = open(out / "log.jsonl", "a", encoding="utf-8")
 
     # The validation set and the segmenter's own error rate on it (fixed, so measured once).
     val = validation_set(config.synth, config.val_size, charset, preprocess, config.val_seed)
     seg = segmentation_stats([segment(to_uint8(a), segmenter) for a, _, _ in val], [b for _, _, b in val])
+    # The run folder only now, with everything ready: a run that fails to start leaves an old one as it was.
+    out.mkdir(parents=True, exist_ok=True)
+    if force and (gone := clear_run(out, RUN_OUTPUTS)):
+        print(f"--force: removed the old run's {', '.join(gone)} from {out}", file=sys.stderr)
+    log = open(out / "log.jsonl", "w", encoding="utf-8")
     write_record(log, {"event": "segmenter", **{f"seg_{k}": v for k, v in seg.items()}, **segmenter.to_dict()})
     params = sum(p.numel() for p in model.parameters())
     write_record(log, {"event": "start", "params": params, **arch.to_dict(), "val_words": len(val), "device": str(device)})

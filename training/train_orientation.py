@@ -95,12 +95,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="start from these orientation weights (to train further)")
     p.add_argument("--cache", help="keep the rendered crops in this .npz (reused when it exists: same --words, --seed)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"weights file (default {DEFAULT_OUT})")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (e.g. the shipped weights)")
     return p
 
 
+def _check(args: argparse.Namespace) -> str | None:
+    """Why the arguments cannot run (checked before minutes of rendering), or None."""
+    from crnn.errors import OutputPathError
+    from crnn.output_files import check_output_file
+
+    for name in ("words", "val_words", "epochs", "batch_size", "threads"):
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
+    if not args.lr > 0:
+        return f"--lr must be positive, got {args.lr}"
+    if not 0 <= args.max_upright_turned <= 1:
+        return f"--max-upright-turned must be between 0 and 1, got {args.max_upright_turned}"
+    if args.init and not Path(args.init).is_file():
+        return f"--init {args.init}: no such file"
+    try:
+        check_output_file(args.out, option="--out", overwrite=args.force)
+        if args.cache and not Path(args.cache).is_file():
+            check_output_file(args.cache, option="--cache", overwrite=False)  # written once, then reused
+    except OutputPathError as e:
+        return str(e)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Render, train, validate, pick the threshold and write the weights; exit 0."""
+    """Render, train, validate, pick the threshold and write the weights; exit 0 (2 on bad arguments)."""
     args = _parser().parse_args(argv)
+    problem = _check(args)
+    if problem:
+        print(f"crnn train-orientation: error: {problem}", file=sys.stderr)
+        return 2
     import torch
 
     from crnn.orientation_model import OrientationNet, save_orientation_model
@@ -116,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         x_train, y_train, _ = render_set(args.words, args.seed, progress=True)
         x_val, y_val, t_val = render_set(args.val_words, args.seed + 1)
         if cache is not None:
-            np.savez(cache, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, t_val=t_val)
+            with open(cache, "xb") as f:  # at exactly this path (np.savez would add .npz to a name without it)
+                np.savez(f, x_train=x_train, y_train=y_train, x_val=x_val, y_val=y_val, t_val=t_val)
     print(f"rendered {len(y_train)} + {len(y_val)} crops in {time.time() - t0:.0f} s", file=sys.stderr)
 
     model = OrientationNet()
