@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from crnn.charset import Charset
 from crnn.config import Config
 from crnn.checkpoint_header import FORMAT, FORMAT_VERSION, default_weights_path, read_header  # noqa: F401 (re-exported)
 from crnn.errors import CheckpointError
+from crnn.output_files import replaced_atomically
 from crnn.preprocess import PreprocessConfig
 from crnn.registry import get_kind, kind_of
 
@@ -79,14 +79,8 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
     """Write ``tensors`` with ``header`` as safetensors metadata, atomically (a temporary file, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with replaced_atomically(path, option="weights file") as tmp:  # a regular file only, with a plain file's mode
         save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
