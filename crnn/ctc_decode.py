@@ -422,10 +422,13 @@ class Lexicon:
         self.charset = charset
         self.case = case
         self.words: list[str] = list(kept)
-        # Case-folded word -> its spellings as written, in list order; the search runs on the folded words.
-        self.spellings: dict[str, list[str]] = {}
+        # Case-folded word -> its spellings as written, in list order; the search runs on the folded words. Tuples:
+        # the cyclic GC stops tracking a tuple of strings at its first collection, while each list stays tracked and
+        # 64 lexicons of 10,000 words made every full collection of a server walk 640,000 more lists (0.2-0.6 s).
+        self.spellings: dict[str, tuple[str, ...]] = {}
         for word in self.words:
-            self.spellings.setdefault(word.lower(), []).append(word)
+            folded = word.lower()
+            self.spellings[folded] = self.spellings.get(folded, ()) + (word,)
         self.folded: list[str] = list(self.spellings)
         self._priors: dict[str, float] = {}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import hmac
 import logging
 import time
@@ -27,12 +29,12 @@ from crnn import __version__
 from crnn.ctc_decode import DEFAULT_DECODER
 from crnn.errors import DecoderOptionError
 from crnn.text_recognizer import TextRecognizer
-from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout
+from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout, Slot
 from crnn_server.engine import Engine
 from crnn_server.errors import APIError, InvalidRequest, NotReady, Overloaded, Unauthorized, status_code
 from crnn_server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crnn_server.middleware import ObservabilityMiddleware, request_id_of
-from crnn_server.parsing import RecognizeJSON, parse_recognize
+from crnn_server.parsing import RecognizeJSON, is_heavy, parse_recognize
 from crnn_server.request_types import DecodeOptions
 from crnn_server.settings import Settings
 
@@ -95,7 +97,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for status, text in [
         (400, "Empty or malformed body"), (401, "Missing or wrong X-API-Key"),
         (408, "The body did not arrive within the body-read timeout"),
-        (413, "Body over the size limit, or too many images"), (415, "Neither multipart/form-data nor JSON"),
+        (413, "Body over the size limit, too many images, or too many lexicon words in all"), (415, "Neither multipart/form-data nor JSON"),
         (422, "Invalid options or fields, or no image"), (503, "Overloaded (see Retry-After) or not ready"),
     ]
 }
@@ -132,8 +134,9 @@ def _error_response(request: Request, error: APIError) -> JSONResponse:
 DOCS_ASSETS_URL = "/docs-assets"
 
 def create_app(settings: Settings | None = None, recognizer: TextRecognizer | None = None,
-               model_name: str | None = None) -> FastAPI:
-    """The API app; the model is loaded at start-up (lifespan) unless ``recognizer`` is given."""
+               model_name: str | None = None, freeze_heap: bool = False) -> FastAPI:
+    """The API app; the model is loaded at start-up (lifespan) unless ``recognizer`` is given. ``freeze_heap``: the
+    process is the server's own (`crnn serve`), so its start-up objects can be frozen (see the lifespan)."""
     settings = settings or Settings.from_env()
     metrics = Metrics()
     engine = Engine(settings, metrics, recognizer, model_name)
@@ -141,6 +144,12 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await engine.start()
+        if freeze_heap:
+            # A full collection walks every tracked object while holding the GIL, so the event loop too: on the 2-core
+            # host, the ~220,000 of a loaded server (torch, the model, the app) took 250 ms, and /healthz waited. They
+            # live as long as the process: frozen, no collection walks them again (refcounting still frees them).
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -207,30 +216,43 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
     async def recognize(request: Request, engine: Engine = Depends(require_ready)) -> Response:
         """Read the text of word crops sent as multipart parts named `files` or as base64 JSON."""
         started = time.perf_counter()
-        parsed = await parse_recognize(request, settings)
-        request.state.images = len(parsed.images)
-        opts = parsed.options
-        try:
-            lexicon = engine.lexicon(opts.lexicon) if opts.lexicon is not None else None
-        except ValueError as e:
-            raise InvalidRequest(f"invalid lexicon: {e}") from None
-        image_lexicons: list[Any] | None = None
-        if any(img.lexicon is not None for img in parsed.images):
-            built: dict[tuple[str, ...], Any] = {}  # equal word lists share one Lexicon, so their images batch together
-            image_lexicons = []
-            for i, img in enumerate(parsed.images):
-                if img.lexicon is None:
-                    image_lexicons.append(None)
-                    continue
-                words = tuple(img.lexicon)
-                if words not in built:
-                    try:
-                        built[words] = engine.image_lexicon(img.lexicon)
-                    except ValueError as e:
-                        raise InvalidRequest(f"invalid images.{i}.lexicon: {e}") from None
-                image_lexicons.append(built[words])
-        options = DecodeOptions(opts.decoder, opts.beam_width, lexicon, opts.lm_weight, opts.orientation)
         retry = {"Retry-After": str(settings.retry_after_s)}
+        slot: Slot | None = None
+        if is_heavy(request.headers, settings):  # a large JSON body: wait for a slot before reading it
+            try:
+                slot = await engine.heavy_gate.enter(asyncio.get_running_loop().time() + settings.queue_timeout_s)
+            except QueueTimeout:
+                metrics.rejected.labels("heavy").inc()
+                # Read and drop the body, so that the client, its upload done, reads this answer. Read through the app
+                # it is paced like any upload; answered unread, the uploads of 35 flood requests resumed together in
+                # uvicorn, and /healthz stalled up to 0.7 s instead of 0.17 s (benchmarks/bench_server_lexicon_flood.py).
+                async for _ in request.stream():
+                    pass
+                raise Overloaded(f"server busy: {settings.heavy_requests} large requests are being read; retry later",
+                                 headers=retry) from None
+        try:
+            return await _recognize(request, engine, started, slot)
+        finally:
+            if slot is not None:
+                slot.leave()
+
+    async def _recognize(request: Request, engine: Engine, started: float, slot: Slot | None) -> Response:
+        """The work of /v1/recognize; a heavy request holds ``slot``, given back early when its lexicons are small."""
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        parsed = await parse_recognize(request, settings, engine.offload if slot is not None else None)
+        request.state.images = len(parsed.images)
+        if slot is not None and parsed.lexicon_words <= settings.max_lexicon_words:
+            # Its memory is about its body's, like any request's: the slot goes to the next one now. A request with
+            # more lexicon words keeps it until answered, as its lexicons stay in memory until then.
+            slot.leave()
+        opts = parsed.options
+        lexicon = image_lexicons = None
+        if opts.lexicon is not None or any(img.lexicon is not None for img in parsed.images):
+            try:
+                lexicon, image_lexicons = await engine.offload(engine.build_lexicons, opts.lexicon, parsed.images)
+            except ValueError as e:
+                raise InvalidRequest(str(e)) from None
+        options = DecodeOptions(opts.decoder, opts.beam_width, lexicon, opts.lm_weight, opts.orientation)
         try:
             results = await engine.recognize(parsed.images, options, image_lexicons)
         except QueueFull as e:
@@ -255,7 +277,8 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             "max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
             "body_timeout_s": settings.body_timeout_s, "max_uploads": settings.max_uploads,
             "decode_workers": settings.decode_workers, "max_decode_pixels": settings.max_decode_pixels,
-            "max_beam_width": settings.max_beam_width, "max_lexicon_words": settings.max_lexicon_words}}
+            "max_beam_width": settings.max_beam_width, "max_lexicon_words": settings.max_lexicon_words,
+            "max_request_lexicon_words": settings.max_request_lexicon_words, "heavy_requests": settings.heavy_requests}}
 
     @app.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD too
     @app.get("/healthz", tags=["ops"])
@@ -355,4 +378,4 @@ def app_from_env() -> FastAPI:
     from crnn_server.settings import ENV_SETTINGS
 
     text = os.environ.get(ENV_SETTINGS)
-    return create_app(Settings.from_json(text) if text else Settings.from_env())
+    return create_app(Settings.from_json(text) if text else Settings.from_env(), freeze_heap=True)

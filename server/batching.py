@@ -322,3 +322,29 @@ class DecodeGate:
             self._waiters.popleft()
             self._start(pixels)
             future.set_result(None)
+
+
+class SlotGate(DecodeGate):
+    """At most ``slots`` holders at once, served in arrival order, with a deadline (QueueTimeout past it): a DecodeGate
+    that counts slots only. The server's gate for heavy requests (docs/server.md, "Heavy requests")."""
+
+    def __init__(self, slots: int) -> None:
+        super().__init__(slots, 1)
+
+    async def enter(self, deadline: float) -> Slot:
+        """A slot, once one is free before ``deadline`` (loop time); QueueTimeout past it."""
+        await self.acquire(0, deadline)
+        return Slot(self)
+
+
+class Slot:
+    """A slot of a SlotGate; leave() gives it back (to the next waiter, in order), once however often it is called."""
+
+    def __init__(self, gate: SlotGate) -> None:
+        self._gate: SlotGate | None = gate
+
+    def leave(self) -> None:
+        """Give the slot back (only the first call does)."""
+        if self._gate is not None:
+            self._gate.release(0)
+            self._gate = None

@@ -62,7 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most decoded pixels in flight per worker (memory); beyond it images wait, within "
                    "--queue-timeout (default %(default)s)")
     g.add_argument("--max-beam-width", type=int, default=DEFAULTS.max_beam_width, help="(default %(default)s)")
-    g.add_argument("--max-lexicon-words", type=int, default=DEFAULTS.max_lexicon_words, help="(default %(default)s)")
+    g.add_argument("--max-lexicon-words", type=int, default=DEFAULTS.max_lexicon_words,
+                   help="most words of one lexicon, the request's or an image's (default %(default)s)")
+    g.add_argument("--max-request-lexicon-words", type=int, default=DEFAULTS.max_request_lexicon_words,
+                   help="most words of a request's lexicons in all (memory: ~210 bytes a word); more get 413 "
+                   "(default %(default)s)")
+    g.add_argument("--heavy-requests", type=int, default=DEFAULTS.heavy_requests,
+                   help="JSON requests over 64 KiB parsed (and their lexicons built) at once per worker; more wait, "
+                   "within --queue-timeout, then get 503 (default %(default)s)")
     g = p.add_argument_group("operations")
     g.add_argument("--cors-origins", metavar="ORIGINS",
                    help=f"comma-separated origins allowed by CORS, '*' for any (default: ${ENV_CORS_ORIGINS}, else none)")
@@ -95,6 +102,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         body_timeout_s=args.body_timeout, max_uploads=args.max_uploads,
         decode_workers=args.decode_workers, max_decode_pixels=args.max_decode_pixels,
         max_pixels=args.max_pixels, max_beam_width=args.max_beam_width, max_lexicon_words=args.max_lexicon_words,
+        max_request_lexicon_words=args.max_request_lexicon_words, heavy_requests=args.heavy_requests,
         cors_origins=parse_origins(args.cors_origins) if args.cors_origins is not None else None,
         graceful_timeout_s=args.graceful_timeout, log_level=args.log_level, access_log=not args.no_access_log,
     )

@@ -73,6 +73,12 @@ class TooManyImages(APIError):
     status, code = 413, "too_many_images"
 
 
+class LexiconTooLarge(APIError):
+    """A request's lexicons hold more words in all than the server's per-request budget."""
+
+    status, code = 413, "lexicon_too_large"
+
+
 class UnsupportedMediaType(APIError):
     """The content type is neither multipart/form-data nor application/json."""
 

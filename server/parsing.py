@@ -2,25 +2,45 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from json.decoder import scanstring
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from crnn.ctc_decode import DEFAULT_DECODER
 from crnn.errors import InvalidImageError
-from crnn_server.errors import EmptyRequest, InvalidRequest, MalformedBody, NoImages, TooManyImages, UnsupportedMediaType
+from crnn_server.errors import (
+    EmptyRequest,
+    InvalidRequest,
+    LexiconTooLarge,
+    MalformedBody,
+    NoImages,
+    TooManyImages,
+    UnsupportedMediaType,
+)
 from crnn_server.request_types import ImageInput, decode_base64
 from crnn_server.settings import Settings
 
 IMAGE_FIELDS = ("files", "files[]")
 OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "orientation")
 MAX_NAME_CHARS = 256
-MAX_FIELD_BYTES = 1024 * 1024  # one non-file form field (a lexicon of many words fits)
+MAX_FIELD_BYTES = 1024 * 1024  # one non-file form field, and the lexicon fields together (a lexicon of many words fits)
 MAX_WORD_CHARS = 256
+# A JSON body up to this size is parsed on the event loop (well under a millisecond); a larger one, or one of unknown
+# length, is a heavy request: parsed in a worker thread, in one of the server's heavy_requests slots.
+LIGHT_BODY_BYTES = 64 * 1024
+
+# Runs a function in a worker thread: how parse_recognize takes a heavy body's parsing off the event loop.
+Offload = Callable[..., Awaitable[Any]]
 
 
 class RecognizeOptions(BaseModel):
@@ -31,14 +51,28 @@ class RecognizeOptions(BaseModel):
     decoder: Literal["greedy", "beam", "lm"] = Field(
         DEFAULT_DECODER, description="CTC decoder: lm (default): beam search with the character language model (fewer "
         "misread words; docs/language_model.md), greedy (about twice as fast) or prefix beam search alone.")
-    beam_width: int = Field(10, ge=1, description="Beams kept by the beam and lm decoders (at most the server's --max-beam-width).")
-    lm_weight: float | None = Field(None, ge=0, le=10, description="The lm decoder's language-model weight (default: the tuned one).")
+    # Strict: a JSON true, 5.0 or "5" is refused, not read as a number (multipart's text fields are converted first).
+    beam_width: int = Field(
+        10, ge=1, strict=True, description="Beams kept by the beam and lm decoders (at most the server's --max-beam-width).")
+    lm_weight: float | None = Field(None, ge=0, le=10, strict=True,
+                                    description="The lm decoder's language-model weight (default: the tuned one); "
+                                    "only with decoder lm.")
     lexicon: list[str] | None = Field(
         None, description="Allowed words for every image: each text is snapped to the likeliest word, matched "
         "case-insensitively and returned in the case the image shows (results then carry in_lexicon).")
     orientation: Literal["none", "auto"] = Field(
         "none", description="none: read crops as they come; auto: a small classifier says whether a crop's text is "
         "turned 90/180/270 degrees or stacked letters, and it is turned upright first (results then carry orientation).")
+
+    @field_validator("lm_weight")
+    @classmethod
+    def _lm_weight_needs_lm(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # As `crnn ocr --lm-weight` refuses it: the other decoders have no language model to weigh.
+        decoder = info.data.get("decoder")
+        if value is not None and decoder is not None and decoder != "lm":
+            raise PydanticCustomError("lm_weight_needs_lm", "lm_weight needs decoder lm, not {decoder}",
+                                      {"decoder": decoder})
+        return value
 
 
 class ImageIn(BaseModel):
@@ -66,6 +100,11 @@ class ParsedRequest:
     images: list[ImageInput]
     options: RecognizeOptions
 
+    @property
+    def lexicon_words(self) -> int:
+        """Words of the request's lexicons in all: the request-wide one and every image's."""
+        return len(self.options.lexicon or ()) + sum(len(img.lexicon) for img in self.images if img.lexicon is not None)
+
 
 def _errors(e: ValidationError) -> list[dict[str, Any]]:
     # No input echo: it may be megabytes of base64.
@@ -82,16 +121,46 @@ def check_options(options: RecognizeOptions, settings: Settings) -> RecognizeOpt
     return options
 
 
-def check_lexicon_size(words: list[str], settings: Settings, where: str) -> None:
-    """Refuse a lexicon (request-wide or one image's, named by ``where``) over the server's limits (InvalidRequest)."""
+def check_lexicon_size(words: Sequence[str], settings: Settings, where: str) -> None:
+    """Refuse a lexicon (request-wide or one image's, named by ``where``) over the server's limits or with an empty or
+    whitespace-only word (InvalidRequest)."""
     if len(words) > settings.max_lexicon_words:
         raise InvalidRequest(f"{where} has {len(words):,} words; at most {settings.max_lexicon_words:,} are accepted")
-    if any(len(w) > MAX_WORD_CHARS for w in words):
+    if words and max(map(len, words)) > MAX_WORD_CHARS:  # map: C loops, a 10,000-word list in well under 1 ms
         raise InvalidRequest(f"{where}: words must be at most {MAX_WORD_CHARS} characters long")
+    if not all(map(str.strip, words)):
+        # A blank word would otherwise be a lexicon entry, and could come back as an image's text.
+        i = next(i for i, w in enumerate(words) if not w.strip())
+        raise InvalidRequest(f"{where}: word {i} ({words[i]!r}) is empty or only whitespace")
 
 
-async def parse_recognize(request: Request, settings: Settings) -> ParsedRequest:
-    """Images and options of a recognize request; raises a typed APIError for any malformed request."""
+def check_lexicon_budget(words: int, settings: Settings) -> None:
+    """Refuse a request whose lexicons hold more words in all than the per-request budget (LexiconTooLarge, 413)."""
+    if words > settings.max_request_lexicon_words:
+        raise LexiconTooLarge(
+            f"the request's lexicons hold over {settings.max_request_lexicon_words:,} words in all (the request-wide "
+            "lexicon and every image's); send fewer images per request, or one request-wide lexicon",
+            {"limit_words": settings.max_request_lexicon_words})
+
+
+def is_heavy(headers: Headers, settings: Settings) -> bool:
+    """Whether a request is heavy: a JSON body over LIGHT_BODY_BYTES, or of unknown length (chunked). A body over the
+    size limit is not: it is refused on its first read, without waiting for a slot."""
+    media, _ = parse_options_header(headers.get("content-type"))
+    if not (media == b"application/json" or media.endswith(b"+json")):
+        return False
+    length = headers.get("content-length", "")
+    if not length.isdigit():
+        return True
+    return LIGHT_BODY_BYTES < int(length) <= settings.max_body_bytes
+
+
+async def parse_recognize(request: Request, settings: Settings, offload: Offload | None = None) -> ParsedRequest:
+    """Images and options of a recognize request; raises a typed APIError for any malformed request.
+
+    ``offload(fn, *args)`` runs a function in a worker thread: given, a JSON body is parsed there (a heavy request),
+    in pieces that let the event loop run in between; else it is parsed here, whole.
+    """
     raw_type = request.headers.get("content-type")
     media, params = parse_options_header(raw_type)
     length = request.headers.get("content-length")
@@ -103,7 +172,7 @@ async def parse_recognize(request: Request, settings: Settings) -> ParsedRequest
             raise MalformedBody("multipart/form-data without a boundary parameter")
         parsed = await _parse_multipart(request, boundary, settings)
     elif media == b"application/json" or media.endswith(b"+json"):
-        parsed = await _parse_json(request, settings)
+        parsed = await _parse_json(request, settings, offload)
     else:
         shown = raw_type or "none"
         raise UnsupportedMediaType(
@@ -112,21 +181,135 @@ async def parse_recognize(request: Request, settings: Settings) -> ParsedRequest
     if not parsed.images:
         raise NoImages("the request holds no image: send one or more parts named 'files', or a non-empty 'images' list")
     check_options(parsed.options, settings)
+    check_lexicon_budget(parsed.lexicon_words, settings)
     return parsed
 
 
-async def _parse_json(request: Request, settings: Settings) -> ParsedRequest:
+async def _parse_json(request: Request, settings: Settings, offload: Offload | None) -> ParsedRequest:
     body = await request.body()
     if not body.strip():
         raise EmptyRequest("the request body is empty")
+    if offload is None:
+        return _json_request(body, settings, False)
+    return await offload(_json_request, body, settings, True)
+
+
+def _refuse(errors: list[dict[str, Any]]) -> InvalidRequest:
+    return InvalidRequest("invalid request: " + "; ".join(
+        f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in errors[:5]), errors)
+
+
+def _validate_json(body: bytes, settings: Settings, pieces: bool) -> RecognizeJSON:
+    """The body as a RecognizeJSON (MalformedBody or InvalidRequest if it is not one). With ``pieces``, the images are
+    validated one at a time where the body allows it (see _validate_in_pieces), stopping at the lexicon budget."""
+    located = _images_items(body) if pieces else None
+    if located is not None:
+        req = _validate_in_pieces(*located, settings)
+        if req is not None:
+            return req
     try:
-        req = RecognizeJSON.model_validate_json(body)
+        return RecognizeJSON.model_validate_json(body)
     except ValidationError as e:
         errors = _errors(e)
         if any(err["type"] == "json_invalid" for err in errors):
             raise MalformedBody("the body is not valid JSON", errors) from None
-        raise InvalidRequest("invalid request: " + "; ".join(
-            f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in errors[:5]), errors) from None
+        raise _refuse(errors) from None
+
+
+_WS = re.compile(r"[ \t\n\r]*")  # JSON's whitespace
+_SCANNER = json.JSONDecoder()
+
+
+def _images_items(body: bytes) -> tuple[str, int, int, list[tuple[int, int]]] | None:
+    """The body's text, where its top-level ``images`` array starts and ends, and where each of its items does; None
+    when the body is not a UTF-8 JSON object with one ``images`` array that Python's JSON scanner reads (it is then
+    validated whole, as before)."""
+    try:
+        text = body.decode("utf-8")
+        i = _WS.match(text).end()  # type: ignore[union-attr]
+        if not text.startswith("{", i):
+            return None
+        i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        found: tuple[int, int, list[tuple[int, int]]] | None = None
+        while text.startswith('"', i):
+            key, i = scanstring(text, i + 1)
+            i = _WS.match(text, i).end()  # type: ignore[union-attr]
+            if not text.startswith(":", i):
+                return None
+            i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+            if key != "images":
+                _, i = _SCANNER.raw_decode(text, i)
+            elif found is not None or not text.startswith("[", i):
+                return None
+            else:
+                start, items = i, []
+                i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+                if text.startswith("]", i):
+                    i += 1
+                else:
+                    while True:  # strict: what this loop reads is replaced by "[]" before pydantic sees the rest
+                        _, end = _SCANNER.raw_decode(text, i)
+                        items.append((i, end))
+                        i = _WS.match(text, end).end()  # type: ignore[union-attr]
+                        if text.startswith("]", i):
+                            i += 1
+                            break
+                        if not text.startswith(",", i):
+                            return None
+                        i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+                found = (start, i, items)
+            i = _WS.match(text, i).end()  # type: ignore[union-attr]
+            if not text.startswith(",", i):
+                break
+            i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        # What follows (the closing brace, or anything wrong) stays in the text pydantic validates.
+        return None if found is None else (text, *found)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON (JSONDecodeError), too deep, an over-long integer
+        return None
+
+
+def _validate_in_pieces(text: str, start: int, end: int, items: list[tuple[int, int]],
+                        settings: Settings) -> RecognizeJSON | None:
+    """Validate the body without its images (``[]`` in their place), then each image on its own, counting lexicon words
+    against the request's budget as it goes. Pydantic holds the GIL for a whole call: one call for a 7 MB body of
+    lexicons held it (and so the event loop) for 120 ms; one image's takes a few ms. None when a piece is not valid
+    JSON: the body is then validated whole, for pydantic's own message and position. Answers as whole validation does,
+    except that too many images (TooManyImages) or lexicon words (LexiconTooLarge) are refused as soon as they are
+    seen, before the other images are validated."""
+    errors: list[dict[str, Any]] = []
+    try:
+        req = RecognizeJSON.model_validate_json(text[:start] + "[]" + text[end:])
+    except ValidationError as e:
+        errors = _errors(e)
+        if any(err["type"] == "json_invalid" for err in errors):
+            return None
+        req = None
+    if len(items) > settings.max_images:
+        raise TooManyImages(f"{len(items)} images in one request; at most {settings.max_images} are accepted",
+                            {"limit": settings.max_images})
+    words = len(req.lexicon or ()) if req is not None else 0
+    images: list[ImageIn] = []
+    for i, (s, e) in enumerate(items):
+        try:
+            image = ImageIn.model_validate_json(text[s:e])
+        except ValidationError as err:
+            found = _errors(err)
+            if any(f["type"] == "json_invalid" for f in found):
+                return None
+            errors += [{**f, "loc": ["images", i, *f["loc"]]} for f in found]
+            continue
+        words += len(image.lexicon or ())
+        check_lexicon_budget(words, settings)
+        images.append(image)
+    if errors or req is None:
+        raise _refuse(errors)
+    req.images = images
+    return req
+
+
+def _json_request(body: bytes, settings: Settings, pieces: bool) -> ParsedRequest:
+    """The images and options of a JSON body (in a worker thread for a heavy request)."""
+    req = _validate_json(body, settings, pieces)
     if len(req.images) > settings.max_images:
         raise TooManyImages(f"{len(req.images)} images in one request; at most {settings.max_images} are accepted",
                             {"limit": settings.max_images})
@@ -136,12 +319,27 @@ async def _parse_json(request: Request, settings: Settings) -> ParsedRequest:
         if img.lexicon is not None:
             check_lexicon_size(img.lexicon, settings, f"images.{i}.lexicon")
         try:
-            images.append(ImageInput(name, data=decode_base64(img.data), lexicon=img.lexicon))
+            lexicon = tuple(img.lexicon) if img.lexicon is not None else None
+            images.append(ImageInput(name, data=decode_base64(img.data), lexicon=lexicon))
         except InvalidImageError as e:
             images.append(ImageInput(name, error=str(e)))
     options = RecognizeOptions(decoder=req.decoder, beam_width=req.beam_width, lm_weight=req.lm_weight,
                                lexicon=req.lexicon, orientation=req.orientation)
     return ParsedRequest(images, options)
+
+
+_FORM_INT = re.compile(r"[0-9]+")
+_FORM_FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _form_number(name: str, value: str) -> Any:
+    """A form field's text as the number its option takes, when it spells one; otherwise the text, which the options'
+    strict number fields then refuse (as they refuse JSON's true or "5")."""
+    if name == "beam_width" and _FORM_INT.fullmatch(value) and len(value) < 20:  # int() refuses over 4,300 digits
+        return int(value)
+    if name == "lm_weight" and _FORM_FLOAT.fullmatch(value):
+        return float(value)
+    return value
 
 
 class _Part:
@@ -163,6 +361,7 @@ async def _parse_multipart(request: Request, boundary: bytes, settings: Settings
     header_field = bytearray()
     header_value = bytearray()
     n_images = 0
+    lexicon_bytes = 0
     ended = False
 
     def on_part_begin() -> None:
@@ -200,9 +399,16 @@ async def _parse_multipart(request: Request, boundary: bytes, settings: Settings
                 f"options are {', '.join(OPTION_FIELDS)}")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
+        nonlocal lexicon_bytes
         current.data.extend(data[start:end])
         if not current.is_image and len(current.data) > MAX_FIELD_BYTES:
             raise InvalidRequest(f"form field {current.name!r} is over {MAX_FIELD_BYTES:,} bytes")
+        if current.name == "lexicon":
+            # The field may repeat: its parts together are bounded too, or 16 MiB of lines would be split into
+            # millions of words (on the event loop) before the word limit refused them.
+            lexicon_bytes += end - start
+            if lexicon_bytes > MAX_FIELD_BYTES:
+                raise InvalidRequest(f"the lexicon fields are over {MAX_FIELD_BYTES:,} bytes in all")
 
     def on_part_end() -> None:
         parts.append(current)
@@ -251,7 +457,7 @@ def _from_parts(parts: list[_Part]) -> ParsedRequest:
         elif part.name in fields:
             raise InvalidRequest(f"form field {part.name!r} is given more than once")
         else:
-            fields[part.name] = value.strip()
+            fields[part.name] = _form_number(part.name, value.strip())
     try:
         options = RecognizeOptions.model_validate(fields)
     except ValidationError as e:

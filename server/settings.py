@@ -74,6 +74,16 @@ class Settings(Config):
     decode_workers: int = Field(2, ge=1)
     max_decode_pixels: int = Field(16_000_000, ge=1)
     max_lexicon_words: int = Field(10_000, ge=1)
+    # Per-request memory budget of lexicons: the words of a request's lexicons in all (the request-wide one and every
+    # image's). A parsed and built 8-letter word costs ~210 bytes (docs/server.md), so 640,000 words (every image of a
+    # 64-image request with a 10,000-word list) is ~135 MB; more is refused with 413 lexicon_too_large.
+    max_request_lexicon_words: int = Field(640_000, ge=1)
+    # Back-pressure on heavy requests (a JSON body over 64 KiB, or one without a length): at most heavy_requests of
+    # them are parsed and have their lexicons built at once per process, off the event loop; a request whose lexicons
+    # hold over max_lexicon_words words keeps its slot until answered. Others wait for a slot, before their body is
+    # read, within queue_timeout_s, then get 503 + Retry-After. So heavy requests hold at most heavy_requests x
+    # (max_body_bytes + the lexicon budget) at once.
+    heavy_requests: int = Field(2, ge=1)
     max_beam_width: int = Field(100, ge=1)
     # Security.
     api_key: str | None = Field(None, repr=False)

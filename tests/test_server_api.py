@@ -226,6 +226,259 @@ def test_per_image_lexicon_errors_say_what_is_wrong(client: TestClient, words: l
     assert r.status_code == 422 and fragment in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("where", ["request", "image"])
+@pytest.mark.parametrize("blank", ["", " ", "\t\n"])
+def test_a_blank_lexicon_word_is_refused_not_returned_as_text(client: TestClient, where: str, blank: str) -> None:
+    # Issue 36, item 12: a whitespace-only word was a lexicon entry, and came back as an image's text.
+    image: dict[str, Any] = {"data": b64(PNG_1)}
+    body: dict[str, Any] = {"images": [image], "decoder": "greedy"}
+    (image if where == "image" else body)["lexicon"] = ["ok", blank]
+    r = client.post("/v1/recognize", json=body)
+    message = assert_error(r, 422, "invalid_request")["error"]["message"]
+    assert "word 1" in message and "empty or only whitespace" in message
+    assert message.startswith("images.0.lexicon" if where == "image" else "lexicon")
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "beam"])
+@pytest.mark.parametrize("form", ["json", "multipart"])
+def test_lm_weight_needs_decoder_lm_as_the_cli_says(client: TestClient, decoder: str, form: str) -> None:
+    # Issue 36, item 12: lm_weight was ignored with another decoder; `crnn ocr --lm-weight` refuses that.
+    if form == "json":
+        r = client.post("/v1/recognize", json={"images": [{"data": b64(PNG_1)}], "decoder": decoder, "lm_weight": 0.5})
+    else:
+        r = client.post("/v1/recognize", files=files([("x.png", PNG_1)]), data={"decoder": decoder, "lm_weight": "0.5"})
+    body = assert_error(r, 422, "invalid_request")
+    assert f"lm_weight needs decoder lm, not {decoder}" in body["error"]["message"]
+    assert body["error"]["details"][0]["loc"] == ["lm_weight"]
+    ok = client.post("/v1/recognize", json={"images": [{"data": b64(PNG_1)}], "decoder": "lm", "lm_weight": 0.5})
+    assert ok.status_code == 200, ok.text
+
+
+@pytest.mark.parametrize("value,status", [(True, 422), (5.0, 422), ("5", 422), (False, 422), (5, 200)])
+def test_beam_width_is_a_strict_integer(client: TestClient, value: Any, status: int) -> None:
+    # Issue 36, item 12: true was read as beam width 1 (and 5.0, "5" as 5).
+    r = client.post("/v1/recognize", json={"images": [{"data": b64(PNG_1)}], "decoder": "beam", "beam_width": value})
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert r.json()["error"]["details"][0]["loc"] == ["beam_width"]
+
+
+@pytest.mark.parametrize("value,status", [("5", 200), (" 7 ", 200), ("true", 422), ("5.0", 422), ("1" * 30, 422)])
+def test_multipart_beam_width_is_an_integer_written_in_digits(client: TestClient, value: str, status: int) -> None:
+    r = client.post("/v1/recognize", files=files([("x.png", PNG_1)]), data={"decoder": "beam", "beam_width": value})
+    assert r.status_code == status, r.text
+
+
+def test_repeated_lexicon_fields_are_bounded_together() -> None:
+    # Each field was bounded (1 MiB), not their sum: 16 MiB of lines were split into words on the event loop.
+    from crnn_server.parsing import MAX_FIELD_BYTES
+
+    field = "\n".join(["word"] * (MAX_FIELD_BYTES // 10))
+    with make_client(max_body_bytes=8 * MAX_FIELD_BYTES) as c:
+        r = c.post("/v1/recognize", files=files([("x.png", PNG_1)]) + [("lexicon", (None, field))] * 3)
+    assert "lexicon fields are over" in assert_error(r, 422, "invalid_request")["error"]["message"]
+
+
+# ---- heavy requests: off the event loop, bounded (issue 36, item 5) -------------------------------
+
+
+def heavy_json(body: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments posting ``body`` as JSON over LIGHT_BODY_BYTES (padded with whitespace): a heavy request."""
+    from crnn_server.parsing import LIGHT_BODY_BYTES
+
+    return {"content": json.dumps(body).encode() + b" " * (LIGHT_BODY_BYTES + 1),
+            "headers": {"Content-Type": "application/json"}}
+
+
+def record_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Record the thread names that build Lexicons and parse JSON bodies in the server."""
+    import threading
+
+    import crnn_server.engine
+    import crnn_server.parsing
+
+    seen: dict[str, list[str]] = {"lexicon": [], "json": []}
+    real_lexicon, real_json = crnn_server.engine.Lexicon, crnn_server.parsing._json_request
+
+    class Recorded(real_lexicon):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            seen["lexicon"].append(threading.current_thread().name)
+            super().__init__(*args, **kwargs)
+
+    def json_request(*args: Any) -> Any:
+        seen["json"].append(threading.current_thread().name)
+        return real_json(*args)
+
+    monkeypatch.setattr(crnn_server.engine, "Lexicon", Recorded)
+    monkeypatch.setattr(crnn_server.parsing, "_json_request", json_request)
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["multipart", "json", "json-per-image", "heavy-json"])
+def test_lexicons_are_built_off_the_event_loop(monkeypatch: pytest.MonkeyPatch, images: dict[str, bytes],
+                                                kind: str) -> None:
+    seen = record_threads(monkeypatch)
+    body = {"images": [{"data": b64(images["hello"]), "lexicon": ["hello", "help"]}, {"data": b64(images["a"])}],
+            "lexicon": ["a", "an"]}
+    with make_client() as c:
+        if kind == "multipart":
+            r = c.post("/v1/recognize", files=files([("h", images["hello"])]), data={"lexicon": "hello\nhelp"})
+        elif kind == "json":
+            r = c.post("/v1/recognize", json={**body, "images": body["images"][1:]})
+        elif kind == "json-per-image":
+            r = c.post("/v1/recognize", json=body)
+        else:
+            r = c.post("/v1/recognize", **heavy_json(body))
+    assert r.status_code == 200, r.text
+    assert seen["lexicon"] and all(name.startswith("crnn-lexicon") for name in seen["lexicon"]), seen
+    if kind == "heavy-json":
+        assert seen["json"] and all(name.startswith("crnn-lexicon") for name in seen["json"]), seen
+
+
+def test_healthz_answers_while_a_heavy_request_builds_its_lexicons(monkeypatch: pytest.MonkeyPatch,
+                                                                    images: dict[str, bytes]) -> None:
+    # One such request (64 lists of 10,000 words) held /healthz for 0.84 s: the lexicons were built on the event loop.
+    import asyncio
+    import threading
+
+    import httpx
+
+    from crnn_server.engine import Engine
+
+    building, release = threading.Event(), threading.Event()
+    state = {"built": False}
+    real = Engine.build_lexicons
+
+    def slow_build(self: Engine, *args: Any) -> Any:
+        building.set()
+        release.wait(10)  # the test releases it once /healthz has answered (if the loop is free to answer it)
+        state["built"] = True
+        return real(self, *args)
+
+    monkeypatch.setattr(Engine, "build_lexicons", slow_build)
+    app = create_app(Settings(**LIMITS), tiny_recognizer(), model_name="tiny")
+    body = {"images": [{"data": b64(images["hello"]), "lexicon": ["hello", "help"]}]}
+
+    async def main() -> tuple[int, bool, httpx.Response]:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+                heavy = asyncio.ensure_future(c.post("/v1/recognize", **heavy_json(body)))
+                assert await asyncio.to_thread(building.wait, 10)
+                health = await c.get("/healthz")
+                built_before_health = state["built"]
+                release.set()
+                return health.status_code, built_before_health, await heavy
+
+    status, built_before_health, r = asyncio.run(main())
+    assert status == 200 and not built_before_health  # answered while the lexicons were still being built
+    assert r.status_code == 200 and r.json()["results"][0]["in_lexicon"] is not None
+
+
+@pytest.mark.parametrize("heavy", [False, True])
+def test_a_request_over_the_lexicon_word_budget_gets_413(images: dict[str, bytes], heavy: bool) -> None:
+    # 3 images x 30 words: each list within max_lexicon_words (50), 90 in all over the budget of 60.
+    words = [f"w{i}" for i in range(30)]
+    body = {"images": [{"data": b64(images["a"]), "lexicon": words}] * 3}
+    with make_client(max_request_lexicon_words=60) as c:
+        r = c.post("/v1/recognize", **heavy_json(body)) if heavy else c.post("/v1/recognize", json=body)
+        within = c.post("/v1/recognize", json={"images": body["images"][:2]})
+    error = assert_error(r, 413, "lexicon_too_large")["error"]
+    assert "over 60 words" in error["message"] and error["details"] == {"limit_words": 60}
+    assert within.status_code == 200, within.text
+
+
+def test_built_lexicons_leave_nothing_for_the_garbage_collector_to_walk() -> None:
+    # 64 lexicons of 10,000 words made every full collection of the server walk 640,000 more lists (0.2-0.6 s each,
+    # holding the GIL and so the event loop); tuples of strings leave the collector's books at their first collection.
+    import gc
+
+    from crnn.ctc_decode import Lexicon
+
+    lexicon = Lexicon([f"w{i}" for i in range(1000)] + ["Ok", "OK", "ok"], Charset())
+    gc.collect()
+    assert lexicon.spellings["ok"] == ("Ok", "OK", "ok")
+    assert not any(gc.is_tracked(spellings) for spellings in lexicon.spellings.values())
+
+
+def test_crnn_serve_freezes_its_start_up_heap() -> None:
+    # The ~220,000 objects of a loaded server took 250 ms (GIL held) to walk at every full collection.
+    import gc
+
+    before = gc.get_freeze_count()
+    try:
+        with TestClient(create_app(Settings(**LIMITS), tiny_recognizer(), model_name="tiny", freeze_heap=True)) as c:
+            assert c.get("/healthz").status_code == 200
+            assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
+
+
+# Bodies whose validation in pieces (a heavy request's) must answer exactly as validation of the whole body does.
+PIECE_BODIES = [
+    b'{"images": [{"data": "QUJD"}, {"data": "QUJD", "lexicon": ["a", "b"]}], "decoder": "greedy"}',
+    b'{"decoder": "beam", "images": [{"data": "QUJD", "name": "n"}], "beam_width": 3, "lexicon": ["x"]}',
+    b' \n{ "images" : [ ] } ',
+    b'{"images": [{"data": "QUJD"}], "decoder": "viterbi"}',
+    b'{"images": [{"data": "QUJD", "lexicon": [1]}, {"name": 2}], "beam_width": true}',
+    b'{"images": [{"data": "QUJD"}, ], "decoder": "greedy"}',
+    b'{"images": [{"data": "QUJD"} {"data": "QUJD"}]}',
+    b'{"images": [{"data": "QUJD"}]} trailing',
+    b'{"images": [{"data": "QUJD"}], "images": []}',
+    b'{"images": [{"data": "QUJD", "name": "\\ud800"}]}',
+    b'{"images": [{"data": "QUJD", "x": NaN}]}',
+    b'{"images": [{"data": "QUJD"}], "lm_weight": 1e999, "decoder": "lm"}',
+    b'{"images": [{"data": "QUJD", "lexicon": [' + b'[' * 5000 + b']' * 5000 + b']}]}',
+    b'{"images": [{"data": "QUJD"}], "beam_width": ' + b'9' * 5000 + b'}',
+    b'{"imag\\u0065s": [{"data": "QUJD"}]}',
+    b'{"images": {"data": "QUJD"}}',
+    b'{"images": [{"data": "QUJD"}], "x": }',
+    b'\xff{"images": []}',
+    b'[{"images": []}]',
+    b'{"images": [{"data": "QUJD"}]',
+]
+
+
+@pytest.mark.parametrize("body", PIECE_BODIES)
+def test_json_validated_in_pieces_answers_as_validated_whole(body: bytes) -> None:
+    assert_same_parse(body)
+
+
+@pytest.mark.parametrize("body,code", [
+    (b'{"images": [{"data": "QUJD"}, {"data": "QUJD"}, {"data": "QUJD"}, {"x": 1}]}', "too_many_images"),
+    (b'{"images": [{"data": "QUJD", "lexicon": ["a", "b"]}, {"data": "QUJD", "lexicon": ["c", "d"]}, {"x": 1}]}', "lexicon_too_large"),
+])
+def test_json_in_pieces_refuses_limits_before_validating_the_rest(body: bytes, code: str) -> None:
+    from crnn_server.errors import APIError
+    from crnn_server.parsing import _json_request
+
+    settings = Settings(**{**LIMITS, "max_images": 3, "max_request_lexicon_words": 3})
+    with pytest.raises(APIError) as e:
+        _json_request(body, settings, True)
+    assert e.value.code == code
+    assert_same_parse(body, max_images=3, max_request_lexicon_words=3)
+
+
+def assert_same_parse(body: bytes, **limits: Any) -> None:
+    """_json_request gives the same result, or raises the same error, in pieces as whole; in pieces, too many images
+    or lexicon words may be refused first (413), where whole validation refuses the body for another reason."""
+    from crnn_server.errors import APIError
+    from crnn_server.parsing import _json_request
+
+    settings = Settings(**{**LIMITS, **limits})
+    outcomes = []
+    for pieces in (False, True):
+        try:
+            parsed = _json_request(body, settings, pieces)
+            outcomes.append(("ok", parsed.options.model_dump(), [vars(img) for img in parsed.images]))
+        except APIError as e:
+            locs = [d["loc"] for d in e.details] if isinstance(e.details, list) else e.details
+            outcomes.append((e.status, e.code, sorted(map(str, locs)) if isinstance(locs, list) else locs))
+    whole, pieces = outcomes
+    if pieces[:2] in ((413, "too_many_images"), (413, "lexicon_too_large")) and whole[0] != "ok":
+        return
+    assert whole == pieces, body[:200]
+
+
 # ---- refused requests ----------------------------------------------------------------------------
 
 PNG_1 = png(render_word("x"))
@@ -278,6 +531,19 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("json-image-lexicon-charset", {"json": {"images": [{"data": b64(PNG_1), "lexicon": ["ok", "caf\u00e9"]}]}}, 422, "invalid_request"),
     ("json-image-lexicon-long-word", {"json": {"images": [{"data": b64(PNG_1), "lexicon": ["w" * 257]}]}}, 422, "invalid_request"),
     ("json-too-many", {"json": {"images": [{"data": b64(PNG_1)}] * 5}}, 413, "too_many_images"),
+    # Issue 36, item 12: a blank word, lm_weight without the lm decoder, a beam width that is not an integer.
+    ("json-lexicon-blank-word", {"json": {"images": [{"data": b64(PNG_1)}], "lexicon": ["ok", "  "]}}, 422, "invalid_request"),
+    ("json-image-lexicon-blank-word", {"json": {"images": [{"data": b64(PNG_1), "lexicon": ["ok", "\t"]}]}}, 422, "invalid_request"),
+    ("json-image-lexicon-empty-word", {"json": {"images": [{"data": b64(PNG_1), "lexicon": [""]}]}}, 422, "invalid_request"),
+    ("json-lm-weight-greedy", {"json": {"images": [{"data": b64(PNG_1)}], "decoder": "greedy", "lm_weight": 0.5}}, 422, "invalid_request"),
+    ("json-lm-weight-beam", {"json": {"images": [{"data": b64(PNG_1)}], "decoder": "beam", "lm_weight": 0.5}}, 422, "invalid_request"),
+    ("json-lm-weight-true", {"json": {"images": [{"data": b64(PNG_1)}], "decoder": "lm", "lm_weight": True}}, 422, "invalid_request"),
+    ("json-beam-true", {"json": {"images": [{"data": b64(PNG_1)}], "beam_width": True}}, 422, "invalid_request"),
+    ("json-beam-string", {"json": {"images": [{"data": b64(PNG_1)}], "beam_width": "5"}}, 422, "invalid_request"),
+    ("json-beam-integral-float", {"json": {"images": [{"data": b64(PNG_1)}], "beam_width": 5.0}}, 422, "invalid_request"),
+    ("multipart-lm-weight-greedy", {"files": [("files", ("x.png", PNG_1))], "data": {"decoder": "greedy", "lm_weight": "0.5"}}, 422, "invalid_request"),
+    ("multipart-beam-true", {"files": [("files", ("x.png", PNG_1))], "data": {"beam_width": "true"}}, 422, "invalid_request"),
+    ("multipart-lm-weight-text", {"files": [("files", ("x.png", PNG_1))], "data": {"lm_weight": "heavy"}}, 422, "invalid_request"),
     ("too-large", {"json": {"images": [{"data": "A" * 300_000}]}}, 413, "payload_too_large"),
 ]
 

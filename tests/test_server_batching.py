@@ -384,3 +384,117 @@ def test_word_sized_requests_do_not_queue_behind_a_flood_of_large_images(monkeyp
     outcomes, lone = run(main)
     assert "text" in lone[0]  # read, although the flood behind the gate sheds
     assert any(isinstance(o, QueueTimeout) for o in outcomes)
+
+
+# ---- heavy requests are bounded (issue 36, item 5) ------------------------------------------------
+
+
+def test_slot_gate_admits_in_arrival_order_and_a_slot_is_given_back_once() -> None:
+    from crnn_server.batching import SlotGate
+
+    async def main() -> tuple[list[int], SlotGate, bool]:
+        gate = SlotGate(2)
+        started: list[int] = []
+
+        async def work(i: int) -> None:
+            slot = await gate.enter(asyncio.get_running_loop().time() + 30)
+            started.append(i)
+            assert gate.decodes <= 2
+            await asyncio.sleep(0.01)
+            slot.leave()
+            slot.leave()  # a second leave gives back nothing
+
+        await asyncio.gather(*(work(i) for i in range(6)))
+        slot = await gate.enter(asyncio.get_running_loop().time() + 30)
+        slot2 = await gate.enter(asyncio.get_running_loop().time() + 30)
+        try:
+            await gate.enter(asyncio.get_running_loop().time() + 0.01)
+            timed_out = False
+        except QueueTimeout:
+            timed_out = True
+        slot.leave()
+        slot2.leave()
+        return started, gate, timed_out
+
+    started, gate, timed_out = run(main)
+    assert started == list(range(6)) and gate.peak_decodes == 2 and gate.decodes == 0 and timed_out
+    assert not gate._waiters
+
+
+def _blocked_builds(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make Engine.build_lexicons wait (in its thread) until the returned `release` is set; `building` says it began."""
+    from crnn_server.engine import Engine
+
+    building, release = threading.Event(), threading.Event()
+    real = Engine.build_lexicons
+
+    def build(self: Engine, *args: Any) -> Any:
+        building.set()
+        release.wait(10)
+        return real(self, *args)
+
+    monkeypatch.setattr(Engine, "build_lexicons", build)
+    return building, release
+
+
+def _heavy(body: dict[str, Any]) -> dict[str, Any]:
+    from tests.test_server_api import heavy_json
+
+    return heavy_json(body)
+
+
+def _lexicon_body(words_per_image: int, images: int = 2) -> dict[str, Any]:
+    from tests.test_server_api import b64
+
+    data = b64(png(render_word("heavy")))
+    words = [f"w{i}" for i in range(words_per_image)]
+    return {"images": [{"data": data, "lexicon": words}] * images, "decoder": "greedy"}
+
+
+def test_heavy_requests_beyond_the_slots_wait_then_get_503_with_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 40 such requests at once got 408 body_timeout, /healthz took 9.3 s and RSS reached 3.8 GB: now one slot
+    # (heavy_requests=1) is held by a request with 80 lexicon words (over max_lexicon_words, 50) until it is answered;
+    # the next heavy request waits for it, then gets 503 + Retry-After. A light request is not held up.
+    building, release = _blocked_builds(monkeypatch)
+    settings = Settings(**{**LIMITS, "heavy_requests": 1, "queue_timeout_s": 0.2, "retry_after_s": 3})
+    app = create_app(settings, tiny_recognizer(), model_name="tiny")
+
+    async def main() -> tuple[httpx.Response, httpx.Response, httpx.Response, str]:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+                first = asyncio.ensure_future(c.post("/v1/recognize", **_heavy(_lexicon_body(40))))
+                assert await asyncio.to_thread(building.wait, 10)
+                second = await c.post("/v1/recognize", **_heavy(_lexicon_body(40)))
+                light = await c.post("/v1/recognize", files=files([("x.png", png(render_word("light")))]))
+                release.set()
+                return await first, second, light, (await c.get("/metrics")).text
+
+    first, second, light, metrics = run(main)
+    assert first.status_code == 200 and light.status_code == 200
+    assert second.status_code == 503 and second.json()["error"]["code"] == "overloaded"
+    assert second.headers["retry-after"] == "3"
+    assert sample(metrics, 'crnn_queue_rejected_total{reason="heavy"}') == 1
+
+
+def test_a_heavy_request_with_few_lexicon_words_gives_its_slot_back_once_parsed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its memory is about its body's: holding the slot while its images are read would only slow the next one.
+    building, release = _blocked_builds(monkeypatch)
+    settings = Settings(**{**LIMITS, "heavy_requests": 1, "queue_timeout_s": 5.0})
+    app = create_app(settings, tiny_recognizer(), model_name="tiny")
+
+    async def main() -> tuple[httpx.Response, httpx.Response, bool]:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+                first = asyncio.ensure_future(c.post("/v1/recognize", **_heavy(_lexicon_body(20))))  # 40 words <= 50
+                assert await asyncio.to_thread(building.wait, 10)
+                body = _lexicon_body(0, images=1)
+                del body["images"][0]["lexicon"]
+                second = await c.post("/v1/recognize", **_heavy(body))  # no lexicon: never builds
+                first_still_blocked = not first.done()
+                release.set()
+                return await first, second, first_still_blocked
+
+    first, second, first_still_blocked = run(main)
+    assert second.status_code == 200 and first_still_blocked  # answered while the first held no slot
+    assert first.status_code == 200
