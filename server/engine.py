@@ -155,13 +155,9 @@ class Engine:
             "training": {k: meta[k] for k in ("step", "images_seen", "wall_time_s", "git_commit", "hardware") if k in meta},
         }
 
-    def lexicon(self, words: list[str]) -> Lexicon:
-        """A Lexicon over the model's charset; raises ValueError when no word is usable."""
-        assert self.recognizer is not None
-        return Lexicon(words, self.recognizer.charset)
-
-    def image_lexicon(self, words: Sequence[str]) -> Lexicon:
-        """One image's Lexicon; raises ValueError naming the first word with characters outside the charset."""
+    def lexicon(self, words: Sequence[str]) -> Lexicon:
+        """A Lexicon over the model's charset; raises ValueError naming the first word it could not keep (characters
+        outside the charset, a tab): the API refuses what the CLI drops and reports, never drops it silently."""
         assert self.recognizer is not None
         charset = self.recognizer.charset
         # The distinct characters first (C loops: ~1 ms for 10,000 words); word by word only to name the bad one.
@@ -170,7 +166,14 @@ class Engine:
                 bad = charset.unsupported(word)
                 if bad:
                     raise ValueError(f"word {word!r} has characters the model cannot read: {''.join(bad)!r}")
-        return Lexicon(words, charset)
+        lexicon = Lexicon(words, charset)
+        if lexicon.dropped:
+            raise ValueError(f"unusable words: {lexicon.dropped.describe()}")
+        return lexicon
+
+    def image_lexicon(self, words: Sequence[str]) -> Lexicon:
+        """One image's Lexicon; raises ValueError naming the first word with characters outside the charset."""
+        return self.lexicon(words)
 
     def build_lexicons(self, words: list[str] | None, images: Sequence[ImageInput]
                        ) -> tuple[Lexicon | None, list[Lexicon | None] | None]:

@@ -239,6 +239,17 @@ def test_a_blank_lexicon_word_is_refused_not_returned_as_text(client: TestClient
     assert message.startswith("images.0.lexicon" if where == "image" else "lexicon")
 
 
+@pytest.mark.parametrize("where", ["request", "image"])
+@pytest.mark.parametrize("word", ["caf\u00e9", "tab\there"])
+def test_a_lexicon_word_the_model_cannot_read_is_refused_never_dropped(client: TestClient, where: str, word: str) -> None:
+    # Issue 36, item 8: the request-wide list dropped such words silently (an image's list refused them).
+    image: dict[str, Any] = {"data": b64(PNG_1)}
+    body: dict[str, Any] = {"images": [image], "decoder": "greedy"}
+    (image if where == "image" else body)["lexicon"] = ["ok", word]
+    message = assert_error(client.post("/v1/recognize", json=body), 422, "invalid_request")["error"]["message"]
+    assert repr(word) in message or "tab" in message, message
+
+
 @pytest.mark.parametrize("decoder", ["greedy", "beam"])
 @pytest.mark.parametrize("form", ["json", "multipart"])
 def test_lm_weight_needs_decoder_lm_as_the_cli_says(client: TestClient, decoder: str, form: str) -> None:
