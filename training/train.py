@@ -25,8 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+# Idle OpenMP threads sleep instead of spinning (unless the environment says otherwise): a CPU trainer that shares its
+# cores, with its data worker or with other work, otherwise loses most of its speed to threads spinning against each
+# other (docs/training.md, "Training at the CPU's limit"). libgomp reads this once, when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
