@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("crnn.export", "export weights to ONNX (for `--backend onnx`, inference without torch)"),
     "synth": ("crnn_synth_data.cli", "render synthetic word images (datasets, previews, font list)"),
     "train": ("crnn_training.train", "train a model from a YAML config"),
+    "train-cache": ("crnn_training.cache", "render a training config's sample cache (LMDB) with every core"),
     "train-orientation": ("crnn_training.train_orientation", "train the orientation classifier on rendered words"),
     "eval": ("crnn_training.evaluate", "evaluate weights on labeled folders"),
     "compare": ("crnn_training.compare", "compare two models (e.g. CRNN vs the segmented-character baseline) in a report"),

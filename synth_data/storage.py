@@ -261,6 +261,12 @@ class LmdbDataset(_SkippingDataset):
             raise ValueError("missing image")
         return decode_gray(bytes(data)), self.labels[i]
 
+    def close(self) -> None:
+        """Close this process's environment (LMDB refuses to open one path twice in a process)."""
+        if self._env is not None and self._pid == os.getpid():
+            self._env.close()
+        self._env = None
+
     def _name(self, i: int) -> str:
         return f"#{self.keys[i]}"
 

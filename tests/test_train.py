@@ -269,3 +269,57 @@ def test_resume_refuses_what_it_would_ignore(tmp_path: Path, extra: list[str], m
     assert main(["--resume", str(run), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+@pytest.mark.parametrize(
+    "sources, overrides, expected",
+    [
+        ("[{type: synth, weight: 1}]", [], (1, 1)),  # the renderer needs a core of its own
+        ("[{type: synth, weight: 1}, {type: lmdb, path: c.lmdb, weight: 1}]", [], (1, 1)),  # half fresh: still busy
+        ("[{type: lmdb, path: c.lmdb, weight: 0.9}, {type: synth, weight: 0.1}]", [], (1, 2)),  # mostly the cache
+        ("[{type: lmdb, path: c.lmdb, weight: 1}]", [], (1, 2)),
+        ("[{type: folder, path: f, weight: 4}, {type: synth, weight: 1}]", [], (1, 2)),  # a fifth fresh: light
+        ("[{type: lmdb, path: c.lmdb, weight: 1}]", ["train.threads=1", "data.num_workers=0"], (0, 1)),  # as asked
+    ],
+)
+def test_auto_threads_gives_the_trainer_every_core_when_the_data_is_read_not_rendered(
+        sources: str, overrides: list[str], expected: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    import crnn_training.train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_cores", lambda: 2)
+    config = TrainConfig.from_yaml(TINY, [f"data.sources={sources}", "data.num_workers=-1", "train.threads=0", *overrides])
+    assert train_module.auto_threads(config, torch.device("cpu"), 1) == expected
+
+
+@pytest.mark.parametrize("native, amp, expected", [
+    (True, "auto", torch.bfloat16), (False, "auto", None), (True, "off", None), (False, "bf16", torch.bfloat16),
+])
+def test_amp_auto_is_bf16_on_cpus_with_native_bf16_and_fp32_elsewhere(
+        native: bool, amp: str, expected: torch.dtype | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import crnn.precision
+    from crnn_training.train import amp_dtype
+
+    monkeypatch.setattr(crnn.precision, "cpu_has_native_bf16", lambda: native)
+    config = TrainConfig.from_yaml(TINY, [f"train.amp={amp}"])
+    assert amp_dtype(config, torch.device("cpu")) == expected
+    assert amp_dtype(TrainConfig.from_yaml(TINY, ["train.amp=auto"]), torch.device("cuda")) == torch.bfloat16  # always
+
+
+def test_a_cached_and_fresh_mix_resumes_bit_identically(tmp_path: Path) -> None:
+    from crnn_training.cache import main as cache_main
+
+    mix = [f"data.sources=[{{type: lmdb, path: {tmp_path / 'cache.lmdb'}, weight: 0.9}}, {{type: synth, weight: 0.1}}]"]
+    assert cache_main(["--config", TINY, "--count", "40", "--workers", "1", *mix]) == 0
+    run = [*mix, "train.max_steps=10", "train.save_every=5", "train.eval_every=10"]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    assert main(["--config", TINY, f"out_dir={full}", *run]) == 0
+    proc = subprocess.run([sys.executable, "-m", "crnn_training.train", "--config", TINY, f"out_dir={killed}", *run,
+                           "train.halt_at_step=7"], env=ENV, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert main(["--resume", str(killed), "train.halt_at_step=0"]) == 0
+    a = torch.load(full / "last.pt", weights_only=True)
+    b = torch.load(killed / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 10
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [r["loss"] for r in records(killed, "train")] == [r["loss"] for r in records(full, "train")]

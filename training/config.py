@@ -163,8 +163,8 @@ class TrainSection(Config):
     max_steps: int = Field(100_000, ge=1)
     max_minutes: float = Field(0.0, ge=0)  # wall-clock budget including start-up and the final evaluation; 0: none
     device: Device = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = Field(0, ge=0)  # torch intra-op threads in the trainer; 0: auto (cores minus data workers)
-    amp: Amp = "auto"  # auto: bf16 on CUDA, off on CPU
+    threads: int = Field(0, ge=0)  # torch intra-op threads in the trainer; 0: auto (crnn_training.train.auto_threads)
+    amp: Amp = "auto"  # auto: bf16 on CUDA and on CPUs with native bf16 (AVX-512 BF16/AMX), else off
     channels_last: StrictBool = False
     compile: StrictBool = False
     log_every: int = Field(50, ge=1)
@@ -290,3 +290,12 @@ def charset_given(synth: SynthConfig) -> bool:
 def default_charset(config: TrainConfig) -> str:
     """The charset string a run uses when the config names none."""
     return config.charset if config.charset is not None else DEFAULT_CHARS
+
+
+def resolve_renderer(config: TrainConfig, chars: str) -> None:
+    """Make ``config.synth`` render what the model reads: the run's ``chars`` (unless the synth section names its own
+    charset), at the model's height (unless it names its own height) rather than scaled up to it."""
+    if not charset_given(config.synth):
+        config.synth.charset = chars
+    if "height" not in config.synth.model_fields_set:
+        config.synth.height = config.model.height

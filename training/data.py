@@ -88,6 +88,11 @@ class _MapSource:
         """Gray image and text of sample ``i`` (a folder raises InvalidImageError for a bad image)."""
         return self._ds.load(i) if self.kind == "folder" else self._ds[i]
 
+    def close(self) -> None:
+        """Release an LMDB dataset's environment (a later run in this process opens it again)."""
+        if self.kind == "lmdb":
+            self._ds.close()
+
 
 class _SynthSource:
     """Random access to the on-the-fly renderer by global sample index (the renderer is built lazily per process)."""

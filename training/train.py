@@ -25,8 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+# Idle OpenMP threads sleep instead of spinning (unless the environment says otherwise): a CPU trainer that shares its
+# cores, with its data worker or with other work, otherwise loses most of its speed to threads spinning against each
+# other (docs/training.md, "Training at the CPU's limit"). libgomp reads this once, when torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from crnn.charset import Charset
 from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -35,10 +40,11 @@ from crnn.errors import ConfigError, CRNNError
 from crnn.machine import cpu_cores
 from crnn.metrics import compute_metrics
 from crnn.model import CRNN, ModelConfig, count_parameters
-from crnn.precision import resolve_precision
+from crnn.precision import native_bf16, resolve_precision
 from crnn.preprocess import PreprocessConfig
 from crnn.registry import kind_of
-from crnn_training.config import TrainConfig, charset_given, default_charset, folder_set_name
+from crnn_training.cache import renderer_differences
+from crnn_training.config import TrainConfig, default_charset, folder_set_name, resolve_renderer
 from crnn_training.data import (BatchStream, build_sources, check_data_paths, load_labeled_arrays, make_loader,
                                 render_synth_val, report_problems, single_threaded_cv2, stop_all_streams)
 from crnn_training.loop import TrainState, atomic_torch_save, fit, pick_device, rng_state, set_lr, set_rng_state
@@ -56,17 +62,33 @@ RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "last.pt", "best.safetensors", "c
 # ---------------------------------------------------------------------------------------------
 
 
+# A CPU run whose fresh renders are at most this share of its samples (the rest read from a cache or a folder)
+# leaves its data worker little to do: the trainer takes every core (measured: benchmarks/bench_train_ceiling.py).
+LIGHT_RENDER_SHARE = 0.2
+
+
+def render_share(config: TrainConfig) -> float:
+    """The share of training samples rendered on the fly (``synth`` sources' weight over the total)."""
+    weights = [(s.type, s.weight) for s in config.data.sources]
+    return sum(w for t, w in weights if t == "synth") / sum(w for _, w in weights)
+
+
 def auto_threads(config: TrainConfig, device: torch.device, local_world: int) -> tuple[int, int]:
     """(data workers, trainer threads) that together do not oversubscribe the cores.
 
     On CPU the renderer and the trainer share the cores; oversubscription is very costly (measured
-    here: 8 img/s with 2 trainer threads beside a busy worker on 2 cores, 56 img/s with 1).
+    here: 8 img/s with 2 trainer threads beside a busy worker on 2 cores, 56 img/s with 1). So half the cores
+    render and the rest train, unless the data mostly comes from a cache (at most LIGHT_RENDER_SHARE fresh
+    renders): then one worker reads it and the trainer uses every core.
     """
     cores = max(1, cpu_cores() // local_world)
     workers = config.data.num_workers
     if device.type == "cuda":
         workers = max(1, cores - 1) if workers < 0 else workers
         threads = config.train.threads or max(1, min(4, cores - workers))
+    elif render_share(config) <= LIGHT_RENDER_SHARE:
+        workers = 1 if workers < 0 else workers
+        threads = config.train.threads or cores
     else:
         workers = max(1, cores // 2) if workers < 0 else workers
         threads = config.train.threads or max(1, cores - workers)
@@ -74,10 +96,11 @@ def auto_threads(config: TrainConfig, device: torch.device, local_world: int) ->
 
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: bf16 on CUDA by default; bf16 on CPU only when asked."""
+    """The autocast dtype; ``auto`` is bf16 on CUDA and on a CPU that computes bf16 natively (AVX-512 BF16 or AMX,
+    crnn.precision.native_bf16), fp32 (no autocast) elsewhere: emulated bf16 is slower than fp32."""
     amp = config.train.amp
     if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "off"
+        amp = "bf16" if device.type == "cuda" or native_bf16(device) else "off"
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}[amp]
 
 
@@ -297,6 +320,8 @@ class CTCTask:
         """
         self.stream.stop.set()
         self._batches = self.loader = None
+        for source in self.stream.sources:
+            getattr(source, "close", lambda: None)()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -582,10 +607,7 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
         charset = Charset(default_charset(config))
         model = build_network(config, charset)
     config.charset = charset.chars
-    if not charset_given(config.synth):
-        config.synth.charset = charset.chars  # the renderer writes what the model reads
-    if "height" not in config.synth.model_fields_set:
-        config.synth.height = config.model.height  # rendered at the model's height, not scaled up to it
+    resolve_renderer(config, charset.chars)  # the renderer writes what the model reads, at its height
     preprocess = config.data.preprocess(config.model.height)
     model.to(device)
     if t.channels_last:
@@ -617,6 +639,11 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     task.say(f"[setup] device {device} amp {dtype} world {world} workers {workers} threads {threads} "
              f"params {count_parameters(model):,} charset {charset.num_classes - 1} chars; "
              f"validation precision {task.precision}; out {task.out}")
+    for s in config.data.sources:  # a cache from another renderer would train on other images than fresh renders
+        differ = renderer_differences(s.path, config) if s.type == "lmdb" else []
+        if differ:
+            task.say(f"[data] warning: {s.path} was rendered with other synth settings ({', '.join(differ)}) "
+                     "than this run's renderer")
     if task.master:
         task.load_val_sets()
     task.start_data(state.step)
