@@ -20,7 +20,6 @@ torch and the ONNX Runtime backends share one decoder and the latter never impor
 
 from __future__ import annotations
 
-import heapq
 import math
 import os
 import string
@@ -217,6 +216,65 @@ def _viterbi_char_confidences(log_probs: np.ndarray, ids: Sequence[int]) -> tupl
     return tuple(float(c) for c in confs)
 
 
+def _viterbi_batch_char_confidences(
+    log_probs: np.ndarray, lengths: Sequence[int], id_seqs: Sequence[Sequence[int]]
+) -> list[tuple[float, ...]]:
+    """:func:`_viterbi_char_confidences` of each sample (log_probs (B, T, C), its first lengths[b] frames, text
+    id_seqs[b]) in one pass over the frames for the whole batch: the same operations elementwise, so the same
+    values, and the same tie-breaking (the first of stay, one back, two back)."""
+    chars = np.array([len(ids) for ids in id_seqs], dtype=np.int64)
+    lens = np.asarray(lengths, dtype=np.int64)
+    out: list[tuple[float, ...]] = [() if n == 0 else (0.0,) * int(n) for n in chars]
+    todo = np.flatnonzero((chars > 0) & (lens > 0))
+    if not len(todo):
+        return out
+    states = 2 * int(chars[todo].max()) + 1
+    frames = int(lens[todo].max())
+    extended = np.zeros((len(todo), states), dtype=np.int64)
+    for row, b in enumerate(todo.tolist()):
+        extended[row, 1 : 2 * len(id_seqs[b]) : 2] = id_seqs[b]
+    own = 2 * chars[todo] + 1  # each sample's states; those past them are -inf and never reached
+    inside = np.arange(states)[None, :] < own[:, None]
+    emit = np.take_along_axis(log_probs[todo, :frames],
+                              np.broadcast_to(extended[:, None, :], (len(todo), frames, states)), axis=2)
+    emit = np.where(inside[:, None, :], emit, -np.inf)
+    can_skip = np.zeros((len(todo), states), dtype=bool)
+    can_skip[:, 3::2] = extended[:, 3::2] != extended[:, 1:-2:2]
+    score = np.full((len(todo), states), -np.inf)
+    score[:, :2] = emit[:, 0, :2]
+    back = np.zeros((len(todo), frames, states), dtype=np.int64)
+    candidates = np.full((3, len(todo), states), -np.inf)
+    rows = np.arange(len(todo))[:, None]
+    lens_todo = lens[todo]
+    for t in range(1, frames):
+        candidates[0] = score
+        candidates[1, :, 1:] = score[:, :-1]
+        candidates[2, :, 2:] = np.where(can_skip[:, 2:], score[:, :-2], -np.inf)
+        step = candidates.argmax(axis=0)
+        new = np.take_along_axis(candidates, step[None], axis=0)[0] + emit[:, t]
+        reading = (t < lens_todo)[:, None]  # a sample whose frames have ended keeps its scores
+        score = np.where(reading, new, score)
+        back[:, t] = np.where(reading, step, 0)
+    last = own - 1
+    end = np.where(score[rows[:, 0], last] >= score[rows[:, 0], last - 1], last, last - 1)
+    finite = np.isfinite(score[rows[:, 0], end])
+    state = end.copy()
+    path = np.zeros((len(todo), frames), dtype=np.int64)
+    for t in range(frames - 1, -1, -1):
+        active = t < lens_todo
+        path[:, t] = np.where(active, state, -1)
+        state = np.where(active, state - back[rows[:, 0], t, state], state)
+    on_char = (path % 2 == 1) & (path >= 0)
+    frame_probs = np.exp(np.take_along_axis(emit, np.maximum(path, 0)[:, :, None], axis=2)[:, :, 0])
+    confs = np.zeros((len(todo), (states - 1) // 2))
+    r, t = np.nonzero(on_char)
+    np.maximum.at(confs, (r, path[r, t] // 2), frame_probs[r, t])
+    for row, b in enumerate(todo.tolist()):
+        if finite[row]:
+            out[b] = tuple(float(c) for c in confs[row, : chars[b]])
+    return out
+
+
 def _predictions(
     log_probs: np.ndarray,
     lengths: list[int],
@@ -271,51 +329,13 @@ def greedy_decode(
 # ---------------------------------------------------------------------------------------------
 
 
-def _beam_total(item: tuple[tuple[int, ...], list[float]]) -> float:
-    return item[1][0] + item[1][1]
-
-
-def _prefix_beam_search(probs: np.ndarray, beam_width: int) -> list[int]:
-    """Most probable labelling found by CTC prefix beam search (Hannun et al. 2014) on probs (T, C)."""
-    # prefix -> [P(prefix, path ends in blank), P(prefix, path ends in its last char)]
-    beams: dict[tuple[int, ...], list[float]] = {(): [1.0, 0.0]}
-    for row, candidates in zip(probs.tolist(), lm_decode.frame_candidates(probs, beam_width)):
-        p_blank = row[BLANK]
-        extended: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (p_b, p_nb) in beams.items():
-            total = p_b + p_nb
-            entry = extended.setdefault(prefix, [0.0, 0.0])
-            entry[0] += total * p_blank
-            last = prefix[-1] if prefix else None
-            if last is not None:
-                # Repeating the last character without a blank collapses into the same prefix;
-                # always counted, even when that character was pruned from this frame.
-                entry[1] += p_nb * row[last]
-            for c in candidates:
-                new = extended.setdefault(prefix + (c,), [0.0, 0.0])
-                # After a repeated character only paths through a blank start a new one.
-                new[1] += (p_b if c == last else total) * row[c]
-        kept = heapq.nlargest(beam_width, extended.items(), key=_beam_total)
-        # Renormalise so that long inputs cannot underflow; ranking is unaffected.
-        norm = sum(p_b + p_nb for _, (p_b, p_nb) in kept) or 1.0
-        beams = {prefix: [p_b / norm, p_nb / norm] for prefix, (p_b, p_nb) in kept}
-    best = max(beams.items(), key=_beam_total)[0]
-    return list(best)
-
-
 def _beam_ids(
     log_probs: np.ndarray, lengths: list[int], beam_width: int
 ) -> tuple[list[list[int]], list[tuple[float, ...]]]:
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
-    probs = np.exp(log_probs)
-    log_np = log_probs
-    id_seqs = [_prefix_beam_search(probs[b, :n], beam_width) for b, n in enumerate(lengths)]
-    char_confs = [
-        _viterbi_char_confidences(log_np[b, :n], ids)
-        for b, (n, ids) in enumerate(zip(lengths, id_seqs))
-    ]
-    return id_seqs, char_confs
+    id_seqs = lm_decode.prefix_beam_ids(log_probs, lengths, beam_width)
+    return id_seqs, _viterbi_batch_char_confidences(log_probs, lengths, id_seqs)
 
 
 def beam_search_decode(
@@ -783,7 +803,7 @@ def decode(
     elif decoder == "lm":
         alpha = lm_decode.LM_WEIGHT if lm_weight is None else lm_weight
         id_seqs = lm_decode.lm_beam_ids(lp, lens, charset, load_lm(), beam_width, alpha)
-        char_confs = [_viterbi_char_confidences(lp[b, :n], ids) for b, (n, ids) in enumerate(zip(lens, id_seqs))]
+        char_confs = _viterbi_batch_char_confidences(lp, lens, id_seqs)
     else:
         id_seqs, char_confs = _beam_ids(lp, lens, beam_width)
     flags: list[bool | None] | None = None

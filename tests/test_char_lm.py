@@ -120,3 +120,43 @@ def test_crnn_lm_command_writes_a_loadable_model(tmp_path) -> None:
     lm = CharLM.load(out)
     assert lm.order == 4 and lm.metadata["mix_texts"] == 2000 and lm.metadata["seed"] == 1
     assert math.isclose(lm.distribution((lm.bos,)).sum(), 1.0, abs_tol=1e-5)
+
+
+def test_log_table_rows_equal_log_distribution_value_for_value(small_lm: CharLM) -> None:
+    """The batched search's table holds exactly what log_distribution gives, for histories of every length (as
+    the beam search builds them: BOS first, the last order - 1 symbols kept), seen, unseen and with UNK."""
+    lm = small_lm
+    g = np.random.default_rng(0)
+    texts = ["", "h", "he", "hel", "hell", "hello", "hellos", "zzq", "@@h", "yellowfel", "12:"]
+    texts += ["".join(g.choice(list(ALPHABET + "@"), g.integers(1, 9))) for _ in range(40)]
+    keep = lm.order - 1
+    histories, keys = [], []
+    for text in texts:
+        history, key = (lm.bos,) if keep else (), lm.start_key()
+        for s in lm.encode(text):
+            history = (*history, s)[-keep:] if keep else ()
+            key = int(lm.next_keys(np.array([key]), np.array([s]))[0])
+        histories.append(history)
+        keys.append(key)
+        assert key == lm.history_key(history)
+    table, rows, _ = lm.log_table(np.array(keys))
+    for history, row in zip(histories, rows):
+        assert table[row].tolist() == lm.log_distribution(history)
+
+
+def test_log_table_is_refilled_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past TABLE_LIMIT rows the table is emptied and a new generation starts; rows stay exact."""
+    from crnn import char_lm
+
+    monkeypatch.setattr(char_lm, "TABLE_LIMIT", 10)
+    monkeypatch.setattr(char_lm, "MERGE_KEYS", 3)
+    lm = estimate(WORDS, ALPHABET, order=4)
+    words = ["the", "he", "hel", "ell", "llo", "yel", "12", ":3", "o. ", "ere", "lp", "sh", "fe", "w", "no"]
+    histories = [(lm.bos, *lm.encode(w))[-3:] for w in words]
+    seen_generations = set()
+    for i in range(0, len(histories), 2):
+        table, rows, generation = lm.log_table(np.array([lm.history_key(h) for h in histories[i:i + 2]]))
+        seen_generations.add(generation)
+        for h, r in zip(histories[i:i + 2], rows):
+            assert table[r].tolist() == lm.log_distribution(h)
+    assert len(seen_generations) > 1
