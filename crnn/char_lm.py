@@ -102,6 +102,7 @@ class CharLM:
         self._table = _Table.empty(self.bos, 0)
         self._table_lock = threading.Lock()
         self._largest = 0  # the most keys one log_table call asked for
+        self._first: np.ndarray | None = None  # (base, num_symbols): distribution((s,)) of each symbol s
         # _suffixes as a lookup: _uses[k, n] whether a history of n symbols is extended with its k-symbol suffix.
         self._uses = np.zeros((order, order), dtype=bool)
         for n in range(order):
@@ -187,49 +188,54 @@ class CharLM:
         bigger copy (the same rows at the same places) or, when the table was full (TABLE_LIMIT) and emptied, a
         new one of the next ``generation``, whose rows the caller must ask for again."""
         keys = np.asarray(keys, dtype=np.int64)
-        snapshot = self._table
-        rows = _find(snapshot, keys)
+        seen = self._table
+        rows = _find(seen, keys)
         if (rows < 0).any():
-            # A search asks again for all its beams' rows after the table was emptied: the table holds at least
-            # four such requests, so that a huge batch does not empty it at every step.
-            self._largest = max(self._largest, len(keys))
-            snapshot = self._add_rows(np.unique(keys[rows < 0]))
-            rows = _find(snapshot, keys)
-        return snapshot.table, rows, snapshot.generation
+            seen = self._add_rows(keys, rows, seen)
+        return seen.table, rows, seen.generation
 
-    def _add_rows(self, new: np.ndarray) -> _Table:
-        """The table with the histories of the sorted keys ``new`` added (computed here), published whole.
+    def _add_rows(self, keys: np.ndarray, rows: np.ndarray, seen: _Table) -> _Table:
+        """Add the histories of ``keys`` that are not in the table (``rows`` < 0 in the snapshot ``seen``; filled
+        in here) and publish the table.
 
         Rows are appended in place to a table with spare capacity (a reader's snapshot never reads past its own
-        rows, so it stays valid); the table is copied only when it doubles. New keys go to a small sorted index
+        rows, so it stays valid); the table is copied only when it is full. New keys go to a small sorted index
         that is merged into the main one when it reaches MERGE_KEYS, so that adding a few costs little."""
+        # A search asks again for all its beams' rows after the table was emptied: the table holds at least four
+        # such requests, so that a huge batch does not empty it at every step.
+        self._largest = max(self._largest, len(keys))
+        limit = max(TABLE_LIMIT, 4 * self._largest)
         with self._table_lock:
             t = self._table
-            new = new[_find(t, new) < 0]  # another thread may have added some meanwhile
-            if t.used and t.used + len(new) > max(TABLE_LIMIT, 4 * self._largest):
+            if t is not seen:  # another thread added rows (or emptied the table) meanwhile
+                rows[:] = _find(t, keys)
+            missing = rows < 0
+            if t.used and t.used + np.count_nonzero(missing) > limit:
                 t = _Table.empty(self.bos, t.generation + 1)
-            if len(new):
-                with np.errstate(divide="ignore"):
-                    # The same np.log over the same float64 distributions as log_distribution: equal values.
-                    added = np.log(self._distributions(new))
-                size = t.used + len(new)
-                table = t.table
-                if size > len(table):
-                    table = np.empty((max(size, min(TABLE_LIMIT, max(1024, 2 * size))), self.bos))
-                    table[: t.used] = t.table[: t.used]
-                table[t.used:size] = added
-                at = np.searchsorted(t.recent_keys, new)
-                recent_keys = np.insert(t.recent_keys, at, new)
-                recent_rows = np.insert(t.recent_rows, at, np.arange(t.used, size))
-                keys, rows = t.keys, t.rows
-                if len(recent_keys) >= MERGE_KEYS:
-                    keys, rows = np.concatenate([keys, recent_keys]), np.concatenate([rows, recent_rows])
-                    order = np.argsort(keys, kind="stable")
-                    keys, rows = keys[order], rows[order]
-                    recent_keys, recent_rows = recent_keys[:0], recent_rows[:0]
-                t = _Table(keys, rows, recent_keys, recent_rows, table, size, t.generation)
-            self._table = t
-            return t
+                missing[:] = True
+            new, inverse = np.unique(keys[missing], return_inverse=True)
+            size = t.used + len(new)
+            rows[missing] = t.used + inverse
+            with np.errstate(divide="ignore"):
+                # The same np.log over the same float64 distributions as log_distribution: equal values.
+                added = np.log(self._distributions(new))
+            table = t.table
+            if size > len(table):
+                # Allocated at its full size at once (the pages are only taken as rows are written).
+                table = np.empty((max(size, limit), self.bos))
+                table[: t.used] = t.table[: t.used]
+            table[t.used:size] = added
+            at = np.searchsorted(t.recent_keys, new)
+            recent_keys = np.insert(t.recent_keys, at, new)
+            recent_rows = np.insert(t.recent_rows, at, np.arange(t.used, size))
+            index, index_rows = t.keys, t.rows
+            if len(recent_keys) >= MERGE_KEYS:
+                index, index_rows = np.concatenate([index, recent_keys]), np.concatenate([index_rows, recent_rows])
+                order = np.argsort(index, kind="stable")
+                index, index_rows = index[order], index_rows[order]
+                recent_keys, recent_rows = recent_keys[:0], recent_rows[:0]
+            self._table = _Table(index, index_rows, recent_keys, recent_rows, table, size, t.generation)
+            return self._table
 
     def _suffixes(self, length: int) -> list[int]:
         """The lengths of the suffixes of a history of ``length`` symbols that :meth:`distribution` extends the
@@ -251,15 +257,21 @@ class CharLM:
         """:meth:`distribution` of many history keys at once, (len(keys), num_symbols): the same recursion
         (from the unigram, each longer suffix of the history in turn: gamma(h) * shorter + discounted counts)
         in the same float64 operations, so equal value for value, one array pass per order."""
-        out = np.repeat(self.unigram[None], len(keys), axis=0)
+        if self._first is None:
+            # Every history's recursion starts with its last symbol (its first step): those few distributions
+            # are computed once, by distribution() itself.
+            self._first = np.stack([self.unigram, *(self.distribution((s,)) for s in range(1, self.base))])
         lengths = np.zeros(len(keys), dtype=np.int64)  # symbols in each history
         for k in range(1, self.order):
             lengths[keys >= self.base ** (k - 1)] = k
         lengths[keys == 0] = 0
-        for k in range(1, self.order):  # suffixes of k symbols, their next symbol an n-gram of order k + 1
-            if k + 1 not in self.contexts:
+        out = self._first[keys % self.base]  # key 0, the empty history: row 0, the unigram
+        for k in range(2, self.order):  # suffixes of k symbols, their next symbol an n-gram of order k + 1
+            if k + 1 not in self.contexts or not self._uses[k].any():
                 continue
             rows = np.flatnonzero(self._uses[k, lengths])
+            if not len(rows):
+                continue
             suffix = keys[rows] % self.base ** k
             context_keys, gammas = self.contexts[k + 1]
             if not len(context_keys):

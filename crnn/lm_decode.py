@@ -40,27 +40,27 @@ def lm_symbols(charset: Charset, lm: CharLM) -> list[int]:
     return [0, *(lm.symbol(c) for c in charset.chars)]
 
 
-def frame_candidates(probs: np.ndarray, lengths: np.ndarray, beam_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The non-blank classes worth expanding in each frame of probs (B, T, C): the top ``beam_width`` at least
-    PRUNE_PROB likely, likeliest first (ties: the lower class first), in frames before ``lengths[b]``.
+def frame_candidates(probs: np.ndarray, steps: np.ndarray, beam_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The non-blank classes worth expanding in each frame of probs (U, B, C) (frame-major): the top
+    ``beam_width`` at least PRUNE_PROB likely, likeliest first (ties: the lower class first), in the first
+    ``steps[b]`` frames of sample b.
 
-    Returns (candidates (B, T, K) int64, 0 where a frame has fewer than K; counts (B, T)), K the largest count.
+    Returns (candidates (U, B, K) int64, 0 where a frame has fewer than K; counts (U, B)), K the largest count.
     """
-    batch, frames, _ = probs.shape
-    valid = np.arange(frames)[None, :] < np.asarray(lengths)[:, None]
-    b, t, c = np.nonzero((probs[:, :, 1:] >= PRUNE_PROB) & valid[:, :, None])
+    frames, batch, _ = probs.shape
+    valid = np.arange(frames)[:, None] < np.asarray(steps)[None, :]
+    u, b, c = np.nonzero((probs[:, :, 1:] >= PRUNE_PROB) & valid[:, :, None])
     c = c + 1
     # Sorted by frame, then by probability (descending), then by class: a stable sort of -probs, per frame.
-    frame = b * frames + t
-    order = _grouped_order(-probs[b, t, c], frame, batch * frames)
+    frame = u * batch + b
+    order = _grouped_order(-probs[u, b, c], frame, frames * batch)
     frame, c = frame[order], c[order]
-    starts = np.searchsorted(frame, frame)  # first entry of each entry's frame
-    rank = np.arange(len(frame)) - starts
+    rank = np.arange(len(frame)) - np.searchsorted(frame, frame)  # place in its frame
     keep = rank < beam_width
-    counts = np.bincount(frame[keep], minlength=batch * frames).reshape(batch, frames)
+    counts = np.bincount(frame[keep], minlength=frames * batch).reshape(frames, batch)
     k = int(counts.max()) if counts.size else 0
-    candidates = np.zeros((batch, frames, k), dtype=np.int64)
-    candidates.reshape(batch * frames, k)[frame[keep], rank[keep]] = c[keep]
+    candidates = np.zeros((frames, batch, k), dtype=np.int64)
+    candidates.reshape(frames * batch, k)[frame[keep], rank[keep]] = c[keep]
     return candidates, counts
 
 
@@ -70,6 +70,11 @@ def _grouped_order(key: np.ndarray, group: np.ndarray, groups: int) -> np.ndarra
     by_key = np.argsort(key, kind="stable")
     group = group[by_key]
     return by_key[np.argsort(group.astype(np.uint16) if groups <= 1 << 16 else group, kind="stable")]
+
+
+# A frame can hold a candidate only where its log-probability reaches this: below it, exp() < PRUNE_PROB for sure
+# (the margin covers exp's rounding). Used to find each image's first frame without exp() over all frames.
+_CANDIDATE_LOG = float(np.log(PRUNE_PROB)) - 1e-9
 
 
 def prefix_beam_ids(
@@ -95,23 +100,28 @@ def prefix_beam_ids(
     batch = log_probs.shape[0]
     if batch == 0 or lengths.max() == 0:
         return [[] for _ in range(batch)]
-    probs = np.exp(log_probs[:, : int(lengths.max())])
-    candidates, counts = frame_candidates(probs, lengths, beam_width)
     # Frames before an image's first candidate change nothing: the empty prefix alone, P = (p_blank / p_blank,
-    # 0) = (1, 0) exactly (p_blank >= 0.99 there, as the other classes are each below PRUNE_PROB). Each image
-    # starts at its first candidate; images with more frames to go come first, so that at step u the images
-    # still reading are a leading slice.
-    has = counts > 0
-    first = np.where(has.any(axis=1), has.argmax(axis=1), lengths)
-    steps = np.maximum(lengths - first, 0)
+    # 0) = (1, 0) exactly (p_blank >= 0.99 there, as the other classes are each below PRUNE_PROB; a frame let in
+    # by the margin of _CANDIDATE_LOG without a candidate is such a frame too). Each image starts at its first
+    # candidate; images with more frames to go come first, so that at step u the images still reading are a
+    # leading slice.
+    frames = int(lengths.max())
+    maybe = (log_probs[:, :frames, 1:] >= _CANDIDATE_LOG).any(axis=2) & (np.arange(frames) < lengths[:, None])
+    first = np.where(maybe.any(axis=1), maybe.argmax(axis=1), lengths)
+    steps = lengths - first
     order = np.argsort(-steps, kind="stable")
     first, steps = first[order], steps[order]
+    # Each image's frames from its first one, frame-major (U, B, C): step u reads the contiguous probs[u, :m].
+    # The same exp() of the same values as over the whole array.
+    span = int(steps[0])
+    at = np.minimum(first[None, :] + np.arange(span)[:, None], frames - 1)
+    probs = np.exp(log_probs[order[None, :], at])
+    candidates, counts = frame_candidates(probs, steps, beam_width)
     search = _Search(batch, beam_width, log_probs.shape[2], lm, symbols, alpha, beta)
-    for u in range(int(steps[0])):
+    for u in range(span):
         m = int(np.searchsorted(-steps, -u, side="left"))  # images with steps > u
-        frame = first[:m] + u
-        k = int(counts[order[:m], frame].max())
-        search.step(m, probs[order[:m], frame], candidates[order[:m], frame, :k])
+        k = int(counts[u, :m].max())
+        search.step(m, probs[u, :m], candidates[u, :m, :k], counts[u, :m])
     best = search.best()
     out: list[list[int]] = [[] for _ in range(batch)]
     for b, node in zip(order.tolist(), best.tolist()):
@@ -135,43 +145,46 @@ def lm_beam_ids(
 
 
 class _Search:
-    """The beams of a batch: W slots per image, each a prefix (a node of a trie per image) with
-    P(prefix, path ends in blank), P(prefix, path ends in its last char), its language-model bonus
-    ``alpha * log P_lm(prefix) + beta * len(prefix)`` and the log-distribution of the character after it.
+    """The beams of a batch: W slots per image (flat: image j's slots are j*W .. j*W + W - 1, images in the
+    order of prefix_beam_ids), each a prefix (a node of a trie per image) with P(prefix, path ends in blank),
+    P(prefix, path ends in its last char), its language-model bonus ``alpha * log P_lm(prefix) + beta *
+    len(prefix)`` and the row of the language model's table that holds log P_lm(. | prefix).
 
     Slots are kept in rank order, as the reference's dict of beams is, and entries of a frame are laid out in
     the order the reference inserts them (per beam: the beam itself, then its extensions by candidate), so that
-    a stable sort breaks ties as its heapq.nlargest does.
+    a stable sort breaks ties as its heapq.nlargest does. All lookups are 1-d (np.take on flat indices): 2-d
+    fancy indexing cost more than the arithmetic.
     """
 
     def __init__(self, batch: int, width: int, classes: int, lm: CharLM | None,
                  symbols: Sequence[int] | None, alpha: float, beta: float) -> None:
-        self.width, self.lm, self.alpha, self.beta = width, lm, alpha, beta
+        self.width, self.classes, self.lm, self.alpha, self.beta = width, classes, lm, alpha, beta
         self.symbols = np.asarray(symbols if symbols is not None else np.zeros(classes), dtype=np.int64)
-        # The tries: node b is image b's empty prefix; children[node, c] is the node of prefix + c (-1: none yet).
-        # Sized for the nodes IIIT5K's images make (46 on average, at most 113 on a batch's average): doubled
-        # when full.
-        self.children = np.full((batch * 64, classes), -1, dtype=np.int32)
-        self.parent = np.full(len(self.children), -1, dtype=np.int64)
-        self.char = np.zeros(len(self.children), dtype=np.int64)
+        # The tries: node j is image j's empty prefix; children[node * C + c] is the node of prefix + c (-1: none
+        # yet). Sized for the nodes IIIT5K's images make (46 on average, at most 113 on a batch's average):
+        # doubled when full.
+        capacity = batch * 64
+        self.children = np.full(capacity * classes, -1, dtype=np.int32)
+        self.parent = np.full(capacity, -1, dtype=np.int64)
+        self.char = np.zeros(capacity, dtype=np.int64)
         self.nodes = batch
-        # Each node's slot in its image's beams (stale for nodes that left them: checked against ``node``).
-        self.slot_of = np.zeros(len(self.children), dtype=np.int64)
-        shape = (batch, width)
-        self.alive = np.zeros(shape, dtype=bool)
-        self.alive[:, 0] = True
-        self.node = np.zeros(shape, dtype=np.int64)
-        self.node[:, 0] = np.arange(batch)
-        self.p_b = np.zeros(shape)
-        self.p_b[:, 0] = 1.0
-        self.p_nb = np.zeros(shape)
-        self.last = np.zeros(shape, dtype=np.int64)  # the prefix's last class (0: the empty prefix)
-        self.bonus = np.zeros(shape)
+        # Each node's slot (stale for nodes that left the beams: checked against ``node``).
+        self.slot_of = np.zeros(capacity, dtype=np.int64)
+        size = batch * width
+        self.alive = np.zeros(size, dtype=bool)
+        self.alive[::width] = True
+        # Dead slots point at node 0 (a root, never a child): lookups into them are masked anyway.
+        self.node = np.zeros(size, dtype=np.int64)
+        self.node[::width] = np.arange(batch)
+        self.p_b = np.zeros(size)
+        self.p_b[::width] = 1.0
+        self.p_nb = np.zeros(size)
+        self.last = np.zeros(size, dtype=np.int64)  # the prefix's last class (0: the empty prefix)
+        self.bonus = np.zeros(size)
         if lm is not None:
-            self.key = np.full(shape, lm.start_key(), dtype=np.int64)  # the language model's history
-            # log P_lm(. | prefix) of each beam: row ``row_of`` of the model's table (CharLM.log_table).
-            self.table, rows, self.generation = lm.log_table(self.key[:1, 0])
-            self.row_of = np.full(shape, rows[0], dtype=np.int64)
+            self.key = np.full(size, lm.start_key(), dtype=np.int64)  # the language model's history
+            self.table, rows, self.generation = lm.log_table(self.key[:1])
+            self.row_of = np.full(size, rows[0], dtype=np.int64)
 
     def _rows(self, keys: np.ndarray) -> np.ndarray:
         """The table rows of history ``keys``; if the model emptied its table meanwhile (another generation), the
@@ -187,46 +200,50 @@ class _Search:
         self.table = table
         return rows
 
-    def step(self, m: int, row: np.ndarray, cand: np.ndarray) -> None:
+    def step(self, m: int, row: np.ndarray, cand: np.ndarray, count: np.ndarray) -> None:
         """Advance the first ``m`` images by one frame: ``row`` (m, C) its probabilities, ``cand`` (m, K) the
-        classes to expand (0: none)."""
-        width = self.width
+        classes to expand (``count`` of them; 0: none)."""
+        width, classes = self.width, self.classes
+        take = np.take
         # The live beams, flat, image by image in rank order; then the entries of the frame, flat, in the
         # order the reference inserts them: per beam, the beam itself, then its extensions by candidate.
-        bi, si = np.nonzero(self.alive[:m])
-        n = len(bi)
-        p_b, p_nb = self.p_b[bi, si], self.p_nb[bi, si]
-        last, node = self.last[bi, si], self.node[bi, si]
+        live = np.flatnonzero(self.alive[: m * width])
+        bi = live // width
+        n = len(live)
+        p_b, p_nb = take(self.p_b, live), take(self.p_nb, live)
+        last, node = take(self.last, live), take(self.node, live)
         total = p_b + p_nb
-        per_beam = 1 + np.count_nonzero(cand, axis=1)[bi]
+        row = row.ravel()
+        at_row = bi * classes
+        per_beam = 1 + take(count, bi)
         begin = np.cumsum(per_beam) - per_beam  # each beam's own entry
         size = int(begin[-1] + per_beam[-1])
         e_pb = np.zeros(size)
         e_pnb = np.zeros(size)
-        e_pb[begin] = total * row[bi, 0]
+        e_pb[begin] = total * take(row, at_row)
         # Repeating the last character without a blank collapses into the same prefix; always counted, even
         # when that character was pruned from this frame.
-        e_pnb[begin] = np.where(last > 0, p_nb * row[bi, last], 0.0)
+        e_pnb[begin] = np.where(last > 0, p_nb * take(row, at_row + last), 0.0)
         is_ext = np.ones(size, dtype=bool)
         is_ext[begin] = False
         ext_at = np.flatnonzero(is_ext)
         beam_of = np.repeat(np.arange(n), per_beam)
-        xb = beam_of[ext_at]  # the beam each extension extends
-        xi = bi[xb]
-        xc = cand[xi, ext_at - begin[xb] - 1]
+        xb = take(beam_of, ext_at)  # the beam each extension extends
+        xi = take(bi, xb)
+        xc = take(cand.ravel(), xi * cand.shape[1] + ext_at - take(begin, xb) - 1)
         # After the prefix's own last character, only paths through a blank start a new one.
-        e_pnb[ext_at] = np.where(xc == last[xb], p_b[xb], total[xb]) * row[xi, xc]
+        e_pnb[ext_at] = np.where(xc == take(last, xb), take(p_b, xb), take(total, xb)) * take(row, xi * classes + xc)
         valid = np.ones(size, dtype=bool)
-        child = self.children[node[xb], xc].astype(np.int64)
+        child = take(self.children, take(node, xb) * classes + xc)
         # prefix + c may be another beam's prefix: one entry, holding both contributions (each sum has two
         # terms, so either order gives the same float), at the place the reference first inserted it.
-        slot = self.slot_of[np.maximum(child, 0)]
-        merged = (child >= 0) & self.alive[xi, slot] & (self.node[xi, slot] == child)
+        slot = take(self.slot_of, np.maximum(child, 0))
+        merged = (child >= 0) & take(self.alive, slot) & (take(self.node, slot) == child)
         if merged.any():
             x = np.flatnonzero(merged)
-            flat = np.full((m, width), -1)
-            flat[bi, si] = np.arange(n)
-            j = flat[xi[x], slot[x]]  # the beam whose prefix it is
+            position = np.empty(m * width, dtype=np.int64)
+            position[live] = np.arange(n)
+            j = position[slot[x]]  # the beam whose prefix it is
             pnb = e_pnb[begin[j]] + e_pnb[ext_at[x]]
             pb = e_pb[begin[j]]
             e_pb[ext_at[x]], e_pnb[ext_at[x]] = pb, pnb
@@ -236,80 +253,83 @@ class _Search:
             valid[ext_at[x[~ext_first]]] = False
         e_total = e_pb + e_pnb
         if self.lm is not None:
-            bonus = self.bonus[bi, si]
+            bonus = take(self.bonus, live)
             e_bonus = np.repeat(bonus, per_beam)
-            lm_c = self.table[self.row_of[bi, si][xb], self.symbols[xc]]
-            e_bonus[ext_at] = bonus[xb] + self.alpha * lm_c + self.beta
+            lm_c = take(self.table, take(take(self.row_of, live), xb) * self.table.shape[1] + take(self.symbols, xc))
+            e_bonus[ext_at] = take(bonus, xb) + self.alpha * lm_c + self.beta
             with np.errstate(divide="ignore"):
                 score = np.log(e_total) + e_bonus
         else:
             score = e_total
-        # Per image, the best ``width`` entries, ties to the earlier one (lexsort is stable).
-        kept = np.flatnonzero(valid)
-        kept = kept[_grouped_order(-score[kept], bi[beam_of[kept]], m)]
-        image = bi[beam_of[kept]]
+        # Per image, the best ``width`` entries, ties to the earlier one (both sorts are stable). An image with
+        # ``width`` beams holds ``width`` entries (one per beam's prefix, wherever a merge put it) scoring at least
+        # the lowest of its beams' own entries: an entry below that cannot be kept, so it is not sorted.
+        floor = np.minimum.reduceat(take(score, begin), np.flatnonzero(live % width == 0))  # one run per image
+        floor[np.bincount(bi, minlength=m) < width] = -np.inf
+        image_of = take(bi, beam_of)
+        kept = np.flatnonzero(valid & (score >= take(floor, image_of)))
+        kept = kept[_grouped_order(-take(score, kept), take(image_of, kept), m)]
+        image = take(image_of, kept)
         rank = np.arange(len(kept)) - np.searchsorted(image, image)
         top = rank < width
-        kept, image, rank = kept[top], image[top], rank[top]
-        new_total = np.zeros((m, width))
-        new_total[image, rank] = e_total[kept]
-        norm = np.cumsum(new_total, axis=1)[:, -1]  # in rank order, one after another, as the reference sums
-        norm[norm == 0] = 1.0
-        alive = np.zeros((m, width), dtype=bool)
-        alive[image, rank] = True
-        p_b_new = np.zeros((m, width))
-        p_b_new[image, rank] = e_pb[kept]
-        p_nb_new = np.zeros((m, width))
-        p_nb_new[image, rank] = e_pnb[kept]
-        self.p_b[:m] = p_b_new / norm[:, None]
-        self.p_nb[:m] = p_nb_new / norm[:, None]
+        kept, image = kept[top], image[top]
+        dest = image * width + rank[top]  # the new slots
+        total_kept = take(e_total, kept)
+        new_total = np.zeros(m * width)
+        new_total[dest] = total_kept
+        norm = np.cumsum(new_total.reshape(m, width), axis=1)[:, -1]  # in rank order, one after another, as
+        norm[norm == 0] = 1.0  # the reference sums
+        norm = take(norm, image)
         # Each kept entry's prefix: a beam as it was, or an extension (a new trie node unless it had one).
-        beam = beam_of[kept]
-        ext_no = np.searchsorted(ext_at, kept)  # for extensions: their index among ext_at
-        grown = is_ext[kept]
-        g = ext_no[grown]
-        new_node = node[beam]
-        new_node[grown] = child[g]
-        new_last = last[beam]
-        new_last[grown] = xc[g]
-        fresh = np.flatnonzero(grown)[child[g] < 0]
+        beam = take(beam_of, kept)
+        grown = take(is_ext, kept)
+        g = np.searchsorted(ext_at, kept[grown])  # for extensions: their index among ext_at
+        new_node = take(node, beam)
+        new_node[grown] = take(child, g)
+        new_last = take(last, beam)
+        new_last[grown] = take(xc, g)
+        fresh = np.flatnonzero(grown)[take(child, g) < 0]
         if len(fresh):
             ids = np.arange(self.nodes, self.nodes + len(fresh))
             self._grow(self.nodes + len(fresh))
-            self.children[node[beam[fresh]], new_last[fresh]] = ids
-            self.parent[ids], self.char[ids] = node[beam[fresh]], new_last[fresh]
+            parents = take(node, take(beam, fresh))
+            self.children[parents * classes + new_last[fresh]] = ids
+            self.parent[ids], self.char[ids] = parents, new_last[fresh]
             new_node[fresh] = ids
             self.nodes += len(fresh)
-        self.alive[:m] = alive
-        self.node[:m] = 0  # dead slots point at a root, never a child: lookups into them are masked anyway
-        self.node[image, rank] = new_node
-        self.last[:m] = 0
-        self.last[image, rank] = new_last
-        self.slot_of[new_node] = rank
+        end = m * width
+        self.alive[:end] = False
+        self.alive[dest] = True
+        for state, values in ((self.p_b, take(e_pb, kept) / norm), (self.p_nb, take(e_pnb, kept) / norm)):
+            state[:end] = 0.0
+            state[dest] = values
+        self.node[:end] = 0
+        self.node[dest] = new_node
+        self.last[:end] = 0
+        self.last[dest] = new_last
+        self.slot_of[new_node] = dest
         if self.lm is not None:
-            new_bonus = np.zeros((m, width))
-            new_bonus[image, rank] = e_bonus[kept]
-            self.bonus[:m] = new_bonus
-            key = self.key[bi, si][beam]
-            row_of = self.row_of[bi, si][beam]
-            self.key[image, rank] = key
-            self.row_of[image, rank] = row_of
+            self.bonus[dest] = take(e_bonus, kept)
+            key = take(take(self.key, live), beam)
+            row_of = take(take(self.row_of, live), beam)
+            self.key[dest], self.row_of[dest] = key, row_of
             if grown.any():
-                key = self.lm.next_keys(key[grown], self.symbols[xc[g]])
-                self.key[image[grown], rank[grown]] = key
-                self.row_of[image[grown], rank[grown]] = self._rows(key)
+                key = self.lm.next_keys(key[grown], take(self.symbols, new_last[grown]))
+                self.key[dest[grown]] = key
+                self.row_of[dest[grown]] = self._rows(key)
 
     def _grow(self, size: int) -> None:
-        if size <= len(self.children):
+        capacity = len(self.parent)
+        if size <= capacity:
             return
-        new = max(size, 2 * len(self.children))
-        children = np.full((new, self.children.shape[1]), -1, dtype=np.int32)
+        new = max(size, 2 * capacity)
+        children = np.full(new * self.classes, -1, dtype=np.int32)
         children[: len(self.children)] = self.children
         self.children = children
         for name in ("parent", "char", "slot_of"):
             old = getattr(self, name)
             grown = np.zeros(new, dtype=old.dtype)
-            grown[: len(old)] = old
+            grown[:capacity] = old
             setattr(self, name, grown)
 
     def best(self) -> np.ndarray:
@@ -320,8 +340,8 @@ class _Search:
         else:
             with np.errstate(divide="ignore"):
                 score = np.log(total) + self.bonus + self.alpha * self.table[self.row_of, self.lm.eos]
-        score = np.where(self.alive, score, -np.inf)
-        return self.node[np.arange(len(score)), score.argmax(axis=1)]
+        score = np.where(self.alive, score, -np.inf).reshape(-1, self.width)
+        return self.node.reshape(-1, self.width)[np.arange(len(score)), score.argmax(axis=1)]
 
     def text(self, node: int) -> list[int]:
         """The class ids of a node's prefix."""
@@ -330,3 +350,4 @@ class _Search:
             out.append(int(self.char[node]))
             node = int(self.parent[node])
         return out[::-1]
+

@@ -324,27 +324,64 @@ class CTCRecognizer(RecognizerBase):
         # One lexicon (or none) for all: passed as is; per-image ones are sliced for each batch.
         one = not lexicons or all(x is lexicons[0] for x in lexicons)
 
-        def run(idx: list[int]) -> list[Prediction]:
-            lp, lengths = self.batch_log_probs([arrays[i] for i in idx])
+        def run(group: list[list[int]]) -> list[Prediction]:
+            lp, lengths = stack_outputs([self.batch_log_probs([arrays[i] for i in idx]) for idx in group])
+            idx = [i for batch in group for i in batch]
             lex = (lexicons[0] if lexicons else None) if one else [lexicons[i] for i in idx]
             return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex,
                           lm_weight=lm_weight)
 
-        return run_batches(run, list(self.batches(arrays, batch_size)), len(arrays), workers)
+        groups = decode_groups(list(self.batches(arrays, batch_size)))
+        return run_batches(run, groups, len(arrays), workers, indices=lambda group: [i for b in group for i in b])
 
 
-def run_batches(run: Callable[[list[int]], list[Prediction]], batches: list[list[int]], count: int,
-                workers: int = 1) -> list[Prediction]:
-    """``run`` on each batch of input indices (``workers`` > 1: that many at once, in threads), the predictions
-    put back in input order (``count`` inputs)."""
+# The network's batches are decoded together, at least this many images at a time: the beam search costs a
+# fixed overhead per frame and call (numpy calls on small arrays) besides its cost per image, and the width
+# buckets make many batches small (IIIT5K: 80 batches of 37 images on average at --batch-size 64). Decode-only on
+# IIIT5K's outputs, CPU per image with the language model: 0.50 ms a batch at a time, 0.31 in groups of 128,
+# 0.30 of 256, 0.31 of 512 (benchmarks/bench_decode.py; bigger groups pad more frames). Results never depend on it.
+DECODE_GROUP = 128
+
+
+def decode_groups(batches: list[list[int]], size: int = DECODE_GROUP) -> list[list[list[int]]]:
+    """Consecutive ``batches`` (of input indices) joined into groups of at least ``size`` images (the last may
+    have fewer): each group's network outputs are decoded in one call."""
+    groups: list[list[list[int]]] = []
+    count = size
+    for batch in batches:
+        if count >= size:
+            groups.append([])
+            count = 0
+        groups[-1].append(batch)
+        count += len(batch)
+    return groups
+
+
+def stack_outputs(outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several batches' (log_probs (B_i, T_i, C), lengths (B_i,)) as one batch, the frames padded (never read)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    frames = max(lp.shape[1] for lp, _ in outputs)
+    stacked = np.zeros((sum(len(n) for _, n in outputs), frames, outputs[0][0].shape[2]), dtype=outputs[0][0].dtype)
+    start = 0
+    for lp, lengths in outputs:
+        stacked[start:start + len(lp), : lp.shape[1]] = lp
+        start += len(lp)
+    return stacked, np.concatenate([np.asarray(n) for _, n in outputs])
+
+
+def run_batches(run: Callable[[Any], list[Prediction]], batches: Sequence[Any], count: int,
+                workers: int = 1, indices: Callable[[Any], list[int]] | None = None) -> list[Prediction]:
+    """``run`` on each batch (``workers`` > 1: that many at once, in threads), the predictions put back in input
+    order (``count`` inputs). A batch is a list of input indices, or anything ``indices`` turns into one."""
     if workers > 1 and len(batches) > 1:
         with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
             outputs = list(pool.map(run, batches))
     else:
         outputs = [run(idx) for idx in batches]
     results: list[Prediction | None] = [None] * count
-    for idx, preds in zip(batches, outputs):
-        for i, p in zip(idx, preds):
+    for batch, preds in zip(batches, outputs):
+        for i, p in zip(indices(batch) if indices else batch, preds):
             results[i] = p
     return results  # type: ignore[return-value]
 
