@@ -210,12 +210,15 @@ class CharLM:
             if t is not seen:  # another thread added rows (or emptied the table) meanwhile
                 rows[:] = _find(t, keys)
             missing = rows < 0
+            if not missing.any():
+                return t
             if t.used and t.used + np.count_nonzero(missing) > limit:
                 t = _Table.empty(self.bos, t.generation + 1)
                 missing[:] = True
-            new, inverse = np.unique(keys[missing], return_inverse=True)
+            wanted = np.sort(keys[missing])
+            new = wanted[np.r_[True, wanted[1:] != wanted[:-1]]]  # np.unique's result, for less overhead
             size = t.used + len(new)
-            rows[missing] = t.used + inverse
+            rows[missing] = t.used + np.searchsorted(new, keys[missing])
             with np.errstate(divide="ignore"):
                 # The same np.log over the same float64 distributions as log_distribution: equal values.
                 added = np.log(self._distributions(new))
@@ -225,14 +228,10 @@ class CharLM:
                 table = np.empty((max(size, limit), self.bos))
                 table[: t.used] = t.table[: t.used]
             table[t.used:size] = added
-            at = np.searchsorted(t.recent_keys, new)
-            recent_keys = np.insert(t.recent_keys, at, new)
-            recent_rows = np.insert(t.recent_rows, at, np.arange(t.used, size))
+            recent_keys, recent_rows = _merge(t.recent_keys, t.recent_rows, new, np.arange(t.used, size))
             index, index_rows = t.keys, t.rows
             if len(recent_keys) >= MERGE_KEYS:
-                index, index_rows = np.concatenate([index, recent_keys]), np.concatenate([index_rows, recent_rows])
-                order = np.argsort(index, kind="stable")
-                index, index_rows = index[order], index_rows[order]
+                index, index_rows = _merge(index, index_rows, recent_keys, recent_rows)
                 recent_keys, recent_rows = recent_keys[:0], recent_rows[:0]
             self._table = _Table(index, index_rows, recent_keys, recent_rows, table, size, t.generation)
             return self._table
@@ -370,6 +369,17 @@ class _Table(NamedTuple):
         """A table without rows."""
         none = np.zeros(0, dtype=np.int64)
         return cls(none, none, none, none, np.zeros((0, symbols)), 0, generation)
+
+
+def _merge(keys: np.ndarray, rows: np.ndarray, new: np.ndarray, new_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted ``keys`` (with their ``rows``) and the sorted ``new`` ones (none among them) in one sorted index."""
+    at = np.searchsorted(keys, new) + np.arange(len(new))  # where each new key lands
+    old = np.ones(len(keys) + len(new), dtype=bool)
+    old[at] = False
+    merged, merged_rows = np.empty(len(old), dtype=np.int64), np.empty(len(old), dtype=np.int64)
+    merged[at], merged_rows[at] = new, new_rows
+    merged[old], merged_rows[old] = keys, rows
+    return merged, merged_rows
 
 
 def _find(t: _Table, keys: np.ndarray) -> np.ndarray:

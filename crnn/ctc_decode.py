@@ -228,50 +228,53 @@ def _viterbi_batch_char_confidences(
     todo = np.flatnonzero((chars > 0) & (lens > 0))
     if not len(todo):
         return out
-    states = 2 * int(chars[todo].max()) + 1
-    frames = int(lens[todo].max())
-    extended = np.zeros((len(todo), states), dtype=np.int64)
+    todo = todo[np.argsort(-lens[todo], kind="stable")]  # longest first: the samples still reading lead
+    lens, chars = lens[todo], chars[todo]
+    count, states, frames = len(todo), 2 * int(chars.max()) + 1, int(lens[0])
+    extended = np.zeros((count, states), dtype=np.int64)
     for row, b in enumerate(todo.tolist()):
         extended[row, 1 : 2 * len(id_seqs[b]) : 2] = id_seqs[b]
-    own = 2 * chars[todo] + 1  # each sample's states; those past them are -inf and never reached
-    inside = np.arange(states)[None, :] < own[:, None]
+    own = 2 * chars + 1  # each sample's states; those past them are -inf and never reached
     emit = np.take_along_axis(log_probs[todo, :frames],
-                              np.broadcast_to(extended[:, None, :], (len(todo), frames, states)), axis=2)
-    emit = np.where(inside[:, None, :], emit, -np.inf)
-    can_skip = np.zeros((len(todo), states), dtype=bool)
-    can_skip[:, 3::2] = extended[:, 3::2] != extended[:, 1:-2:2]
-    score = np.full((len(todo), states), -np.inf)
+                              np.broadcast_to(extended[:, None, :], (count, frames, states)), axis=2)
+    emit = np.where((np.arange(states)[None, :] < own[:, None])[:, None, :], emit, -np.inf)
+    skip = np.zeros((count, states), dtype=bool)
+    skip[:, 3::2] = extended[:, 3::2] != extended[:, 1:-2:2]
+    score = np.full((count, states), -np.inf)
     score[:, :2] = emit[:, 0, :2]
-    back = np.zeros((len(todo), frames, states), dtype=np.int64)
-    candidates = np.full((3, len(todo), states), -np.inf)
-    rows = np.arange(len(todo))[:, None]
-    lens_todo = lens[todo]
+    back = np.zeros((count, frames, states), dtype=np.int8)
+    one = np.full((count, states), -np.inf)
+    two = np.full((count, states), -np.inf)
+    reading = np.searchsorted(-lens, -np.arange(frames), side="left")  # samples with more than t frames
     for t in range(1, frames):
-        candidates[0] = score
-        candidates[1, :, 1:] = score[:, :-1]
-        candidates[2, :, 2:] = np.where(can_skip[:, 2:], score[:, :-2], -np.inf)
-        step = candidates.argmax(axis=0)
-        new = np.take_along_axis(candidates, step[None], axis=0)[0] + emit[:, t]
-        reading = (t < lens_todo)[:, None]  # a sample whose frames have ended keeps its scores
-        score = np.where(reading, new, score)
-        back[:, t] = np.where(reading, step, 0)
+        a = int(reading[t])
+        s = score[:a]
+        one[:a, 1:] = s[:, :-1]
+        two[:a, 2:] = np.where(skip[:a, 2:], s[:, :-2], -np.inf)
+        best = np.maximum(s, one[:a])  # the value argmax would pick: the first of equal ones is the same float
+        step = (one[:a] > s).view(np.int8)
+        jump = two[:a] > best
+        step[jump] = 2
+        back[:a, t] = step
+        score[:a] = np.maximum(best, two[:a]) + emit[:a, t]
+    rows = np.arange(count)
     last = own - 1
-    end = np.where(score[rows[:, 0], last] >= score[rows[:, 0], last - 1], last, last - 1)
-    finite = np.isfinite(score[rows[:, 0], end])
+    end = np.where(score[rows, last] >= score[rows, last - 1], last, last - 1)
+    finite = np.isfinite(score[rows, end])
     state = end.copy()
-    path = np.zeros((len(todo), frames), dtype=np.int64)
+    path = np.full((count, frames), -1, dtype=np.int64)
     for t in range(frames - 1, -1, -1):
-        active = t < lens_todo
-        path[:, t] = np.where(active, state, -1)
-        state = np.where(active, state - back[rows[:, 0], t, state], state)
+        a = int(reading[t])
+        path[:a, t] = state[:a]
+        state[:a] -= back[rows[:a], t, state[:a]]
     on_char = (path % 2 == 1) & (path >= 0)
     frame_probs = np.exp(np.take_along_axis(emit, np.maximum(path, 0)[:, :, None], axis=2)[:, :, 0])
-    confs = np.zeros((len(todo), (states - 1) // 2))
+    confs = np.zeros((count, (states - 1) // 2))
     r, t = np.nonzero(on_char)
     np.maximum.at(confs, (r, path[r, t] // 2), frame_probs[r, t])
     for row, b in enumerate(todo.tolist()):
         if finite[row]:
-            out[b] = tuple(float(c) for c in confs[row, : chars[b]])
+            out[b] = tuple(float(c) for c in confs[row, : chars[row]])
     return out
 
 

@@ -40,27 +40,40 @@ def lm_symbols(charset: Charset, lm: CharLM) -> list[int]:
     return [0, *(lm.symbol(c) for c in charset.chars)]
 
 
-def frame_candidates(probs: np.ndarray, steps: np.ndarray, beam_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The non-blank classes worth expanding in each frame of probs (U, B, C) (frame-major): the top
-    ``beam_width`` at least PRUNE_PROB likely, likeliest first (ties: the lower class first), in the first
-    ``steps[b]`` frames of sample b.
+def frame_candidates(
+    log_probs: np.ndarray, first: np.ndarray, lengths: np.ndarray, order: np.ndarray, beam_width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The non-blank classes worth expanding in each frame of log_probs (B, T, C): the top ``beam_width`` at
+    least PRUNE_PROB likely (by exp of the log-probability, as the search reads it), likeliest first (ties: the
+    lower class first), in frames first[b] .. lengths[b] - 1 of sample b.
 
-    Returns (candidates (U, B, K) int64, 0 where a frame has fewer than K; counts (U, B)), K the largest count.
+    Returned step-major for the search, which reads image ``order[j]`` as its j-th and frame first + u at step u:
+    (candidates (U, B, K) int64, 0 where a frame has fewer than K; counts (U, B)), K the largest count.
     """
-    frames, batch, _ = probs.shape
-    valid = np.arange(frames)[:, None] < np.asarray(steps)[None, :]
-    u, b, c = np.nonzero((probs[:, :, 1:] >= PRUNE_PROB) & valid[:, :, None])
-    c = c + 1
+    batch, frames, classes = log_probs.shape
+    span = int((lengths - first).max())
+    t = np.arange(frames)
+    reading = (t >= first[:, None]) & (t < lengths[:, None])
+    flat = np.flatnonzero((log_probs[:, :, 1:] >= _CANDIDATE_LOG) & reading[:, :, None])
+    bt, c = np.divmod(flat, classes - 1)
+    c += 1
+    p = np.exp(np.take(log_probs, bt * classes + c))  # the same exp of the same values as over whole frames
+    sure = p >= PRUNE_PROB
+    bt, c, p = bt[sure], c[sure], p[sure]
+    b, t = np.divmod(bt, frames)
+    position = np.empty(batch, dtype=np.int64)
+    position[order] = np.arange(batch)
+    frame = (t - first[b]) * batch + position[b]  # step-major
     # Sorted by frame, then by probability (descending), then by class: a stable sort of -probs, per frame.
-    frame = u * batch + b
-    order = _grouped_order(-probs[u, b, c], frame, frames * batch)
-    frame, c = frame[order], c[order]
-    rank = np.arange(len(frame)) - np.searchsorted(frame, frame)  # place in its frame
+    by = _grouped_order(-p, frame, span * batch)
+    frame, c = frame[by], c[by]
+    counts = np.bincount(frame, minlength=span * batch)
+    rank = np.arange(len(frame)) - (np.cumsum(counts) - counts)[frame]  # place in its frame
     keep = rank < beam_width
-    counts = np.bincount(frame[keep], minlength=frames * batch).reshape(frames, batch)
+    counts = np.minimum(counts, beam_width).reshape(span, batch)
     k = int(counts.max()) if counts.size else 0
-    candidates = np.zeros((frames, batch, k), dtype=np.int64)
-    candidates.reshape(frames * batch, k)[frame[keep], rank[keep]] = c[keep]
+    candidates = np.zeros((span, batch, k), dtype=np.int64)
+    candidates.reshape(span * batch, k)[frame[keep], rank[keep]] = c[keep]
     return candidates, counts
 
 
@@ -73,8 +86,11 @@ def _grouped_order(key: np.ndarray, group: np.ndarray, groups: int) -> np.ndarra
 
 
 # A frame can hold a candidate only where its log-probability reaches this: below it, exp() < PRUNE_PROB for sure
-# (the margin covers exp's rounding). Used to find each image's first frame without exp() over all frames.
+# (the margin covers exp's rounding). Found without exp() over whole frames; exp() decides for the rest.
 _CANDIDATE_LOG = float(np.log(PRUNE_PROB)) - 1e-9
+# What an upper bound on an extension's score adds for rounding (see _Search.step): scores are sums of a few
+# logs and weights, each rounded to within ~1e-13 of the exact value; this is 10^6 times that.
+_BOUND_MARGIN = 1e-7
 
 
 def prefix_beam_ids(
@@ -91,13 +107,13 @@ def prefix_beam_ids(
     (``symbols[c]``: class c's language-model symbol, see :func:`lm_symbols`)."""
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
-    log_probs = np.asarray(log_probs, dtype=np.float64)
+    log_probs = np.ascontiguousarray(log_probs, dtype=np.float64)
     if log_probs.ndim != 3:
         raise ValueError(f"log_probs must have shape (B, T, C), got {log_probs.shape}")
     if lm is not None and (symbols is None or log_probs.shape[2] != len(symbols)):
         raise ValueError(f"log_probs must have shape (B, T, {len(symbols or ())}), got {log_probs.shape}")
     lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
-    batch = log_probs.shape[0]
+    batch, frames, classes = log_probs.shape
     if batch == 0 or lengths.max() == 0:
         return [[] for _ in range(batch)]
     # Frames before an image's first candidate change nothing: the empty prefix alone, P = (p_blank / p_blank,
@@ -105,23 +121,19 @@ def prefix_beam_ids(
     # by the margin of _CANDIDATE_LOG without a candidate is such a frame too). Each image starts at its first
     # candidate; images with more frames to go come first, so that at step u the images still reading are a
     # leading slice.
-    frames = int(lengths.max())
-    maybe = (log_probs[:, :frames, 1:] >= _CANDIDATE_LOG).any(axis=2) & (np.arange(frames) < lengths[:, None])
+    maybe = (log_probs[:, :, 1:] >= _CANDIDATE_LOG).any(axis=2) & (np.arange(frames) < lengths[:, None])
     first = np.where(maybe.any(axis=1), maybe.argmax(axis=1), lengths)
     steps = lengths - first
     order = np.argsort(-steps, kind="stable")
+    candidates, counts = frame_candidates(log_probs, first, lengths, order, beam_width)
     first, steps = first[order], steps[order]
-    # Each image's frames from its first one, frame-major (U, B, C): step u reads the contiguous probs[u, :m].
-    # The same exp() of the same values as over the whole array.
-    span = int(steps[0])
-    at = np.minimum(first[None, :] + np.arange(span)[:, None], frames - 1)
-    probs = np.exp(log_probs[order[None, :], at])
-    candidates, counts = frame_candidates(probs, steps, beam_width)
-    search = _Search(batch, beam_width, log_probs.shape[2], lm, symbols, alpha, beta)
-    for u in range(span):
+    # Where each image's frame of step 0 starts in the flat log_probs; step u reads u * classes further.
+    start = (order * frames + first) * classes
+    search = _Search(batch, beam_width, log_probs.ravel(), classes, lm, symbols, alpha, beta)
+    for u in range(int(steps[0])):
         m = int(np.searchsorted(-steps, -u, side="left"))  # images with steps > u
         k = int(counts[u, :m].max())
-        search.step(m, probs[u, :m], candidates[u, :m, :k], counts[u, :m])
+        search.step(m, start[:m] + u * classes, candidates[u, :m, :k], counts[u, :m])
     best = search.best()
     out: list[list[int]] = [[] for _ in range(batch)]
     for b, node in zip(order.tolist(), best.tolist()):
@@ -156,9 +168,10 @@ class _Search:
     fancy indexing cost more than the arithmetic.
     """
 
-    def __init__(self, batch: int, width: int, classes: int, lm: CharLM | None,
+    def __init__(self, batch: int, width: int, log_probs: np.ndarray, classes: int, lm: CharLM | None,
                  symbols: Sequence[int] | None, alpha: float, beta: float) -> None:
         self.width, self.classes, self.lm, self.alpha, self.beta = width, classes, lm, alpha, beta
+        self.log_probs = log_probs  # flat (B * T * C)
         self.symbols = np.asarray(symbols if symbols is not None else np.zeros(classes), dtype=np.int64)
         # The tries: node j is image j's empty prefix; children[node * C + c] is the node of prefix + c (-1: none
         # yet). Sized for the nodes IIIT5K's images make (46 on average, at most 113 on a batch's average):
@@ -200,11 +213,11 @@ class _Search:
         self.table = table
         return rows
 
-    def step(self, m: int, row: np.ndarray, cand: np.ndarray, count: np.ndarray) -> None:
-        """Advance the first ``m`` images by one frame: ``row`` (m, C) its probabilities, ``cand`` (m, K) the
-        classes to expand (``count`` of them; 0: none)."""
-        width, classes = self.width, self.classes
-        take = np.take
+    def step(self, m: int, frame: np.ndarray, cand: np.ndarray, count: np.ndarray) -> None:
+        """Advance the first ``m`` images by one frame: ``frame`` (m,) where each image's frame starts in the flat
+        log-probabilities, ``cand`` (m, K) the classes to expand (``count`` of them; 0: none)."""
+        width, classes, take = self.width, self.classes, np.take
+        lp = self.log_probs
         # The live beams, flat, image by image in rank order; then the entries of the frame, flat, in the
         # order the reference inserts them: per beam, the beam itself, then its extensions by candidate.
         live = np.flatnonzero(self.alive[: m * width])
@@ -213,17 +226,17 @@ class _Search:
         p_b, p_nb = take(self.p_b, live), take(self.p_nb, live)
         last, node = take(self.last, live), take(self.node, live)
         total = p_b + p_nb
-        row = row.ravel()
-        at_row = bi * classes
+        at = take(frame, bi)
+        # Probabilities: exp of the log-probabilities the search reads (the same values as exp over whole frames).
         per_beam = 1 + take(count, bi)
         begin = np.cumsum(per_beam) - per_beam  # each beam's own entry
         size = int(begin[-1] + per_beam[-1])
         e_pb = np.zeros(size)
         e_pnb = np.zeros(size)
-        e_pb[begin] = total * take(row, at_row)
+        e_pb[begin] = total * take(np.exp(take(lp, frame)), bi)
         # Repeating the last character without a blank collapses into the same prefix; always counted, even
         # when that character was pruned from this frame.
-        e_pnb[begin] = np.where(last > 0, p_nb * take(row, at_row + last), 0.0)
+        e_pnb[begin] = np.where(last > 0, p_nb * np.exp(take(lp, at + last)), 0.0)
         is_ext = np.ones(size, dtype=bool)
         is_ext[begin] = False
         ext_at = np.flatnonzero(is_ext)
@@ -231,16 +244,17 @@ class _Search:
         xb = take(beam_of, ext_at)  # the beam each extension extends
         xi = take(bi, xb)
         xc = take(cand.ravel(), xi * cand.shape[1] + ext_at - take(begin, xb) - 1)
+        lp_c = take(lp, take(at, xb) + xc)
         # After the prefix's own last character, only paths through a blank start a new one.
-        e_pnb[ext_at] = np.where(xc == take(last, xb), take(p_b, xb), take(total, xb)) * take(row, xi * classes + xc)
+        e_pnb[ext_at] = np.where(xc == take(last, xb), take(p_b, xb), take(total, xb)) * np.exp(lp_c)
         valid = np.ones(size, dtype=bool)
         child = take(self.children, take(node, xb) * classes + xc)
         # prefix + c may be another beam's prefix: one entry, holding both contributions (each sum has two
         # terms, so either order gives the same float), at the place the reference first inserted it.
         slot = take(self.slot_of, np.maximum(child, 0))
         merged = (child >= 0) & take(self.alive, slot) & (take(self.node, slot) == child)
-        if merged.any():
-            x = np.flatnonzero(merged)
+        x = np.flatnonzero(merged)
+        if len(x):
             position = np.empty(m * width, dtype=np.int64)
             position[live] = np.arange(n)
             j = position[slot[x]]  # the beam whose prefix it is
@@ -252,31 +266,43 @@ class _Search:
             valid[begin[j[ext_first]]] = False
             valid[ext_at[x[~ext_first]]] = False
         e_total = e_pb + e_pnb
-        if self.lm is not None:
-            bonus = take(self.bonus, live)
-            e_bonus = np.repeat(bonus, per_beam)
-            lm_c = take(self.table, take(take(self.row_of, live), xb) * self.table.shape[1] + take(self.symbols, xc))
-            e_bonus[ext_at] = take(bonus, xb) + self.alpha * lm_c + self.beta
-            with np.errstate(divide="ignore"):
-                score = np.log(e_total) + e_bonus
-        else:
-            score = e_total
-        # Per image, the best ``width`` entries, ties to the earlier one (both sorts are stable). An image with
-        # ``width`` beams holds ``width`` entries (one per beam's prefix, wherever a merge put it) scoring at least
-        # the lowest of its beams' own entries: an entry below that cannot be kept, so it is not sorted.
+        score = np.full(size, np.nan)  # entries left unscored (NaN) are never kept
+        bonus = take(self.bonus, live)
+        with np.errstate(divide="ignore"):
+            score[begin] = (np.log(take(e_total, begin)) + bonus) if self.lm is not None else take(e_total, begin)
+        if len(x):
+            score[ext_at[x]] = score[begin[j]]  # a merged entry: the beam's prefix, wherever it stands
+        # An image with ``width`` beams holds ``width`` entries (one per beam's prefix, wherever a merge put it)
+        # scoring at least the lowest of its beams' own entries: an entry below that cannot be kept.
         floor = np.minimum.reduceat(take(score, begin), np.flatnonzero(live % width == 0))  # one run per image
         floor[np.bincount(bi, minlength=m) < width] = -np.inf
+        alone = np.flatnonzero(~merged)  # extensions that are no beam's prefix
+        if self.lm is None:
+            score[ext_at[alone]] = take(e_pnb, take(ext_at, alone))
+        else:
+            # Their score is log(q * p_c) + (bonus + alpha * log P_lm(c | prefix) + beta), q <= P(prefix), log P_lm
+            # <= 0 and alpha >= 0: at most log P(prefix) + log p_c + bonus + beta, up to rounding (_BOUND_MARGIN).
+            # Those whose bound is below the floor cannot be kept: their language-model term is never looked up.
+            with np.errstate(divide="ignore"):
+                bound = take(np.log(total) + (bonus + self.beta), take(xb, alone)) + take(lp_c, alone) + _BOUND_MARGIN
+            alone = alone[bound >= take(floor, take(xi, alone))]
+            rows = take(take(self.row_of, live), take(xb, alone))
+            lm_c = take(self.table, rows * self.table.shape[1] + take(self.symbols, take(xc, alone)))
+            with np.errstate(divide="ignore"):
+                score[ext_at[alone]] = (np.log(take(e_pnb, take(ext_at, alone)))
+                                        + ((take(bonus, take(xb, alone)) + self.alpha * lm_c) + self.beta))
         image_of = take(bi, beam_of)
+        # Per image, the best ``width`` entries, ties to the earlier one (both sorts are stable).
         kept = np.flatnonzero(valid & (score >= take(floor, image_of)))
         kept = kept[_grouped_order(-take(score, kept), take(image_of, kept), m)]
         image = take(image_of, kept)
-        rank = np.arange(len(kept)) - np.searchsorted(image, image)
+        per_image = np.bincount(image, minlength=m)
+        rank = np.arange(len(kept)) - take(np.cumsum(per_image) - per_image, image)
         top = rank < width
         kept, image = kept[top], image[top]
         dest = image * width + rank[top]  # the new slots
-        total_kept = take(e_total, kept)
         new_total = np.zeros(m * width)
-        new_total[dest] = total_kept
+        new_total[dest] = take(e_total, kept)
         norm = np.cumsum(new_total.reshape(m, width), axis=1)[:, -1]  # in rank order, one after another, as
         norm[norm == 0] = 1.0  # the reference sums
         norm = take(norm, image)
@@ -309,7 +335,15 @@ class _Search:
         self.last[dest] = new_last
         self.slot_of[new_node] = dest
         if self.lm is not None:
-            self.bonus[dest] = take(e_bonus, kept)
+            # A kept entry's bonus: its beam's, or the extension's (bonus + alpha * log P_lm(c | prefix) + beta,
+            # the same float as in its score, since the entry had to be scored to be kept).
+            new_bonus = take(bonus, beam)
+            if grown.any():
+                xs = take(xb, g)
+                rows = take(take(self.row_of, live), xs)
+                lm_c = take(self.table, rows * self.table.shape[1] + take(self.symbols, new_last[grown]))
+                new_bonus[grown] = (take(bonus, xs) + self.alpha * lm_c) + self.beta
+            self.bonus[dest] = new_bonus
             key = take(take(self.key, live), beam)
             row_of = take(take(self.row_of, live), beam)
             self.key[dest], self.row_of[dest] = key, row_of

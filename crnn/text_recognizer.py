@@ -7,6 +7,7 @@ Imports no torch at module level: the ONNX Runtime backend (crnn/onnx_recognizer
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -324,37 +325,69 @@ class CTCRecognizer(RecognizerBase):
         # One lexicon (or none) for all: passed as is; per-image ones are sliced for each batch.
         one = not lexicons or all(x is lexicons[0] for x in lexicons)
 
-        def run(group: list[list[int]]) -> list[Prediction]:
-            lp, lengths = stack_outputs([self.batch_log_probs([arrays[i] for i in idx]) for idx in group])
-            idx = [i for batch in group for i in batch]
+        def read(idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            return self.batch_log_probs([arrays[i] for i in idx])
+
+        def decode_group(idx: list[int], lp: np.ndarray, lengths: np.ndarray) -> list[Prediction]:
             lex = (lexicons[0] if lexicons else None) if one else [lexicons[i] for i in idx]
             return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex,
                           lm_weight=lm_weight)
 
-        groups = decode_groups(list(self.batches(arrays, batch_size)))
-        return run_batches(run, groups, len(arrays), workers, indices=lambda group: [i for b in group for i in b])
+        return read_and_decode(read, decode_group, list(self.batches(arrays, batch_size)), len(arrays), workers)
 
 
-# The network's batches are decoded together, at least this many images at a time: the beam search costs a
-# fixed overhead per frame and call (numpy calls on small arrays) besides its cost per image, and the width
-# buckets make many batches small (IIIT5K: 80 batches of 37 images on average at --batch-size 64). Decode-only on
-# IIIT5K's outputs, CPU per image with the language model: 0.50 ms a batch at a time, 0.31 in groups of 128,
-# 0.30 of 256, 0.31 of 512 (benchmarks/bench_decode.py; bigger groups pad more frames). Results never depend on it.
-DECODE_GROUP = 128
+# The network's outputs are decoded together, at least this many images at a time: the beam search costs a fixed
+# overhead per frame and call (numpy calls on small arrays) besides its cost per image, and the width buckets make
+# many batches small (IIIT5K: 80 batches of 37 images on average at --batch-size 64). Decode-only on IIIT5K's
+# outputs, CPU per image with the language model, relative to a batch at a time: 0.6x in groups of 128, 0.56x of
+# 256, 0.54x of 384 (benchmarks/bench_decode.py). Results never depend on it.
+DECODE_GROUP = 256
 
 
-def decode_groups(batches: list[list[int]], size: int = DECODE_GROUP) -> list[list[list[int]]]:
-    """Consecutive ``batches`` (of input indices) joined into groups of at least ``size`` images (the last may
-    have fewer): each group's network outputs are decoded in one call."""
-    groups: list[list[list[int]]] = []
-    count = size
-    for batch in batches:
-        if count >= size:
-            groups.append([])
-            count = 0
-        groups[-1].append(batch)
-        count += len(batch)
-    return groups
+def read_and_decode(
+    read: Callable[[list[int]], tuple[np.ndarray, np.ndarray]],
+    decode_group: Callable[[list[int], np.ndarray, np.ndarray], list[Prediction]],
+    batches: list[list[int]],
+    count: int,
+    workers: int = 1,
+    group: int = DECODE_GROUP,
+) -> list[Prediction]:
+    """Run the network on each batch of input indices (``read``: log_probs, lengths; ``workers`` > 1: that many
+    batches at once, in threads) and decode its outputs ``group`` images or more at a time (``decode_group``), the
+    predictions put back in input order (``count`` inputs).
+
+    The network's unit of work stays one batch, so that the threads finish together; whichever thread brings the
+    waiting outputs to ``group`` images decodes them, while the others go on reading."""
+    results: list[Prediction | None] = [None] * count
+    waiting: list[tuple[list[int], tuple[np.ndarray, np.ndarray]]] = []
+    lock = threading.Lock()
+
+    def flush(items: list[tuple[list[int], tuple[np.ndarray, np.ndarray]]]) -> None:
+        idx = [i for batch, _ in items for i in batch]
+        lp, lengths = stack_outputs([output for _, output in items])
+        for i, p in zip(idx, decode_group(idx, lp, lengths)):
+            results[i] = p
+
+    def work(batch: list[int]) -> None:
+        output = read(batch)
+        with lock:
+            waiting.append((batch, output))
+            full = sum(len(b) for b, _ in waiting) >= group
+            items = waiting[:] if full else []
+            if full:
+                waiting.clear()
+        if items:
+            flush(items)
+
+    if workers > 1 and len(batches) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+            list(pool.map(work, batches))
+    else:
+        for batch in batches:
+            work(batch)
+    if waiting:
+        flush(waiting)
+    return results  # type: ignore[return-value]
 
 
 def stack_outputs(outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -370,18 +403,18 @@ def stack_outputs(outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndar
     return stacked, np.concatenate([np.asarray(n) for _, n in outputs])
 
 
-def run_batches(run: Callable[[Any], list[Prediction]], batches: Sequence[Any], count: int,
-                workers: int = 1, indices: Callable[[Any], list[int]] | None = None) -> list[Prediction]:
-    """``run`` on each batch (``workers`` > 1: that many at once, in threads), the predictions put back in input
-    order (``count`` inputs). A batch is a list of input indices, or anything ``indices`` turns into one."""
+def run_batches(run: Callable[[list[int]], list[Prediction]], batches: list[list[int]], count: int,
+                workers: int = 1) -> list[Prediction]:
+    """``run`` on each batch of input indices (``workers`` > 1: that many at once, in threads), the predictions
+    put back in input order (``count`` inputs)."""
     if workers > 1 and len(batches) > 1:
         with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
             outputs = list(pool.map(run, batches))
     else:
         outputs = [run(idx) for idx in batches]
     results: list[Prediction | None] = [None] * count
-    for batch, preds in zip(batches, outputs):
-        for i, p in zip(indices(batch) if indices else batch, preds):
+    for idx, preds in zip(batches, outputs):
+        for i, p in zip(idx, preds):
             results[i] = p
     return results  # type: ignore[return-value]
 
