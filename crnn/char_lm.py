@@ -39,7 +39,7 @@ DEFAULT_LM = next(
 # Distributions are cached per history; a beam search touches a few hundred per image, so this bounds memory
 # on a long run without costing hits.
 CACHE_LIMIT = 200_000
-# Rows of the log-distribution table that the batched beam search reads (CharLM.log_table): 65,536 rows of
+# Rows of the distribution table that the batched beam search reads (CharLM.distribution_table): 65,536 rows of
 # float64 are 38 MB at the shipped model's 72 symbols; IIIT5K's 3,000 words touch ~40,000 histories.
 # A full table is emptied and refilled, as the caches above are.
 TABLE_LIMIT = 65_536
@@ -97,11 +97,11 @@ class CharLM:
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
         self._log_cache: dict[tuple[int, ...], list[float]] = {}
         self._lock = threading.Lock()
-        # The table of log_table, replaced whole under _table_lock, so that a reader in another thread always
+        # The table of distribution_table, replaced whole under _table_lock, so that a reader in another thread always
         # sees one consistent snapshot.
         self._table = _Table.empty(self.bos, 0)
         self._table_lock = threading.Lock()
-        self._largest = 0  # the most keys one log_table call asked for
+        self._largest = 0  # the most keys one distribution_table call asked for
         self._first: np.ndarray | None = None  # (base, num_symbols): distribution((s,)) of each symbol s
         # _suffixes as a lookup: _uses[k, n] whether a history of n symbols is extended with its k-symbol suffix.
         self._uses = np.zeros((order, order), dtype=bool)
@@ -179,9 +179,10 @@ class CharLM:
             out.append(s)
         return tuple(reversed(out))
 
-    def log_table(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """(table, rows, generation): ``table[rows[i]]`` is log P(symbol | history) for the history key
-        ``keys[i]`` (a 1-d int64 array), equal value for value to :meth:`log_distribution` of that history.
+    def distribution_table(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(table, rows, generation): ``table[rows[i]]`` is P(symbol | history) for the history key ``keys[i]`` (a
+        1-d int64 array), equal value for value to :meth:`distribution` of that history (so np.log of any of its
+        values is :meth:`log_distribution`'s).
 
         The batched beam search's query: rows live in one table, found with binary searches, and only histories
         not yet in it are computed (thread-safe). A table once returned keeps its rows; a later call may return a
@@ -219,9 +220,7 @@ class CharLM:
             new = wanted[np.r_[True, wanted[1:] != wanted[:-1]]]  # np.unique's result, for less overhead
             size = t.used + len(new)
             rows[missing] = t.used + np.searchsorted(new, keys[missing])
-            with np.errstate(divide="ignore"):
-                # The same np.log over the same float64 distributions as log_distribution: equal values.
-                added = np.log(self._distributions(new))
+            added = self._distributions(new)
             table = t.table
             if size > len(table):
                 # Allocated at its full size at once (the pages are only taken as rows are written).

@@ -278,6 +278,39 @@ def _viterbi_batch_char_confidences(
     return out
 
 
+# Two classes of a frame closer than this (in log-probability) count as tied for the best path: far above the
+# rounding of a path's sum of log-probabilities (<= 1e-13 for sums of a few hundred terms), so a frame that
+# clears it has a best class whose path no other alignment can tie.
+_CLEAR_BEST = 1e-9
+
+
+def _text_char_confidences(
+    log_probs: np.ndarray, lengths: list[int], id_seqs: list[list[int]]
+) -> list[tuple[float, ...]]:
+    """:func:`_viterbi_char_confidences` of each chosen text, without the Viterbi pass where it is the greedy one.
+
+    When a text is the best path's and every frame's best class beats the others by more than _CLEAR_BEST, the best
+    path is the unique best alignment of that text, also in floating point (every other path's sum of the same
+    log-probabilities, added frame after frame, is lower by more than its rounding); the Viterbi pass, whose
+    back-pointers can only follow it, gives the best path's characters and frames, so the greedy confidences are
+    the same floats (the same exp of the same log-probabilities, the same max per character). Other texts (about
+    one in twenty with the language model) go through the batched Viterbi pass."""
+    greedy, confs = _greedy_ids(log_probs, lengths)
+    frames = log_probs.shape[1]
+    best = log_probs.max(axis=2, keepdims=True)
+    # Frames past a sample's length are padding: they never count.
+    near = np.count_nonzero(log_probs >= best - _CLEAR_BEST, axis=2) > 1
+    clear = ~(near & (np.arange(frames)[None, :] < np.asarray(lengths)[:, None])).any(axis=1)
+    out: list[tuple[float, ...] | None] = [c if ok and ids == g else None
+                                           for ids, g, c, ok in zip(id_seqs, greedy, confs, clear.tolist())]
+    rest = [b for b, c in enumerate(out) if c is None]
+    if rest:
+        found = _viterbi_batch_char_confidences(log_probs[rest], [lengths[b] for b in rest], [id_seqs[b] for b in rest])
+        for b, c in zip(rest, found):
+            out[b] = c
+    return out  # type: ignore[return-value]
+
+
 def _predictions(
     log_probs: np.ndarray,
     lengths: list[int],
@@ -338,7 +371,7 @@ def _beam_ids(
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
     id_seqs = lm_decode.prefix_beam_ids(log_probs, lengths, beam_width)
-    return id_seqs, _viterbi_batch_char_confidences(log_probs, lengths, id_seqs)
+    return id_seqs, _text_char_confidences(log_probs, lengths, id_seqs)
 
 
 def beam_search_decode(
@@ -806,7 +839,7 @@ def decode(
     elif decoder == "lm":
         alpha = lm_decode.LM_WEIGHT if lm_weight is None else lm_weight
         id_seqs = lm_decode.lm_beam_ids(lp, lens, charset, load_lm(), beam_width, alpha)
-        char_confs = _viterbi_batch_char_confidences(lp, lens, id_seqs)
+        char_confs = _text_char_confidences(lp, lens, id_seqs)
     else:
         id_seqs, char_confs = _beam_ids(lp, lens, beam_width)
     flags: list[bool | None] | None = None

@@ -129,7 +129,7 @@ def prefix_beam_ids(
     first, steps = first[order], steps[order]
     # Where each image's frame of step 0 starts in the flat log_probs; step u reads u * classes further.
     start = (order * frames + first) * classes
-    search = _Search(batch, beam_width, log_probs.ravel(), classes, lm, symbols, alpha, beta)
+    search = _Search(batch, beam_width, int(steps[0]), log_probs.ravel(), classes, lm, symbols, alpha, beta)
     for u in range(int(steps[0])):
         m = int(np.searchsorted(-steps, -u, side="left"))  # images with steps > u
         k = int(counts[u, :m].max())
@@ -160,7 +160,8 @@ class _Search:
     """The beams of a batch: W slots per image (flat: image j's slots are j*W .. j*W + W - 1, images in the
     order of prefix_beam_ids), each a prefix (a node of a trie per image) with P(prefix, path ends in blank),
     P(prefix, path ends in its last char), its language-model bonus ``alpha * log P_lm(prefix) + beta *
-    len(prefix)`` and the row of the language model's table that holds log P_lm(. | prefix).
+    len(prefix)`` and the row of the language model's table that holds P_lm(. | prefix) (its log is taken of the
+    values read: the same floats as log_distribution's).
 
     Slots are kept in rank order, as the reference's dict of beams is, and entries of a frame are laid out in
     the order the reference inserts them (per beam: the beam itself, then its extensions by candidate), so that
@@ -168,15 +169,14 @@ class _Search:
     fancy indexing cost more than the arithmetic.
     """
 
-    def __init__(self, batch: int, width: int, log_probs: np.ndarray, classes: int, lm: CharLM | None,
-                 symbols: Sequence[int] | None, alpha: float, beta: float) -> None:
+    def __init__(self, batch: int, width: int, frames: int, log_probs: np.ndarray, classes: int,
+                 lm: CharLM | None, symbols: Sequence[int] | None, alpha: float, beta: float) -> None:
         self.width, self.classes, self.lm, self.alpha, self.beta = width, classes, lm, alpha, beta
         self.log_probs = log_probs  # flat (B * T * C)
         self.symbols = np.asarray(symbols if symbols is not None else np.zeros(classes), dtype=np.int64)
         # The tries: node j is image j's empty prefix; children[node * C + c] is the node of prefix + c (-1: none
-        # yet). Sized for the nodes IIIT5K's images make (46 on average, at most 113 on a batch's average):
-        # doubled when full.
-        capacity = batch * 64
+        # yet). Sized for the nodes IIIT5K's images make (2.2 a frame): doubled when full.
+        capacity = batch * (8 + 3 * frames)
         self.children = np.full(capacity * classes, -1, dtype=np.int32)
         self.parent = np.full(capacity, -1, dtype=np.int64)
         self.char = np.zeros(capacity, dtype=np.int64)
@@ -196,7 +196,7 @@ class _Search:
         self.bonus = np.zeros(size)
         if lm is not None:
             self.key = np.full(size, lm.start_key(), dtype=np.int64)  # the language model's history
-            self.table, rows, self.generation = lm.log_table(self.key[:1])
+            self.table, rows, self.generation = lm.distribution_table(self.key[:1])
             self.row_of = np.full(size, rows[0], dtype=np.int64)
 
     def _rows(self, keys: np.ndarray) -> np.ndarray:
@@ -204,11 +204,11 @@ class _Search:
         rows of every beam are fetched again from the new one."""
         lm = self.lm
         assert lm is not None
-        table, rows, generation = lm.log_table(keys)
+        table, rows, generation = lm.distribution_table(keys)
         while generation != self.generation:
             self.generation = generation
             beams = np.count_nonzero(self.alive)
-            table, again, generation = lm.log_table(np.concatenate([self.key[self.alive], keys]))
+            table, again, generation = lm.distribution_table(np.concatenate([self.key[self.alive], keys]))
             self.row_of[self.alive], rows = again[:beams], again[beams:]
         self.table = table
         return rows
@@ -216,105 +216,122 @@ class _Search:
     def step(self, m: int, frame: np.ndarray, cand: np.ndarray, count: np.ndarray) -> None:
         """Advance the first ``m`` images by one frame: ``frame`` (m,) where each image's frame starts in the flat
         log-probabilities, ``cand`` (m, K) the classes to expand (``count`` of them; 0: none)."""
-        width, classes, take = self.width, self.classes, np.take
+        width, classes, take, lm = self.width, self.classes, np.take, self.lm
         lp = self.log_probs
-        # The live beams, flat, image by image in rank order; then the entries of the frame, flat, in the
-        # order the reference inserts them: per beam, the beam itself, then its extensions by candidate.
+        k = cand.shape[1]
+        # The live beams, flat, image by image in rank order. The entries of the frame, in the order the
+        # reference inserts them (``ordinal``): per beam, the beam itself, then its extensions by candidate.
         live = np.flatnonzero(self.alive[: m * width])
         bi = live // width
         n = len(live)
         p_b, p_nb = take(self.p_b, live), take(self.p_nb, live)
-        last, node = take(self.last, live), take(self.node, live)
+        last, node, bonus = take(self.last, live), take(self.node, live), take(self.bonus, live)
         total = p_b + p_nb
         at = take(frame, bi)
-        # Probabilities: exp of the log-probabilities the search reads (the same values as exp over whole frames).
-        per_beam = 1 + take(count, bi)
-        begin = np.cumsum(per_beam) - per_beam  # each beam's own entry
-        size = int(begin[-1] + per_beam[-1])
-        e_pb = np.zeros(size)
-        e_pnb = np.zeros(size)
-        e_pb[begin] = total * take(np.exp(take(lp, frame)), bi)
+        per_beam = take(count, bi)
+        first_ext = np.cumsum(per_beam) - per_beam  # each beam's first extension among all of them
+        begin = first_ext + np.arange(n)  # each beam's own ordinal
+        # Probabilities: exp of the log-probabilities read (the same values as exp over whole frames).
+        s_pb = total * take(np.exp(take(lp, frame)), bi)
         # Repeating the last character without a blank collapses into the same prefix; always counted, even
         # when that character was pruned from this frame.
-        e_pnb[begin] = np.where(last > 0, p_nb * np.exp(take(lp, at + last)), 0.0)
-        is_ext = np.ones(size, dtype=bool)
-        is_ext[begin] = False
-        ext_at = np.flatnonzero(is_ext)
-        beam_of = np.repeat(np.arange(n), per_beam)
-        xb = take(beam_of, ext_at)  # the beam each extension extends
-        xi = take(bi, xb)
-        xc = take(cand.ravel(), xi * cand.shape[1] + ext_at - take(begin, xb) - 1)
-        lp_c = take(lp, take(at, xb) + xc)
-        # After the prefix's own last character, only paths through a blank start a new one.
-        e_pnb[ext_at] = np.where(xc == take(last, xb), take(p_b, xb), take(total, xb)) * np.exp(lp_c)
-        valid = np.ones(size, dtype=bool)
-        child = take(self.children, take(node, xb) * classes + xc)
-        # prefix + c may be another beam's prefix: one entry, holding both contributions (each sum has two
-        # terms, so either order gives the same float), at the place the reference first inserted it.
-        slot = take(self.slot_of, np.maximum(child, 0))
-        merged = (child >= 0) & take(self.alive, slot) & (take(self.node, slot) == child)
-        x = np.flatnonzero(merged)
-        if len(x):
-            position = np.empty(m * width, dtype=np.int64)
-            position[live] = np.arange(n)
-            j = position[slot[x]]  # the beam whose prefix it is
-            pnb = e_pnb[begin[j]] + e_pnb[ext_at[x]]
-            pb = e_pb[begin[j]]
-            e_pb[ext_at[x]], e_pnb[ext_at[x]] = pb, pnb
-            e_pb[begin[j]], e_pnb[begin[j]] = pb, pnb
-            ext_first = xb[x] < j
-            valid[begin[j[ext_first]]] = False
-            valid[ext_at[x[~ext_first]]] = False
-        e_total = e_pb + e_pnb
-        score = np.full(size, np.nan)  # entries left unscored (NaN) are never kept
-        bonus = take(self.bonus, live)
+        s_pnb = np.where(last > 0, p_nb * np.exp(take(lp, at + last)), 0.0)
+        # prefix + c may be another beam's prefix: beam j is its parent beam i's extension by its last character
+        # when that character is a candidate now. One entry holds both contributions (a sum of two terms: either
+        # order gives the same float), at the place the reference first inserted it.
+        order_of = np.empty(m * width, dtype=np.int64)
+        order_of[live] = np.arange(n)
+        parent = take(self.parent, node)
+        slot = take(self.slot_of, np.maximum(parent, 0))
+        maybe = np.flatnonzero((parent >= 0) & take(self.alive, slot) & (take(self.node, slot) == parent))
+        merged_ext = np.zeros(0, dtype=np.int64)
+        if len(maybe) and k:
+            hit = (take(cand, take(bi, maybe), axis=0) == take(last, maybe)[:, None]) & (
+                np.arange(k) < take(per_beam, take(order_of, take(slot, maybe)))[:, None])
+            j = maybe[hit.any(axis=1)]
+            if len(j):
+                which = hit.argmax(axis=1)[hit.any(axis=1)]  # the candidate's place among its image's
+                i = take(order_of, take(slot, j))
+                c = take(last, j)
+                s_pnb[j] = s_pnb[j] + np.where(c == take(last, i), take(p_b, i), take(total, i)) * np.exp(
+                    take(lp, take(at, i) + c))
+                merged_ext = take(first_ext, i) + which
+                ext_first = i < j
+                begin[j[ext_first]] = take(begin, i[ext_first]) + 1 + which[ext_first]
+        s_total = s_pb + s_pnb
         with np.errstate(divide="ignore"):
-            score[begin] = (np.log(take(e_total, begin)) + bonus) if self.lm is not None else take(e_total, begin)
-        if len(x):
-            score[ext_at[x]] = score[begin[j]]  # a merged entry: the beam's prefix, wherever it stands
-        # An image with ``width`` beams holds ``width`` entries (one per beam's prefix, wherever a merge put it)
-        # scoring at least the lowest of its beams' own entries: an entry below that cannot be kept.
-        floor = np.minimum.reduceat(take(score, begin), np.flatnonzero(live % width == 0))  # one run per image
+            s_score = np.log(s_total) + bonus if lm is not None else s_total
+        # An image with ``width`` beams holds ``width`` entries (one per beam's prefix) scoring at least the lowest
+        # of them: an entry below that cannot be kept.
+        floor = np.minimum.reduceat(s_score, np.flatnonzero(live % width == 0))  # bi is sorted: one run per image
         floor[np.bincount(bi, minlength=m) < width] = -np.inf
-        alone = np.flatnonzero(~merged)  # extensions that are no beam's prefix
-        if self.lm is None:
-            score[ext_at[alone]] = take(e_pnb, take(ext_at, alone))
+        # The extensions that are no beam's prefix.
+        xb = np.repeat(np.arange(n), per_beam)
+        within = np.arange(len(xb)) - take(first_ext, xb)
+        xi = take(bi, xb)
+        xc = take(cand.ravel(), xi * k + within)
+        lp_c = take(lp, take(at, xb) + xc)
+        alone = np.ones(len(xb), dtype=bool)
+        alone[merged_ext] = False
+        if lm is not None:
+            # An extension's score is log(q * p_c) + (bonus + alpha * log P_lm(c | prefix) + beta), q <= P(prefix),
+            # log P_lm <= 0 and alpha >= 0: at most log P(prefix) + log p_c + bonus + beta, up to rounding
+            # (_BOUND_MARGIN). Those whose bound is below the floor cannot be kept: nothing more is computed for them.
+            with np.errstate(divide="ignore"):
+                bound = take(np.log(total) + (bonus + self.beta), xb) + lp_c + _BOUND_MARGIN
+            a = np.flatnonzero(alone & (bound >= take(floor, xi)))
         else:
-            # Their score is log(q * p_c) + (bonus + alpha * log P_lm(c | prefix) + beta), q <= P(prefix), log P_lm
-            # <= 0 and alpha >= 0: at most log P(prefix) + log p_c + bonus + beta, up to rounding (_BOUND_MARGIN).
-            # Those whose bound is below the floor cannot be kept: their language-model term is never looked up.
+            a = np.flatnonzero(alone)
+        ab, ac = take(xb, a), take(xc, a)
+        a_pnb = np.where(ac == take(last, ab), take(p_b, ab), take(total, ab)) * np.exp(take(lp_c, a))
+        if lm is not None:
+            rows = take(take(self.row_of, live), ab)
             with np.errstate(divide="ignore"):
-                bound = take(np.log(total) + (bonus + self.beta), take(xb, alone)) + take(lp_c, alone) + _BOUND_MARGIN
-            alone = alone[bound >= take(floor, take(xi, alone))]
-            rows = take(take(self.row_of, live), take(xb, alone))
-            lm_c = take(self.table, rows * self.table.shape[1] + take(self.symbols, take(xc, alone)))
-            with np.errstate(divide="ignore"):
-                score[ext_at[alone]] = (np.log(take(e_pnb, take(ext_at, alone)))
-                                        + ((take(bonus, take(xb, alone)) + self.alpha * lm_c) + self.beta))
-        image_of = take(bi, beam_of)
-        # Per image, the best ``width`` entries, ties to the earlier one (both sorts are stable).
-        kept = np.flatnonzero(valid & (score >= take(floor, image_of)))
-        kept = kept[_grouped_order(-take(score, kept), take(image_of, kept), m)]
-        image = take(image_of, kept)
+                lm_c = np.log(take(self.table, rows * self.table.shape[1] + take(self.symbols, ac)))
+                a_bonus = (take(bonus, ab) + self.alpha * lm_c) + self.beta
+                a_score = np.log(a_pnb) + a_bonus
+        else:
+            a_score = a_pnb
+        # The entries that may be kept: beams (index < n) and extensions (n + their index in ``a``).
+        stays = np.flatnonzero(s_score >= take(floor, bi))
+        grows = np.flatnonzero(a_score >= take(floor, take(xi, a)))
+        entry = np.concatenate([stays, n + grows])
+        ordinal = np.concatenate([take(begin, stays), take(take(begin, ab) + 1 + take(within, a), grows)])
+        score = np.concatenate([take(s_score, stays), take(a_score, grows)])
+        image_of = np.concatenate([take(bi, stays), take(take(xi, a), grows)])
+        # Per image, the best ``width`` entries, ties to the earlier one: in order of insertion, then two stable sorts.
+        by = np.argsort(ordinal, kind="stable")
+        by = by[_grouped_order(-take(score, by), take(image_of, by), m)]
+        image = take(image_of, by)
         per_image = np.bincount(image, minlength=m)
-        rank = np.arange(len(kept)) - take(np.cumsum(per_image) - per_image, image)
+        rank = np.arange(len(by)) - take(np.cumsum(per_image) - per_image, image)
         top = rank < width
-        kept, image = kept[top], image[top]
+        by, image = by[top], image[top]
         dest = image * width + rank[top]  # the new slots
+        kept = take(entry, by)
+        grown = kept >= n
+        g = kept[grown] - n  # for extensions: their index in ``a``
+        beam = kept.copy()  # for extensions: the beam they extend
+        beam[grown] = take(ab, g)
+        held = kept[~grown]
+        kept_pb = np.zeros(len(kept))
+        kept_pb[~grown] = take(s_pb, held)
+        kept_pnb = np.empty(len(kept))
+        kept_pnb[~grown] = take(s_pnb, held)
+        kept_pnb[grown] = take(a_pnb, g)
         new_total = np.zeros(m * width)
-        new_total[dest] = take(e_total, kept)
+        new_total[dest] = kept_pb + kept_pnb
         norm = np.cumsum(new_total.reshape(m, width), axis=1)[:, -1]  # in rank order, one after another, as
         norm[norm == 0] = 1.0  # the reference sums
         norm = take(norm, image)
         # Each kept entry's prefix: a beam as it was, or an extension (a new trie node unless it had one).
-        beam = take(beam_of, kept)
-        grown = take(is_ext, kept)
-        g = np.searchsorted(ext_at, kept[grown])  # for extensions: their index among ext_at
         new_node = take(node, beam)
-        new_node[grown] = take(child, g)
         new_last = take(last, beam)
-        new_last[grown] = take(xc, g)
-        fresh = np.flatnonzero(grown)[take(child, g) < 0]
+        gc = take(ac, g)
+        new_last[grown] = gc
+        child = take(self.children, take(node, take(ab, g)) * classes + gc)
+        new_node[grown] = child
+        fresh = np.flatnonzero(grown)[child < 0]
         if len(fresh):
             ids = np.arange(self.nodes, self.nodes + len(fresh))
             self._grow(self.nodes + len(fresh))
@@ -326,7 +343,7 @@ class _Search:
         end = m * width
         self.alive[:end] = False
         self.alive[dest] = True
-        for state, values in ((self.p_b, take(e_pb, kept) / norm), (self.p_nb, take(e_pnb, kept) / norm)):
+        for state, values in ((self.p_b, kept_pb / norm), (self.p_nb, kept_pnb / norm)):
             state[:end] = 0.0
             state[dest] = values
         self.node[:end] = 0
@@ -334,21 +351,15 @@ class _Search:
         self.last[:end] = 0
         self.last[dest] = new_last
         self.slot_of[new_node] = dest
-        if self.lm is not None:
-            # A kept entry's bonus: its beam's, or the extension's (bonus + alpha * log P_lm(c | prefix) + beta,
-            # the same float as in its score, since the entry had to be scored to be kept).
+        if lm is not None:
             new_bonus = take(bonus, beam)
-            if grown.any():
-                xs = take(xb, g)
-                rows = take(take(self.row_of, live), xs)
-                lm_c = take(self.table, rows * self.table.shape[1] + take(self.symbols, new_last[grown]))
-                new_bonus[grown] = (take(bonus, xs) + self.alpha * lm_c) + self.beta
+            new_bonus[grown] = take(a_bonus, g)  # the same float as in its score
             self.bonus[dest] = new_bonus
             key = take(take(self.key, live), beam)
             row_of = take(take(self.row_of, live), beam)
             self.key[dest], self.row_of[dest] = key, row_of
             if grown.any():
-                key = self.lm.next_keys(key[grown], take(self.symbols, new_last[grown]))
+                key = lm.next_keys(key[grown], take(self.symbols, gc))
                 self.key[dest[grown]] = key
                 self.row_of[dest[grown]] = self._rows(key)
 
@@ -373,7 +384,7 @@ class _Search:
             score = total
         else:
             with np.errstate(divide="ignore"):
-                score = np.log(total) + self.bonus + self.alpha * self.table[self.row_of, self.lm.eos]
+                score = np.log(total) + self.bonus + self.alpha * np.log(self.table[self.row_of, self.lm.eos])
         score = np.where(self.alive, score, -np.inf).reshape(-1, self.width)
         return self.node.reshape(-1, self.width)[np.arange(len(score)), score.argmax(axis=1)]
 

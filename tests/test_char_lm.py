@@ -122,7 +122,7 @@ def test_crnn_lm_command_writes_a_loadable_model(tmp_path) -> None:
     assert math.isclose(lm.distribution((lm.bos,)).sum(), 1.0, abs_tol=1e-5)
 
 
-def test_log_table_rows_equal_log_distribution_value_for_value(small_lm: CharLM) -> None:
+def test_distribution_table_rows_equal_distribution_value_for_value(small_lm: CharLM) -> None:
     """The batched search's table holds exactly what log_distribution gives, for histories of every length (as
     the beam search builds them: BOS first, the last order - 1 symbols kept), seen, unseen and with UNK."""
     lm = small_lm
@@ -139,12 +139,14 @@ def test_log_table_rows_equal_log_distribution_value_for_value(small_lm: CharLM)
         histories.append(history)
         keys.append(key)
         assert key == lm.history_key(history)
-    table, rows, _ = lm.log_table(np.array(keys))
+    table, rows, _ = lm.distribution_table(np.array(keys))
     for history, row in zip(histories, rows):
-        assert table[row].tolist() == lm.log_distribution(history)
+        assert table[row].tolist() == lm.distribution(history).tolist()
+        with np.errstate(divide="ignore"):
+            assert np.log(table[row]).tolist() == lm.log_distribution(history)
 
 
-def test_log_table_is_refilled_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_distribution_table_is_refilled_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past TABLE_LIMIT rows the table is emptied and a new generation starts; rows stay exact."""
     from crnn import char_lm
 
@@ -155,8 +157,8 @@ def test_log_table_is_refilled_when_full(monkeypatch: pytest.MonkeyPatch) -> Non
     histories = [(lm.bos, *lm.encode(w))[-3:] for w in words]
     seen_generations = set()
     for i in range(0, len(histories), 2):
-        table, rows, generation = lm.log_table(np.array([lm.history_key(h) for h in histories[i:i + 2]]))
+        table, rows, generation = lm.distribution_table(np.array([lm.history_key(h) for h in histories[i:i + 2]]))
         seen_generations.add(generation)
         for h, r in zip(histories[i:i + 2], rows):
-            assert table[r].tolist() == lm.log_distribution(h)
+            assert table[r].tolist() == lm.distribution(h).tolist()
     assert len(seen_generations) > 1

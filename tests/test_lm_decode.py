@@ -11,8 +11,8 @@ import pytest
 from crnn import char_lm
 from crnn.char_lm import CharLM, default_lm_path, load_lm
 from crnn.charset import BLANK, Charset
-from crnn.ctc_decode import (DECODERS, Lexicon, _viterbi_batch_char_confidences, beam_search_decode, decode,
-                             sequence_log_likelihood)
+from crnn.ctc_decode import (DECODERS, Lexicon, _text_char_confidences, _viterbi_batch_char_confidences,
+                             beam_search_decode, decode, sequence_log_likelihood)
 from crnn.lm_decode import LM_WEIGHT, lm_beam_ids, lm_symbols
 from crnn_training.char_lm import estimate
 from tests import reference_lm_decode as reference
@@ -303,3 +303,25 @@ def test_batched_character_confidences_equal_the_per_image_ones(seed: int) -> No
     expected = [reference._viterbi_char_confidences(log_probs[b, :n], t)
                 for b, (n, t) in enumerate(zip(lengths, texts))]
     assert _viterbi_batch_char_confidences(log_probs, lengths, texts) == expected
+
+
+@pytest.mark.parametrize("tie", ["none", "blank-and-char", "two-chars", "near", "clear-by-a-hair"])
+def test_character_confidences_of_a_greedy_reading_equal_the_viterbi_ones(tie: str) -> None:
+    """A text equal to the best path's takes the greedy confidences only where no other alignment can tie it:
+    frames whose two best classes are (nearly) equal go through the Viterbi pass, whose results are the reference."""
+    log_probs = np.stack([random_log_probs(i, 14, peak=3.0) for i in range(4)])
+    for b in range(4):
+        t = 2 + b
+        top = int(log_probs[b, t].argmax())
+        other = BLANK if top != BLANK else 1
+        if tie != "none":
+            other = 5 if tie == "two-chars" and top != 5 else other
+            gap = {"blank-and-char": 0.0, "two-chars": 0.0, "near": 1e-12, "clear-by-a-hair": 1e-6}[tie]
+            row = log_probs[b, t].copy()
+            row[other] = row[top] - gap
+            log_probs[b, t] = row - np.logaddexp.reduce(row)
+    lengths = [14, 14, 9, 12]
+    greedy = [list(map(int, CHARSET.encode(p.text))) for p in decode(log_probs, lengths, CHARSET, decoder="greedy")]
+    expected = [reference._viterbi_char_confidences(log_probs[b, :n], ids)
+                for b, (n, ids) in enumerate(zip(lengths, greedy))]
+    assert _text_char_confidences(log_probs, lengths, greedy) == expected
