@@ -22,7 +22,7 @@ import os
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,13 @@ DEFAULT_LM = next(
 # Distributions are cached per history; a beam search touches a few hundred per image, so this bounds memory
 # on a long run without costing hits.
 CACHE_LIMIT = 200_000
+# Rows of the distribution table that the batched beam search reads (CharLM.distribution_table): 65,536 rows of
+# float64 are 38 MB at the shipped model's 72 symbols; IIIT5K's 3,000 words touch ~40,000 histories.
+# A full table is emptied and refilled, as the caches above are.
+TABLE_LIMIT = 65_536
+# Keys added to the table wait in a small index until there are this many (inserting into a sorted array of 40,000
+# keys at every step of a search cost more than the lookups).
+MERGE_KEYS = 4_096
 
 
 def fold(text: str) -> str:
@@ -90,6 +97,16 @@ class CharLM:
         self._cache: dict[tuple[int, ...], np.ndarray] = {}
         self._log_cache: dict[tuple[int, ...], list[float]] = {}
         self._lock = threading.Lock()
+        # The table of distribution_table, replaced whole under _table_lock, so that a reader in another thread always
+        # sees one consistent snapshot.
+        self._table = _Table.empty(self.bos, 0)
+        self._table_lock = threading.Lock()
+        self._largest = 0  # the most keys one distribution_table call asked for
+        self._first: np.ndarray | None = None  # (base, num_symbols): distribution((s,)) of each symbol s
+        # _suffixes as a lookup: _uses[k, n] whether a history of n symbols is extended with its k-symbol suffix.
+        self._uses = np.zeros((order, order), dtype=bool)
+        for n in range(order):
+            self._uses[self._suffixes(n), n] = True
 
     @property
     def num_symbols(self) -> int:
@@ -133,6 +150,141 @@ class CharLM:
         with self._lock:
             self._log_cache[history] = logs
         return logs
+
+    def start_key(self) -> int:
+        """:meth:`history_key` of the start of a text (BOS alone; 0, the empty history, for a unigram model)."""
+        return self.bos if self.order > 1 else 0
+
+    def history_key(self, history: tuple[int, ...]) -> int:
+        """The integer key of a history (its last ``order - 1`` symbols), as the n-gram keys are built:
+        ``sum s_i * base**(k - i)``; symbols are >= 1, so histories of different lengths never share a key."""
+        key = 0
+        for s in history[max(0, len(history) - self.order + 1):] if self.order > 1 else ():
+            key = key * self.base + s
+        return key
+
+    def next_keys(self, keys: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+        """The history keys after ``symbols`` follow the histories ``keys`` (elementwise int64 arrays)."""
+        if self.order == 1:
+            return np.zeros(np.broadcast_shapes(np.shape(keys), np.shape(symbols)), np.int64)
+        full = self.base ** (self.order - 1)  # a key at or above this holds order - 1 symbols
+        keys = np.asarray(keys, dtype=np.int64)
+        return np.where(keys >= full // self.base, keys % (full // self.base), keys) * self.base + symbols
+
+    def _history(self, key: int) -> tuple[int, ...]:
+        """The history of a key (the inverse of :meth:`history_key`)."""
+        out = []
+        while key:
+            key, s = divmod(key, self.base)
+            out.append(s)
+        return tuple(reversed(out))
+
+    def distribution_table(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(table, rows, generation): ``table[rows[i]]`` is P(symbol | history) for the history key ``keys[i]`` (a
+        1-d int64 array), equal value for value to :meth:`distribution` of that history (so np.log of any of its
+        values is :meth:`log_distribution`'s).
+
+        The batched beam search's query: rows live in one table, found with binary searches, and only histories
+        not yet in it are computed (thread-safe). A table once returned keeps its rows; a later call may return a
+        bigger copy (the same rows at the same places) or, when the table was full (TABLE_LIMIT) and emptied, a
+        new one of the next ``generation``, whose rows the caller must ask for again."""
+        keys = np.asarray(keys, dtype=np.int64)
+        seen = self._table
+        rows = _find(seen, keys)
+        if (rows < 0).any():
+            seen = self._add_rows(keys, rows, seen)
+        return seen.table, rows, seen.generation
+
+    def _add_rows(self, keys: np.ndarray, rows: np.ndarray, seen: _Table) -> _Table:
+        """Add the histories of ``keys`` that are not in the table (``rows`` < 0 in the snapshot ``seen``; filled
+        in here) and publish the table.
+
+        Rows are appended in place to a table with spare capacity (a reader's snapshot never reads past its own
+        rows, so it stays valid); the table is copied only when it is full. New keys go to a small sorted index
+        that is merged into the main one when it reaches MERGE_KEYS, so that adding a few costs little."""
+        # A search asks again for all its beams' rows after the table was emptied: the table holds at least four
+        # such requests, so that a huge batch does not empty it at every step.
+        self._largest = max(self._largest, len(keys))
+        limit = max(TABLE_LIMIT, 4 * self._largest)
+        with self._table_lock:
+            t = self._table
+            if t is not seen:  # another thread added rows (or emptied the table) meanwhile
+                rows[:] = _find(t, keys)
+            missing = rows < 0
+            if not missing.any():
+                return t
+            if t.used and t.used + np.count_nonzero(missing) > limit:
+                t = _Table.empty(self.bos, t.generation + 1)
+                missing[:] = True
+            wanted = np.sort(keys[missing])
+            new = wanted[np.r_[True, wanted[1:] != wanted[:-1]]]  # np.unique's result, for less overhead
+            size = t.used + len(new)
+            rows[missing] = t.used + np.searchsorted(new, keys[missing])
+            added = self._distributions(new)
+            table = t.table
+            if size > len(table):
+                # Allocated at its full size at once (the pages are only taken as rows are written).
+                table = np.empty((max(size, limit), self.bos))
+                table[: t.used] = t.table[: t.used]
+            table[t.used:size] = added
+            recent_keys, recent_rows = _merge(t.recent_keys, t.recent_rows, new, np.arange(t.used, size))
+            index, index_rows = t.keys, t.rows
+            if len(recent_keys) >= MERGE_KEYS:
+                index, index_rows = _merge(index, index_rows, recent_keys, recent_rows)
+                recent_keys, recent_rows = recent_keys[:0], recent_rows[:0]
+            self._table = _Table(index, index_rows, recent_keys, recent_rows, table, size, t.generation)
+            return self._table
+
+    def _suffixes(self, length: int) -> list[int]:
+        """The lengths of the suffixes of a history of ``length`` symbols that :meth:`distribution` extends the
+        unigram with, shortest first: at each level of its recursion it keeps ``history[len(history) - order +
+        1:]``, and then drops the oldest symbol. (For a history shorter than ``order - 1`` that slice counts from
+        the end: with order 6, BOS + 2 letters keeps the 2 letters, BOS + 3 letters only the last one, and below a
+        full history of 5 symbols the recursion goes straight to the last symbol. The shipped decoder was tuned
+        and measured so; :meth:`_distributions` mirrors it exactly.)"""
+        used = []
+        while self.order > 1:
+            length = len(range(length)[length - self.order + 1:])  # the slice distribution() takes
+            if not length:
+                break
+            used.append(length)
+            length -= 1
+        return used[::-1]
+
+    def _distributions(self, keys: np.ndarray) -> np.ndarray:
+        """:meth:`distribution` of many history keys at once, (len(keys), num_symbols): the same recursion
+        (from the unigram, each longer suffix of the history in turn: gamma(h) * shorter + discounted counts)
+        in the same float64 operations, so equal value for value, one array pass per order."""
+        if self._first is None:
+            # Every history's recursion starts with its last symbol (its first step): those few distributions
+            # are computed once, by distribution() itself.
+            self._first = np.stack([self.unigram, *(self.distribution((s,)) for s in range(1, self.base))])
+        lengths = np.zeros(len(keys), dtype=np.int64)  # symbols in each history
+        for k in range(1, self.order):
+            lengths[keys >= self.base ** (k - 1)] = k
+        lengths[keys == 0] = 0
+        out = self._first[keys % self.base]  # key 0, the empty history: row 0, the unigram
+        for k in range(2, self.order):  # suffixes of k symbols, their next symbol an n-gram of order k + 1
+            if k + 1 not in self.contexts or not self._uses[k].any():
+                continue
+            rows = np.flatnonzero(self._uses[k, lengths])
+            if not len(rows):
+                continue
+            suffix = keys[rows] % self.base ** k
+            context_keys, gammas = self.contexts[k + 1]
+            if not len(context_keys):
+                continue
+            at = np.minimum(np.searchsorted(context_keys, suffix), len(context_keys) - 1)
+            seen = context_keys[at] == suffix  # an unseen history leaves all its mass to the shorter one
+            rows, suffix, at = rows[seen], suffix[seen], at[seen]
+            out[rows] = gammas[at][:, None] * out[rows]
+            ngram_keys, probs = self.ngrams[k + 1]
+            lo = np.searchsorted(ngram_keys, suffix * self.base)
+            count = np.searchsorted(ngram_keys, suffix * self.base + self.base) - lo
+            which = np.repeat(np.arange(len(rows)), count)
+            index = lo[which] + np.arange(len(which)) - np.repeat(np.cumsum(count) - count, count)
+            out[rows[which], ngram_keys[index] - suffix[which] * self.base] += probs[index]
+        return out
 
     def _extend(self, history: tuple[int, ...], shorter: np.ndarray) -> np.ndarray:
         """P(. | history) from P(. | history without its oldest symbol): gamma(h) * shorter + discounted counts."""
@@ -197,6 +349,47 @@ class CharLM:
                   for n in arrays if n.startswith("ngrams.")}
         return cls(header["alphabet"], int(header["order"]), arrays["unigram"], ngrams,
                    json.loads(header.get("metadata", "{}")))
+
+
+class _Table(NamedTuple):
+    """A snapshot of CharLM's log-distribution table: rows ``table[:used]``, found by history key in the sorted
+    ``keys`` (with their ``rows``) or in the small sorted ``recent_keys`` added since the last merge."""
+
+    keys: np.ndarray
+    rows: np.ndarray
+    recent_keys: np.ndarray
+    recent_rows: np.ndarray
+    table: np.ndarray
+    used: int
+    generation: int
+
+    @classmethod
+    def empty(cls, symbols: int, generation: int) -> _Table:
+        """A table without rows."""
+        none = np.zeros(0, dtype=np.int64)
+        return cls(none, none, none, none, np.zeros((0, symbols)), 0, generation)
+
+
+def _merge(keys: np.ndarray, rows: np.ndarray, new: np.ndarray, new_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted ``keys`` (with their ``rows``) and the sorted ``new`` ones (none among them) in one sorted index."""
+    at = np.searchsorted(keys, new) + np.arange(len(new))  # where each new key lands
+    old = np.ones(len(keys) + len(new), dtype=bool)
+    old[at] = False
+    merged, merged_rows = np.empty(len(old), dtype=np.int64), np.empty(len(old), dtype=np.int64)
+    merged[at], merged_rows[at] = new, new_rows
+    merged[old], merged_rows[old] = keys, rows
+    return merged, merged_rows
+
+
+def _find(t: _Table, keys: np.ndarray) -> np.ndarray:
+    """The rows of ``keys`` in the snapshot ``t`` (-1 where absent)."""
+    out = np.full(len(keys), -1, dtype=np.int64)
+    for sorted_keys, rows in ((t.keys, t.rows), (t.recent_keys, t.recent_rows)):
+        if len(sorted_keys):
+            at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+            hit = sorted_keys[at] == keys
+            out[hit] = rows[at[hit]]
+    return out
 
 
 def default_lm_path() -> Path:

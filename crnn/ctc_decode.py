@@ -20,7 +20,6 @@ torch and the ONNX Runtime backends share one decoder and the latter never impor
 
 from __future__ import annotations
 
-import heapq
 import math
 import os
 import string
@@ -217,6 +216,101 @@ def _viterbi_char_confidences(log_probs: np.ndarray, ids: Sequence[int]) -> tupl
     return tuple(float(c) for c in confs)
 
 
+def _viterbi_batch_char_confidences(
+    log_probs: np.ndarray, lengths: Sequence[int], id_seqs: Sequence[Sequence[int]]
+) -> list[tuple[float, ...]]:
+    """:func:`_viterbi_char_confidences` of each sample (log_probs (B, T, C), its first lengths[b] frames, text
+    id_seqs[b]) in one pass over the frames for the whole batch: the same operations elementwise, so the same
+    values, and the same tie-breaking (the first of stay, one back, two back)."""
+    chars = np.array([len(ids) for ids in id_seqs], dtype=np.int64)
+    lens = np.asarray(lengths, dtype=np.int64)
+    out: list[tuple[float, ...]] = [() if n == 0 else (0.0,) * int(n) for n in chars]
+    todo = np.flatnonzero((chars > 0) & (lens > 0))
+    if not len(todo):
+        return out
+    todo = todo[np.argsort(-lens[todo], kind="stable")]  # longest first: the samples still reading lead
+    lens, chars = lens[todo], chars[todo]
+    count, states, frames = len(todo), 2 * int(chars.max()) + 1, int(lens[0])
+    extended = np.zeros((count, states), dtype=np.int64)
+    for row, b in enumerate(todo.tolist()):
+        extended[row, 1 : 2 * len(id_seqs[b]) : 2] = id_seqs[b]
+    own = 2 * chars + 1  # each sample's states; those past them are -inf and never reached
+    emit = np.take_along_axis(log_probs[todo, :frames],
+                              np.broadcast_to(extended[:, None, :], (count, frames, states)), axis=2)
+    emit = np.where((np.arange(states)[None, :] < own[:, None])[:, None, :], emit, -np.inf)
+    skip = np.zeros((count, states), dtype=bool)
+    skip[:, 3::2] = extended[:, 3::2] != extended[:, 1:-2:2]
+    score = np.full((count, states), -np.inf)
+    score[:, :2] = emit[:, 0, :2]
+    back = np.zeros((count, frames, states), dtype=np.int8)
+    one = np.full((count, states), -np.inf)
+    two = np.full((count, states), -np.inf)
+    reading = np.searchsorted(-lens, -np.arange(frames), side="left")  # samples with more than t frames
+    for t in range(1, frames):
+        a = int(reading[t])
+        s = score[:a]
+        one[:a, 1:] = s[:, :-1]
+        two[:a, 2:] = np.where(skip[:a, 2:], s[:, :-2], -np.inf)
+        best = np.maximum(s, one[:a])  # the value argmax would pick: the first of equal ones is the same float
+        step = (one[:a] > s).view(np.int8)
+        jump = two[:a] > best
+        step[jump] = 2
+        back[:a, t] = step
+        score[:a] = np.maximum(best, two[:a]) + emit[:a, t]
+    rows = np.arange(count)
+    last = own - 1
+    end = np.where(score[rows, last] >= score[rows, last - 1], last, last - 1)
+    finite = np.isfinite(score[rows, end])
+    state = end.copy()
+    path = np.full((count, frames), -1, dtype=np.int64)
+    for t in range(frames - 1, -1, -1):
+        a = int(reading[t])
+        path[:a, t] = state[:a]
+        state[:a] -= back[rows[:a], t, state[:a]]
+    on_char = (path % 2 == 1) & (path >= 0)
+    frame_probs = np.exp(np.take_along_axis(emit, np.maximum(path, 0)[:, :, None], axis=2)[:, :, 0])
+    confs = np.zeros((count, (states - 1) // 2))
+    r, t = np.nonzero(on_char)
+    np.maximum.at(confs, (r, path[r, t] // 2), frame_probs[r, t])
+    for row, b in enumerate(todo.tolist()):
+        if finite[row]:
+            out[b] = tuple(float(c) for c in confs[row, : chars[row]])
+    return out
+
+
+# Two classes of a frame closer than this (in log-probability) count as tied for the best path: far above the
+# rounding of a path's sum of log-probabilities (<= 1e-13 for sums of a few hundred terms), so a frame that
+# clears it has a best class whose path no other alignment can tie.
+_CLEAR_BEST = 1e-9
+
+
+def _text_char_confidences(
+    log_probs: np.ndarray, lengths: list[int], id_seqs: list[list[int]]
+) -> list[tuple[float, ...]]:
+    """:func:`_viterbi_char_confidences` of each chosen text, without the Viterbi pass where it is the greedy one.
+
+    When a text is the best path's and every frame's best class beats the others by more than _CLEAR_BEST, the best
+    path is the unique best alignment of that text, also in floating point (every other path's sum of the same
+    log-probabilities, added frame after frame, is lower by more than its rounding); the Viterbi pass, whose
+    back-pointers can only follow it, gives the best path's characters and frames, so the greedy confidences are
+    the same floats (the same exp of the same log-probabilities, the same max per character). Other texts (about
+    one in twenty with the language model) go through the batched Viterbi pass."""
+    greedy, confs = _greedy_ids(log_probs, lengths)
+    frames = log_probs.shape[1]
+    best = log_probs.max(axis=2, keepdims=True)
+    # Frames past a sample's length are padding: they never count.
+    near = np.count_nonzero(log_probs >= best - _CLEAR_BEST, axis=2) > 1
+    clear = ~(near & (np.arange(frames)[None, :] < np.asarray(lengths)[:, None])).any(axis=1)
+    out: list[tuple[float, ...] | None] = [c if ok and ids == g else None
+                                           for ids, g, c, ok in zip(id_seqs, greedy, confs, clear.tolist())]
+    rest = [b for b, c in enumerate(out) if c is None]
+    if rest:
+        found = _viterbi_batch_char_confidences(log_probs[rest], [lengths[b] for b in rest], [id_seqs[b] for b in rest])
+        for b, c in zip(rest, found):
+            out[b] = c
+    return out  # type: ignore[return-value]
+
+
 def _predictions(
     log_probs: np.ndarray,
     lengths: list[int],
@@ -271,51 +365,13 @@ def greedy_decode(
 # ---------------------------------------------------------------------------------------------
 
 
-def _beam_total(item: tuple[tuple[int, ...], list[float]]) -> float:
-    return item[1][0] + item[1][1]
-
-
-def _prefix_beam_search(probs: np.ndarray, beam_width: int) -> list[int]:
-    """Most probable labelling found by CTC prefix beam search (Hannun et al. 2014) on probs (T, C)."""
-    # prefix -> [P(prefix, path ends in blank), P(prefix, path ends in its last char)]
-    beams: dict[tuple[int, ...], list[float]] = {(): [1.0, 0.0]}
-    for row, candidates in zip(probs.tolist(), lm_decode.frame_candidates(probs, beam_width)):
-        p_blank = row[BLANK]
-        extended: dict[tuple[int, ...], list[float]] = {}
-        for prefix, (p_b, p_nb) in beams.items():
-            total = p_b + p_nb
-            entry = extended.setdefault(prefix, [0.0, 0.0])
-            entry[0] += total * p_blank
-            last = prefix[-1] if prefix else None
-            if last is not None:
-                # Repeating the last character without a blank collapses into the same prefix;
-                # always counted, even when that character was pruned from this frame.
-                entry[1] += p_nb * row[last]
-            for c in candidates:
-                new = extended.setdefault(prefix + (c,), [0.0, 0.0])
-                # After a repeated character only paths through a blank start a new one.
-                new[1] += (p_b if c == last else total) * row[c]
-        kept = heapq.nlargest(beam_width, extended.items(), key=_beam_total)
-        # Renormalise so that long inputs cannot underflow; ranking is unaffected.
-        norm = sum(p_b + p_nb for _, (p_b, p_nb) in kept) or 1.0
-        beams = {prefix: [p_b / norm, p_nb / norm] for prefix, (p_b, p_nb) in kept}
-    best = max(beams.items(), key=_beam_total)[0]
-    return list(best)
-
-
 def _beam_ids(
     log_probs: np.ndarray, lengths: list[int], beam_width: int
 ) -> tuple[list[list[int]], list[tuple[float, ...]]]:
     if beam_width < 1:
         raise ValueError(f"beam_width must be at least 1, got {beam_width}")
-    probs = np.exp(log_probs)
-    log_np = log_probs
-    id_seqs = [_prefix_beam_search(probs[b, :n], beam_width) for b, n in enumerate(lengths)]
-    char_confs = [
-        _viterbi_char_confidences(log_np[b, :n], ids)
-        for b, (n, ids) in enumerate(zip(lengths, id_seqs))
-    ]
-    return id_seqs, char_confs
+    id_seqs = lm_decode.prefix_beam_ids(log_probs, lengths, beam_width)
+    return id_seqs, _text_char_confidences(log_probs, lengths, id_seqs)
 
 
 def beam_search_decode(
@@ -786,7 +842,7 @@ def decode(
     elif decoder == "lm":
         alpha = lm_decode.LM_WEIGHT if lm_weight is None else lm_weight
         id_seqs = lm_decode.lm_beam_ids(lp, lens, charset, load_lm(), beam_width, alpha)
-        char_confs = [_viterbi_char_confidences(lp[b, :n], ids) for b, (n, ids) in enumerate(zip(lens, id_seqs))]
+        char_confs = _text_char_confidences(lp, lens, id_seqs)
     else:
         id_seqs, char_confs = _beam_ids(lp, lens, beam_width)
     flags: list[bool | None] | None = None

@@ -7,6 +7,7 @@ Imports no torch at module level: the ONNX Runtime backend (crnn/onnx_recognizer
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -324,13 +325,82 @@ class CTCRecognizer(RecognizerBase):
         # One lexicon (or none) for all: passed as is; per-image ones are sliced for each batch.
         one = not lexicons or all(x is lexicons[0] for x in lexicons)
 
-        def run(idx: list[int]) -> list[Prediction]:
-            lp, lengths = self.batch_log_probs([arrays[i] for i in idx])
+        def read(idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+            return self.batch_log_probs([arrays[i] for i in idx])
+
+        def decode_group(idx: list[int], lp: np.ndarray, lengths: np.ndarray) -> list[Prediction]:
             lex = (lexicons[0] if lexicons else None) if one else [lexicons[i] for i in idx]
             return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex,
                           lm_weight=lm_weight)
 
-        return run_batches(run, list(self.batches(arrays, batch_size)), len(arrays), workers)
+        return read_and_decode(read, decode_group, list(self.batches(arrays, batch_size)), len(arrays), workers)
+
+
+# The network's outputs are decoded together, at least this many images at a time: the beam search costs a fixed
+# overhead per frame and call (numpy calls on small arrays) besides its cost per image, and the width buckets make
+# many batches small (IIIT5K: 80 batches of 37 images on average at --batch-size 64). Decode-only on IIIT5K's
+# outputs, CPU per image with the language model, relative to a batch at a time: 0.6x in groups of 128, 0.56x of
+# 256, 0.54x of 384 (benchmarks/bench_decode.py). Results never depend on it.
+DECODE_GROUP = 256
+
+
+def read_and_decode(
+    read: Callable[[list[int]], tuple[np.ndarray, np.ndarray]],
+    decode_group: Callable[[list[int], np.ndarray, np.ndarray], list[Prediction]],
+    batches: list[list[int]],
+    count: int,
+    workers: int = 1,
+    group: int = DECODE_GROUP,
+) -> list[Prediction]:
+    """Run the network on each batch of input indices (``read``: log_probs, lengths; ``workers`` > 1: that many
+    batches at once, in threads) and decode its outputs ``group`` images or more at a time (``decode_group``), the
+    predictions put back in input order (``count`` inputs).
+
+    The network's unit of work stays one batch, so that the threads finish together; whichever thread brings the
+    waiting outputs to ``group`` images decodes them, while the others go on reading."""
+    results: list[Prediction | None] = [None] * count
+    waiting: list[tuple[list[int], tuple[np.ndarray, np.ndarray]]] = []
+    lock = threading.Lock()
+
+    def flush(items: list[tuple[list[int], tuple[np.ndarray, np.ndarray]]]) -> None:
+        idx = [i for batch, _ in items for i in batch]
+        lp, lengths = stack_outputs([output for _, output in items])
+        for i, p in zip(idx, decode_group(idx, lp, lengths)):
+            results[i] = p
+
+    def work(batch: list[int]) -> None:
+        output = read(batch)
+        with lock:
+            waiting.append((batch, output))
+            full = sum(len(b) for b, _ in waiting) >= group
+            items = waiting[:] if full else []
+            if full:
+                waiting.clear()
+        if items:
+            flush(items)
+
+    if workers > 1 and len(batches) > 1:
+        with ThreadPoolExecutor(max_workers=min(workers, len(batches))) as pool:
+            list(pool.map(work, batches))
+    else:
+        for batch in batches:
+            work(batch)
+    if waiting:
+        flush(waiting)
+    return results  # type: ignore[return-value]
+
+
+def stack_outputs(outputs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Several batches' (log_probs (B_i, T_i, C), lengths (B_i,)) as one batch, the frames padded (never read)."""
+    if len(outputs) == 1:
+        return outputs[0]
+    frames = max(lp.shape[1] for lp, _ in outputs)
+    stacked = np.zeros((sum(len(n) for _, n in outputs), frames, outputs[0][0].shape[2]), dtype=outputs[0][0].dtype)
+    start = 0
+    for lp, lengths in outputs:
+        stacked[start:start + len(lp), : lp.shape[1]] = lp
+        start += len(lp)
+    return stacked, np.concatenate([np.asarray(n) for _, n in outputs])
 
 
 def run_batches(run: Callable[[list[int]], list[Prediction]], batches: list[list[int]], count: int,

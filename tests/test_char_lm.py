@@ -135,3 +135,45 @@ def test_crnn_lm_never_replaces_an_existing_model_without_force(tmp_path, capsys
     monkeypatch.undo()
     assert main(["--output", str(out), "--texts", "200", "--order", "3", "--force"]) == 0
     assert CharLM.load(out).order == 3
+
+
+def test_distribution_table_rows_equal_distribution_value_for_value(small_lm: CharLM) -> None:
+    """The batched search's table holds exactly what log_distribution gives, for histories of every length (as
+    the beam search builds them: BOS first, the last order - 1 symbols kept), seen, unseen and with UNK."""
+    lm = small_lm
+    g = np.random.default_rng(0)
+    texts = ["", "h", "he", "hel", "hell", "hello", "hellos", "zzq", "@@h", "yellowfel", "12:"]
+    texts += ["".join(g.choice(list(ALPHABET + "@"), g.integers(1, 9))) for _ in range(40)]
+    keep = lm.order - 1
+    histories, keys = [], []
+    for text in texts:
+        history, key = (lm.bos,) if keep else (), lm.start_key()
+        for s in lm.encode(text):
+            history = (*history, s)[-keep:] if keep else ()
+            key = int(lm.next_keys(np.array([key]), np.array([s]))[0])
+        histories.append(history)
+        keys.append(key)
+        assert key == lm.history_key(history)
+    table, rows, _ = lm.distribution_table(np.array(keys))
+    for history, row in zip(histories, rows):
+        assert table[row].tolist() == lm.distribution(history).tolist()
+        with np.errstate(divide="ignore"):
+            assert np.log(table[row]).tolist() == lm.log_distribution(history)
+
+
+def test_distribution_table_is_refilled_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past TABLE_LIMIT rows the table is emptied and a new generation starts; rows stay exact."""
+    from crnn import char_lm
+
+    monkeypatch.setattr(char_lm, "TABLE_LIMIT", 10)
+    monkeypatch.setattr(char_lm, "MERGE_KEYS", 3)
+    lm = estimate(WORDS, ALPHABET, order=4)
+    words = ["the", "he", "hel", "ell", "llo", "yel", "12", ":3", "o. ", "ere", "lp", "sh", "fe", "w", "no"]
+    histories = [(lm.bos, *lm.encode(w))[-3:] for w in words]
+    seen_generations = set()
+    for i in range(0, len(histories), 2):
+        table, rows, generation = lm.distribution_table(np.array([lm.history_key(h) for h in histories[i:i + 2]]))
+        seen_generations.add(generation)
+        for h, r in zip(histories[i:i + 2], rows):
+            assert table[r].tolist() == lm.distribution(h).tolist()
+    assert len(seen_generations) > 1
