@@ -198,7 +198,11 @@ def _run(args: argparse.Namespace, config: SynthConfig) -> int:
                 bar.total = total
                 bar.update(1)
 
-            rep = build_font_library(config, scan_fonts(config)[0], args.build_font_library, progress=step)
+            try:
+                rep = build_font_library(config, scan_fonts(config)[0], args.build_font_library, progress=step)
+            except FileExistsError as e:
+                print(f"crnn synth: --build-font-library {e}", file=sys.stderr)
+                return 2
         families = {row["family"] for row in rep.kept}
         print(f"wrote {len(rep.kept)} faces of {len(families)} families ({rep.size / 1e6:.1f} MB) to "
               f"{args.build_font_library}; left out {len({r['family'] for r in rep.excluded} - families)} families "

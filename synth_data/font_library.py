@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -171,6 +172,7 @@ def _owners(paths: Iterable[Path]) -> dict[str, str]:
     return owner
 
 
+@functools.lru_cache(maxsize=None)
 def _package_version(package: str) -> str:
     out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False)
     return out.stdout.strip()
@@ -239,7 +241,9 @@ def build_font_library(config: SynthConfig, faces: list[FontFace], out_dir: str 
     """
     logging.getLogger("fontTools").setLevel(logging.ERROR)
     out = Path(out_dir)
-    if out.exists():
+    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise FileExistsError(f"{out} is not empty and holds no font library ({MANIFEST}); give an empty or new folder")
+    if out.exists():  # a library being rebuilt: its fonts and licences are written anew
         shutil.rmtree(out / FILES, ignore_errors=True)
         shutil.rmtree(out / LICENSES, ignore_errors=True)
     (out / FILES).mkdir(parents=True, exist_ok=True)

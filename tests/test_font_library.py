@@ -155,3 +155,13 @@ def test_crnn_synth_without_fonts_is_one_line_and_exit_2(tmp_path: Path, capsys:
                "--set", "font_cache=none"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("crnn synth: no usable fonts") and len(err.strip().splitlines()) == 1
+
+
+def test_building_a_library_never_empties_a_folder_that_is_not_one(tmp_path: Path) -> None:
+    from crnn_synth_data.font_library import build_font_library
+
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "mine.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="holds no font library"):
+        build_font_library(SynthConfig(font_cache=None), [], tmp_path)
+    assert (tmp_path / "files" / "mine.txt").read_text() == "keep"
