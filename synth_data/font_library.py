@@ -230,6 +230,18 @@ def _subset(path: str, index: int, charset: str, drop: tuple[str, ...]):  # noqa
     return font
 
 
+def font_file_name(font, family: str, style: str, used: set[str]) -> str:  # noqa: ANN001 - a fontTools TTFont
+    """A file name for a subset face, "Family_Style.ttf" (.otf for CFF outlines), unique among ``used`` (updated)."""
+    ext = ".otf" if "CFF " in font or "CFF2" in font else ".ttf"
+    stem = "".join(ch if ch.isalnum() else "_" for ch in f"{family}-{style}")[:80]
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}"
+    used.add(name)
+    return f"{name}{ext}"
+
+
 def build_font_library(config: SynthConfig, faces: list[FontFace], out_dir: str | Path,
                        progress: Callable[[int, int], None] | None = None) -> LibraryReport:
     """Write the ``faces`` (crnn_synth_data.fonts.scan_fonts) whose licence allows redistribution into ``out_dir``.
@@ -293,14 +305,7 @@ def build_font_library(config: SynthConfig, faces: list[FontFace], out_dir: str 
         if note:
             shipped_family = _shipped_name(face.family)
             _rename(font, shipped_family)
-        ext = ".otf" if "CFF " in font or "CFF2" in font else ".ttf"
-        stem = "".join(ch if ch.isalnum() else "_" for ch in f"{shipped_family}-{face.style}")[:80]
-        name, k = stem, 1
-        while name in used_names:
-            k += 1
-            name = f"{stem}_{k}"
-        used_names.add(name)
-        target = out / FILES / f"{name}{ext}"
+        target = out / FILES / font_file_name(font, shipped_family, face.style, used_names)
         font.save(str(target))
         font.close()
         report.size += target.stat().st_size

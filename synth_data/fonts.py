@@ -354,7 +354,7 @@ def collect_fonts(config: SynthConfig, out_dir: str | Path) -> tuple[int, int]:
 
     Returns (faces written, bytes written). Use the folder as ``font_dirs`` on a machine without fonts.
     """
-    from crnn_synth_data.font_library import subset_face
+    from crnn_synth_data.font_library import font_file_name, subset_face
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -369,14 +369,7 @@ def collect_fonts(config: SynthConfig, out_dir: str | Path) -> tuple[int, int]:
         except Exception as e:  # one unsubsettable face must not stop the collection
             log.warning("cannot subset %s (%s); skipping it", face.path, e)
             continue
-        ext = ".otf" if "CFF " in font or "CFF2" in font else ".ttf"
-        stem = "".join(ch if ch.isalnum() else "_" for ch in f"{face.family}-{face.style}")[:80]
-        name, k = stem, 1
-        while name in used:
-            k += 1
-            name = f"{stem}_{k}"
-        used.add(name)
-        path = out / f"{name}{ext}"
+        path = out / font_file_name(font, face.family, face.style, used)
         font.save(str(path))
         font.close()
         written += 1
