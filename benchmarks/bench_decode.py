@@ -4,8 +4,9 @@
 
 The network runs once over the folder's images (the shipped model on ONNX Runtime when installed, else torch;
 the recognizer's own batches: width buckets of up to --batch-size), and its log-probabilities are kept per batch
-(in --cache, reused when it exists). Then each decoder decodes those batches, as `crnn ocr` calls it
-(crnn.ctc_decode.decode), --repeat times: "cold" with a freshly loaded language model (the first pass of a
+(in --cache, reused when it exists). Then each decoder decodes them as `crnn ocr` does (crnn.ctc_decode.decode on
+consecutive batches joined into groups of at least --group images, crnn.text_recognizer.DECODE_GROUP; --group 1:
+batch by batch), --repeat times: "cold" with a freshly loaded language model (the first pass of a
 `crnn ocr` run, which computes each history's distribution once), then "warm" (a second pass on the same
 model). CPU time of this process (time.process_time) is reported, median over the repeats: it depends far less
 on other load than wall time does. The language model's loading (about 0.1 s once per process) is not counted.
@@ -29,6 +30,7 @@ sys.path.insert(0, str(REPO))  # tests.reference_lm_decode, for --reference
 
 from crnn.char_lm import load_lm  # noqa: E402
 from crnn.ctc_decode import decode  # noqa: E402
+from crnn.text_recognizer import DECODE_GROUP, stack_outputs  # noqa: E402
 
 Batches = list[tuple[np.ndarray, np.ndarray]]
 
@@ -61,6 +63,20 @@ def load(path: Path) -> tuple[Batches, list[str]]:
     return [(data[f"log_probs_{i}"], data[f"lengths_{i}"]) for i in range(count)], data["chars"].tolist()
 
 
+def grouped(batches: Batches, size: int) -> Batches:
+    """Consecutive batches joined into groups of at least ``size`` images, as crnn.text_recognizer.read_and_decode
+    joins them (in one thread; the last group may be smaller)."""
+    groups: list[Batches] = []
+    count = size
+    for batch in batches:
+        if count >= size:
+            groups.append([])
+            count = 0
+        groups[-1].append(batch)
+        count += len(batch[1])
+    return [stack_outputs(group) for group in groups]
+
+
 def time_decoder(run, batches: Batches, repeat: int, lm: bool) -> tuple[float, float, list]:
     """(cold, warm) median CPU seconds of ``run(log_probs, lengths)`` over all batches, and the predictions."""
     cold, warm, predictions = [], [], []
@@ -82,6 +98,7 @@ def main() -> None:
     p.add_argument("--weights", help="checkpoint or .onnx (default: the shipped model)")
     p.add_argument("--cache", type=Path, help="keep the network's outputs here (.npz), reuse them if it exists")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--group", type=int, default=DECODE_GROUP, help=f"images decoded at once (default {DECODE_GROUP})")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--decoders", nargs="+", default=["greedy", "beam", "lm"])
     p.add_argument("--reference", action="store_true", help="also time the per-image search it replaced")
@@ -99,8 +116,10 @@ def main() -> None:
     charset = Charset("".join(chars))
     images = sum(len(n) for _, n in batches)
     frames = sum(int(n.sum()) for _, n in batches)
-    print(f"{images} images in {len(batches)} batches, {frames / images:.1f} frames per image; "
-          f"CPU ms per image, median of {args.repeat}")
+    count = len(batches)
+    batches = grouped(batches, args.group)
+    print(f"{images} images in {count} batches, decoded in {len(batches)} groups, {frames / images:.1f} frames per "
+          f"image; CPU ms per image, median of {args.repeat}")
     rows = []
     for name in args.decoders:
         run = lambda lp, n, name=name: decode(lp, n, charset, decoder=name)  # noqa: E731

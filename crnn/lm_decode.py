@@ -232,7 +232,7 @@ class _Search:
         first_ext = np.cumsum(per_beam) - per_beam  # each beam's first extension among all of them
         begin = first_ext + np.arange(n)  # each beam's own ordinal
         # Probabilities: exp of the log-probabilities read (the same values as exp over whole frames).
-        s_pb = total * take(np.exp(take(lp, frame)), bi)
+        s_pb = total * take(np.exp(take(lp, frame + BLANK)), bi)
         # Repeating the last character without a blank collapses into the same prefix; always counted, even
         # when that character was pruned from this frame.
         s_pnb = np.where(last > 0, p_nb * np.exp(take(lp, at + last)), 0.0)

@@ -339,8 +339,9 @@ class CTCRecognizer(RecognizerBase):
 # The network's outputs are decoded together, at least this many images at a time: the beam search costs a fixed
 # overhead per frame and call (numpy calls on small arrays) besides its cost per image, and the width buckets make
 # many batches small (IIIT5K: 80 batches of 37 images on average at --batch-size 64). Decode-only on IIIT5K's
-# outputs, CPU per image with the language model, relative to a batch at a time: 0.6x in groups of 128, 0.56x of
-# 256, 0.54x of 384 (benchmarks/bench_decode.py). Results never depend on it.
+# outputs, CPU per image with the language model (benchmarks/bench_decode.py --group): about 1.6x a group of 128's
+# cost a batch at a time; 0.227 ms in groups of 128, 0.21 of 256, 0.205 of 384 (bigger groups pad more frames and
+# hold more outputs). Results never depend on it.
 DECODE_GROUP = 256
 
 
