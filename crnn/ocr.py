@@ -241,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="write results to this file (default stdout)")
     p.add_argument("--decoder", choices=DECODERS, default=DEFAULT_DECODER,
                    help=f"lm (beam search with the shipped character language model: fewer misread words, see "
-                   f"docs/language_model.md), greedy (fastest: 6-13% faster than lm) or beam (prefix beam search "
+                   f"docs/language_model.md), greedy (fastest: 6-13%% faster than lm) or beam (prefix beam search "
                    f"alone); default {DEFAULT_DECODER}")
     p.add_argument("--beam-width", type=int, default=10)
     p.add_argument("--lm-weight", type=float, help="--decoder lm: weight of the language model (default: the tuned one)")
