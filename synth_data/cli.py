@@ -122,7 +122,7 @@ def write_dataset(config: SynthConfig, out: Path, fmt: str, count: int, workers:
 def list_fonts(config: SynthConfig) -> None:
     """Print, per font folder, how many files and faces were found and how many are usable; then each family
     with where it came from (the bundled library's licence and Debian package, or the folder)."""
-    from crnn_synth_data.font_library import bundled_font_dir, read_manifest
+    from crnn_synth_data.font_library import FILES, bundled_font_dir, read_manifest
     from crnn_synth_data.fonts import scan_fonts
 
     with warnings.catch_warnings(record=True) as caught:
@@ -139,9 +139,10 @@ def list_fonts(config: SynthConfig) -> None:
     faces_of: dict[str, int] = {}
     for face in faces:
         path = Path(face.path)
-        row = manifest.get(f"files/{path.name}") if bundled and path.parent == bundled / "files" else None
+        in_library = bundled is not None and path.parent == bundled / FILES
+        row = manifest.get(f"{FILES}/{path.name}") if in_library else None
         source = (f"bundled: {row['family']}, {row['licence']}, Debian {row['package']}" if row
-                  else f"bundled ({path.name} not in the manifest)" if bundled and path.parent == bundled / "files"
+                  else f"bundled ({path.name} not in the manifest)" if in_library
                   else f"folder {path.parent}")
         faces_of[face.family] = faces_of.get(face.family, 0) + 1
         if source not in by_family.setdefault(face.family, []):

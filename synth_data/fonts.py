@@ -60,32 +60,32 @@ class FolderReport:
     families: set[str] = field(default_factory=set)
 
 
+def _matplotlib_font_root() -> Path | None:
+    """matplotlib's mpl-data folder (its bundled fonts lie under fonts/ttf), or None without matplotlib."""
+    spec = importlib.util.find_spec("matplotlib")
+    return Path(spec.origin).parent / "mpl-data" if spec and spec.origin else None
+
+
 def expand_font_dirs(dirs: Iterable[str]) -> list[Path]:
     """Real folders for ``font_dirs`` entries (``@bundled``, ``@system``, ``@matplotlib`` expanded), existing only."""
-    from crnn_synth_data.font_library import bundled_font_dir
+    from crnn_synth_data.font_library import FILES, bundled_font_dir
 
-    hide_host = os.environ.get(HIDE_HOST_FONTS_ENV, "") not in ("", "0")
+    mpl = _matplotlib_font_root()
     out: list[Path] = []
     for d in dirs:
         if d == BUNDLED_FONTS:
             bundled = bundled_font_dir()
             if bundled is not None:
-                out.append(bundled / "files")
-        elif d in (SYSTEM_FONTS, MATPLOTLIB_FONTS) and hide_host:
-            continue
+                out.append(bundled / FILES)
         elif d == SYSTEM_FONTS:
             out.extend(Path(p).expanduser() for p in SYSTEM_FONT_DIRS)
         elif d == MATPLOTLIB_FONTS:
-            spec = importlib.util.find_spec("matplotlib")
-            if spec and spec.origin:
-                out.append(Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf")
+            if mpl is not None:
+                out.append(mpl / "fonts" / "ttf")
         else:
             out.append(Path(d).expanduser())
-    if hide_host:  # a host folder named by its path is hidden too, not only the tokens
-        host = [Path(p).expanduser().resolve() for p in SYSTEM_FONT_DIRS]
-        spec = importlib.util.find_spec("matplotlib")
-        if spec and spec.origin:
-            host.append((Path(spec.origin).parent / "mpl-data").resolve())
+    if os.environ.get(HIDE_HOST_FONTS_ENV, "") not in ("", "0"):  # the tokens and any host folder named by path
+        host = [Path(p).expanduser().resolve() for p in SYSTEM_FONT_DIRS] + ([mpl.resolve()] if mpl else [])
         out = [p for p in out if not any(p.resolve().is_relative_to(h) for h in host)]
     seen: set[Path] = set()
     result = []
