@@ -4,8 +4,8 @@
 
 The network runs once over the folder's images (the shipped model on ONNX Runtime when installed, else torch;
 the recognizer's own batches: width buckets of up to --batch-size), and its log-probabilities are kept per batch
-(in --cache, reused when it exists). Then each decoder decodes them as `crnn ocr` does (crnn.ctc_decode.decode on
-consecutive batches joined into groups of at least --group images, crnn.text_recognizer.DECODE_GROUP; --group 1:
+(in --cache, reused when it exists). Then each decoder decodes them as `crnn ocr` does (crnn.decoding.ctc_decode.decode on
+consecutive batches joined into groups of at least --group images, crnn.reading.text_recognizer.DECODE_GROUP; --group 1:
 batch by batch), --repeat times: "cold" with a freshly loaded language model (the first pass of a
 `crnn ocr` run, which computes each history's distribution once), then "warm" (a second pass on the same
 model). CPU time of this process (time.process_time) is reported, median over the repeats: it depends far less
@@ -28,16 +28,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.reference_lm_decode, for --reference
 
-from crnn.char_lm import load_lm  # noqa: E402
-from crnn.ctc_decode import decode  # noqa: E402
-from crnn.text_recognizer import DECODE_GROUP, stack_outputs  # noqa: E402
+from crnn.decoding.char_lm import load_lm  # noqa: E402
+from crnn.decoding.ctc_decode import decode  # noqa: E402
+from crnn.reading.text_recognizer import DECODE_GROUP, stack_outputs  # noqa: E402
 
 Batches = list[tuple[np.ndarray, np.ndarray]]
 
 
 def network_outputs(folder: Path, weights: str | None, batch_size: int) -> tuple[Batches, list[str]]:
     """The shipped (or given) model's (log_probs, lengths) for each of the recognizer's batches, and its charset."""
-    from crnn.text_recognizer import load_recognizer
+    from crnn.reading.text_recognizer import load_recognizer
 
     recognizer = load_recognizer(weights, threads=1, backend="auto")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
@@ -64,7 +64,7 @@ def load(path: Path) -> tuple[Batches, list[str]]:
 
 
 def grouped(batches: Batches, size: int) -> Batches:
-    """Consecutive batches joined into groups of at least ``size`` images, as crnn.text_recognizer.read_and_decode
+    """Consecutive batches joined into groups of at least ``size`` images, as crnn.reading.text_recognizer.read_and_decode
     joins them (in one thread; the last group may be smaller)."""
     groups: list[Batches] = []
     count = size

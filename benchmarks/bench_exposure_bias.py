@@ -24,10 +24,10 @@ import sys
 import torch
 from rapidfuzz.distance import Levenshtein
 
-from crnn.attention_model import IGNORE, teacher_forcing_pair
-from crnn.labeled_folder import LabeledFolder
-from crnn.preprocess import prepare
-from crnn.text_recognizer import load_recognizer
+from crnn.models.attention import IGNORE, teacher_forcing_pair
+from crnn.io.labeled_folder import LabeledFolder
+from crnn.io.preprocess import prepare
+from crnn.reading.text_recognizer import load_recognizer
 
 
 @torch.inference_mode()

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from crnn.model import build_model, count_macs, count_parameters, fuse_for_inference
+from crnn.models.crnn import build_model, count_macs, count_parameters, fuse_for_inference
 
 # (label, build_model keyword arguments): the shipped backbone and issue 19's candidates (docs/models.md).
 ARCHITECTURES: list[tuple[str, dict]] = [

@@ -120,7 +120,7 @@ def missing(reader: Reader) -> str | None:
 
 def select(folder: Path, limit: int | None) -> list[tuple[str, str]]:
     """The (relative path, text) items of ``folder``'s labels.tsv, in file order, the first ``limit``."""
-    from crnn.labeled_folder import LabeledFolder
+    from crnn.io.labeled_folder import LabeledFolder
 
     items = LabeledFolder.read(folder).items
     return items[:limit] if limit else items

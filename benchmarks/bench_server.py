@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.clients < 1 or not 0 < args.duration <= 600 or args.max_requests < 1:
         p.error("need clients >= 1, 0 < duration <= 600 and max-requests >= 1")
 
-    from crnn.checkpoint_header import default_weights_path
+    from crnn.checkpoints.header import default_weights_path
     from tests.tiny_models import tiny_checkpoint
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-server-")

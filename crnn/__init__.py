@@ -8,33 +8,33 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 # Public name -> the module that defines it. Resolved on first use (PEP 562), so that importing a
-# torch-free part of the package (crnn.cli, crnn.ocr, crnn.preprocess) does not import torch: `crnn ocr`
+# torch-free part of the package (crnn.cli, crnn.commands.ocr, crnn.io.preprocess) does not import torch: `crnn ocr`
 # starts its image-decoding processes before torch is loaded.
 _EXPORTS: dict[str, str] = {
     "DEFAULT_CHARS": "crnn.charset",
     "Charset": "crnn.charset",
-    "Checkpoint": "crnn.checkpoint",
-    "load_checkpoint": "crnn.checkpoint",
-    "save_checkpoint": "crnn.checkpoint",
+    "Checkpoint": "crnn.checkpoints.checkpoint",
+    "load_checkpoint": "crnn.checkpoints.checkpoint",
+    "save_checkpoint": "crnn.checkpoints.checkpoint",
     "CheckpointError": "crnn.errors",
     "ConfigError": "crnn.errors",
     "CRNNError": "crnn.errors",
     "InvalidImageError": "crnn.errors",
     "UnsupportedCharacterError": "crnn.errors",
-    "CRNN": "crnn.model",
-    "ModelConfig": "crnn.model",
-    "build_model": "crnn.model",
-    "FailedImage": "crnn.text_recognizer",
-    "OnnxRecognizer": "crnn.onnx_recognizer",
+    "CRNN": "crnn.models.crnn",
+    "ModelConfig": "crnn.models.crnn",
+    "build_model": "crnn.models.crnn",
+    "FailedImage": "crnn.reading.text_recognizer",
+    "OnnxRecognizer": "crnn.reading.onnx_recognizer",
     "Prediction": "crnn.prediction",
-    "PreprocessConfig": "crnn.preprocess",
-    "load_image": "crnn.preprocess",
-    "prepare": "crnn.preprocess",
-    "Recognizer": "crnn.recognizer",
-    "ModelKind": "crnn.registry",
-    "load_recognizer": "crnn.text_recognizer",
-    "register": "crnn.registry",
-    "TextRecognizer": "crnn.text_recognizer",
+    "PreprocessConfig": "crnn.io.preprocess",
+    "load_image": "crnn.io.preprocess",
+    "prepare": "crnn.io.preprocess",
+    "Recognizer": "crnn.reading.recognizer",
+    "ModelKind": "crnn.kinds.registry",
+    "load_recognizer": "crnn.reading.text_recognizer",
+    "register": "crnn.kinds.registry",
+    "TextRecognizer": "crnn.reading.text_recognizer",
 }
 
 __all__ = [
@@ -67,15 +67,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from crnn.charset import DEFAULT_CHARS, Charset
-    from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from crnn.checkpoints.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
     from crnn.errors import CheckpointError, ConfigError, CRNNError, InvalidImageError, UnsupportedCharacterError
-    from crnn.model import CRNN, ModelConfig, build_model
-    from crnn.onnx_recognizer import OnnxRecognizer
+    from crnn.models.crnn import CRNN, ModelConfig, build_model
+    from crnn.reading.onnx_recognizer import OnnxRecognizer
     from crnn.prediction import Prediction
-    from crnn.preprocess import PreprocessConfig, load_image, prepare
-    from crnn.recognizer import Recognizer
-    from crnn.registry import ModelKind, register
-    from crnn.text_recognizer import FailedImage, TextRecognizer, load_recognizer
+    from crnn.io.preprocess import PreprocessConfig, load_image, prepare
+    from crnn.reading.recognizer import Recognizer
+    from crnn.kinds.registry import ModelKind, register
+    from crnn.reading.text_recognizer import FailedImage, TextRecognizer, load_recognizer
 
 
 def __getattr__(name: str) -> Any:

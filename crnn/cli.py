@@ -9,9 +9,9 @@ from collections.abc import Sequence
 # subcommand -> (module, one-line help). Modules outside crnn/ are imported lazily so that
 # `crnn ocr` starts fast and needs no training or server dependencies.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "ocr": ("crnn.ocr", "read the text of word images (files, folders, globs, stdin)"),
-    "info": ("crnn.info", "print a model's architecture, parameters and multiply-adds"),
-    "export": ("crnn.export", "export weights to ONNX (for `--backend onnx`, inference without torch)"),
+    "ocr": ("crnn.commands.ocr", "read the text of word images (files, folders, globs, stdin)"),
+    "info": ("crnn.commands.info", "print a model's architecture, parameters and multiply-adds"),
+    "export": ("crnn.commands.export", "export weights to ONNX (for `--backend onnx`, inference without torch)"),
     "synth": ("crnn_synth_data.cli", "render synthetic word images (datasets, previews, font list)"),
     "train": ("crnn_training.train", "train a model from a YAML config"),
     "train-cache": ("crnn_training.cache", "render a training config's sample cache (LMDB) with every core"),

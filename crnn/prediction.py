@@ -17,7 +17,7 @@ class Prediction:
     no lexicon word was near the reading, which was returned as read.
     ``orientation`` is None when no orientation step ran (``--orientation none``), else how the crop's text
     appeared and was turned before reading: ``"0"``, ``"90"``, ``"180"``, ``"270"`` (degrees clockwise) or
-    ``"stacked"`` (letters one under the other, re-laid side by side); see crnn.orientation.
+    ``"stacked"`` (letters one under the other, re-laid side by side); see crnn.reading.orientation.
     """
 
     text: str

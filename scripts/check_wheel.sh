@@ -4,7 +4,7 @@
 #   - its file list (the web page and the shipped weights inside; no generic top-level package, no test helpers),
 #   - `crnn ocr` on examples/word_00.png reads "Scuba",
 #   - `import server` / `import training` fail while crnn_server, crnn_training, crnn_synth_data import,
-#   - crnn.checkpoint_header.DEFAULT_WEIGHTS lies inside the venv,
+#   - crnn.checkpoints.header.DEFAULT_WEIGHTS lies inside the venv,
 #   - the crnn-ocr wheel carries no font (the inference-only install does not grow); without the crnn-ocr-fonts
 #     wheel the renderer says how to get it; with it, `crnn synth --list-fonts` lists >= 250 bundled families,
 #   - `crnn serve` on a free loopback port gets ready, reads word_00.png over POST /v1/recognize, serves /docs
@@ -67,13 +67,17 @@ WHEEL="${WHEELS[0]}"
 say "built $(basename "$WHEEL") ($(du -k "$WHEEL" | cut -f1) KiB)"
 
 # 3. Its file list.
-"$VENV/bin/python" - "$WHEEL" <<'EOF' || fail "the wheel's file list is wrong (see above)"
+"$VENV/bin/python" - "$WHEEL" "$TMP/src" <<'EOF' || fail "the wheel's file list is wrong (see above)"
 import sys, zipfile
+from pathlib import Path
 
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
-need = ["crnn/__init__.py", "crnn/labeled_folder.py", "crnn/weights/crnn.safetensors",
+need = ["crnn/__init__.py", "crnn/io/labeled_folder.py", "crnn/weights/crnn.safetensors",
         "crnn/weights/baseline.safetensors", "crnn/weights/crnn.onnx", "crnn/weights/crnn-int8.onnx", "crnn_server/app.py", "crnn_server/static/index.html",
         "crnn_training/evaluate.py", "crnn_synth_data/storage.py"]
+# Every module of the library, its sub-packages' included (pyproject.toml lists the packages one by one).
+src = Path(sys.argv[2])
+need += sorted(str(p.relative_to(src)) for p in (src / "crnn").rglob("*.py"))
 missing = [n for n in need if n not in names]
 tops = {n.split("/")[0] for n in names}
 generic = sorted(tops & {"server", "training", "synth_data", "weights", "tests", "benchmarks", "scripts", "examples"})
@@ -118,7 +122,7 @@ say "shipped weights"
 import sys
 from pathlib import Path
 
-from crnn.checkpoint_header import DEFAULT_WEIGHTS
+from crnn.checkpoints.header import DEFAULT_WEIGHTS
 
 weights, venv = Path(DEFAULT_WEIGHTS).resolve(), Path(sys.argv[1]).resolve()
 print(f"check_wheel: DEFAULT_WEIGHTS = {weights}")

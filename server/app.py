@@ -26,9 +26,9 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from crnn import __version__
-from crnn.ctc_decode import DEFAULT_DECODER
+from crnn.decoding.ctc_decode import DEFAULT_DECODER
 from crnn.errors import DecoderOptionError
-from crnn.text_recognizer import TextRecognizer
+from crnn.reading.text_recognizer import TextRecognizer
 from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout, Slot
 from crnn_server.engine import Engine
 from crnn_server.errors import APIError, InvalidRequest, NotReady, Overloaded, Unauthorized, status_code

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from crnn.checkpoint_header import read_header
+from crnn.checkpoints.header import read_header
 from crnn.errors import BackendError, CheckpointError, ConfigError
 from crnn.machine import cpu_cores
 from crnn_server.settings import ENV_API_KEY, ENV_CORS_ORIGINS, ENV_SETTINGS, MiB, Settings, parse_origins
@@ -111,11 +111,11 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def check_weights(path: object, backend: str = "torch") -> None:
     """Load the checkpoint once (torch imported here, not at module level); raises CheckpointError if it cannot be."""
     if backend == "onnx":  # ONNX Runtime reads the file (and refuses a bad one) without torch
-        from crnn.onnx_recognizer import OnnxRecognizer
+        from crnn.reading.onnx_recognizer import OnnxRecognizer
 
         OnnxRecognizer(path, threads=1)  # type: ignore[arg-type]
         return
-    from crnn.checkpoint import load_checkpoint
+    from crnn.checkpoints.checkpoint import load_checkpoint
 
     try:
         load_checkpoint(path)  # type: ignore[arg-type]

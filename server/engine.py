@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from crnn.ctc_decode import Lexicon
+from crnn.decoding.ctc_decode import Lexicon
 from crnn.errors import InvalidImageError
-from crnn.orientation import (
+from crnn.reading.orientation import (
     OrientationClassifier,
     OrientedCrop,
     keep_confirmed_turns,
@@ -28,7 +28,7 @@ from crnn.orientation import (
     prepare_oriented,
 )
 from crnn.prediction import Prediction
-from crnn.text_recognizer import TextRecognizer, load_recognizer
+from crnn.reading.text_recognizer import TextRecognizer, load_recognizer
 from crnn_server.batching import DecodeGate, MicroBatcher, SlotGate
 from crnn_server.metrics import Metrics
 from crnn_server.request_types import DecodeOptions, ImageInput
@@ -240,7 +240,7 @@ class Engine:
     def _prepare_sync(self, images: list[ImageInput], oriented: bool = False
                       ) -> tuple[list[np.ndarray | str], list[str | None], dict[int, np.ndarray]]:
         """Model inputs (or error messages) of the images, each one's orientation (None when not ``oriented``), and
-        the upright input of each crop the classifier turned (read too, to confirm the turn: crnn.orientation)."""
+        the upright input of each crop the classifier turned (read too, to confirm the turn: crnn.reading.orientation)."""
         prepared = [img.error if img.error is not None else self._prepare_one(img, oriented) for img in images]
         labels: list[str | None] = [None] * len(images)
         uprights: dict[int, np.ndarray] = {}

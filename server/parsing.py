@@ -16,7 +16,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.datastructures import Headers
 from starlette.requests import Request
 
-from crnn.ctc_decode import DEFAULT_DECODER
+from crnn.decoding.ctc_decode import DEFAULT_DECODER
 from crnn.errors import InvalidImageError
 from crnn_server.errors import (
     EmptyRequest,

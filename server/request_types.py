@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from crnn.ctc_decode import DEFAULT_DECODER, Lexicon
+from crnn.decoding.ctc_decode import DEFAULT_DECODER, Lexicon
 from crnn.errors import InvalidImageError
 
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w.+=-]+)*;base64,", re.IGNORECASE)
@@ -22,7 +22,7 @@ class DecodeOptions:
     beam_width: int = 10
     lexicon: Lexicon | None = None
     lm_weight: float | None = None
-    # "auto": crops are turned upright first (crnn.orientation); not in the key, it acts before batching.
+    # "auto": crops are turned upright first (crnn.reading.orientation); not in the key, it acts before batching.
     orientation: str = "none"
 
     @property

@@ -34,8 +34,8 @@ class Settings(Config):
     model_config = ConfigDict(frozen=True)  # shared by the app, the engine and the batcher
     kind = "server"
 
-    weights: str | None = None  # None: the shipped weights (see crnn.checkpoint.default_weights_path)
-    # Inference backend (crnn.backend): torch, onnx (ONNX Runtime on an .onnx file, no torch) or auto.
+    weights: str | None = None  # None: the shipped weights (see crnn.checkpoints.checkpoint.default_weights_path)
+    # Inference backend (crnn.reading.backend): torch, onnx (ONNX Runtime on an .onnx file, no torch) or auto.
     backend: Literal["torch", "onnx", "auto"] = "torch"
     host: str = "127.0.0.1"
     # The path prefix a reverse proxy serves the API under (e.g. "/ocr"), for the links of /docs and the page.
@@ -118,8 +118,8 @@ class Settings(Config):
 
     def model_source(self) -> tuple[str, Path]:
         """The backend that runs the model and the file it loads (raises BackendError when it cannot)."""
-        from crnn.backend import resolve_backend
-        from crnn.checkpoint_header import default_weights_path
+        from crnn.reading.backend import resolve_backend
+        from crnn.checkpoints.header import default_weights_path
 
         backend, weights = resolve_backend(self.backend, self.weights)
         return backend, Path(weights) if weights else default_weights_path()

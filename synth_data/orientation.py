@@ -2,7 +2,7 @@
 
 They are made from the renderer's output (image and per-character boxes), so every style, background and
 degradation of the renderer carries over. Labels name how the text appears in the image, as
-``crnn.orientation`` classifies it: ``"90"`` is a word turned 90 degrees clockwise (read top to bottom, letter
+``crnn.reading.orientation`` classifies it: ``"90"`` is a word turned 90 degrees clockwise (read top to bottom, letter
 tops facing right), ``"stacked"`` is upright letters one under the other.
 """
 
@@ -20,7 +20,7 @@ from crnn_synth_data.config import SynthConfig
 if TYPE_CHECKING:  # render.py imports this module to apply the layouts
     from crnn_synth_data.render import Sample, WordRenderer
 
-LAYOUTS = ("0", "90", "180", "270", "stacked")  # the classes of crnn.orientation.ORIENTATIONS, in that order
+LAYOUTS = ("0", "90", "180", "270", "stacked")  # the classes of crnn.reading.orientation.ORIENTATIONS, in that order
 
 
 def choose_layout(config: SynthConfig, r: random.Random) -> str:

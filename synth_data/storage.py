@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from crnn.charset import DEFAULT_CHARS, Charset
 from crnn.errors import ConfigError
-from crnn.labeled_folder import LABELS_FILE, MAX_NAMED_PROBLEMS, LabeledFolder
+from crnn.io.labeled_folder import LABELS_FILE, MAX_NAMED_PROBLEMS, LabeledFolder
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def encode_png(image: np.ndarray) -> bytes:
 def decode_gray(data: bytes | Path) -> np.ndarray:
     """A grayscale (H, W) uint8 image from encoded bytes or a path; raises ValueError when unreadable."""
     try:
-        from crnn.preprocess import load_image
+        from crnn.io.preprocess import load_image
     except ImportError:
         load_image = None
     if load_image is not None:

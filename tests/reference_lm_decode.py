@@ -1,4 +1,4 @@
-"""The decoders as they were before the batched search (crnn/lm_decode.py at b829900): the reference that the
+"""The decoders as they were before the batched search (crnn/decoding/lm_decode.py at b829900): the reference that the
 tests hold the fast decoder to, text for text and confidence for confidence. Kept verbatim, one image at a time
 in pure Python; do not "fix" it here: it defines the expected results.
 """
@@ -11,10 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crnn.char_lm import CharLM
+from crnn.decoding.char_lm import CharLM
 from crnn.charset import BLANK, Charset
-from crnn.ctc_decode import _lexicon_ids, _predictions, _prepare, per_sample_lexicons
-from crnn.lm_decode import LENGTH_BONUS, LM_WEIGHT, PRUNE_PROB, lm_symbols
+from crnn.decoding.ctc_decode import _lexicon_ids, _predictions, _prepare, per_sample_lexicons
+from crnn.decoding.lm_decode import LENGTH_BONUS, LM_WEIGHT, PRUNE_PROB, lm_symbols
 from crnn.prediction import Prediction
 
 
@@ -206,7 +206,7 @@ def reference_decode(
     alpha: float = LM_WEIGHT,
     lexicon=None,
 ) -> list[Prediction]:
-    """What crnn.ctc_decode.decode gave for ``decoder`` "beam" or "lm" (with ``lm``), with or without a lexicon."""
+    """What crnn.decoding.ctc_decode.decode gave for ``decoder`` "beam" or "lm" (with ``lm``), with or without a lexicon."""
     lp, lens = _prepare(log_probs, lengths, charset)
     if decoder == "lm":
         id_seqs = lm_beam_ids(lp, lens, charset, lm, beam_width, alpha)

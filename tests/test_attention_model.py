@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 
-from crnn.attention_model import (EOS, IGNORE, AttentionConfig, AttentionDecoder, AttentionRecognizerNet,
+from crnn.models.attention import (EOS, IGNORE, AttentionConfig, AttentionDecoder, AttentionRecognizerNet,
                                   build_attention_model, sos_index, teacher_forcing_pair)
 from crnn.charset import BLANK, Charset
-from crnn.checkpoint import load_checkpoint, save_checkpoint
-from crnn.model import ModelConfig
-from crnn.registry import get_kind, kind_of
+from crnn.checkpoints.checkpoint import load_checkpoint, save_checkpoint
+from crnn.models.crnn import ModelConfig
+from crnn.kinds.registry import get_kind, kind_of
 from tests.word_images import render_word
 
 CHARSET = Charset("abcdefgh")

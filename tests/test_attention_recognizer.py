@@ -14,13 +14,13 @@ import pytest
 import torch
 from PIL import Image
 
-from crnn.attention_model import AttentionRecognizerNet, build_attention_model
-from crnn.attention_recognizer import AttentionRecognizer
+from crnn.models.attention import AttentionRecognizerNet, build_attention_model
+from crnn.reading.attention_recognizer import AttentionRecognizer
 from crnn.charset import Charset
-from crnn.checkpoint import save_checkpoint
+from crnn.checkpoints.checkpoint import save_checkpoint
 from crnn.errors import DecoderOptionError
-from crnn.model import ModelConfig
-from crnn.text_recognizer import TextRecognizer, load_recognizer
+from crnn.models.crnn import ModelConfig
+from crnn.reading.text_recognizer import TextRecognizer, load_recognizer
 from tests.word_images import render_word
 
 WORDS = ["hello", "a", "recognition", "cat", "house"]
@@ -141,7 +141,7 @@ def test_lm_weight_zero_is_plain_beam(recognizer: AttentionRecognizer) -> None:
 
 def test_crnn_ocr_reads_the_checkpoint_and_refuses_a_lexicon(weights: Path, folder: Path, recognizer: AttentionRecognizer,
                                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from crnn.ocr import main
+    from crnn.commands.ocr import main
 
     paths = [str(folder / f"{i}.png") for i in range(len(WORDS))]
     for decoder in ("greedy", "lm"):
@@ -171,8 +171,8 @@ def test_crnn_eval_reads_the_checkpoint(weights: Path, folder: Path, tmp_path: P
 
 
 def test_crnn_info_and_export(weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from crnn.export import main as export_main
-    from crnn.info import main as info_main
+    from crnn.commands.export import main as export_main
+    from crnn.commands.info import main as info_main
 
     assert info_main(["--weights", str(weights)]) == 0
     out = capsys.readouterr().out
@@ -206,7 +206,7 @@ def test_the_api_reads_it_and_refuses_a_lexicon(recognizer: AttentionRecognizer)
 
 def test_prepare_matches_the_ctc_kind(recognizer: AttentionRecognizer) -> None:
     """Same preprocessing as the CRNN: the comparison feeds both kinds the same arrays."""
-    from crnn.preprocess import PreprocessConfig, prepare
+    from crnn.io.preprocess import PreprocessConfig, prepare
 
     img = render_word("house")
     assert np.array_equal(recognizer.prepare(img), prepare(img, PreprocessConfig()))

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from crnn.baseline.model import BaselineConfig, SegCharModel, collate_crops, crops_from_boxes
-from crnn.baseline.recognizer import BaselineRecognizer, word_crops
-from crnn.baseline.segment import SegmentConfig, binarize, box_iou, segment, segmentation_stats, text_is_dark
+from crnn.models.baseline.model import BaselineConfig, SegCharModel, collate_crops, crops_from_boxes
+from crnn.reading.baseline_recognizer import BaselineRecognizer, word_crops
+from crnn.models.baseline.segment import SegmentConfig, binarize, box_iou, segment, segmentation_stats, text_is_dark
 from crnn.charset import Charset
-from crnn.ctc_decode import Lexicon
-from crnn.checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
+from crnn.decoding.ctc_decode import Lexicon
+from crnn.checkpoints.checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
 from crnn.errors import CheckpointError
-from crnn.model import CRNN, ModelConfig
-from crnn.preprocess import PreprocessConfig, normalize
-from crnn.precision import native_bf16
-from crnn.recognizer import Recognizer
-from crnn.text_recognizer import load_recognizer
+from crnn.models.crnn import CRNN, ModelConfig
+from crnn.io.preprocess import PreprocessConfig, normalize
+from crnn.reading.precision import native_bf16
+from crnn.reading.recognizer import Recognizer
+from crnn.reading.text_recognizer import load_recognizer
 from tests.word_images import render_word
 
 CHARSET = Charset()
@@ -238,7 +238,7 @@ def test_recognizer_factory_eval_and_ocr(baseline_ckpt: Path, tmp_path: Path,
     row = json.loads(capsys.readouterr().out)["results"][0]
     assert row["count"] == 4 and row["word_accuracy_case"] == 1.0
 
-    from crnn import ocr
+    from crnn.commands import ocr
 
     assert ocr.main([str(folder / "1.png"), "--weights", str(baseline_ckpt), "--format", "jsonl"]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[0])["text"] == "Bad"

@@ -1,4 +1,4 @@
-"""Tests of crnn.char_lm (the character n-gram model) and its estimation in crnn_training.char_lm (`crnn lm`)."""
+"""Tests of crnn.decoding.char_lm (the character n-gram model) and its estimation in crnn_training.char_lm (`crnn lm`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import string
 import numpy as np
 import pytest
 
-from crnn.char_lm import CharLM, default_lm_path, fold, load_lm
+from crnn.decoding.char_lm import CharLM, default_lm_path, fold, load_lm
 from crnn.charset import DEFAULT_CHARS
 from crnn.errors import CheckpointError
 from crnn_training.char_lm import alphabet_of, estimate, main
@@ -163,7 +163,7 @@ def test_distribution_table_rows_equal_distribution_value_for_value(small_lm: Ch
 
 def test_distribution_table_is_refilled_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past TABLE_LIMIT rows the table is emptied and a new generation starts; rows stay exact."""
-    from crnn import char_lm
+    from crnn.decoding import char_lm
 
     monkeypatch.setattr(char_lm, "TABLE_LIMIT", 10)
     monkeypatch.setattr(char_lm, "MERGE_KEYS", 3)

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import crnn
-from crnn.baseline.model import BaselineConfig, SegCharModel
+from crnn.models.baseline.model import BaselineConfig, SegCharModel
 from crnn.charset import Charset
-from crnn.checkpoint import save_checkpoint
+from crnn.checkpoints.checkpoint import save_checkpoint
 from crnn.cli import main as cli_main
 from tests.word_images import render_word
 from crnn_training.compare import bucket_accuracy, length_bucket
@@ -127,7 +127,7 @@ def test_compare_quick_trains_the_budget_matched_set(tmp_path: Path) -> None:
     assert len(rows) >= 4  # both models in the models table and the per-dataset table at least
     assert (charts / "gradient_flow.png").stat().st_size > 1000
     assert {p.name for p in charts.glob("failures_*.png")} == {"failures_CRNN.png", "failures_baseline.png"}
-    meta = crnn.checkpoint.read_header(runs / "baseline" / "best.safetensors")["metadata"]
+    meta = crnn.checkpoints.checkpoint.read_header(runs / "baseline" / "best.safetensors")["metadata"]
     assert meta["train_args"]["max_steps"] * meta["train_args"]["batch_size"] == 32  # the budget it was given
     assert meta["images_seen"] in (16, 32) and "hardware" in meta  # the best of the half-way and final evaluations
 
@@ -136,7 +136,7 @@ def test_compare_quick_trains_the_budget_matched_set(tmp_path: Path) -> None:
 def test_every_run_of_a_set_is_a_valid_config_and_network(run_set: str) -> None:
     # A typo in a run's overrides would surface only hours into a GPU session: build each run's config and network.
     from crnn.config import apply_overrides, load_yaml
-    from crnn.model import CRNN, ModelConfig
+    from crnn.models.crnn import CRNN, ModelConfig
     from crnn_training.config import TrainConfig
     from crnn_training.experiment import RUN_SETS
     from crnn_training.objectives import build_network

@@ -9,13 +9,13 @@ from typing import Literal
 import pytest
 from pydantic import field_validator, model_validator
 
-from crnn.baseline.model import BaselineConfig
-from crnn.baseline.segment import SegmentConfig
-from crnn.checkpoint_header import read_header
+from crnn.models.baseline.model import BaselineConfig
+from crnn.models.baseline.segment import SegmentConfig
+from crnn.checkpoints.header import read_header
 from crnn.config import MAX_CONFIG_BYTES, Config, FieldProblem, apply_overrides, load_yaml, save_yaml
 from crnn.errors import ConfigError
-from crnn.model import ModelConfig
-from crnn.preprocess import PreprocessConfig
+from crnn.models.crnn import ModelConfig
+from crnn.io.preprocess import PreprocessConfig
 
 
 class Inner(Config):

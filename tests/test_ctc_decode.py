@@ -1,4 +1,4 @@
-"""Tests of crnn.ctc_decode: likelihoods, greedy, prefix beam search and lexicon decoding."""
+"""Tests of crnn.decoding.ctc_decode: likelihoods, greedy, prefix beam search and lexicon decoding."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 
 from crnn.charset import BLANK, Charset
 from crnn.errors import LexiconFileError
-from crnn.ctc_decode import (
+from crnn.decoding.ctc_decode import (
     SMALL_LEXICON_WORDS,
     _word_beats_reading,
     Lexicon,

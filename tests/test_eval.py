@@ -11,7 +11,7 @@ import torch
 
 from crnn.charset import Charset
 from crnn.prediction import Prediction
-from crnn.preprocess import PreprocessConfig
+from crnn.io.preprocess import PreprocessConfig
 from tests.word_images import render_word
 from crnn_training import evaluate
 
@@ -51,14 +51,14 @@ def folder(tmp_path: Path) -> Path:
 def test_crnn_eval_rows_json_and_errors(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     pre = PreprocessConfig(width_bucket=1)  # exact widths, so each word has its own
-    from crnn.preprocess import prepare
+    from crnn.io.preprocess import prepare
 
     answers = {prepare(folder / n, pre).shape[1]: read for n, (_, read) in WORDS.items()}
     assert len(answers) == len(WORDS)
-    import crnn.text_recognizer
+    import crnn.reading.text_recognizer
 
     # crnn eval loads whatever kind the weights hold through load_recognizer: plant the fake there.
-    monkeypatch.setattr(crnn.text_recognizer, "load_recognizer", lambda *a, **k: FakeRecognizer(answers))
+    monkeypatch.setattr(crnn.reading.text_recognizer, "load_recognizer", lambda *a, **k: FakeRecognizer(answers))
     errors = tmp_path / "errors.tsv"
     assert evaluate.main(["--data", str(folder), "--json", "--errors", str(errors)]) == 0
     row = json.loads(capsys.readouterr().out)["results"][0]
@@ -90,8 +90,8 @@ def test_crnn_eval_bad_weights_exit_2(folder: Path, tmp_path: Path, capsys: pyte
 
 def _task(batch_size: int):  # noqa: ANN202
     """A CTCTask of the tiny config around an untrained model, with one validation set of rendered words."""
-    from crnn.model import CRNN, ModelConfig
-    from crnn.preprocess import normalize
+    from crnn.models.crnn import CRNN, ModelConfig
+    from crnn.io.preprocess import normalize
     from crnn_training.config import TrainConfig
     from crnn_training.train import CTCTask
 
@@ -109,7 +109,7 @@ def _task(batch_size: int):  # noqa: ANN202
 @pytest.mark.parametrize("batch_size", [1, 3, 256])
 def test_validation_scores_exactly_what_the_recognizer_reads(batch_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
     import crnn_training.train as train_module
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
 
     task, arrays = _task(batch_size)
     scored: list[list[str]] = []
@@ -143,13 +143,13 @@ def test_validation_precision_follows_the_training_precision(device: str, amp: t
 
 @pytest.fixture
 def fake(folder: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRecognizer:
-    from crnn.preprocess import prepare
+    from crnn.io.preprocess import prepare
 
     pre = PreprocessConfig(width_bucket=1)
     rec = FakeRecognizer({prepare(folder / n, pre).shape[1]: read for n, (_, read) in WORDS.items()})
-    import crnn.text_recognizer
+    import crnn.reading.text_recognizer
 
-    monkeypatch.setattr(crnn.text_recognizer, "load_recognizer", lambda *a, **k: rec)
+    monkeypatch.setattr(crnn.reading.text_recognizer, "load_recognizer", lambda *a, **k: rec)
     return rec
 
 

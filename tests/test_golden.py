@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from crnn.checkpoint_header import DEFAULT_WEIGHTS
+from crnn.checkpoints.header import DEFAULT_WEIGHTS
 from crnn.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def test_the_api_reads_what_crnn_ocr_reads() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # Starlette's TestClient moving to httpx2
         from fastapi.testclient import TestClient
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
     from crnn_server import Settings, create_app
 
     expected = _rows((GOLDEN / "ocr_examples_fp32.tsv").read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from crnn.model import build_model
+from crnn.models.crnn import build_model
 from crnn_training.gradient_flow import hidden_gradient_norms, last_frame_log_probs
 
 

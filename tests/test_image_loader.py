@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crnn import image_loader
+from crnn.io import image_loader
 from crnn.errors import LoaderError
-from crnn.image_loader import ChunkLoader, load_paths, make_pool
-from crnn.preprocess import PreprocessConfig, prepare
+from crnn.io.image_loader import ChunkLoader, load_paths, make_pool
+from crnn.io.preprocess import PreprocessConfig, prepare
 from tests.word_images import render_word
 
 CONFIG = PreprocessConfig()

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import crnn
-from crnn.baseline.model import BaselineConfig, SegCharModel
+from crnn.models.baseline.model import BaselineConfig, SegCharModel
 from crnn.charset import Charset
-from crnn.checkpoint import save_checkpoint
+from crnn.checkpoints.checkpoint import save_checkpoint
 from crnn.cli import main as cli_main
-from crnn.model import count_macs, count_parameters
+from crnn.models.crnn import count_macs, count_parameters
 from tests.tiny_models import BROKEN_ONNX, broken_onnx
 
 

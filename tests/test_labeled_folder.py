@@ -1,4 +1,4 @@
-"""The labeled-folder format (crnn.labeled_folder): parsing, problems, paths; and its readers agree."""
+"""The labeled-folder format (crnn.io.labeled_folder): parsing, problems, paths; and its readers agree."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from PIL import Image
 
 from crnn.charset import Charset
 from crnn.errors import ConfigError, InvalidImageError
-from crnn.labeled_folder import LABELS_FILE, MALFORMED, LabeledFolder
+from crnn.io.labeled_folder import LABELS_FILE, MALFORMED, LabeledFolder
 
 IMAGES = ("a.png", "b.png", "sub/c.png")
 
@@ -96,14 +96,14 @@ def test_paths_and_loading(tmp_path: Path) -> None:
 
 
 def test_reading_a_folder_does_not_import_torch() -> None:
-    code = "import sys, crnn.labeled_folder; print('torch' in sys.modules)"
+    code = "import sys, crnn.io.labeled_folder; print('torch' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.stdout.strip() == "False", res.stderr
 
 
 def test_training_and_synth_readers_agree(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Both applications read through the library: same items, same problems in the same order."""
-    from crnn.preprocess import PreprocessConfig
+    from crnn.io.preprocess import PreprocessConfig
     from crnn_synth_data import FolderDataset
     from crnn_training.data import load_labeled_arrays
 

@@ -1,4 +1,4 @@
-"""Tests of crnn.lm_decode (prefix beam search with a character language model) and `decoder="lm"` in ctc_decode."""
+"""Tests of crnn.decoding.lm_decode (prefix beam search with a character language model) and `decoder="lm"` in ctc_decode."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from crnn import char_lm
-from crnn.char_lm import CharLM, default_lm_path, load_lm
+from crnn.decoding import char_lm
+from crnn.decoding.char_lm import CharLM, default_lm_path, load_lm
 from crnn.charset import BLANK, Charset
-from crnn.ctc_decode import (DECODERS, Lexicon, _text_char_confidences, _viterbi_batch_char_confidences,
+from crnn.decoding.ctc_decode import (DECODERS, Lexicon, _text_char_confidences, _viterbi_batch_char_confidences,
                              beam_search_decode, decode, sequence_log_likelihood)
-from crnn.lm_decode import LM_WEIGHT, lm_beam_ids, lm_symbols
+from crnn.decoding.lm_decode import LM_WEIGHT, lm_beam_ids, lm_symbols
 from crnn_training.char_lm import estimate
 from tests import reference_lm_decode as reference
 from tests.reference_lm_decode import reference_decode

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from crnn.errors import ConfigError
-from crnn.model import (BACKBONES, CELLS, CRNN, MixingBlock, ModelConfig, ResidualBlock, SliceMaxPool2d, build_model,
+from crnn.models.crnn import (BACKBONES, CELLS, CRNN, MixingBlock, ModelConfig, ResidualBlock, SliceMaxPool2d, build_model,
                         count_macs, count_parameters, fuse_for_inference)
 
 RESIDUAL = ("resnet", "resnet_dw")
@@ -93,7 +93,7 @@ def test_bad_config(bad: dict) -> None:
 
 
 def test_the_backbone_choices_are_the_built_stacks() -> None:
-    from crnn.model import _BACKBONES, _RESIDUAL_STAGES
+    from crnn.models.crnn import _BACKBONES, _RESIDUAL_STAGES
 
     assert BACKBONES == tuple(_BACKBONES) + tuple(_RESIDUAL_STAGES)
     assert RESIDUAL == tuple(_RESIDUAL_STAGES)

@@ -12,12 +12,12 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from crnn.attention_model import AttentionConfig, teacher_forcing_pair
+from crnn.models.attention import AttentionConfig, teacher_forcing_pair
 from crnn.charset import Charset
-from crnn.checkpoint import load_checkpoint, read_header
+from crnn.checkpoints.checkpoint import load_checkpoint, read_header
 from crnn.errors import ConfigError
-from crnn.model import CRNN, ModelConfig
-from crnn.recognizer import Recognizer
+from crnn.models.crnn import CRNN, ModelConfig
+from crnn.reading.recognizer import Recognizer
 from crnn_training.config import TrainConfig
 from crnn_training.objectives import (AttentionObjective, CTCObjective, GuidedCTC, build_network, cross_entropy,
                                       make_objective, trained_module)

@@ -13,8 +13,8 @@ from PIL import Image
 
 from crnn import Charset, Recognizer, build_model, save_checkpoint
 from crnn.metrics import normalize_protocol
-from crnn.image_loader import ChunkLoader, make_pool
-from crnn.ocr import expand_inputs, main, run_ocr
+from crnn.io.image_loader import ChunkLoader, make_pool
+from crnn.commands.ocr import expand_inputs, main, run_ocr
 from tests.test_image_loader import crashing_decoder
 from tests.word_images import render_word
 
@@ -236,7 +236,7 @@ def test_decoding_processes_in_a_fresh_command(folder: Path, tiny_weights: Path)
 def test_a_crashed_decoder_ends_the_run_with_one_line_and_status_1(
     folder: Path, tiny_weights: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crnn import image_loader
+    from crnn.io import image_loader
 
     monkeypatch.setattr(image_loader, "load_paths", crashing_decoder)
     monkeypatch.setattr(image_loader, "fork_is_safe", lambda: True)  # in-process callers get threads otherwise
@@ -246,7 +246,7 @@ def test_a_crashed_decoder_ends_the_run_with_one_line_and_status_1(
 
 
 def test_ocr_command_imports_torch_only_after_starting_its_decoders() -> None:
-    code = ("import sys, crnn, crnn.ocr, crnn.image_loader, crnn.checkpoint_header, crnn.machine; "
+    code = ("import sys, crnn, crnn.commands.ocr, crnn.io.image_loader, crnn.checkpoints.header, crnn.machine; "
             "print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert res.stdout.strip() == "False", res.stderr
@@ -317,12 +317,12 @@ def test_an_unreadable_folder_is_an_error_row_and_exit_1(
 def test_output_into_a_missing_folder_or_onto_a_folder_is_a_usage_error(
     target: str, folder: Path, tiny_weights: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import crnn.text_recognizer
+    import crnn.reading.text_recognizer
 
     def no_model(*args: object, **kw: object) -> None:
         raise AssertionError("the model was loaded before -o was checked")
 
-    monkeypatch.setattr(crnn.text_recognizer, "load_recognizer", no_model)
+    monkeypatch.setattr(crnn.reading.text_recognizer, "load_recognizer", no_model)
     code, out, err = _run([str(folder), "--weights", str(tiny_weights), "-o", str(tmp_path / target)], capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and err.startswith("crnn ocr: -o ")
 

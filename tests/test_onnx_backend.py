@@ -1,4 +1,4 @@
-"""The ONNX Runtime backend (crnn/onnx_recognizer.py, crnn/backend.py): same readings as torch, batch independence,
+"""The ONNX Runtime backend (crnn/reading/onnx_recognizer.py, crnn/reading/backend.py): same readings as torch, batch independence,
 no torch imported, and which backend `auto` picks."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pytest
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from crnn.backend import resolve_backend  # noqa: E402
-from crnn.checkpoint_header import DEFAULT_WEIGHTS, shipped_onnx_path  # noqa: E402
+from crnn.reading.backend import resolve_backend  # noqa: E402
+from crnn.checkpoints.header import DEFAULT_WEIGHTS, shipped_onnx_path  # noqa: E402
 from crnn.errors import BackendError, CheckpointError  # noqa: E402
-from crnn.onnx_recognizer import OnnxRecognizer  # noqa: E402
-from crnn.text_recognizer import TextRecognizer, load_recognizer  # noqa: E402
+from crnn.reading.onnx_recognizer import OnnxRecognizer  # noqa: E402
+from crnn.reading.text_recognizer import TextRecognizer, load_recognizer  # noqa: E402
 from tests.tiny_models import BROKEN_ONNX, broken_onnx  # noqa: E402
 from tests.word_images import render_word  # noqa: E402
 
@@ -42,7 +42,7 @@ def onnx_rec() -> OnnxRecognizer:
 
 @pytest.fixture(scope="module")
 def torch_rec():
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
 
     return Recognizer(precision="fp32", threads=1)
 
@@ -137,7 +137,7 @@ def test_load_recognizer_picks_the_backend() -> None:
 
 def test_resolve_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("CRNN_WEIGHTS", raising=False)
-    monkeypatch.setattr("crnn.backend.cpu_has_native_bf16", lambda: False)  # a CPU where torch's auto runs fp32
+    monkeypatch.setattr("crnn.reading.backend.cpu_has_native_bf16", lambda: False)  # a CPU where torch's auto runs fp32
     onnx_file = str(shipped_onnx_path())
     assert resolve_backend("auto", None) == ("onnx", shipped_onnx_path())
     assert resolve_backend("auto", None, "bf16") == ("torch", None)  # a torch-only precision keeps torch
@@ -148,10 +148,10 @@ def test_resolve_backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
         resolve_backend("torch", onnx_file)
     with pytest.raises(BackendError, match="crnn export"):
         resolve_backend("onnx", str(DEFAULT_WEIGHTS))
-    monkeypatch.setattr("crnn.backend.cpu_has_native_bf16", lambda: True)  # where torch's auto would run bf16
+    monkeypatch.setattr("crnn.reading.backend.cpu_has_native_bf16", lambda: True)  # where torch's auto would run bf16
     assert resolve_backend("auto", None) == ("torch", None)
     assert resolve_backend("auto", None, "fp32") == ("onnx", shipped_onnx_path())
-    monkeypatch.setattr("crnn.backend.onnxruntime_available", lambda: False)
+    monkeypatch.setattr("crnn.reading.backend.onnxruntime_available", lambda: False)
     assert resolve_backend("auto", None) == ("torch", None)
     with pytest.raises(BackendError, match=r"crnn-ocr\[onnx\]"):
         resolve_backend("onnx", None)
@@ -201,7 +201,7 @@ def test_an_onnx_model_that_cannot_run_is_refused_when_it_loads(damage: str, bro
 
 
 def test_the_onnx_backend_modules_import_no_torch() -> None:
-    code = ("import sys, crnn.onnx_recognizer, crnn.text_recognizer, crnn.ctc_decode, crnn.backend, crnn.onnx_header; "
+    code = ("import sys, crnn.reading.onnx_recognizer, crnn.reading.text_recognizer, crnn.decoding.ctc_decode, crnn.reading.backend, crnn.checkpoints.onnx_header; "
             "print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert res.stdout.strip() == "False", res.stderr

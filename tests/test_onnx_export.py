@@ -1,4 +1,4 @@
-"""`crnn export --format onnx` (crnn/onnx_export.py): every exportable kind round-trips; the others are refused."""
+"""`crnn export --format onnx` (crnn/checkpoints/onnx_export.py): every exportable kind round-trips; the others are refused."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ ort = pytest.importorskip("onnxruntime")
 import torch  # noqa: E402
 
 from crnn import Charset, save_checkpoint  # noqa: E402
-from crnn.baseline.model import BaselineConfig, SegCharModel  # noqa: E402
-from crnn.checkpoint import load_checkpoint  # noqa: E402
-from crnn.checkpoint_header import DEFAULT_WEIGHTS, read_header, shipped_onnx_path  # noqa: E402
+from crnn.models.baseline.model import BaselineConfig, SegCharModel  # noqa: E402
+from crnn.checkpoints.checkpoint import load_checkpoint  # noqa: E402
+from crnn.checkpoints.header import DEFAULT_WEIGHTS, read_header, shipped_onnx_path  # noqa: E402
 from crnn.cli import main as cli_main  # noqa: E402
 from crnn.errors import CheckpointError, ExportError  # noqa: E402
-from crnn.model import CRNN  # noqa: E402
-from crnn.onnx_export import export_onnx  # noqa: E402
-from crnn.onnx_header import read_onnx_metadata  # noqa: E402
-from crnn.registry import kinds  # noqa: E402
+from crnn.models.crnn import CRNN  # noqa: E402
+from crnn.checkpoints.onnx_export import export_onnx  # noqa: E402
+from crnn.checkpoints.onnx_header import read_onnx_metadata  # noqa: E402
+from crnn.kinds.registry import kinds  # noqa: E402
 from tests.tiny_models import _tiny_model, tiny_checkpoint  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,8 +40,8 @@ def _model_of(kind: str) -> torch.nn.Module:
     if kind == "baseline":  # a test builds each built-in kind's network; the code under test never branches on kinds
         return SegCharModel(BaselineConfig(num_classes=CHARSET.num_classes, channels=(4, 8), embed_dim=8, hidden_size=8))
     if kind == "crnn_attention":
-        from crnn.attention_model import build_attention_model
-        from crnn.model import ModelConfig
+        from crnn.models.attention import build_attention_model
+        from crnn.models.crnn import ModelConfig
 
         return build_attention_model(ModelConfig(hidden_size=8, num_layers=1), CHARSET.num_classes, hidden_size=8,
                                      attention_size=8, embedding_size=4)
@@ -93,7 +93,7 @@ def test_the_shipped_onnx_is_the_export_of_the_shipped_safetensors(tmp_path: Pat
     shipped = shipped_onnx_path()
     fresh = export_onnx(DEFAULT_WEIGHTS, tmp_path / "fresh.onnx")
     assert read_header(shipped) == read_header(DEFAULT_WEIGHTS)
-    from crnn.preprocess import pad_batch, prepare
+    from crnn.io.preprocess import pad_batch, prepare
 
     arrays = [prepare(p) for p in sorted(EXAMPLES.glob("*.png"))]
     for a in arrays:
@@ -132,7 +132,7 @@ def test_int8_export_loads_and_reads_like_its_fp32_model(tmp_path: Path) -> None
     """`crnn export --int8` (static convs calibrated on the given images, dynamic LSTM/linear): a loadable model."""
     from PIL import Image
 
-    from crnn.onnx_recognizer import OnnxRecognizer
+    from crnn.reading.onnx_recognizer import OnnxRecognizer
     from tests.word_images import render_word
 
     calibration = tmp_path / "calibration"

@@ -14,7 +14,7 @@ import pytest
 
 from crnn.cli import main as cli_main
 from crnn.errors import CheckpointError
-from crnn.orientation import (
+from crnn.reading.orientation import (
     DEFAULT_ORIENTATION_WEIGHTS,
     ORIENTATIONS,
     THUMB_HEIGHT,
@@ -29,7 +29,7 @@ from crnn.orientation import (
     turn_upright,
     unstack,
 )
-from crnn.preprocess import PreprocessConfig, normalize
+from crnn.io.preprocess import PreprocessConfig, normalize
 from crnn_synth_data.config import SynthConfig
 from crnn_synth_data.orientation import apply_layout, render_in_layout
 from crnn_synth_data.render import WordRenderer
@@ -108,7 +108,7 @@ def test_foreign_files_are_refused_as_orientation_weights(tmp_path: Path) -> Non
 def test_weights_round_trip(tmp_path: Path) -> None:
     import torch
 
-    from crnn.orientation_model import OrientationNet, load_orientation_model, save_orientation_model
+    from crnn.models.orientation import OrientationNet, load_orientation_model, save_orientation_model
 
     torch.manual_seed(0)
     net = OrientationNet().eval()
@@ -151,7 +151,7 @@ def test_read_oriented_reads_proposed_turns_twice_and_keeps_the_confirmed_ones(
 def test_an_upright_word_the_classifier_takes_for_upside_down_is_read_upright(
     renderer: WordRenderer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
 
     upright = [render_in_layout(renderer, TEST_SEED, i, "0").image for i in range(6)]
     turned = [render_in_layout(renderer, TEST_SEED, i, "180").image for i in range(6)]
@@ -208,7 +208,7 @@ def test_labels_do_not_depend_on_the_batch(renderer: WordRenderer) -> None:
 
 @shipped
 def test_recognizer_reads_a_turned_word_and_results_do_not_depend_on_the_batch(renderer: WordRenderer) -> None:
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
 
     rec = Recognizer(precision="fp32", threads=1)
     images = [render_in_layout(renderer, TEST_SEED, i, ORIENTATIONS[i % 5]).image for i in range(10)]
@@ -251,7 +251,7 @@ def test_orientation_auto_adds_the_column_and_reads_as_the_library_does(
 ) -> None:
     import cv2
 
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
 
     images = {layout: render_in_layout(renderer, TEST_SEED, 7, layout).image for layout in ORIENTATIONS}
     for layout, image in images.items():
@@ -304,7 +304,7 @@ def test_the_api_turns_crops_with_orientation_auto(renderer: WordRenderer) -> No
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from fastapi.testclient import TestClient
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
     from crnn_server import Settings, create_app
 
     png = cv2.imencode(".png", render_in_layout(renderer, TEST_SEED, 7, "90").image)[1].tobytes()
@@ -331,7 +331,7 @@ def test_the_api_drops_an_unconfirmed_turn(renderer: WordRenderer, monkeypatch: 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from fastapi.testclient import TestClient
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
     from crnn_server import Settings, create_app
 
     words = [cv2.imencode(".png", render_in_layout(renderer, TEST_SEED, i, layout).image)[1].tobytes()
@@ -349,7 +349,7 @@ def test_the_api_drops_an_unconfirmed_turn(renderer: WordRenderer, monkeypatch: 
 def test_a_word_stream_as_lexicon_serves_both_readings_of_a_turned_crop(
     renderer: WordRenderer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crnn.recognizer import Recognizer
+    from crnn.reading.recognizer import Recognizer
 
     image = render_in_layout(renderer, TEST_SEED, 2, "180").image
     words = ["upright", "sideways", renderer.render(TEST_SEED, 2).text]

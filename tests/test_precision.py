@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-import crnn.precision as precision
+import crnn.reading.precision as precision
 
 
 @pytest.mark.parametrize(("asked", "native", "expected"), [

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from crnn.errors import InvalidImageError
-from crnn.preprocess import PreprocessConfig, bucket_width, collate, load_image, prepare
+from crnn.io.preprocess import PreprocessConfig, bucket_width, collate, load_image, prepare
 from tests.word_images import render_word
 
 WORD = render_word("Hello")  # (32, W) uint8
@@ -220,7 +220,7 @@ def test_oversized_header_gives_the_pixel_limit_message(side: int) -> None:
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.int8])  # uint8 is taken as it is
 def test_integer_fast_path_gives_what_the_float_path_gives(dtype: type) -> None:
-    from crnn.preprocess import _array_to_gray
+    from crnn.io.preprocess import _array_to_gray
 
     info = np.iinfo(dtype)
     rng = np.random.default_rng(0)

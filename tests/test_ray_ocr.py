@@ -1,4 +1,4 @@
-"""`crnn ocr --ray` (crnn/ray_ocr.py) on a local Ray instance of 2 CPUs, started once for the module."""
+"""`crnn ocr --ray` (crnn/commands/ray_ocr.py) on a local Ray instance of 2 CPUs, started once for the module."""
 
 import csv
 import hashlib
@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from crnn import Charset, build_model, save_checkpoint
-from crnn.ocr import main
+from crnn.commands.ocr import main
 from tests.word_images import render_word
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,7 +66,7 @@ def ray_run(paths: list[str], out: Path, weights: Path, *extra: str) -> int:
 @pytest.mark.ray
 def test_results_equal_crnn_ocr_with_a_corrupt_file(ray_local, folder: Path, tiny_weights: Path, tmp_path: Path,
                                                     capsys) -> None:
-    from crnn.ray_ocr import read_results
+    from crnn.commands.ray_ocr import read_results
 
     code = ray_run([str(folder)], tmp_path / "out", tiny_weights, "--ray-shard-size", "3")
     err = capsys.readouterr().err
@@ -81,7 +81,7 @@ def test_results_equal_crnn_ocr_with_a_corrupt_file(ray_local, folder: Path, tin
 @pytest.mark.ray
 def test_a_killed_run_resumes_writing_each_path_once(ray_local, folder: Path, tiny_weights: Path, tmp_path: Path,
                                                      capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    from crnn import ray_ocr
+    from crnn.commands import ray_ocr
 
     out = tmp_path / "out"
     real_write = ray_ocr.write_atomically
@@ -162,8 +162,8 @@ def test_usage_errors(ray_local, folder: Path, tiny_weights: Path, tmp_path: Pat
     assert "is a file" in capsys.readouterr().err
     # A folder written with other options (here another shard size) is not resumed into.
     out = tmp_path / "o2"
-    from crnn.ocr import build_parser
-    from crnn.ray_ocr import options_from_args, prepare_output, run_record
+    from crnn.commands.ocr import build_parser
+    from crnn.commands.ray_ocr import options_from_args, prepare_output, run_record
 
     args = build_parser().parse_args([str(folder), "--weights", str(tiny_weights), "--backend", "torch"])
     prepare_output(out, run_record(options_from_args(args), "parquet", 5))
@@ -174,7 +174,7 @@ def test_usage_errors(ray_local, folder: Path, tiny_weights: Path, tmp_path: Pat
 
 def test_crnn_ocr_without_ray_never_imports_ray(folder: Path, tiny_weights: Path) -> None:
     code = ("import sys; from crnn.cli import main; main(['ocr', sys.argv[1], '--weights', sys.argv[2], '-o', "
-            "sys.argv[3]]); print('ray' in sys.modules, 'crnn.ray_ocr' in sys.modules)")
+            "sys.argv[3]]); print('ray' in sys.modules, 'crnn.commands.ray_ocr' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code, str(folder), str(tiny_weights), os.devnull],
                          capture_output=True, text=True, timeout=120, cwd=REPO)
     assert res.stdout.strip() == "False False", res.stderr
@@ -190,7 +190,7 @@ def test_crnn_ocr_without_ray_never_imports_ray(folder: Path, tiny_weights: Path
 def no_ray_job(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """`crnn ocr --ray` with the Ray job replaced by one that reads nothing: the shards each call would read."""
     pytest.importorskip("ray")
-    from crnn import ray_ocr
+    from crnn.commands import ray_ocr
 
     calls: list[int] = []
     monkeypatch.setattr(ray_ocr, "_run_shards", lambda args, options, blocks, todo, *rest: calls.append(len(todo)) or 0)

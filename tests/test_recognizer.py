@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from crnn import Charset, Recognizer, build_model, load_checkpoint, save_checkpoint
 from crnn.errors import CheckpointError, InvalidImageError
-from crnn.model import CRNN
-from crnn.preprocess import PreprocessConfig, collate, normalize
+from crnn.models.crnn import CRNN
+from crnn.io.preprocess import PreprocessConfig, collate, normalize
 from tests.tiny_models import tiny_recognizer
 from tests.word_images import render_word
 

@@ -1,4 +1,4 @@
-"""crnn.registry: every model kind registered once, looked up by checkpoint type; the TextRecognizer contract."""
+"""crnn.kinds.registry: every model kind registered once, looked up by checkpoint type; the TextRecognizer contract."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from crnn.attention_model import AttentionRecognizerNet, build_attention_model
-from crnn.attention_recognizer import AttentionRecognizer
-from crnn.baseline.model import BaselineConfig, SegCharModel
-from crnn.baseline.recognizer import BaselineRecognizer
+from crnn.models.attention import AttentionRecognizerNet, build_attention_model
+from crnn.reading.attention_recognizer import AttentionRecognizer
+from crnn.models.baseline.model import BaselineConfig, SegCharModel
+from crnn.reading.baseline_recognizer import BaselineRecognizer
 from crnn.charset import Charset
-from crnn.checkpoint import load_checkpoint, read_header, save_checkpoint
+from crnn.checkpoints.checkpoint import load_checkpoint, read_header, save_checkpoint
 from crnn.errors import CheckpointError
-from crnn.model import CRNN, ModelConfig
-from crnn.recognizer import Recognizer
-from crnn.registry import ModelKind, get_kind, kind_of, kinds, register
-from crnn.text_recognizer import TextRecognizer, load_recognizer
+from crnn.models.crnn import CRNN, ModelConfig
+from crnn.reading.recognizer import Recognizer
+from crnn.kinds.registry import ModelKind, get_kind, kind_of, kinds, register
+from crnn.reading.text_recognizer import TextRecognizer, load_recognizer
 
 CHARSET = Charset("abc")
 

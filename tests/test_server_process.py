@@ -18,7 +18,7 @@ pytest.importorskip("fastapi")
 import httpx
 
 from crnn import Recognizer
-from crnn.checkpoint_header import default_weights_path
+from crnn.checkpoints.header import default_weights_path
 from crnn.cli import main as crnn_main
 from crnn.errors import ConfigError
 from crnn.machine import cpu_cores

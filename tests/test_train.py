@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from crnn.charset import Charset
-from crnn.checkpoint import load_checkpoint, save_checkpoint
-from crnn.model import CRNN, ModelConfig
+from crnn.checkpoints.checkpoint import load_checkpoint, save_checkpoint
+from crnn.models.crnn import CRNN, ModelConfig
 from tests.word_images import render_word
 from crnn_training.config import TrainConfig
 from crnn_training.train import init_from, main
@@ -126,7 +126,7 @@ def test_bad_samples_in_a_training_folder_are_skipped(tmp_path: Path) -> None:
 def test_weighted_mix_with_lmdb_and_folder_batches(tmp_path: Path) -> None:
     from crnn_synth_data import LmdbWriter
 
-    from crnn.preprocess import PreprocessConfig
+    from crnn.io.preprocess import PreprocessConfig
     from crnn_training.data import BatchStream, build_sources
 
     words = ["alpha", "beta", "gamma", "delta"]
@@ -296,10 +296,10 @@ def test_auto_threads_gives_the_trainer_every_core_when_the_data_is_read_not_ren
 ])
 def test_amp_auto_is_bf16_on_cpus_with_native_bf16_and_fp32_elsewhere(
         native: bool, amp: str, expected: torch.dtype | None, monkeypatch: pytest.MonkeyPatch) -> None:
-    import crnn.precision
+    import crnn.reading.precision
     from crnn_training.train import amp_dtype
 
-    monkeypatch.setattr(crnn.precision, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(crnn.reading.precision, "cpu_has_native_bf16", lambda: native)
     config = TrainConfig.from_yaml(TINY, [f"train.amp={amp}"])
     assert amp_dtype(config, torch.device("cpu")) == expected
     assert amp_dtype(TrainConfig.from_yaml(TINY, ["train.amp=auto"]), torch.device("cuda")) == torch.bfloat16  # always

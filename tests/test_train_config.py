@@ -28,14 +28,14 @@ def test_baseline_preset_holds_the_defaults() -> None:
 
 
 def _fields(cls: type) -> dict[str, object]:
-    # Field defaults of a dataclass or a pydantic model (crnn.model.ModelConfig may be either).
+    # Field defaults of a dataclass or a pydantic model (crnn.models.crnn.ModelConfig may be either).
     if hasattr(cls, "model_fields"):
         return {k: f.default for k, f in cls.model_fields.items()}
     return {f.name: f.default for f in dataclasses.fields(cls)}
 
 
 def test_model_section_mirrors_model_config() -> None:
-    from crnn.model import BACKBONES, CELLS, ModelConfig
+    from crnn.models.crnn import BACKBONES, CELLS, ModelConfig
 
     mine, theirs = _fields(ModelSection), _fields(ModelConfig)
     assert mine == {k: v for k, v in theirs.items() if k != "num_classes"}
@@ -143,7 +143,7 @@ def test_bad_synth_key_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_schedules_and_optimizers() -> None:
-    from crnn.model import CRNN, ModelConfig
+    from crnn.models.crnn import CRNN, ModelConfig
     from crnn_training.train import lr_factor, make_optimizer
 
     c = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["optim.warmup_steps=10", "optim.min_lr_ratio=0.1"])

@@ -42,8 +42,8 @@ def broken_onnx(folder: str | os.PathLike[str], damage: str) -> Path:
     unparsable bytes, another number of output classes than the charset's, or another input height."""
     import onnx
 
-    from crnn.onnx_export import export_crnn, export_onnx, save_onnx
-    from crnn.onnx_header import read_onnx_metadata
+    from crnn.checkpoints.onnx_export import export_crnn, export_onnx, save_onnx
+    from crnn.checkpoints.onnx_header import read_onnx_metadata
 
     folder = Path(folder)
     good = export_onnx(tiny_checkpoint(folder / "tiny.safetensors"), folder / "tiny.onnx")

@@ -2,7 +2,7 @@
 
 The texts are the renderer's own: every word of its lexicon (wordfreq) once, plus texts drawn from its default
 text mix (words by frequency, numbers, codes, punctuation, phrases, random strings; case is folded away). No
-benchmark label is ever read. Counting is vectorised: each n-gram is one int64 key (see ``crnn.char_lm``).
+benchmark label is ever read. Counting is vectorised: each n-gram is one int64 key (see ``crnn.decoding.char_lm``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crnn.char_lm import CharLM, fold
+from crnn.decoding.char_lm import CharLM, fold
 from crnn.charset import DEFAULT_CHARS
 from crnn.errors import OutputPathError
 from crnn.output_files import check_output_file, replaced_atomically

@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from crnn.baseline.recognizer import BaselineRecognizer, to_uint8
-from crnn.baseline.segment import SegmentConfig, segment, segmentation_stats
+from crnn.reading.baseline_recognizer import BaselineRecognizer, to_uint8
+from crnn.models.baseline.segment import SegmentConfig, segment, segmentation_stats
 from crnn.errors import CRNNError
 from crnn.machine import cpu_cores
 from crnn.metrics import compute_metrics, normalize_protocol
-from crnn.model import CRNN, count_parameters
-from crnn.precision import PRECISIONS, resolve_precision
-from crnn.registry import get_kind
-from crnn.text_recognizer import TextRecognizer
+from crnn.models.crnn import CRNN, count_parameters
+from crnn.reading.precision import PRECISIONS, resolve_precision
+from crnn.kinds.registry import get_kind
+from crnn.reading.text_recognizer import TextRecognizer
 from crnn_training.run_info import cpu_name, git_describe
 
 SYNTH_SEED = 2_000_003  # a stream neither trainer uses (training seeds are small, validation uses 1_000_003)
@@ -554,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"crnn compare: error: no trained run in {args.runs_dir}", file=sys.stderr)
             return 2
     try:
-        from crnn.text_recognizer import load_recognizer
+        from crnn.reading.text_recognizer import load_recognizer
 
         models = {name: load_recognizer(path, threads=args.threads, precision=args.precision) for name, path in specs}
         infos = [model_info(name, path, models[name]) for name, path in specs]

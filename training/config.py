@@ -16,12 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BeforeValidator, Field, StrictBool, ValidationError, field_validator,
                       model_validator)
 
-from crnn.attention_model import DecoderCell
+from crnn.models.attention import DecoderCell
 from crnn.charset import DEFAULT_CHARS
 from crnn.config import Config, FieldProblem
 from crnn.metrics import TextMetrics
-from crnn.model import Backbone, Cell, ModelConfig
-from crnn.preprocess import PreprocessConfig
+from crnn.models.crnn import Backbone, Cell, ModelConfig
+from crnn.io.preprocess import PreprocessConfig
 from crnn_synth_data import SynthConfig
 
 
@@ -45,7 +45,7 @@ Device = Annotated[str, AfterValidator(_device_name)]
 
 
 class ModelSection(Config):
-    """Architecture (see crnn.model.ModelConfig: the same fields and defaults, less num_classes)."""
+    """Architecture (see crnn.models.crnn.ModelConfig: the same fields and defaults, less num_classes)."""
 
     kind = "train"  # nested sections report errors under the top-level kind anyway
 
@@ -98,7 +98,7 @@ class DecoderSection(Config):
         return self
 
     def attention_fields(self) -> dict[str, Any]:
-        """The attention decoder's architecture fields (crnn.attention_model.AttentionConfig's)."""
+        """The attention decoder's architecture fields (crnn.models.attention.AttentionConfig's)."""
         return {k: getattr(self, k) for k in ("cell", "hidden_size", "attention_size", "embedding_size", "max_length")}
 
 
@@ -129,7 +129,7 @@ class DataSection(Config):
 
     @model_validator(mode="after")
     def _widths(self) -> DataSection:
-        bucket = PreprocessConfig().width_bucket  # resized widths are multiples of it (crnn.preprocess.resized_width)
+        bucket = PreprocessConfig().width_bucket  # resized widths are multiples of it (crnn.io.preprocess.resized_width)
         if self.max_width < bucket:
             raise FieldProblem("max_width", f"must be at least one width bucket ({bucket} pixels)", self.max_width)
         if self.min_width > self.max_width:
@@ -185,7 +185,7 @@ class ValSection(Config):
     max_per_folder: int = Field(0, ge=0)  # 0: all images of each folder
     batch_size: int = Field(256, ge=1)
     # The Recognizer's precision. auto: bf16 when training autocasts bf16 on CUDA, else what `crnn ocr`
-    # runs on this device (crnn.precision.resolve_precision).
+    # runs on this device (crnn.reading.precision.resolve_precision).
     precision: Literal["auto", "fp32", "mixed", "bf16"] = "auto"
     best_metric: str = "synth/word_accuracy_case"  # <set>/<metric>; cer is minimised, others maximised
 
@@ -271,7 +271,7 @@ class BaselineTrainConfig(Config):
     device: Device = "auto"  # auto (CUDA if present) | cpu | cuda | cuda:N
     cell: Literal["lstm", "gru"] = "lstm"
     hidden: int = Field(128, ge=1)
-    binarize: Literal["otsu", "sauvola", "both"] = "otsu"  # the segmenter's (crnn.baseline.segment.SegmentConfig)
+    binarize: Literal["otsu", "sauvola", "both"] = "otsu"  # the segmenter's (crnn.models.baseline.segment.SegmentConfig)
     split_ratio: float = Field(1.25, gt=0)
     synth: SynthConfig = SynthConfig()  # its charset is always the default one (the baseline's classes)
 

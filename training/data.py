@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from crnn.charset import Charset
 from crnn.errors import ConfigError, CRNNError
-from crnn.labeled_folder import LABELS_FILE, MAX_NAMED_PROBLEMS, LabeledFolder
-from crnn.model import CRNN
-from crnn.preprocess import PreprocessConfig, collate, normalize
+from crnn.io.labeled_folder import LABELS_FILE, MAX_NAMED_PROBLEMS, LabeledFolder
+from crnn.models.crnn import CRNN
+from crnn.io.preprocess import PreprocessConfig, collate, normalize
 
 def ctc_frames_needed(ids: list[int]) -> int:
     """Frames CTC needs for a label: one per character plus a blank between repeated neighbours."""
@@ -30,7 +30,7 @@ def ctc_frames_needed(ids: list[int]) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Labeled folders (crnn.labeled_folder) and LMDB datasets
+# Labeled folders (crnn.io.labeled_folder) and LMDB datasets
 # ---------------------------------------------------------------------------------------------
 
 

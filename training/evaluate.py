@@ -1,6 +1,6 @@
 """``crnn eval``: a checkpoint's accuracy, CER and calibration on labeled folders.
 
-(Validation during training runs the same crnn.recognizer.Recognizer, see crnn_training.train.CTCTask.evaluate.)
+(Validation during training runs the same crnn.reading.recognizer.Recognizer, see crnn_training.train.CTCTask.evaluate.)
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from crnn.ctc_decode import DECODERS, DEFAULT_DECODER
+from crnn.decoding.ctc_decode import DECODERS, DEFAULT_DECODER
 from crnn.errors import CRNNError
-from crnn.labeled_folder import MAX_NAMED_PROBLEMS
+from crnn.io.labeled_folder import MAX_NAMED_PROBLEMS
 from crnn.metrics import CalibrationBin, calibration, compute_metrics
 from crnn.output_files import check_output_file, replaced_atomically
-from crnn.precision import PRECISIONS
-from crnn.text_recognizer import TextRecognizer
+from crnn.reading.precision import PRECISIONS
+from crnn.reading.text_recognizer import TextRecognizer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def evaluate_folder(
     its reliability table (a confidence is P(text | image), so it is checked against the exact text).
 
     ``lexicon`` (a Lexicon) constrains every image; ``image_lexicons`` (relative path -> Lexicon, from
-    crnn.ctc_decode.read_image_lexicons) gives each image its own.
+    crnn.decoding.ctc_decode.read_image_lexicons) gives each image its own.
     """
     from crnn_training.data import load_labeled_arrays
 
@@ -133,18 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Before any work: a path --errors cannot be written is found now, not after the whole evaluation.
         errors_file = check_output_file(args.errors, option="--errors") if args.errors else None
-        from crnn.text_recognizer import load_recognizer
+        from crnn.reading.text_recognizer import load_recognizer
 
-        # The checkpoint's model_type picks the recognizer (crnn.registry: CRNN, baseline, ...).
+        # The checkpoint's model_type picks the recognizer (crnn.kinds.registry: CRNN, baseline, ...).
         recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision,
                                      backend=args.backend)
         lexicon = None
         if args.lexicon:
-            from crnn.ocr import load_lexicon
+            from crnn.commands.ocr import load_lexicon
 
             lexicon = load_lexicon(args.lexicon, recognizer.charset, args.lexicon_case, prog="crnn eval")
         # Every lexicon file is read before any folder, so a bad line stops the run at once.
-        from crnn.ctc_decode import dropped_report, read_image_lexicons
+        from crnn.decoding.ctc_decode import dropped_report, read_image_lexicons
 
         per_image = []
         for f in args.lexicons or []:

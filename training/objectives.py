@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from crnn.attention_model import IGNORE, AttentionConfig, AttentionDecoder, build_attention_model, teacher_forcing_pair
+from crnn.models.attention import IGNORE, AttentionConfig, AttentionDecoder, build_attention_model, teacher_forcing_pair
 from crnn.charset import Charset
 from crnn.errors import ConfigError
-from crnn.model import CRNN, ModelConfig
+from crnn.models.crnn import CRNN, ModelConfig
 from crnn_training.config import TrainConfig
 
 

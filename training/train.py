@@ -34,15 +34,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from crnn.charset import Charset
-from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from crnn.checkpoints.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from crnn.config import apply_overrides, load_yaml, save_yaml
 from crnn.errors import ConfigError, CRNNError
 from crnn.machine import cpu_cores
 from crnn.metrics import compute_metrics
-from crnn.model import CRNN, ModelConfig, count_parameters
-from crnn.precision import native_bf16, resolve_precision
-from crnn.preprocess import PreprocessConfig
-from crnn.registry import kind_of
+from crnn.models.crnn import CRNN, ModelConfig, count_parameters
+from crnn.reading.precision import native_bf16, resolve_precision
+from crnn.io.preprocess import PreprocessConfig
+from crnn.kinds.registry import kind_of
 from crnn_training.cache import renderer_differences
 from crnn_training.config import TrainConfig, default_charset, folder_set_name, resolve_renderer
 from crnn_training.data import (BatchStream, build_sources, check_data_paths, load_labeled_arrays, make_loader,
@@ -97,7 +97,7 @@ def auto_threads(config: TrainConfig, device: torch.device, local_world: int) ->
 
 def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
     """The autocast dtype; ``auto`` is bf16 on CUDA and on a CPU that computes bf16 natively (AVX-512 BF16 or AMX,
-    crnn.precision.native_bf16), fp32 (no autocast) elsewhere: emulated bf16 is slower than fp32."""
+    crnn.reading.precision.native_bf16), fp32 (no autocast) elsewhere: emulated bf16 is slower than fp32."""
     amp = config.train.amp
     if amp == "auto":
         amp = "bf16" if device.type == "cuda" or native_bf16(device) else "off"
@@ -441,7 +441,7 @@ class CTCTask:
     def evaluate(self) -> dict[str, float]:
         """Metrics on every validation set as '<set>/<metric>', read exactly as `crnn ocr` reads images.
 
-        The recognizer is the one users run (its kind's, from crnn.registry: 8-px width buckets, the fused model,
+        The recognizer is the one users run (its kind's, from crnn.kinds.registry: 8-px width buckets, the fused model,
         greedy decoding), so the checkpoint kept as best is the best at what users get.
         """
         t0 = time.time()

@@ -32,14 +32,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from crnn.baseline.model import BaselineConfig, SegCharModel, collate_crops
-from crnn.baseline.recognizer import BaselineRecognizer, to_uint8, word_crops
-from crnn.baseline.segment import SegmentConfig, binarize, segment, segmentation_stats
+from crnn.models.baseline.model import BaselineConfig, SegCharModel, collate_crops
+from crnn.reading.baseline_recognizer import BaselineRecognizer, to_uint8, word_crops
+from crnn.models.baseline.segment import SegmentConfig, binarize, segment, segmentation_stats
 from crnn.charset import DEFAULT_CHARS, Charset
-from crnn.checkpoint import save_checkpoint
+from crnn.checkpoints.checkpoint import save_checkpoint
 from crnn.config import apply_overrides, load_yaml
 from crnn.errors import ConfigError, CRNNError, OutputPathError
-from crnn.preprocess import PreprocessConfig, normalize
+from crnn.io.preprocess import PreprocessConfig, normalize
 from crnn_synth_data import SynthConfig
 from crnn_synth_data.dataset import SyntheticWordDataset
 from crnn_training.config import BaselineTrainConfig

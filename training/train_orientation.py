@@ -1,4 +1,4 @@
-"""``crnn train-orientation``: train crnn.orientation's classifier on rendered words in every layout (CPU, minutes).
+"""``crnn train-orientation``: train crnn.reading.orientation's classifier on rendered words in every layout (CPU, minutes).
 
 Each rendered word is used in all five layouts (upright, turned 90 / 180 / 270 degrees, stacked letters), so the
 classes are balanced and the network cannot tell them apart by the word. Validation uses another seed; the
@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crnn.orientation import ORIENTATIONS, classifier_input, from_frame, to_frame
+from crnn.reading.orientation import ORIENTATIONS, classifier_input, from_frame, to_frame
 from crnn_synth_data.config import SynthConfig
 from crnn_synth_data.orientation import apply_layout
 from crnn_synth_data.render import WordRenderer
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from crnn.orientation_model import OrientationNet, save_orientation_model
+    from crnn.models.orientation import OrientationNet, save_orientation_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = OrientationNet()
     if args.init:
-        from crnn.orientation_model import load_orientation_model
+        from crnn.models.orientation import load_orientation_model
 
         model = load_orientation_model(args.init)[0]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)

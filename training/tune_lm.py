@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from crnn.char_lm import load_lm
-from crnn.lm_decode import lm_beam_ids
+from crnn.decoding.char_lm import load_lm
+from crnn.decoding.lm_decode import lm_beam_ids
 from crnn.metrics import word_accuracy
 from crnn_training.data import load_labeled_arrays
 
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache", help="an .npz file keeping the network's outputs between runs (e.g. a second grid)")
     args = p.parse_args(argv)
 
-    from crnn.text_recognizer import load_recognizer
+    from crnn.reading.text_recognizer import load_recognizer
 
     rec = load_recognizer(args.weights, precision="fp32", threads=1)  # one thread: the decoding dominates anyway
     lm = load_lm(args.lm)

@@ -1,0 +1,1 @@
+"""The networks: `nn.Module`s and their configs, free of loss, decoding and file I/O."""

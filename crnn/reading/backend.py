@@ -1,0 +1,71 @@
+"""Which inference backend runs a model: torch, or ONNX Runtime on an exported .onnx file (torch-free module)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from crnn.checkpoints.header import default_weights_path, shipped_onnx_path
+from crnn.errors import BackendError
+from crnn.checkpoints.onnx_header import is_onnx_path
+from crnn.reading.precision import cpu_has_native_bf16
+
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
+# The recognizer class of each backend other than torch (whose class is the checkpoint kind's, crnn.kinds.registry).
+# Imported by name on first use, as the registry imports the kinds' modules: these classes build on
+# crnn.reading.text_recognizer, whose load_recognizer picks them, so a static import would be a cycle.
+BACKEND_RECOGNIZERS: dict[str, tuple[str, str]] = {"onnx": ("crnn.reading.onnx_recognizer", "OnnxRecognizer")}
+# Precisions the ONNX backend runs: the graph is fp32 (an int8 model is another file, not a precision flag).
+ONNX_PRECISIONS: tuple[str, ...] = ("auto", "fp32")
+
+
+def onnxruntime_available() -> bool:
+    """Whether onnxruntime is installed (found without importing it)."""
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def backend_recognizer(backend: str) -> Any:
+    """The recognizer class (a TextRecognizer factory) that runs models on ``backend`` (not torch)."""
+    module, name = BACKEND_RECOGNIZERS[backend]
+    return getattr(importlib.import_module(module), name)
+
+
+def resolve_backend(
+    backend: str, weights: str | os.PathLike[str] | None, precision: str = "auto", device: str = "cpu"
+) -> tuple[str, str | os.PathLike[str] | None]:
+    """The backend that runs ``weights`` (None: the shipped model) and the weights it runs, for ``backend``:
+
+    ``torch``: a .safetensors checkpoint; ``onnx``: an .onnx file (None: the shipped weights/crnn.onnx);
+    ``auto``: onnx when onnxruntime is installed and an .onnx file is at hand (``weights`` is one, or none is
+    given and the shipped model has one), on the CPU, in fp32 (``precision`` fp32, or auto on a CPU without native
+    bf16, where torch's auto would run fp32 too); else torch. Raises BackendError when the asked backend cannot
+    run them.
+    """
+    if backend not in BACKENDS:
+        raise BackendError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    default = weights is None and not os.environ.get("CRNN_WEIGHTS")
+    named = weights if weights is not None else (None if default else default_weights_path())
+    onnx_file = named is not None and is_onnx_path(named)
+    if backend == "auto":
+        at_hand = onnx_file or (default and shipped_onnx_path().exists())
+        # Where torch would run bf16 (auto on a CPU with native bf16, ~2x faster there) or on a GPU, torch stays.
+        fp32 = precision == "fp32" or (precision == "auto" and not cpu_has_native_bf16())
+        fits = onnx_file or (fp32 and str(device) == "cpu")
+        backend = "onnx" if at_hand and fits and (onnx_file or onnxruntime_available()) else "torch"
+    if backend == "torch":
+        if onnx_file:
+            raise BackendError(f"{named} is an ONNX model: run it with --backend onnx (or auto)")
+        return "torch", weights
+    if named is not None and not onnx_file:
+        raise BackendError(
+            f"the onnx backend runs .onnx files; export {named} first: crnn export --weights {named} --output "
+            f"{Path(named).with_suffix('.onnx')}"
+        )
+    if not onnxruntime_available():
+        raise BackendError("the onnx backend needs onnxruntime; install the extra: pip install 'crnn-ocr[onnx]'")
+    if precision not in ONNX_PRECISIONS:
+        raise BackendError(f"the onnx backend runs fp32 graphs (or an int8 file); precision {precision!r} is torch only")
+    return "onnx", named if named is not None else shipped_onnx_path()
