@@ -37,7 +37,7 @@ Batches = list[tuple[np.ndarray, np.ndarray]]
 
 def network_outputs(folder: Path, weights: str | None, batch_size: int) -> tuple[Batches, list[str]]:
     """The shipped (or given) model's (log_probs, lengths) for each of the recognizer's batches, and its charset."""
-    from crnn.reading.text_recognizer import load_recognizer
+    from crnn.kinds.loading import load_recognizer
 
     recognizer = load_recognizer(weights, threads=1, backend="auto")
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))

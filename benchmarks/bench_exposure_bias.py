@@ -27,7 +27,7 @@ from rapidfuzz.distance import Levenshtein
 from crnn.models.attention import IGNORE, teacher_forcing_pair
 from crnn.io.labeled_folder import LabeledFolder
 from crnn.io.preprocess import prepare
-from crnn.reading.text_recognizer import load_recognizer
+from crnn.kinds.loading import load_recognizer
 
 
 @torch.inference_mode()

@@ -67,7 +67,7 @@ def render_layouts(out: Path, words: int, seed: int) -> dict[str, list[tuple[str
     """``words`` rendered words (two letters or more) in each layout, as PNGs under ``out``: layout -> (path, text)."""
     import cv2
 
-    from crnn.reading.orientation import ORIENTATIONS
+    from crnn.io.oriented_crops import ORIENTATIONS
     from crnn_synth_data.config import SynthConfig
     from crnn_synth_data.orientation import render_in_layout
     from crnn_synth_data.render import WordRenderer
@@ -88,7 +88,7 @@ def render_layouts(out: Path, words: int, seed: int) -> dict[str, list[tuple[str
 
 
 def bench_rendered(args: argparse.Namespace) -> None:
-    from crnn.reading.orientation import ORIENTATIONS
+    from crnn.io.oriented_crops import ORIENTATIONS
 
     with tempfile.TemporaryDirectory() as tmp:
         sets = render_layouts(Path(tmp), args.words, args.seed)
@@ -117,7 +117,7 @@ def bench_rendered(args: argparse.Namespace) -> None:
 
 def stacked_ways(items: list[tuple[str, str]]) -> None:
     """Word accuracy of the stacked crops read three ways, through the library (Recognizer, fp32)."""
-    from crnn.reading.orientation import turn_upright
+    from crnn.io.oriented_crops import turn_upright
     from crnn.io.preprocess import load_image, normalize
     from crnn.reading.recognizer import Recognizer
 
@@ -125,7 +125,7 @@ def stacked_ways(items: list[tuple[str, str]]) -> None:
     grays = [load_image(p) for p, _ in items]
     print("\nstacked letters read three ways (Recognizer, fp32): word accuracy (protocol)")
     for name, label in (("as they come", "0"), ("turned 90 degrees counter-clockwise", "90"),
-                        ("re-laid side by side (crnn.reading.orientation.unstack; what auto does)", "stacked")):
+                        ("re-laid side by side (crnn.io.oriented_crops.unstack; what auto does)", "stacked")):
         preds = rec.recognize_prepared([normalize(turn_upright(g, label), rec.preprocess) for g in grays])
         good = sum(normalize_protocol(p.text) == normalize_protocol(t) for p, (_, t) in zip(preds, items))
         print(f"  {name}: {good}/{len(items)} ({100 * good / len(items):.1f}%)")

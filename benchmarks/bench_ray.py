@@ -87,7 +87,7 @@ def run(cmd: list[str]) -> tuple[float, float, float, float, int]:
 
 def count_images(folder: Path) -> int:
     """Images `crnn ocr` reads in ``folder``."""
-    from crnn.commands.ocr import expand_inputs
+    from crnn.io.inputs import expand_inputs
 
     return sum(1 for _ in expand_inputs([str(folder)]))
 

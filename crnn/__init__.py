@@ -14,8 +14,8 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_CHARS": "crnn.charset",
     "Charset": "crnn.charset",
     "Checkpoint": "crnn.checkpoints.checkpoint",
-    "load_checkpoint": "crnn.checkpoints.checkpoint",
-    "save_checkpoint": "crnn.checkpoints.checkpoint",
+    "load_checkpoint": "crnn.kinds.loading",
+    "save_checkpoint": "crnn.kinds.loading",
     "CheckpointError": "crnn.errors",
     "ConfigError": "crnn.errors",
     "CRNNError": "crnn.errors",
@@ -31,8 +31,8 @@ _EXPORTS: dict[str, str] = {
     "load_image": "crnn.io.preprocess",
     "prepare": "crnn.io.preprocess",
     "Recognizer": "crnn.reading.recognizer",
-    "ModelKind": "crnn.kinds.registry",
-    "load_recognizer": "crnn.reading.text_recognizer",
+    "ModelKind": "crnn.checkpoints.kind",
+    "load_recognizer": "crnn.kinds.loading",
     "register": "crnn.kinds.registry",
     "TextRecognizer": "crnn.reading.text_recognizer",
 }
@@ -67,15 +67,17 @@ __all__ = [
 
 if TYPE_CHECKING:
     from crnn.charset import DEFAULT_CHARS, Charset
-    from crnn.checkpoints.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from crnn.checkpoints.checkpoint import Checkpoint
+    from crnn.checkpoints.kind import ModelKind
     from crnn.errors import CheckpointError, ConfigError, CRNNError, InvalidImageError, UnsupportedCharacterError
-    from crnn.models.crnn import CRNN, ModelConfig, build_model
-    from crnn.reading.onnx_recognizer import OnnxRecognizer
-    from crnn.prediction import Prediction
     from crnn.io.preprocess import PreprocessConfig, load_image, prepare
+    from crnn.kinds.loading import load_checkpoint, load_recognizer, save_checkpoint
+    from crnn.kinds.registry import register
+    from crnn.models.crnn import CRNN, ModelConfig, build_model
+    from crnn.prediction import Prediction
+    from crnn.reading.onnx_recognizer import OnnxRecognizer
     from crnn.reading.recognizer import Recognizer
-    from crnn.kinds.registry import ModelKind, register
-    from crnn.reading.text_recognizer import FailedImage, TextRecognizer, load_recognizer
+    from crnn.reading.text_recognizer import FailedImage, TextRecognizer
 
 
 def __getattr__(name: str) -> Any:

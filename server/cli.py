@@ -115,7 +115,7 @@ def check_weights(path: object, backend: str = "torch") -> None:
 
         OnnxRecognizer(path, threads=1)  # type: ignore[arg-type]
         return
-    from crnn.checkpoints.checkpoint import load_checkpoint
+    from crnn.kinds.loading import load_checkpoint
 
     try:
         load_checkpoint(path)  # type: ignore[arg-type]

@@ -19,16 +19,11 @@ from PIL import Image
 
 from crnn.decoding.ctc_decode import Lexicon
 from crnn.errors import InvalidImageError
-from crnn.reading.orientation import (
-    OrientationClassifier,
-    OrientedCrop,
-    keep_confirmed_turns,
-    load_orientation,
-    orient_crops,
-    prepare_oriented,
-)
+from crnn.io.oriented_crops import OrientedCrop, prepare_oriented
+from crnn.reading.orientation import OrientationClassifier, keep_confirmed_turns, load_orientation, orient_crops
 from crnn.prediction import Prediction
-from crnn.reading.text_recognizer import TextRecognizer, load_recognizer
+from crnn.reading.text_recognizer import TextRecognizer
+from crnn.kinds.loading import load_recognizer
 from crnn_server.batching import DecodeGate, MicroBatcher, SlotGate
 from crnn_server.metrics import Metrics
 from crnn_server.request_types import DecodeOptions, ImageInput

@@ -20,7 +20,7 @@ from crnn_synth_data.config import SynthConfig
 if TYPE_CHECKING:  # render.py imports this module to apply the layouts
     from crnn_synth_data.render import Sample, WordRenderer
 
-LAYOUTS = ("0", "90", "180", "270", "stacked")  # the classes of crnn.reading.orientation.ORIENTATIONS, in that order
+LAYOUTS = ("0", "90", "180", "270", "stacked")  # the classes of crnn.io.oriented_crops.ORIENTATIONS, in that order
 
 
 def choose_layout(config: SynthConfig, r: random.Random) -> str:

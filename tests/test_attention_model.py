@@ -12,7 +12,7 @@ import torch
 from crnn.models.attention import (EOS, IGNORE, AttentionConfig, AttentionDecoder, AttentionRecognizerNet,
                                   build_attention_model, sos_index, teacher_forcing_pair)
 from crnn.charset import BLANK, Charset
-from crnn.checkpoints.checkpoint import load_checkpoint, save_checkpoint
+from crnn.kinds.loading import load_checkpoint, save_checkpoint
 from crnn.models.crnn import ModelConfig
 from crnn.kinds.registry import get_kind, kind_of
 from tests.word_images import render_word

@@ -17,10 +17,11 @@ from PIL import Image
 from crnn.models.attention import AttentionRecognizerNet, build_attention_model
 from crnn.reading.attention_recognizer import AttentionRecognizer
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import save_checkpoint
+from crnn.kinds.loading import save_checkpoint
 from crnn.errors import DecoderOptionError
 from crnn.models.crnn import ModelConfig
-from crnn.reading.text_recognizer import TextRecognizer, load_recognizer
+from crnn.reading.text_recognizer import TextRecognizer
+from crnn.kinds.loading import load_recognizer
 from tests.word_images import render_word
 
 WORDS = ["hello", "a", "recognition", "cat", "house"]

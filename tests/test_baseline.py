@@ -15,13 +15,14 @@ from crnn.reading.baseline_recognizer import BaselineRecognizer, word_crops
 from crnn.models.baseline.segment import SegmentConfig, binarize, box_iou, segment, segmentation_stats, text_is_dark
 from crnn.charset import Charset
 from crnn.decoding.ctc_decode import Lexicon
-from crnn.checkpoints.checkpoint import Checkpoint, load_checkpoint, read_header, save_checkpoint
+from crnn.checkpoints.checkpoint import Checkpoint, read_header
+from crnn.kinds.loading import load_checkpoint, save_checkpoint
 from crnn.errors import CheckpointError
 from crnn.models.crnn import CRNN, ModelConfig
 from crnn.io.preprocess import PreprocessConfig, normalize
 from crnn.reading.precision import native_bf16
 from crnn.reading.recognizer import Recognizer
-from crnn.reading.text_recognizer import load_recognizer
+from crnn.kinds.loading import load_recognizer
 from tests.word_images import render_word
 
 CHARSET = Charset()

@@ -9,9 +9,9 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import save_checkpoint
+from crnn.kinds.loading import save_checkpoint
 from crnn.models.crnn import CRNN, ModelConfig
-from crnn.reading.text_recognizer import load_recognizer
+from crnn.kinds.loading import load_recognizer
 from tests.benchmark_scripts import benchmark_module
 from tests.test_attention_recognizer import WORDS, folder, tiny_attention  # noqa: F401 (fixture)
 

@@ -13,7 +13,7 @@ import torch
 import crnn
 from crnn.models.baseline.model import BaselineConfig, SegCharModel
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import save_checkpoint
+from crnn.kinds.loading import save_checkpoint
 from crnn.cli import main as cli_main
 from tests.word_images import render_word
 from crnn_training.compare import bucket_accuracy, length_bucket

@@ -55,10 +55,10 @@ def test_crnn_eval_rows_json_and_errors(folder: Path, tmp_path: Path, monkeypatc
 
     answers = {prepare(folder / n, pre).shape[1]: read for n, (_, read) in WORDS.items()}
     assert len(answers) == len(WORDS)
-    import crnn.reading.text_recognizer
+    import crnn.kinds.loading
 
     # crnn eval loads whatever kind the weights hold through load_recognizer: plant the fake there.
-    monkeypatch.setattr(crnn.reading.text_recognizer, "load_recognizer", lambda *a, **k: FakeRecognizer(answers))
+    monkeypatch.setattr(crnn.kinds.loading, "load_recognizer", lambda *a, **k: FakeRecognizer(answers))
     errors = tmp_path / "errors.tsv"
     assert evaluate.main(["--data", str(folder), "--json", "--errors", str(errors)]) == 0
     row = json.loads(capsys.readouterr().out)["results"][0]
@@ -147,9 +147,9 @@ def fake(folder: Path, monkeypatch: pytest.MonkeyPatch) -> FakeRecognizer:
 
     pre = PreprocessConfig(width_bucket=1)
     rec = FakeRecognizer({prepare(folder / n, pre).shape[1]: read for n, (_, read) in WORDS.items()})
-    import crnn.reading.text_recognizer
+    import crnn.kinds.loading
 
-    monkeypatch.setattr(crnn.reading.text_recognizer, "load_recognizer", lambda *a, **k: rec)
+    monkeypatch.setattr(crnn.kinds.loading, "load_recognizer", lambda *a, **k: rec)
     return rec
 
 

@@ -13,10 +13,10 @@ pytest.importorskip("onnxruntime")
 
 from PIL import Image  # noqa: E402
 
-import crnn.checkpoints.onnx_export  # noqa: E402
+import crnn.kinds.export  # noqa: E402
 from crnn.cli import main as cli_main  # noqa: E402
 from crnn.errors import OutputPathError  # noqa: E402
-from crnn.checkpoints.onnx_export import export_onnx  # noqa: E402
+from crnn.kinds.export import export_onnx  # noqa: E402
 from tests.tiny_models import tiny_checkpoint  # noqa: E402
 from tests.word_images import render_word  # noqa: E402
 
@@ -31,7 +31,7 @@ def no_export(monkeypatch: pytest.MonkeyPatch) -> None:
     """The export itself fails the test: what is refused must be refused before any work."""
     def export(*args: object, **kwargs: object) -> None:
         raise AssertionError("the export started")
-    monkeypatch.setattr(crnn.checkpoints.onnx_export, "export_onnx", export)
+    monkeypatch.setattr(crnn.kinds.export, "export_onnx", export)
 
 
 def _kind(path: Path) -> str:

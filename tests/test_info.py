@@ -11,7 +11,7 @@ import torch
 import crnn
 from crnn.models.baseline.model import BaselineConfig, SegCharModel
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import save_checkpoint
+from crnn.kinds.loading import save_checkpoint
 from crnn.cli import main as cli_main
 from crnn.models.crnn import count_macs, count_parameters
 from tests.tiny_models import BROKEN_ONNX, broken_onnx

@@ -14,7 +14,8 @@ from safetensors import safe_open
 
 from crnn.models.attention import AttentionConfig, teacher_forcing_pair
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import load_checkpoint, read_header
+from crnn.checkpoints.checkpoint import read_header
+from crnn.kinds.loading import load_checkpoint
 from crnn.errors import ConfigError
 from crnn.models.crnn import CRNN, ModelConfig
 from crnn.reading.recognizer import Recognizer

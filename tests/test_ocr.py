@@ -14,7 +14,9 @@ from PIL import Image
 from crnn import Charset, Recognizer, build_model, save_checkpoint
 from crnn.metrics import normalize_protocol
 from crnn.io.image_loader import ChunkLoader, make_pool
-from crnn.commands.ocr import expand_inputs, main, run_ocr
+from crnn.commands.ocr import main
+from crnn.io.inputs import expand_inputs
+from crnn.reading.batch_ocr import run_ocr
 from tests.test_image_loader import crashing_decoder
 from tests.word_images import render_word
 
@@ -317,12 +319,12 @@ def test_an_unreadable_folder_is_an_error_row_and_exit_1(
 def test_output_into_a_missing_folder_or_onto_a_folder_is_a_usage_error(
     target: str, folder: Path, tiny_weights: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import crnn.reading.text_recognizer
+    import crnn.kinds.loading
 
     def no_model(*args: object, **kw: object) -> None:
         raise AssertionError("the model was loaded before -o was checked")
 
-    monkeypatch.setattr(crnn.reading.text_recognizer, "load_recognizer", no_model)
+    monkeypatch.setattr(crnn.kinds.loading, "load_recognizer", no_model)
     code, out, err = _run([str(folder), "--weights", str(tiny_weights), "-o", str(tmp_path / target)], capsys)
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and err.startswith("crnn ocr: -o ")
 

@@ -20,7 +20,8 @@ from crnn.reading.backend import resolve_backend  # noqa: E402
 from crnn.checkpoints.header import DEFAULT_WEIGHTS, shipped_onnx_path  # noqa: E402
 from crnn.errors import BackendError, CheckpointError  # noqa: E402
 from crnn.reading.onnx_recognizer import OnnxRecognizer  # noqa: E402
-from crnn.reading.text_recognizer import TextRecognizer, load_recognizer  # noqa: E402
+from crnn.reading.text_recognizer import TextRecognizer  # noqa: E402
+from crnn.kinds.loading import load_recognizer
 from tests.tiny_models import BROKEN_ONNX, broken_onnx  # noqa: E402
 from tests.word_images import render_word  # noqa: E402
 

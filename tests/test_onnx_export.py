@@ -1,4 +1,4 @@
-"""`crnn export --format onnx` (crnn/checkpoints/onnx_export.py): every exportable kind round-trips; the others are refused."""
+"""`crnn export --format onnx` (crnn/kinds/export.py, crnn/checkpoints/onnx_export.py): every exportable kind round-trips; the others are refused."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import torch  # noqa: E402
 
 from crnn import Charset, save_checkpoint  # noqa: E402
 from crnn.models.baseline.model import BaselineConfig, SegCharModel  # noqa: E402
-from crnn.checkpoints.checkpoint import load_checkpoint  # noqa: E402
+from crnn.kinds.loading import load_checkpoint  # noqa: E402
 from crnn.checkpoints.header import DEFAULT_WEIGHTS, read_header, shipped_onnx_path  # noqa: E402
 from crnn.cli import main as cli_main  # noqa: E402
 from crnn.errors import CheckpointError, ExportError  # noqa: E402
 from crnn.models.crnn import CRNN  # noqa: E402
-from crnn.checkpoints.onnx_export import export_onnx  # noqa: E402
+from crnn.kinds.export import export_onnx  # noqa: E402
 from crnn.checkpoints.onnx_header import read_onnx_metadata  # noqa: E402
 from crnn.kinds.registry import kinds  # noqa: E402
 from tests.tiny_models import _tiny_model, tiny_checkpoint  # noqa: E402

@@ -14,21 +14,18 @@ import pytest
 
 from crnn.cli import main as cli_main
 from crnn.errors import CheckpointError
-from crnn.reading.orientation import (
-    DEFAULT_ORIENTATION_WEIGHTS,
+from crnn.io.oriented_crops import (
     ORIENTATIONS,
     THUMB_HEIGHT,
     THUMB_WIDTH,
-    OrientationClassifier,
     classifier_input,
-    confirm_turn,
     from_frame,
     prepare_oriented,
-    read_oriented,
     to_frame,
     turn_upright,
     unstack,
 )
+from crnn.reading.orientation import DEFAULT_ORIENTATION_WEIGHTS, OrientationClassifier, confirm_turn, read_oriented
 from crnn.io.preprocess import PreprocessConfig, normalize
 from crnn_synth_data.config import SynthConfig
 from crnn_synth_data.orientation import apply_layout, render_in_layout
@@ -108,7 +105,8 @@ def test_foreign_files_are_refused_as_orientation_weights(tmp_path: Path) -> Non
 def test_weights_round_trip(tmp_path: Path) -> None:
     import torch
 
-    from crnn.models.orientation import OrientationNet, load_orientation_model, save_orientation_model
+    from crnn.checkpoints.orientation_file import load_orientation_model, save_orientation_model
+    from crnn.models.orientation import OrientationNet
 
     torch.manual_seed(0)
     net = OrientationNet().eval()

@@ -13,12 +13,15 @@ from crnn.reading.attention_recognizer import AttentionRecognizer
 from crnn.models.baseline.model import BaselineConfig, SegCharModel
 from crnn.reading.baseline_recognizer import BaselineRecognizer
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import load_checkpoint, read_header, save_checkpoint
+from crnn.checkpoints.checkpoint import read_header
+from crnn.kinds.loading import load_checkpoint, save_checkpoint
 from crnn.errors import CheckpointError
 from crnn.models.crnn import CRNN, ModelConfig
 from crnn.reading.recognizer import Recognizer
-from crnn.kinds.registry import ModelKind, get_kind, kind_of, kinds, register
-from crnn.reading.text_recognizer import TextRecognizer, load_recognizer
+from crnn.kinds.registry import get_kind, kind_of, kinds, register
+from crnn.checkpoints.kind import ModelKind
+from crnn.reading.text_recognizer import TextRecognizer
+from crnn.kinds.loading import load_recognizer
 
 CHARSET = Charset("abc")
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import load_checkpoint, save_checkpoint
+from crnn.kinds.loading import load_checkpoint, save_checkpoint
 from crnn.models.crnn import CRNN, ModelConfig
 from tests.word_images import render_word
 from crnn_training.config import TrainConfig

@@ -42,7 +42,8 @@ def broken_onnx(folder: str | os.PathLike[str], damage: str) -> Path:
     unparsable bytes, another number of output classes than the charset's, or another input height."""
     import onnx
 
-    from crnn.checkpoints.onnx_export import export_crnn, export_onnx, save_onnx
+    from crnn.checkpoints.onnx_export import export_crnn, save_onnx
+    from crnn.kinds.export import export_onnx
     from crnn.checkpoints.onnx_header import read_onnx_metadata
 
     folder = Path(folder)

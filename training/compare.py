@@ -554,7 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"crnn compare: error: no trained run in {args.runs_dir}", file=sys.stderr)
             return 2
     try:
-        from crnn.reading.text_recognizer import load_recognizer
+        from crnn.kinds.loading import load_recognizer
 
         models = {name: load_recognizer(path, threads=args.threads, precision=args.precision) for name, path in specs}
         infos = [model_info(name, path, models[name]) for name, path in specs]

@@ -133,14 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Before any work: a path --errors cannot be written is found now, not after the whole evaluation.
         errors_file = check_output_file(args.errors, option="--errors") if args.errors else None
-        from crnn.reading.text_recognizer import load_recognizer
+        from crnn.kinds.loading import load_recognizer
 
         # The checkpoint's model_type picks the recognizer (crnn.kinds.registry: CRNN, baseline, ...).
         recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision,
                                      backend=args.backend)
         lexicon = None
         if args.lexicon:
-            from crnn.commands.ocr import load_lexicon
+            from crnn.commands.ocr_output import load_lexicon
 
             lexicon = load_lexicon(args.lexicon, recognizer.charset, args.lexicon_case, prog="crnn eval")
         # Every lexicon file is read before any folder, so a bad line stops the run at once.

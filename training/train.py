@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from crnn.checkpoints.checkpoint import Checkpoint
+from crnn.kinds.loading import load_checkpoint, save_checkpoint
 from crnn.config import apply_overrides, load_yaml, save_yaml
 from crnn.errors import ConfigError, CRNNError
 from crnn.machine import cpu_cores

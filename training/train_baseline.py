@@ -36,7 +36,7 @@ from crnn.models.baseline.model import BaselineConfig, SegCharModel, collate_cro
 from crnn.reading.baseline_recognizer import BaselineRecognizer, to_uint8, word_crops
 from crnn.models.baseline.segment import SegmentConfig, binarize, segment, segmentation_stats
 from crnn.charset import DEFAULT_CHARS, Charset
-from crnn.checkpoints.checkpoint import save_checkpoint
+from crnn.kinds.loading import save_checkpoint
 from crnn.config import apply_overrides, load_yaml
 from crnn.errors import ConfigError, CRNNError, OutputPathError
 from crnn.io.preprocess import PreprocessConfig, normalize

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crnn.reading.orientation import ORIENTATIONS, classifier_input, from_frame, to_frame
+from crnn.io.oriented_crops import ORIENTATIONS, classifier_input, from_frame, to_frame
 from crnn_synth_data.config import SynthConfig
 from crnn_synth_data.orientation import apply_layout
 from crnn_synth_data.render import WordRenderer
@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import torch
 
-    from crnn.models.orientation import OrientationNet, save_orientation_model
+    from crnn.checkpoints.orientation_file import save_orientation_model
+    from crnn.models.orientation import OrientationNet
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = OrientationNet()
     if args.init:
-        from crnn.models.orientation import load_orientation_model
+        from crnn.checkpoints.orientation_file import load_orientation_model
 
         model = load_orientation_model(args.init)[0]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache", help="an .npz file keeping the network's outputs between runs (e.g. a second grid)")
     args = p.parse_args(argv)
 
-    from crnn.reading.text_recognizer import load_recognizer
+    from crnn.kinds.loading import load_recognizer
 
     rec = load_recognizer(args.weights, precision="fp32", threads=1)  # one thread: the decoding dominates anyway
     lm = load_lm(args.lm)

@@ -19,34 +19,34 @@ from crnn.checkpoints.header import FORMAT, FORMAT_VERSION, default_weights_path
 from crnn.errors import CheckpointError
 from crnn.output_files import replaced_atomically
 from crnn.io.preprocess import PreprocessConfig
-from crnn.kinds.registry import get_kind, kind_of
+from crnn.checkpoints.kind import ModelKind
 
 
 @dataclass
 class Checkpoint:
     """Everything needed to run a trained model, as loaded from one file."""
 
-    model: nn.Module  # the network of the kind that model_type names (crnn.kinds.registry)
+    model: nn.Module  # the network of the kind that model_type names (crnn.checkpoints.kind)
     charset: Charset
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     metadata: dict[str, Any] = field(default_factory=dict)
     model_type: str = "crnn"
 
 
-def save_checkpoint(
+def write_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
+    kind: ModelKind,
     charset: Charset,
     preprocess: PreprocessConfig | None = None,
     metadata: dict[str, Any] | None = None,
     half: bool = False,
 ) -> Path:
-    """Write a model of any registered kind (weights fp16 when ``half``) and all it needs to be rebuilt, atomically.
+    """Write a model of ``kind`` (weights fp16 when ``half``) and all it needs to be rebuilt, atomically.
 
-    The header's model_type is the kind of ``model`` (crnn.kinds.registry); kind-specific settings travel in
-    ``metadata`` (the baseline's segmenter config under "segmenter").
+    The header's model_type is ``kind.name``; kind-specific settings travel in ``metadata`` (the baseline's
+    segmenter config under "segmenter"). crnn.kinds.loading.save_checkpoint finds the kind of any model.
     """
-    kind = kind_of(model)
     config: Config = model.config  # type: ignore[assignment]  # every kind's network keeps its config
     if config.num_classes != charset.num_classes:  # type: ignore[attr-defined]
         raise CheckpointError(
@@ -84,18 +84,19 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
     return path
 
 
-def load_checkpoint(
-    path: str | os.PathLike | None = None, device: str | torch.device = "cpu", kind: str | None = None
+def read_checkpoint(
+    path: str | os.PathLike | None, model_kind: ModelKind, device: str | torch.device = "cpu",
+    header: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Rebuild the model (eval mode, fp32) of whatever kind the header names, with its charset and configs.
+    """Rebuild the model (eval mode, fp32) of a checkpoint of ``model_kind``, with its charset and configs.
 
-    ``path`` None: the shipped weights. ``kind`` (e.g. "crnn"): refuse a checkpoint of another kind.
+    ``path`` None: the shipped weights; ``header``: its header when already read. A checkpoint of another kind
+    is refused (crnn.kinds.loading.load_checkpoint loads whatever kind the header names).
     """
     path = Path(path) if path is not None else default_weights_path()
-    header = read_header(path)
-    if kind is not None and header["model_type"] != kind:
-        raise CheckpointError(f"{path}: model type {header['model_type']!r} is not {get_kind(kind).title}")
-    model_kind = get_kind(header["model_type"])
+    header = read_header(path) if header is None else header
+    if header["model_type"] != model_kind.name:
+        raise CheckpointError(f"{path}: model type {header['model_type']!r} is not {model_kind.title}")
     model = model_kind.model_class(model_kind.config_class.from_dict(header["model_config"]))
     _load_weights(path, model)
     model.to(device).eval()

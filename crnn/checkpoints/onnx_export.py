@@ -1,14 +1,15 @@
-"""ONNX export: a checkpoint of any exportable kind -> one self-describing .onnx file (graph + crnn-ocr header).
+"""ONNX export's file side: the CRNN kind's export hook (its graph) and the writing of a checked, self-describing
+.onnx file (graph + crnn-ocr header).
 
 The graph is images (B, 1, H, W) float32 -> log_probs (B, T, C) float32, batch and width dynamic; the header
 (model type, model config, charset, preprocessing, metadata) goes into the model's metadata_props, as the
-safetensors checkpoints carry it, so that crnn/reading/onnx_recognizer.py needs nothing but the file. Imports torch and
-onnx; only `crnn export` and the kinds' registrations (which pass export hooks) import this module.
+safetensors checkpoints carry it, so that crnn/reading/onnx_recognizer.py needs nothing but the file. Imports torch
+and onnx; only `crnn export` (crnn/kinds/export.py: a checkpoint of any exportable kind -> one file) and the kinds'
+declarations (which pass export hooks) import this module.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -16,11 +17,8 @@ from typing import Any
 
 import torch
 
-from crnn.checkpoints.checkpoint import Checkpoint, load_checkpoint
-from crnn.checkpoints.header import FORMAT, FORMAT_VERSION
 from crnn.errors import ExportError
-from crnn.output_files import check_output_file, replaced_atomically
-from crnn.kinds.registry import get_kind
+from crnn.output_files import replaced_atomically
 
 OPSET = 17
 INPUT_NAME = "images"
@@ -56,43 +54,6 @@ def export_crnn(model: torch.nn.Module, opset: int = OPSET) -> Any:
             do_constant_folding=True, dynamo=False,
         )
     return onnx.load_from_string(buffer.getvalue())
-
-
-def export_onnx(
-    weights: str | os.PathLike[str] | Checkpoint | None, output: str | os.PathLike[str], opset: int = OPSET
-) -> Path:
-    """Export ``weights`` (a checkpoint path, a loaded Checkpoint, or None: the shipped model) to ``output``.
-
-    Raises OutputPathError (before any work) when ``output`` cannot be written (see crnn.output_files), and
-    ExportError when the checkpoint's kind cannot be exported. The file is checked with onnx's checker and written
-    atomically: a failed export leaves what was at ``output`` untouched.
-    """
-    check_output_file(output)
-    ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
-    kind = get_kind(ckpt.model_type)
-    if kind.export_onnx is None:
-        raise ExportError(
-            f"{kind.title} cannot be exported to ONNX: it has no images -> per-frame log-probabilities graph "
-            f"(model type {kind.name!r} registers no export_onnx hook)"
-        )
-    proto = kind.export_onnx(ckpt.model.eval(), opset)
-    if isinstance(weights, (str, os.PathLike)):
-        source = Path(weights).name
-    else:
-        source = "the shipped weights" if weights is None else "an in-memory checkpoint"
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model_type": kind.name,
-        "model_config": json.dumps(ckpt.model.config.to_dict()),  # type: ignore[union-attr]
-        "charset": json.dumps(ckpt.charset.to_dict()),
-        "preprocess": json.dumps(ckpt.preprocess.to_dict()),
-        "metadata": json.dumps(ckpt.metadata, default=str),
-        "describe": json.dumps(kind.describe(ckpt.model, 128), default=str),
-        "exported_from": source,
-        "precision": "fp32",
-    }
-    return save_onnx(proto, output, header)
 
 
 def save_onnx(proto: Any, output: str | os.PathLike[str], header: dict[str, str]) -> Path:

@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"crnn export: --calibration-count must be >= 1, got {args.calibration_count}", file=sys.stderr)
         return 2
     try:
-        from crnn.checkpoints.onnx_export import OPSET, export_onnx
+        from crnn.checkpoints.onnx_export import OPSET
+        from crnn.kinds.export import export_onnx
     except ModuleNotFoundError as e:
         print(f"crnn export: missing dependency {e.name!r}; install the onnx extra: pip install 'crnn-ocr[onnx]'",
               file=sys.stderr)
@@ -96,7 +97,7 @@ def _calibration(weights: str | None, calibration: str, count: int) -> list[np.n
     from itertools import islice
 
     from crnn.checkpoints.header import read_header
-    from crnn.commands.ocr import expand_inputs
+    from crnn.io.inputs import expand_inputs
     from crnn.io.preprocess import PreprocessConfig, prepare
 
     if not os.path.isdir(calibration):
@@ -124,7 +125,7 @@ def _export_int8(weights: str | None, output: Path, opset: int, images: list[np.
     """Export ``weights`` in fp32 to a private temporary folder, then write it quantised to int8 at ``output``."""
     import tempfile
 
-    from crnn.checkpoints.onnx_export import export_onnx
+    from crnn.kinds.export import export_onnx
     from crnn.checkpoints.onnx_quantize import quantize_int8
 
     with tempfile.TemporaryDirectory(prefix="crnn-export-") as tmp:

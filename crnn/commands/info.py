@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from torch import nn
 
 from crnn.charset import Charset
-from crnn.checkpoints.checkpoint import default_weights_path, load_checkpoint
+from crnn.checkpoints.checkpoint import default_weights_path
+from crnn.kinds.loading import load_checkpoint
 from crnn.checkpoints.header import read_header
 from crnn.errors import CRNNError
 from crnn.models.crnn import BACKBONES, CELLS, build_model

@@ -3,219 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
-import json
-import os
-import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from crnn.errors import CRNNError, LoaderError, OutputPathError
-from crnn.output_files import check_output_file
-from crnn.prediction import Prediction
+from crnn.commands.ocr_output import Writer, _printable, check_output, load_lexicon, open_output
+from crnn.errors import CRNNError, LoaderError
+from crnn.io.inputs import expand_inputs
+from crnn.reading.batch_ocr import CHUNK_BATCHES, run_ocr
 
 if TYPE_CHECKING:
-    import numpy as np
+    from crnn.io.image_loader import ChunkLoader
 
-    from crnn.charset import Charset
-    from crnn.decoding.ctc_decode import Lexicon
-    from crnn.io.image_loader import Chunk, ChunkLoader
-    from crnn.reading.orientation import OrientationClassifier
-    from crnn.reading.text_recognizer import TextRecognizer
-
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".pgm", ".ppm", ".pbm"})
 FORMATS = ("tsv", "csv", "jsonl")
-# Images per chunk = batch size x this. Big chunks fill the width buckets, so batches are full (on 2,000
-# rendered words, whose widths spread over ~60 buckets, 32 batches a chunk instead of 2 doubled the mean
-# batch, 10 -> 21 images); two chunks at most are held at a time.
-CHUNK_BATCHES = 32
-
-
-@dataclass
-class Row:
-    """One output record: a path and either a prediction or an error message."""
-
-    path: str
-    prediction: Prediction | None = None
-    error: str | None = None
-
-
-def expand_inputs(inputs: Sequence[str], stdin: IO[str] | None = None) -> Iterator[tuple[str, str | None]]:
-    """Lazily yield (path, error) for files, folders (recursive, image files only), globs and '-' (stdin)."""
-    for arg in inputs:
-        if arg == "-":
-            for line in stdin or sys.stdin:
-                line = line.rstrip("\r\n")
-                if line.strip():  # a blank or whitespace-only line is no path
-                    yield line, None
-        elif os.path.isdir(arg):
-            yield from _walk_images(arg)
-        elif os.path.exists(arg):
-            yield arg, None
-        else:
-            matches = sorted(glob.iglob(arg, recursive=True)) if glob.has_magic(arg) else []
-            if not matches:
-                yield arg, "no such file, folder or matching pattern"
-            for m in matches:
-                if os.path.isdir(m):
-                    yield from _walk_images(m)
-                elif Path(m).suffix.lower() in IMAGE_EXTENSIONS:
-                    yield m, None
-
-
-def _walk_images(root: str) -> Iterator[tuple[str, str | None]]:
-    """(path, None) for each image file under ``root``, and (folder, error) for each folder that cannot be read."""
-    unreadable: list[OSError] = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append):
-        yield from _folder_errors(unreadable)  # os.walk reports a folder it cannot list before moving on
-        dirnames.sort()
-        for name in sorted(filenames):
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                yield os.path.join(dirpath, name), None
-    yield from _folder_errors(unreadable)
-
-
-def _folder_errors(errors: list[OSError]) -> Iterator[tuple[str, str | None]]:
-    while errors:
-        e = errors.pop(0)
-        yield os.fsdecode(e.filename) if e.filename is not None else "?", f"cannot read folder ({e.strerror or e})"
-
-
-# Lone surrogates: the bytes of a file name that is not valid UTF-8, as os.fsdecode gives them (PEP 383).
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _escape_surrogates(text: str) -> str:
-    # Inside JSON text a raw surrogate can only sit in a string: written as \udcXX it is valid JSON (and
-    # UTF-8), and os.fsencode(json.loads(line)["path"]) gives back the name's original bytes.
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-
-
-def _printable(text: str) -> str:
-    """``text`` for a terminal: a file name's bytes that are not UTF-8 shown as \\xNN escapes."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-class Writer:
-    """Writes rows as TSV (default), CSV or JSON lines; with ``lexicon``, TSV/CSV get an ``in_lexicon`` column,
-    with ``orientation`` an ``orientation`` column (how each crop's text appeared, see crnn.reading.orientation)."""
-
-    def __init__(self, out: IO[str], fmt: str = "tsv", lexicon: bool = False, orientation: bool = False) -> None:
-        self.out, self.fmt, self.lexicon, self.orientation = out, fmt, lexicon, orientation
-        if fmt in ("tsv", "csv"):
-            self._csv = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-            # The columns only when a lexicon / the orientation step is used: the default output stays as it was.
-            self._csv.writerow(["path", "text", "confidence", "error"] + (["in_lexicon"] if lexicon else [])
-                               + (["orientation"] if orientation else []))
-
-    def write(self, row: Row) -> None:
-        """Write one row."""
-        p = row.prediction
-        if self.fmt == "jsonl":
-            rec: dict[str, object] = {"path": row.path}
-            if p is not None:
-                rec.update(text=p.text, confidence=round(p.confidence, 6),
-                           char_confidences=[round(c, 6) for c in p.char_confidences])
-                if p.in_lexicon is not None:
-                    rec["in_lexicon"] = p.in_lexicon
-                if p.orientation is not None:
-                    rec["orientation"] = p.orientation
-            else:
-                rec["error"] = row.error
-            self.out.write(_escape_surrogates(json.dumps(rec, ensure_ascii=False)) + "\n")
-        elif p is not None:
-            flag = [] if not self.lexicon else ["" if p.in_lexicon is None else str(p.in_lexicon).lower()]
-            turned = [] if not self.orientation else [p.orientation or ""]
-            self._csv_row([row.path, p.text, f"{p.confidence:.4f}", ""] + flag + turned)
-        else:
-            self._csv_row([row.path, "", "", row.error] + ([""] if self.lexicon else []) + ([""] if self.orientation else []))
-
-    def _csv_row(self, fields: list[str]) -> None:
-        try:
-            self._csv.writerow(fields)
-        except UnicodeEncodeError:
-            # Not on a stream that takes surrogateescape (see open_output): backslash escapes, so that
-            # no file name can stop the run (csv writes a row in one call, so nothing was written).
-            self._csv.writerow([f.encode("utf-8", "backslashreplace").decode("utf-8") for f in fields])
-
-
-def open_output(path: str | None) -> IO[str]:
-    """The output stream: the file ``path`` or stdout, both writing a file name that is not valid UTF-8
-    back as its original bytes (surrogateescape), so that ``os.fsencode(row["path"])`` round-trips."""
-    if path is not None:
-        return open(path, "w", encoding="utf-8", errors="surrogateescape", newline="")
-    reconfigure = getattr(sys.stdout, "reconfigure", None)
-    if reconfigure is not None:
-        reconfigure(errors="surrogateescape")
-    return sys.stdout
-
-
-def check_output(path: str) -> str | None:
-    """Why ``-o path`` cannot be written (see crnn.output_files.check_output_file), or None."""
-    try:
-        check_output_file(path, option="-o")
-    except OutputPathError as e:
-        return str(e)
-    return None
-
-
-def load_lexicon(path: str, charset: Charset, case: str, prog: str = "crnn ocr") -> Lexicon:
-    """``--lexicon path`` for ``charset``, saying on stderr which words it dropped (raises LexiconFileError when
-    it cannot be read or keeps no word)."""
-    from crnn.decoding.ctc_decode import Lexicon, dropped_report
-
-    lexicon = Lexicon.from_file(path, charset, case)
-    note = dropped_report([lexicon])
-    if note:
-        print(f"{prog}: warning: --lexicon {path}: {note}", file=sys.stderr)
-    return lexicon
-
-
-def run_ocr(
-    recognizer: TextRecognizer,
-    chunks: Iterable[Chunk],
-    batch_size: int = 64,
-    decoder: str | None = None,
-    beam_width: int = 10,
-    lexicon: Lexicon | None = None,
-    workers: int = 1,
-    lm_weight: float | None = None,
-    orientation: OrientationClassifier | None = None,
-) -> Iterator[Row]:
-    """Yield one Row per input in input order, a chunk at a time (see :class:`crnn.io.image_loader.ChunkLoader`).
-
-    With ``orientation`` the chunks hold OrientedCrops (an ``oriented`` loader): each is turned as the classifier
-    says before it is read, and its prediction says how (``Prediction.orientation``). ``decoder`` None: the
-    default (crnn.decoding.ctc_decode.DEFAULT_DECODER).
-    """
-    from dataclasses import replace
-
-    from crnn.decoding.ctc_decode import DEFAULT_DECODER
-
-    decoder = DEFAULT_DECODER if decoder is None else decoder
-
-    for chunk in chunks:
-        good = [i for i, (_, arr, _) in enumerate(chunk) if arr is not None]
-        arrays = [chunk[i][1] for i in good]
-        labels: list[str | None] = [None] * len(good)
-
-        def read(inputs: list[np.ndarray]) -> list[Prediction]:
-            return recognizer.recognize_prepared(inputs, batch_size, decoder, beam_width, lexicon, workers, lm_weight)  # type: ignore[arg-type]
-
-        if orientation is not None:
-            from crnn.reading.orientation import read_oriented
-
-            preds, labels = read_oriented(read, arrays, orientation, recognizer.preprocess)  # type: ignore[arg-type,assignment]
-        else:
-            preds = read(arrays) if good else []
-        preds = [p if o is None else replace(p, orientation=o) for p, o in zip(preds, labels)]
-        by_index = dict(zip(good, preds))
-        for i, (path, _, err) in enumerate(chunk):
-            yield Row(path, by_index.get(i), None if i in by_index else err)
 
 
 def _count(inputs: Sequence[str]) -> int | None:
@@ -282,11 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("crnn ocr: --lm-weight needs --decoder lm and a value >= 0", file=sys.stderr)
         return 2
     if args.ray:
-        # Loaded by name, as crnn/cli.py loads a subcommand: crnn.commands.ray_ocr builds on this module (its inputs,
-        # rows and writer), and without --ray neither it nor Ray is imported.
-        import importlib
+        # Imported only now: without --ray neither it nor Ray is imported. It shares this command's inputs, rows,
+        # writer and options (crnn.io.inputs, crnn.reading.batch_ocr, crnn.commands.ocr_output), not this module.
+        from crnn.commands.ray_ocr import run_ray
 
-        return int(importlib.import_module("crnn.commands.ray_ocr").run_ray(args))
+        return int(run_ray(args))
     problem = check_output(args.output) if args.output else None
     if problem:  # before the model loads, not after
         print(f"crnn ocr: {problem}", file=sys.stderr)
@@ -326,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _recognize(args: argparse.Namespace, chunks: ChunkLoader) -> int:
     """Load the model and write a row per input; the exit status of `crnn ocr`."""
     from crnn.machine import cpu_cores
-    from crnn.reading.text_recognizer import load_recognizer
+    from crnn.kinds.loading import load_recognizer
 
     on_cpu = not args.device.startswith("cuda")
     if args.backend == "torch":  # the onnx backend never imports torch

@@ -4,7 +4,7 @@ The driver expands the inputs as `crnn ocr` does (plus manifests: CSV or Parquet
 column), cuts them into shards of ``--ray-shard-size`` paths in input order (``part-000000.parquet``, ...),
 and skips the shards already in the output folder. The rest go through ``map_batches`` on a pool of actors,
 each holding one recognizer on one thread, which decode and read their images exactly as `crnn ocr` does
-(crnn.io.image_loader.load_paths, crnn.commands.ocr.run_ocr). Results stream back to the driver, which writes each shard
+(crnn.io.image_loader.load_paths, crnn.reading.batch_ocr.run_ocr). Results stream back to the driver, which writes each shard
 when its last row arrives, to a temporary name renamed into place, so a killed run leaves only whole shards.
 Ray is imported only here, and this module only when `crnn ocr --ray` runs (the `ray` extra).
 """
@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from crnn.config import Config
 from crnn.errors import CRNNError, ConfigError, ShardFolderError
-from crnn.commands.ocr import CHUNK_BATCHES, Row, Writer, expand_inputs, run_ocr
+from crnn.commands.ocr_output import Writer
+from crnn.io.inputs import expand_inputs
+from crnn.reading.batch_ocr import CHUNK_BATCHES, Row, run_ocr
 from crnn.prediction import Prediction
 
 if TYPE_CHECKING:
@@ -191,7 +193,7 @@ def read_manifest(path: str, batch_rows: int = 65_536) -> Iterator[str]:
 
 
 def iter_inputs(inputs: Sequence[str]) -> Iterator[tuple[str, str | None]]:
-    """(path, error) for every input in order: `crnn ocr`'s inputs (crnn.commands.ocr.expand_inputs) and manifests."""
+    """(path, error) for every input in order: `crnn ocr`'s inputs (crnn.io.inputs.expand_inputs) and manifests."""
     for arg in inputs:
         if is_manifest(arg):
             for p in read_manifest(arg):
@@ -233,7 +235,7 @@ class OcrActor:
         import torch
 
         from crnn.decoding.ctc_decode import Lexicon
-        from crnn.reading.text_recognizer import load_recognizer
+        from crnn.kinds.loading import load_recognizer
 
         # Relative inputs mean what they meant to the driver (on a cluster: the same folder on a shared disk);
         # the paths stay as given, so rows and error messages are those of `crnn ocr`.
@@ -448,7 +450,7 @@ def run_ray(args: argparse.Namespace) -> int:
     try:
         from crnn.charset import Charset
         from crnn.checkpoints.header import default_weights_path, read_header
-        from crnn.commands.ocr import load_lexicon
+        from crnn.commands.ocr_output import load_lexicon
 
         # A bad weights file: one line now, not in N actors.
         header = read_header(args.weights or default_weights_path())

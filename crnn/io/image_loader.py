@@ -20,7 +20,7 @@ from multiprocessing import get_context
 import numpy as np
 
 from crnn.errors import CRNNError, LoaderError
-from crnn.reading.orientation import OrientedCrop, prepare_oriented
+from crnn.io.oriented_crops import OrientedCrop, prepare_oriented
 from crnn.io.preprocess import PreprocessConfig, prepare
 
 # (model input, None) or (None, error message); the input is an OrientedCrop when the loader was made ``oriented``.
@@ -75,7 +75,7 @@ class ChunkLoader:
     ``items`` yields (path, error): an error (e.g. a glob with no match) is passed through unread.
     Loading starts when the loader is made, so that it overlaps whatever the caller does next. At
     most two chunks are held at a time, so memory stays flat however many paths there are. ``oriented``:
-    each image comes as a :class:`~crnn.reading.orientation.OrientedCrop`, for the orientation step.
+    each image comes as a :class:`~crnn.io.oriented_crops.OrientedCrop`, for the orientation step.
     """
 
     def __init__(

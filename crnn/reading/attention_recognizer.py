@@ -21,7 +21,7 @@ from crnn.models.crnn import fuse_for_inference
 from crnn.reading.precision import PRECISIONS
 from crnn.prediction import Prediction
 from crnn.io.preprocess import PreprocessConfig, collate
-from crnn.kinds.registry import ModelKind, register
+from crnn.checkpoints.kind import ModelKind
 from crnn.reading.text_recognizer import RecognizerBase, run_batches
 
 # `--decoder lm`: beam search ranking each hypothesis by log P_decoder + LM_WEIGHT * log P_lm (characters and the end),
@@ -174,8 +174,10 @@ def _summary(c: AttentionConfig) -> str:
             f"decoder ({c.cell}, {c.hidden_size} units)")
 
 
-register(ModelKind(
+# The kind this module adds (registered by crnn/kinds/registry.py).
+KIND = ModelKind(
     name="crnn_attention", title="a CRNN with an attention decoder", model_class=AttentionRecognizerNet,
     config_class=AttentionConfig, recognizer_class=AttentionRecognizer,
     describe=describe, describe_lines=_describe_lines, summary=_summary, export_onnx=None,
-))
+)
+AttentionRecognizer.model_kind = KIND

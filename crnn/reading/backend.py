@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import os
 from pathlib import Path
@@ -14,10 +13,6 @@ from crnn.checkpoints.onnx_header import is_onnx_path
 from crnn.reading.precision import cpu_has_native_bf16
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "auto")
-# The recognizer class of each backend other than torch (whose class is the checkpoint kind's, crnn.kinds.registry).
-# Imported by name on first use, as the registry imports the kinds' modules: these classes build on
-# crnn.reading.text_recognizer, whose load_recognizer picks them, so a static import would be a cycle.
-BACKEND_RECOGNIZERS: dict[str, tuple[str, str]] = {"onnx": ("crnn.reading.onnx_recognizer", "OnnxRecognizer")}
 # Precisions the ONNX backend runs: the graph is fp32 (an int8 model is another file, not a precision flag).
 ONNX_PRECISIONS: tuple[str, ...] = ("auto", "fp32")
 
@@ -25,12 +20,6 @@ ONNX_PRECISIONS: tuple[str, ...] = ("auto", "fp32")
 def onnxruntime_available() -> bool:
     """Whether onnxruntime is installed (found without importing it)."""
     return importlib.util.find_spec("onnxruntime") is not None
-
-
-def backend_recognizer(backend: str) -> Any:
-    """The recognizer class (a TextRecognizer factory) that runs models on ``backend`` (not torch)."""
-    module, name = BACKEND_RECOGNIZERS[backend]
-    return getattr(importlib.import_module(module), name)
 
 
 def resolve_backend(

@@ -17,7 +17,7 @@ from crnn.decoding.ctc_decode import Lexicon, as_lexicons
 from crnn.reading.precision import PRECISIONS, native_bf16
 from crnn.prediction import Prediction
 from crnn.io.preprocess import PreprocessConfig
-from crnn.kinds.registry import ModelKind, register
+from crnn.checkpoints.kind import ModelKind
 from crnn.reading.text_recognizer import RecognizerBase
 
 
@@ -160,8 +160,10 @@ def _summary(c: BaselineConfig) -> str:
     return f"segmenter + crop CNN {tuple(c.channels)} + {rnn} + softmax per segment (cross-entropy)"
 
 
-register(ModelKind(
+# The kind this module adds (registered by crnn/kinds/registry.py).
+KIND = ModelKind(
     name="baseline", title="the segmented-character baseline", model_class=SegCharModel,
     config_class=BaselineConfig, recognizer_class=BaselineRecognizer,
     describe=describe, describe_lines=_describe_lines, summary=_summary,
-))
+)
+BaselineRecognizer.model_kind = KIND

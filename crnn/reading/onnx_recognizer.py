@@ -1,6 +1,6 @@
 """OnnxRecognizer: reads word images with an exported .onnx model on ONNX Runtime, without torch.
 
-Any kind exported by `crnn export` (crnn/checkpoints/onnx_export.py) runs here: the graph maps images (B, 1, H, W) to
+Any kind exported by `crnn export` (crnn/kinds/export.py) runs here: the graph maps images (B, 1, H, W) to
 per-frame log-probabilities, and the header in the file's metadata gives the charset and preprocessing.
 Batching, decoding and the API are the torch Recognizer's (crnn.reading.text_recognizer.CTCRecognizer), so both
 backends read the same texts; only the network's arithmetic differs (see docs/onnx.md for the tolerance).

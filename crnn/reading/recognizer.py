@@ -15,7 +15,7 @@ from crnn.models.crnn import CRNN, ModelConfig, describe, fuse_for_inference
 from crnn.checkpoints.onnx_export import export_crnn
 from crnn.reading.precision import resolve_precision
 from crnn.io.preprocess import PreprocessConfig, collate
-from crnn.kinds.registry import ModelKind, register
+from crnn.checkpoints.kind import ModelKind
 from crnn.reading.text_recognizer import CTCRecognizer, set_threads
 
 __all__ = ["Recognizer", "set_threads"]
@@ -119,7 +119,9 @@ def _summary(c: ModelConfig) -> str:
     return f"CRNN, {c.backbone} backbone{px}{mix}, {rnn if c.cell != 'none' else 'no recurrent head'} + CTC"
 
 
-register(ModelKind(
+# The kind this module adds (registered by crnn/kinds/registry.py).
+KIND = ModelKind(
     name="crnn", title="a CRNN", model_class=CRNN, config_class=ModelConfig, recognizer_class=Recognizer,
     describe=describe, describe_lines=_describe_lines, summary=_summary, export_onnx=export_crnn,
-))
+)
+Recognizer.model_kind = KIND

@@ -1,5 +1,5 @@
-"""The contract every model kind's recognizer keeps (TextRecognizer), the base implementing its shared part, and
-load_recognizer, which loads a checkpoint of any kind on either backend.
+"""The contract every model kind's recognizer keeps (TextRecognizer) and the base implementing its shared part
+(load_recognizer, in crnn/kinds/loading.py, loads a checkpoint of any kind on either backend).
 
 Imports no torch at module level: the ONNX Runtime backend (crnn/reading/onnx_recognizer.py) shares this base and
 ``load_recognizer(backend="onnx")`` must run where torch is not installed."""
@@ -18,16 +18,17 @@ import numpy as np
 from crnn.charset import Charset
 from crnn.decoding.ctc_decode import DEFAULT_DECODER, Lexicon, as_lexicon, as_lexicons, decode
 from crnn.errors import CheckpointError, InvalidImageError
-from crnn.reading.orientation import OrientationClassifier, OrientedCrop, load_orientation, prepare_oriented, read_oriented
+from crnn.io.oriented_crops import OrientedCrop, prepare_oriented
+from crnn.reading.orientation import OrientationClassifier, load_orientation, read_oriented
 from crnn.prediction import Prediction
 from crnn.io.preprocess import ImageSource, PreprocessConfig, prepare, width_batches
-from crnn.kinds.registry import get_kind
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
     from crnn.checkpoints.checkpoint import Checkpoint
+    from crnn.checkpoints.kind import ModelKind
 
 
 @dataclass(frozen=True)
@@ -152,11 +153,13 @@ def set_threads(threads: int | None) -> None:
 class RecognizerBase:
     """What every kind's recognizer shares: loading a checkpoint of its kind, threads, prepare, recognize.
 
-    A subclass sets ``kind`` (its registry name), implements ``recognize_prepared`` and may extend
-    ``__init__`` (e.g. to build a faster inference copy of the network).
+    A subclass sets ``kind`` (its registry name) and ``model_kind`` (its ModelKind, which names the subclass as its
+    recognizer: set after the class), implements ``recognize_prepared`` and may extend ``__init__`` (e.g. to build a
+    faster inference copy of the network).
     """
 
     kind: ClassVar[str]
+    model_kind: ClassVar[ModelKind]
     # The orientation step (issue 18): None (default) reads every crop as it comes; see use_orientation.
     orientation: OrientationClassifier | None = None
 
@@ -170,12 +173,12 @@ class RecognizerBase:
         """Load ``weights`` (a path, a loaded Checkpoint, or None for the shipped model) onto ``device``."""
         import torch
 
-        from crnn.checkpoints.checkpoint import Checkpoint, load_checkpoint
+        from crnn.checkpoints.checkpoint import Checkpoint, read_checkpoint
 
         set_threads(threads)
-        ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights, kind=self.kind)
+        ckpt = weights if isinstance(weights, Checkpoint) else read_checkpoint(weights, self.model_kind)
         if ckpt.model_type != self.kind:
-            raise CheckpointError(f"the checkpoint holds model type {ckpt.model_type!r}, not {get_kind(self.kind).title}")
+            raise CheckpointError(f"the checkpoint holds model type {ckpt.model_type!r}, not {self.model_kind.title}")
         num_classes = ckpt.model.config.num_classes  # type: ignore[union-attr]  # every kind's config has it
         if num_classes != ckpt.charset.num_classes:
             raise ValueError(f"model has {num_classes} classes, charset needs {ckpt.charset.num_classes}")
@@ -282,7 +285,7 @@ class RecognizerBase:
 
     def describe(self, width: int = 128) -> dict[str, Any]:
         """Architecture and parameters (and what else the kind can tell) for a 32 x ``width`` input."""
-        return get_kind(self.kind).describe(self.model, width)
+        return self.model_kind.describe(self.model, width)
 
     def batches(self, arrays: Sequence[np.ndarray], batch_size: int) -> Iterator[list[int]]:
         """Indices of ``arrays`` grouped into batches of one width bucket each, sorted by width."""
@@ -418,30 +421,6 @@ def run_batches(run: Callable[[list[int]], list[Prediction]], batches: list[list
         for i, p in zip(idx, preds):
             results[i] = p
     return results  # type: ignore[return-value]
-
-
-def load_recognizer(
-    weights: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    threads: int | None = None,
-    precision: str = "auto",
-    backend: str = "torch",
-) -> TextRecognizer:
-    """The recognizer of whatever kind the checkpoint's header names (None: the shipped weights).
-
-    ``backend``: ``torch``; ``onnx`` (ONNX Runtime on an .onnx file from `crnn export`, torch never imported);
-    ``auto`` (onnx when onnxruntime is installed and the weights are, or the shipped model has, an .onnx file;
-    see crnn.reading.backend).
-    """
-    from crnn.reading.backend import backend_recognizer, resolve_backend
-
-    backend, weights = resolve_backend(backend, weights, precision, str(device))
-    if backend != "torch":
-        return backend_recognizer(backend)(weights, device, threads, precision)
-    from crnn.checkpoints.checkpoint import load_checkpoint
-
-    checkpoint = load_checkpoint(weights)
-    return get_kind(checkpoint.model_type).recognizer_class(checkpoint, device, threads, precision)
 
 
 # How a kind's recognizer is built: cls(weights, device, threads, precision), weights a path, a loaded
