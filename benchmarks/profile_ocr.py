@@ -105,7 +105,10 @@ def time_stages(folder: Path, ocr_args: list[str]) -> None:
                 spent[stage] += time.process_time() - start
         return wrapper
 
+    torch_backend = "torch" in ocr_args  # --backend torch (the onnx path must not import torch: crnn.recognizer does)
     for stage, module_name, attr in TIMED:
+        if (module_name == "crnn.recognizer") != torch_backend and "batch_log_probs" in attr:
+            continue
         owner: Any = importlib.import_module(module_name)
         *path, name = attr.split(".")
         for part in path:
