@@ -4,6 +4,7 @@ spaces, from the CTC alignment of the read characters (crnn.detection.word_split
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,14 @@ class PhotoReader:
         self.decoder = decoder
         self.beam_width = beam_width
         self.batch_size = batch_size
+
+    def with_split(self, split: str) -> PhotoReader:
+        """A reader like this one (the same detector, recognizer and classifier) that splits lines by ``split``."""
+        other = copy.copy(self)
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        other.split = split
+        return other
 
     @property
     def preprocess(self) -> PreprocessConfig:

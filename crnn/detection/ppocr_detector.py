@@ -71,6 +71,8 @@ class PPOCRDetector:
         options.inter_op_num_threads = 1
         if threads is not None:
             options.intra_op_num_threads = threads
+        # The recognizer runs right after on the same cores: a spinning pool would take their time from it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # rapidocr turns the memory arena off (its EngineConfig): photo sizes vary, so an arena only grows.
         options.enable_cpu_mem_arena = False
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
