@@ -60,7 +60,8 @@ class PPOCRDetector:
         try:
             import onnxruntime as ort
             from rapidocr.ch_ppocr_det.utils import DBPostProcess, DetPreProcess
-            from rapidocr.utils.process_img import apply_vertical_padding, resize_image_within_bounds
+            from rapidocr.ch_ppocr_det.utils import ResizeImgError as DetResizeError
+            from rapidocr.utils.process_img import ResizeImgError, apply_vertical_padding, resize_image_within_bounds
         except ModuleNotFoundError:
             raise BackendError(_MISSING) from None
         if threads is not None and threads < 1:
@@ -82,6 +83,7 @@ class PPOCRDetector:
                                    unclip_ratio=unclip_ratio, use_dilation=True, score_mode="fast")
         self._bounds = resize_image_within_bounds
         self._pad = apply_vertical_padding
+        self._resize_errors = (ResizeImgError, DetResizeError)
         self.box_thresh, self.unclip_ratio = box_thresh, unclip_ratio
 
     def detect(self, image: np.ndarray) -> list[DetectedText]:
@@ -90,12 +92,15 @@ class PPOCRDetector:
             raise ValueError(f"detect takes an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         h, w = image.shape[:2]
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # PaddleOCR's models were trained on OpenCV's BGR order
-        img, ratio_h, ratio_w = self._bounds(bgr, MIN_SIDE, MAX_SIDE)
-        img, record = self._pad(img, {}, WIDE_RATIO, MIN_HEIGHT)
-        top = record["padding_1"]["top"]
-        x = self._pre(img)
+        try:
+            img, ratio_h, ratio_w = self._bounds(bgr, MIN_SIDE, MAX_SIDE)
+            img, record = self._pad(img, {}, WIDE_RATIO, MIN_HEIGHT)
+            x = self._pre(img)
+        except self._resize_errors:  # a photo so thin that scaling it leaves no pixel row: it holds no text
+            return []
         if x is None:
             return []
+        top = record["padding_1"]["top"]
         pred = self.session.run(None, {self._input: x})[0]
         boxes, scores = self._post(pred, img.shape[:2])
         out = []
