@@ -21,6 +21,12 @@ _EXPORTS: dict[str, str] = {
     "CRNNError": "crnn.errors",
     "InvalidImageError": "crnn.errors",
     "UnsupportedCharacterError": "crnn.errors",
+    "DetectedText": "crnn.detection.detector",
+    "TextDetector": "crnn.detection.detector",
+    "load_detector": "crnn.detection.detector",
+    "PhotoReader": "crnn.detection.photo_reader",
+    "PhotoReading": "crnn.detection.photo_reader",
+    "read_photo": "crnn.detection.photo_reader",
     "CRNN": "crnn.model",
     "ModelConfig": "crnn.model",
     "build_model": "crnn.model",
@@ -45,21 +51,27 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DEFAULT_CHARS",
+    "DetectedText",
     "FailedImage",
     "InvalidImageError",
     "ModelConfig",
     "OnnxRecognizer",
+    "PhotoReader",
+    "PhotoReading",
     "Prediction",
     "PreprocessConfig",
     "ModelKind",
     "Recognizer",
+    "TextDetector",
     "TextRecognizer",
     "UnsupportedCharacterError",
     "build_model",
     "load_checkpoint",
+    "load_detector",
     "load_image",
     "load_recognizer",
     "prepare",
+    "read_photo",
     "register",
     "save_checkpoint",
     "__version__",
@@ -68,6 +80,8 @@ __all__ = [
 if TYPE_CHECKING:
     from crnn.charset import DEFAULT_CHARS, Charset
     from crnn.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+    from crnn.detection.detector import DetectedText, TextDetector, load_detector
+    from crnn.detection.photo_reader import PhotoReader, PhotoReading, read_photo
     from crnn.errors import CheckpointError, ConfigError, CRNNError, InvalidImageError, UnsupportedCharacterError
     from crnn.model import CRNN, ModelConfig, build_model
     from crnn.onnx_recognizer import OnnxRecognizer
