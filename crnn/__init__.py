@@ -26,6 +26,12 @@ _EXPORTS: dict[str, str] = {
     "build_model": "crnn.models.crnn",
     "FailedImage": "crnn.reading.text_recognizer",
     "OnnxRecognizer": "crnn.reading.onnx_recognizer",
+    "DetectedText": "crnn.detection.detector",
+    "TextDetector": "crnn.detection.detector",
+    "load_detector": "crnn.detection.registry",
+    "PhotoReader": "crnn.detection.photo_reader",
+    "PhotoReading": "crnn.detection.photo_reader",
+    "read_photo": "crnn.detection.photo_reader",
     "Prediction": "crnn.prediction",
     "PreprocessConfig": "crnn.io.preprocess",
     "load_image": "crnn.io.preprocess",
@@ -45,21 +51,27 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DEFAULT_CHARS",
+    "DetectedText",
     "FailedImage",
     "InvalidImageError",
     "ModelConfig",
     "OnnxRecognizer",
+    "PhotoReader",
+    "PhotoReading",
     "Prediction",
     "PreprocessConfig",
     "ModelKind",
     "Recognizer",
+    "TextDetector",
     "TextRecognizer",
     "UnsupportedCharacterError",
     "build_model",
     "load_checkpoint",
+    "load_detector",
     "load_image",
     "load_recognizer",
     "prepare",
+    "read_photo",
     "register",
     "save_checkpoint",
     "__version__",
@@ -69,6 +81,9 @@ if TYPE_CHECKING:
     from crnn.charset import DEFAULT_CHARS, Charset
     from crnn.checkpoints.checkpoint import Checkpoint
     from crnn.checkpoints.kind import ModelKind
+    from crnn.detection.detector import DetectedText, TextDetector
+    from crnn.detection.registry import load_detector
+    from crnn.detection.photo_reader import PhotoReader, PhotoReading, read_photo
     from crnn.errors import CheckpointError, ConfigError, CRNNError, InvalidImageError, UnsupportedCharacterError
     from crnn.io.preprocess import PreprocessConfig, load_image, prepare
     from crnn.kinds.loading import load_checkpoint, load_recognizer, save_checkpoint

@@ -23,6 +23,7 @@ ROOT = "crnn"
 LAYERS: list[tuple[str, ...]] = [
     ("crnn.cli", "crnn"),  # the `crnn` dispatcher and the public API (crnn/__init__.py), both by name
     ("crnn.commands",),
+    ("crnn.detection",),  # full-photo OCR: detectors, line crops, word splits, the photo reader (extra [detect])
     ("crnn.kinds",),
     ("crnn.reading",),
     ("crnn.checkpoints",),

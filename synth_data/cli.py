@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=cpu_cores(), help="rendering processes (default: all cores)")
     p.add_argument("--seed", type=int, default=0, help="stream seed: the same seed writes the same dataset")
     p.add_argument("--start", type=int, default=0, help="first stream index (to extend a dataset)")
+    p.add_argument("--scenes", type=Path, metavar="DIR",
+                   help="write --count whole rendered photos (signs of words on backgrounds, with occluders) with every "
+                   "word's polygon and text: DIR/img/*.jpg and DIR/annotations.jsonl (full-photo OCR's test set)")
     p.add_argument("--preview", type=Path, metavar="PNG", help="write a grid of --count samples with their labels")
     p.add_argument("--boxes", action="store_true", help="draw character boxes on the preview")
     p.add_argument("--columns", type=int, default=4, help="preview grid columns")
@@ -235,6 +238,13 @@ def _run(args: argparse.Namespace, config: SynthConfig) -> int:
               f"left out {len(rep.excluded)} (see {EXCLUDED}); manifest: {MANIFEST}; "
               f"use --set backgrounds_dir={args.collect_backgrounds}")
         did = True
+    if args.scenes:
+        from crnn_synth_data.scene import write_scenes
+
+        t0 = time.perf_counter()
+        n = write_scenes(config, args.scenes, args.count or 100, args.seed, args.start)
+        print(f"wrote {n} scenes to {args.scenes} in {time.perf_counter() - t0:.1f} s")
+        did = True
     if args.preview:
         from crnn_synth_data.preview import write_preview
         from crnn_synth_data.render import WordRenderer
@@ -256,7 +266,7 @@ def _run(args: argparse.Namespace, config: SynthConfig) -> int:
         did = True
     if not did:
         build_parser().print_usage(sys.stderr)
-        print("crnn synth: give --out, --preview, --list-fonts, --export-words, --collect-fonts, --build-font-library "
+        print("crnn synth: give --out, --scenes, --preview, --list-fonts, --export-words, --collect-fonts, --build-font-library "
               "or --collect-backgrounds", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,1 @@
+"""Full-photo OCR: text detectors, line crops, the CTC line-to-word split, the photo reader and its end-to-end metric."""

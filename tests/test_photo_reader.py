@@ -1,0 +1,216 @@
+"""Full-photo OCR (crnn.detection): the detector contract and registry with a fake detector, line crops and their
+mapping back to the photo, the photo reader's words and boxes, photos without text, hostile photos, and the real
+PP-OCRv6 detector where ``crnn-ocr[detect]`` is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from crnn.detection.detector import DetectedText, DetectorKind, TextDetector, register_detector
+from crnn.detection.registry import detector_kinds, load_detector
+from crnn.detection.end_to_end_metric import polygon_iou
+from crnn.detection.line_crop import cut, is_tall
+from crnn.detection.photo_reader import PhotoReader, PhotoReading
+from crnn.errors import BackendError, InvalidImageError
+from tests.word_images import render_word
+
+HAVE_DETECT = importlib.util.find_spec("rapidocr") is not None and importlib.util.find_spec("onnxruntime") is not None
+
+
+class FakeDetector:
+    """Returns the regions it was given, whatever the photo."""
+
+    name = "fake"
+
+    def __init__(self, regions: list[DetectedText] | None = None) -> None:
+        self.regions = regions or []
+        self.calls = 0
+
+    def detect(self, image: np.ndarray) -> list[DetectedText]:
+        self.calls += 1
+        return list(self.regions)
+
+    def describe(self) -> dict:
+        return {"detector": self.name}
+
+
+def quad(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32)
+
+
+def line_photo(words: list[str], gap: int = 24, height: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A gray photo (RGB) with ``words`` side by side on one line, and each word's ink box."""
+    crops = [render_word(w, height=height, size=24) for w in words]
+    photo = np.full((120, 40 + sum(c.shape[1] for c in crops) + gap * (len(crops) - 1)), 255, np.uint8)
+    boxes, x = [], 20
+    for c in crops:
+        photo[40 : 40 + c.shape[0], x : x + c.shape[1]] = c
+        ys, xs = np.nonzero(c < 128)
+        boxes.append(quad(x + xs.min(), 40 + ys.min(), x + xs.max() + 1, 40 + ys.max() + 1))
+        x += c.shape[1] + gap
+    return np.repeat(photo[:, :, None], 3, axis=2), boxes
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    from crnn.kinds.loading import load_recognizer
+
+    return load_recognizer(threads=1)
+
+
+def test_fake_detector_keeps_the_contract():
+    assert isinstance(FakeDetector(), TextDetector)
+
+
+def test_registry_builds_registered_kinds_and_refuses_unknown_ones():
+    kind = register_detector(DetectorKind("fake-for-tests", "a fake", lambda **kw: FakeDetector()))
+    assert detector_kinds()["fake-for-tests"] is kind
+    assert isinstance(load_detector("fake-for-tests"), FakeDetector)
+    with pytest.raises(BackendError, match="unknown text detector"):
+        load_detector("no-such-detector")
+    with pytest.raises(ValueError, match="already registered"):
+        register_detector(DetectorKind("fake-for-tests", "another", lambda **kw: FakeDetector()))
+
+
+def test_import_crnn_loads_no_detector_package():
+    code = ("import sys, crnn, crnn.detection.detector, crnn.detection.photo_reader; "
+            "print(sorted(m for m in ('onnxruntime', 'rapidocr', 'shapely', 'pyclipper') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("turns", [0, 1, 3])
+@pytest.mark.parametrize("angle", [0.0, 20.0])
+def test_cut_maps_crop_corners_back_to_the_quad(turns, angle):
+    photo = np.random.default_rng(0).integers(0, 255, (200, 300), dtype=np.uint8)
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    q = (quad(-60, -15, 60, 15) @ rot.T + [150, 100]).astype(np.float32)
+    crop = cut(photo, q, turns)
+    h, w = crop.image.shape
+    assert (w, h) == ((120, 30) if turns % 2 == 0 else (30, 120))
+    back = crop.box_to_photo(0, w)
+    assert np.allclose(back, np.roll(q, -turns, axis=0), atol=1e-3)
+    assert is_tall(q) is False and is_tall(quad(0, 0, 10, 40)) is True
+
+
+def test_reader_splits_a_line_into_words_with_their_boxes(recognizer):
+    photo, truth = line_photo(["HELLO", "WORLD", "TODAY"])
+    # The line's box a few pixels around its ink, as a DB detector's (unclipped) box is.
+    line = quad(truth[0][0, 0] - 4, min(t[0, 1] for t in truth) - 3, truth[-1][2, 0] + 4, max(t[2, 1] for t in truth) + 3)
+    for split in ("ctc", "chars"):
+        reading = PhotoReader(FakeDetector([DetectedText(line, 0.9)]), recognizer, split=split).read(photo)
+        assert len(reading.lines) == 1
+        assert [w.line for w in reading.words] == [0] * len(reading.words)
+        if split == "ctc":
+            assert [w.text.upper() for w in reading.words] == ["HELLO", "WORLD", "TODAY"]
+            assert all(polygon_iou(w.polygon, t) > 0.5 for w, t in zip(reading.words, truth))
+            ctc = reading
+    # The alignment's boxes are at least as close to the words as the char-count ones.
+    naive = PhotoReader(FakeDetector([DetectedText(line, 0.9)]), recognizer, split="chars").read(photo)
+    ious = [(polygon_iou(a.polygon, t), polygon_iou(b.polygon, t)) for a, b, t in zip(ctc.words, naive.words, truth)]
+    assert sum(a for a, _ in ious) >= sum(b for _, b in ious) - 1e-6
+
+
+def test_reading_order_and_json(recognizer):
+    photo, _ = line_photo(["SALE"])
+    two = np.concatenate([photo, photo], axis=0)  # the same line twice, one under the other
+    h = photo.shape[0]
+    regions = [DetectedText(quad(14, h + 34, photo.shape[1] - 14, h + 78), 0.8),
+               DetectedText(quad(14, 34, photo.shape[1] - 14, 78), 0.9)]
+    reading = PhotoReader(FakeDetector(regions), recognizer).read(two)
+    assert len(reading.lines) == 2
+    assert reading.lines[0].polygon[0, 1] < reading.lines[1].polygon[0, 1]  # top line first
+    d = reading.to_dict()
+    assert set(d) == {"width", "height", "words", "lines", "unreadable", "dropped", "timings"}
+    assert set(d["words"][0]) == {"text", "confidence", "polygon", "line"}
+
+
+def test_tall_line_is_read_turned(recognizer):
+    photo, _ = line_photo(["OPEN"])
+    turned = np.ascontiguousarray(np.rot90(photo, -1))  # the text runs down the photo (turned 90 clockwise)
+    h, w = turned.shape[:2]
+    reader = PhotoReader(FakeDetector([DetectedText(quad(w / 2 - 24, 10, w / 2 + 24, h - 10), 0.9)]), recognizer,
+                         orientation="none")
+    reading = reader.read(turned)
+    assert [x.text.upper() for x in reading.lines] == ["OPEN"]
+    assert reading.lines[0].orientation == "90"
+
+
+@pytest.mark.parametrize("photo", [
+    np.full((300, 400, 3), 255, np.uint8),  # blank
+    np.random.default_rng(1).integers(0, 255, (300, 400, 3), dtype=np.uint8),  # noise
+])
+def test_no_text_gives_empty_lists(recognizer, photo):
+    reading = PhotoReader(FakeDetector([]), recognizer).read(photo)
+    assert isinstance(reading, PhotoReading) and reading.words == [] and reading.lines == []
+
+
+@pytest.mark.parametrize("region", [
+    quad(0, 0, 1, 1),  # 1 px: too small to read
+    quad(0, 0, 400, 2),  # far too elongated
+    np.array([[5, 5], [5, 5], [5, 5], [5, 5]], np.float32),  # a point
+])
+def test_unreadable_regions_are_counted_not_raised(recognizer, region):
+    reading = PhotoReader(FakeDetector([DetectedText(region, 0.5)]), recognizer).read(np.zeros((10, 400, 3), np.uint8))
+    assert reading.words == [] and reading.unreadable + reading.dropped == 1
+
+
+def test_hostile_inputs(recognizer):
+    reader = PhotoReader(FakeDetector([]), recognizer)
+    assert reader.read(np.zeros((1, 1, 3), np.uint8)).words == []
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(buf, "JPEG")
+    with pytest.raises(InvalidImageError):
+        reader.read(buf.getvalue()[:100])  # truncated
+    with pytest.raises(InvalidImageError):
+        reader.read(b"")
+    with pytest.raises(InvalidImageError, match="over the limit"):
+        reader.read(np.zeros((8000, 6000, 3), np.uint8))  # 48 M pixels, over the 40 M limit
+
+
+needs_detect = pytest.mark.skipif(not HAVE_DETECT, reason="needs the detect extra (rapidocr, onnxruntime)")
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return load_detector(threads=1)
+
+
+@needs_detect
+def test_ppocr_detector_finds_a_line_of_words(detector):
+    photo, truth = line_photo(["OPEN", "DAILY"], gap=20, height=48)
+    photo = cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    regions = detector.detect(photo)
+    assert len(regions) >= 1
+    from shapely.geometry import Polygon
+
+    for t in truth:  # each word lies inside a region, however the detector groups them into lines
+        word = Polygon(2 * t)
+        assert max(Polygon(r.polygon).intersection(word).area for r in regions) > 0.9 * word.area
+    assert all(0.0 <= r.score <= 1.0 for r in regions)
+
+
+@needs_detect
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 3000, 3), (3000, 2, 3), (300, 400, 3), (4000, 6000, 3)])
+def test_ppocr_detector_on_photos_without_text(detector, shape):
+    assert detector.detect(np.full(shape, 255, np.uint8)) == []
+
+
+@needs_detect
+def test_read_photo_end_to_end(detector, recognizer):
+    from crnn.detection.photo_reader import read_photo
+
+    photo, _ = line_photo(["OPEN", "DAILY"], gap=20, height=48)
+    photo = cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    reading = read_photo(photo, detector=detector, recognizer=recognizer)
+    assert " ".join(w.text.upper() for w in reading.words) == "OPEN DAILY"
+    assert read_photo(np.zeros((1, 1, 3), np.uint8), detector=detector, recognizer=recognizer).words == []
