@@ -178,7 +178,8 @@ def test_schedules_and_optimizers() -> None:
         (["val.synth_size=0", "val.folders=[d/IIIT5K]"], "val.best_metric"),  # synth/... names no set now
         (["val.folders=[d/IIIT5K]", "val.best_metric=SVT/cer"], "val.best_metric"),
         # A validation folder that is also a training source must be split the same way on both sides.
-        (["data.sources=[{type: folder, path: d/IIIT5K}]", "val.folders=[d/IIIT5K]"], "data.sources[0].holdout"),
+        (["data.sources=[{type: folder, path: d/IIIT5K}]", "val.folders=[d/IIIT5K]", "val.holdout=0.15"],
+         "data.sources[0].holdout"),
         (["data.sources=[{type: folder, path: d/IIIT5K, holdout: 0.15}]", "val.folders=[d/IIIT5K/]"],
          "data.sources[0].holdout"),
         (["data.sources=[{type: synth}, {type: folder, path: d/IIIT5K, holdout: 0.15}]", "val.folders=[./d/IIIT5K]",
@@ -197,6 +198,15 @@ def test_a_folder_split_between_training_and_validation_loads(augment: object) -
         "val.folders=[d/IIIT5K, d/SVT]", "val.holdout=0.15", "val.best_metric=mean/word_accuracy_protocol"])
     assert c.val.set_names() == ["synth", "IIIT5K", "SVT", "mean"]
     assert c.data.sources[1].augment == ("real" if augment == "real" else "off")  # YAML's bare off is False
+
+
+def test_a_folder_trained_and_validated_on_whole_is_named() -> None:
+    c = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["data.sources=[{type: folder, path: d/IIIT5K}]",
+                                                           "val.folders=[d/IIIT5K/]"])
+    assert c.sources_validated_on() == ["d/IIIT5K"]  # crnn train warns: it validates on what it trains on
+    split = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["data.sources=[{type: folder, path: d/IIIT5K, holdout: 0.2}]",
+                                                               "val.folders=[d/IIIT5K/]", "val.holdout=0.2"])
+    assert split.sources_validated_on() == []
 
 
 def test_best_metric_of_a_folder_set_loads() -> None:

@@ -269,16 +269,24 @@ class TrainConfig(Config):
 
     @model_validator(mode="after")
     def _never_trains_on_its_validation_images(self) -> TrainConfig:
-        # A validation folder that is also a training source must be split: both sides with the same held-out share.
-        val = {_same_folder(f): f for f in self.val.folders}
+        # A validation folder that is also a training source, split on one side, must be split the same way on the
+        # other: a mismatch would train on images it validates on. (Neither split: the run trains on its validation
+        # images, as before holdouts existed; crnn train warns.)
+        val = {_same_folder(f) for f in self.val.folders}
         for i, s in enumerate(self.data.sources):
             if s.type != "folder" or _same_folder(s.path or "") not in val:
                 continue
-            if s.holdout == 0 or s.holdout != self.val.holdout:
+            if s.holdout != self.val.holdout:
                 raise FieldProblem(f"data.sources[{i}].holdout", f"{s.path} is also a validation folder: give the "
-                                   f"source a holdout > 0 and val.holdout the same value (now {self.val.holdout}), "
-                                   "so that it never trains on the images it is validated on", s.holdout)
+                                   f"source and val.holdout the same value (val.holdout is {self.val.holdout}), so "
+                                   "that it never trains on the images it is validated on", s.holdout)
         return self
+
+    def sources_validated_on(self) -> list[str]:
+        """Folder sources that are validation folders too, with no held-out part: trained on what validates them."""
+        val = {_same_folder(f) for f in self.val.folders}
+        return [s.path for s in self.data.sources
+                if s.type == "folder" and s.holdout == 0 and _same_folder(s.path or "") in val]
 
 
 def _same_folder(path: str) -> str:

@@ -644,6 +644,9 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     task.say(f"[setup] device {device} amp {dtype} world {world} workers {workers} threads {threads} "
              f"params {count_parameters(model):,} charset {charset.num_classes - 1} chars; "
              f"validation precision {task.precision}; out {task.out}")
+    for path in config.sources_validated_on():
+        task.say(f"[data] warning: {path} is both a training source and a validation folder: the run validates on "
+                 "images it trains on (give the source a holdout and val.holdout the same value to split it)")
     for s in config.data.sources:  # a cache from another renderer would train on other images than fresh renders
         differ = renderer_differences(s.path, config) if s.type == "lmdb" else []
         if differ:
