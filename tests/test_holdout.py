@@ -85,3 +85,18 @@ def test_real_crop_augmenter_keeps_a_gray_uint8_crop() -> None:
     outs = [aug(word, seed) for seed in range(20)]
     assert all(o.dtype == np.uint8 and o.ndim == 2 and min(o.shape) > 8 for o in outs)
     assert np.array_equal(aug(word, 7), outs[7])
+
+
+def test_crnn_eval_holdout_reads_the_held_out_part_only(folder: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from tests.tiny_models import tiny_checkpoint
+    from crnn_training.evaluate import main as eval_main
+
+    weights = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    args = ["--weights", str(weights), "--backend", "torch", "--decoder", "greedy", "--data", str(folder), "--json"]
+    assert eval_main([*args, "--holdout", "0.3"]) == 0
+    count = json.loads(capsys.readouterr().out)["results"][0]["count"]
+    assert count == len(select_part([(f"{i}.png", "") for i in range(40)], 0.3, "val")) and 0 < count < 40
+    assert eval_main([*args, "--holdout", "1"]) == 2
