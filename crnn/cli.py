@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train-cache": ("crnn_training.cache", "render a training config's sample cache (LMDB) with every core"),
     "train-orientation": ("crnn_training.train_orientation", "train the orientation classifier on rendered words"),
     "eval": ("crnn_training.evaluate", "evaluate weights on labeled folders"),
+    "self-label": ("crnn_training.self_label", "label unlabeled word crops with a model's confident readings (self-training)"),
     "compare": ("crnn_training.compare", "compare two models (e.g. CRNN vs the segmented-character baseline) in a report"),
     "plot": ("crnn_training.plot", "plot the training curves of a run folder"),
     "lm": ("crnn_training.char_lm", "train the character language model of `--decoder lm` on the renderer's text"),

@@ -113,6 +113,16 @@ def test_overrides_reach_nested_sections() -> None:
         ("val.best_metric=synth/count", "val.best_metric"),
         ("val.folders=[a/x, b/x]", "val.folders"),  # two sets named x
         ("val.folders=[d/synth]", "val.folders"),  # beside the synthetic set
+        # Held-out parts and augmentation of real folders (issue 32).
+        ("data.sources=[{type: synth, holdout: 0.1}]", "data.sources[0].holdout"),  # only a folder has one
+        ("data.sources=[{type: lmdb, path: x, holdout: 0.1}]", "data.sources[0].holdout"),
+        ("data.sources=[{type: folder, path: x, holdout: 1}]", "data.sources[0].holdout"),
+        ("data.sources=[{type: folder, path: x, holdout: -0.1}]", "data.sources[0].holdout"),
+        ("data.sources=[{type: folder, path: x, holdot: 0.1}]", "data.sources[0].holdot"),
+        ("data.sources=[{type: synth, augment: real}]", "data.sources[0].augment"),  # renders degrade themselves
+        ("data.sources=[{type: folder, path: x, augment: heavy}]", "data.sources[0].augment"),
+        ("val.holdout=1.5", "val.holdout"),
+        ("val.best_metric=mean/word_accuracy_protocol", "val.best_metric"),  # a mean needs two folders
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override: str, key: str) -> None:
@@ -167,11 +177,36 @@ def test_schedules_and_optimizers() -> None:
         (["decoder.type=attention", "decoder.aux_attention_weight=1"], "decoder.aux_attention_weight"),
         (["val.synth_size=0", "val.folders=[d/IIIT5K]"], "val.best_metric"),  # synth/... names no set now
         (["val.folders=[d/IIIT5K]", "val.best_metric=SVT/cer"], "val.best_metric"),
+        # A validation folder that is also a training source must be split the same way on both sides.
+        (["data.sources=[{type: folder, path: d/IIIT5K}]", "val.folders=[d/IIIT5K]", "val.holdout=0.15"],
+         "data.sources[0].holdout"),
+        (["data.sources=[{type: folder, path: d/IIIT5K, holdout: 0.15}]", "val.folders=[d/IIIT5K/]"],
+         "data.sources[0].holdout"),
+        (["data.sources=[{type: synth}, {type: folder, path: d/IIIT5K, holdout: 0.15}]", "val.folders=[./d/IIIT5K]",
+          "val.holdout=0.2"], "data.sources[1].holdout"),
     ],
 )
 def test_keys_that_contradict_each_other_are_refused_naming_the_key(overrides: list[str], key: str) -> None:
     with pytest.raises(ConfigError, match=f"^train config key '{re.escape(key)}': .*got"):
         TrainConfig.from_yaml(REPO / "configs/tiny.yaml", overrides)
+
+
+@pytest.mark.parametrize("augment", ["real", "off", False])
+def test_a_folder_split_between_training_and_validation_loads(augment: object) -> None:
+    c = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", [
+        f"data.sources=[{{type: synth}}, {{type: folder, path: d/IIIT5K, holdout: 0.15, augment: {augment}}}]",
+        "val.folders=[d/IIIT5K, d/SVT]", "val.holdout=0.15", "val.best_metric=mean/word_accuracy_protocol"])
+    assert c.val.set_names() == ["synth", "IIIT5K", "SVT", "mean"]
+    assert c.data.sources[1].augment == ("real" if augment == "real" else "off")  # YAML's bare off is False
+
+
+def test_a_folder_trained_and_validated_on_whole_is_named() -> None:
+    c = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["data.sources=[{type: folder, path: d/IIIT5K}]",
+                                                           "val.folders=[d/IIIT5K/]"])
+    assert c.sources_validated_on() == ["d/IIIT5K"]  # crnn train warns: it validates on what it trains on
+    split = TrainConfig.from_yaml(REPO / "configs/tiny.yaml", ["data.sources=[{type: folder, path: d/IIIT5K, holdout: 0.2}]",
+                                                               "val.folders=[d/IIIT5K/]", "val.holdout=0.2"])
+    assert split.sources_validated_on() == []
 
 
 def test_best_metric_of_a_folder_set_loads() -> None:

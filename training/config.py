@@ -108,11 +108,22 @@ class SourceSection(Config):
     type: Literal["synth", "lmdb", "folder"] = "synth"
     path: str | None = None
     weight: float = Field(1.0, gt=0)
+    # folder: this share of its images (fixed by a hash of each path, crnn_training.holdout) is never trained on; a
+    # validation folder with the same val.holdout is read as exactly that part (docs/adaptation.md).
+    holdout: float = Field(0.0, ge=0.0, lt=1.0)
+    # folder or lmdb: "real" passes each sample through augmentations suited to real photo crops (perspective,
+    # rotation, crop jitter, blur, noise, JPEG, contrast; crnn_training.augment); synth renders carry their own.
+    augment: Annotated[Literal["off", "real"], BeforeValidator(lambda v: "off" if v is False else v)] = "off"
 
     @model_validator(mode="after")
     def _path_for_files(self) -> SourceSection:
         if self.type != "synth" and not self.path:
             raise FieldProblem("path", f"a source of type {self.type} needs a path", self.path)
+        if self.holdout > 0 and self.type != "folder":
+            raise FieldProblem("holdout", "only a folder source has a held-out part", self.holdout)
+        if self.augment != "off" and self.type == "synth":
+            raise FieldProblem("augment", "renders pass through the renderer's own degradations (synth.*)",
+                               self.augment)
         return self
 
 
@@ -183,6 +194,9 @@ class ValSection(Config):
     synth_seed: int = 1_000_003  # a seed the training stream never uses
     folders: list[Annotated[str, Field(min_length=1)]] = []
     max_per_folder: int = Field(0, ge=0)  # 0: all images of each folder
+    # > 0: each folder is read as its held-out part only (the images a folder source with the same holdout never
+    # trains on; crnn_training.holdout), so a run can train and validate on one labeled folder.
+    holdout: float = Field(0.0, ge=0.0, lt=1.0)
     batch_size: int = Field(256, ge=1)
     # The Recognizer's precision. auto: bf16 when training autocasts bf16 on CUDA, else what `crnn ocr`
     # runs on this device (crnn.reading.precision.resolve_precision).
@@ -197,8 +211,10 @@ class ValSection(Config):
         return value
 
     def set_names(self) -> list[str]:
-        """The validation sets' names, in evaluation order: 'synth', then each folder's (:func:`folder_set_name`)."""
-        return (["synth"] if self.synth_size > 0 else []) + [folder_set_name(f) for f in self.folders]
+        """The validation sets' names, in evaluation order: 'synth', then each folder's (:func:`folder_set_name`),
+        then 'mean' (each metric averaged over the folders, unweighted) when there are two folders or more."""
+        folders = [folder_set_name(f) for f in self.folders]
+        return (["synth"] if self.synth_size > 0 else []) + folders + ([MEAN_SET] if len(folders) > 1 else [])
 
     @model_validator(mode="after")
     def _sets_and_best_metric(self) -> ValSection:
@@ -219,6 +235,11 @@ class ValSection(Config):
             raise FieldProblem("best_metric", f"no metric {metric!r}; the metrics are {', '.join(METRICS)}",
                                self.best_metric)
         return self
+
+
+# The pseudo-set of each metric averaged over the validation folders (each folder counts once, whatever its size):
+# best_metric 'mean/word_accuracy_protocol' keeps a choice made on one kind of image from quietly costing another.
+MEAN_SET = "mean"
 
 
 def folder_set_name(folder: str) -> str:
@@ -245,6 +266,31 @@ class TrainConfig(Config):
     train: TrainSection = TrainSection()
     val: ValSection = ValSection()
     synth: SynthConfig = SynthConfig()  # the renderer of `synth` sources and of the synthetic validation set
+
+    @model_validator(mode="after")
+    def _never_trains_on_its_validation_images(self) -> TrainConfig:
+        # A validation folder that is also a training source, split on one side, must be split the same way on the
+        # other: a mismatch would train on images it validates on. (Neither split: the run trains on its validation
+        # images, as before holdouts existed; crnn train warns.)
+        val = {_same_folder(f) for f in self.val.folders}
+        for i, s in enumerate(self.data.sources):
+            if s.type != "folder" or _same_folder(s.path or "") not in val:
+                continue
+            if s.holdout != self.val.holdout:
+                raise FieldProblem(f"data.sources[{i}].holdout", f"{s.path} is also a validation folder: give the "
+                                   f"source and val.holdout the same value (val.holdout is {self.val.holdout}), so "
+                                   "that it never trains on the images it is validated on", s.holdout)
+        return self
+
+    def sources_validated_on(self) -> list[str]:
+        """Folder sources that are validation folders too, with no held-out part: trained on what validates them."""
+        val = {_same_folder(f) for f in self.val.folders}
+        return [s.path for s in self.data.sources
+                if s.type == "folder" and s.holdout == 0 and _same_folder(s.path or "") in val]
+
+
+def _same_folder(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
 
 
 class BaselineTrainConfig(Config):

@@ -23,6 +23,8 @@ from crnn.errors import ConfigError, CRNNError
 from crnn.io.labeled_folder import LABELS_FILE, MAX_NAMED_PROBLEMS, LabeledFolder
 from crnn.models.crnn import CRNN
 from crnn.io.preprocess import PreprocessConfig, collate, normalize
+from crnn_training.augment import RealCropAugmenter
+from crnn_training.holdout import select_part
 
 def ctc_frames_needed(ids: list[int]) -> int:
     """Frames CTC needs for a label: one per character plus a blank between repeated neighbours."""
@@ -45,14 +47,16 @@ def report_problems(name: str, problems: Sequence[object], out: Any = None) -> N
 
 
 def load_labeled_arrays(
-    root: str | os.PathLike, charset: Charset, preprocess: PreprocessConfig, limit: int = 0
+    root: str | os.PathLike, charset: Charset, preprocess: PreprocessConfig, limit: int = 0, holdout: float = 0.0
 ) -> tuple[list[np.ndarray], list[str], list[str], list[str]]:
-    """Prepared arrays, texts and paths of a labeled folder, plus the problems of the samples skipped."""
+    """Prepared arrays, texts and paths of a labeled folder (``holdout`` > 0: of its held-out part only,
+    crnn_training.holdout), plus the problems of the samples skipped."""
     folder = LabeledFolder.read(root, charset)
     problems = [str(p) for p in folder.problems]
     arrays, texts, paths = [], [], []
-    items = folder.items[:limit] if limit > 0 else folder.items
-    for i, (rel, _) in enumerate(items):
+    items = select_part(folder.items, holdout, "val") if holdout > 0 else folder.items
+    folder.items = items[:limit] if limit > 0 else items  # what load(i) indexes
+    for i, (rel, _) in enumerate(folder.items):
         try:
             gray, text = folder.load(i)
             arrays.append(normalize(gray, preprocess, rel))
@@ -67,12 +71,15 @@ def load_labeled_arrays(
 class _MapSource:
     """Random access to a labeled folder or an LMDB dataset (synth_data.LmdbDataset reopens itself after a fork)."""
 
-    def __init__(self, kind: str, path: str, charset: Charset) -> None:
+    def __init__(self, kind: str, path: str, charset: Charset, holdout: float = 0.0, augment: str = "off") -> None:
         self.kind, self.path = kind, path
         self._ds: Any
+        # Real-crop augmentations (crnn_training.augment), seeded per sample by the stream.
+        self.augment = RealCropAugmenter() if augment == "real" else None
         if kind == "folder":
             self._ds = LabeledFolder.read(path, charset)
             report_problems(path, self._ds.problems)
+            self._ds.items = select_part(self._ds.items, holdout, "train")  # never the held-out part
         else:
             from crnn_synth_data import LmdbDataset  # lmdb is only imported when an LMDB source is used
 
@@ -144,7 +151,7 @@ def build_sources(config: Any, charset: Charset, seed: int) -> list[Any]:
         if s.type == "synth":
             sources.append(_SynthSource(config.synth, seed))
         else:
-            sources.append(_MapSource(s.type, s.path, charset))
+            sources.append(_MapSource(s.type, s.path, charset, s.holdout, s.augment))
     return sources
 
 
@@ -243,6 +250,8 @@ class BatchStream(IterableDataset):
                 gray, text = src.get(index)
                 if gray.ndim == 3:
                     gray = gray.mean(axis=2).astype(np.uint8)
+                if getattr(src, "augment", None) is not None:
+                    gray = src.augment(gray, int(picks[j]))  # the sample's own seed: the pool stays reproducible
                 arr = normalize(gray, self.preprocess, f"sample {index}")
                 ids = self.charset.encode(text)
             except Exception as e:  # noqa: BLE001 -- one bad sample (or renderer bug) must not end a run

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="image (default): a lexicon word in the case the image shows; keep: as the lexicon spells it")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--limit", type=int, default=0, help="evaluate at most N images per folder")
+    p.add_argument("--holdout", type=float, default=0.0,
+                   help="read only each folder's held-out part: the share a `crnn train` folder source with the same "
+                   "holdout never trains on (e.g. 0.15; docs/adaptation.md)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="the backend's intra-op threads (default: its own, one per core)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -72,7 +75,8 @@ def evaluate_folder(
     """
     from crnn_training.data import load_labeled_arrays
 
-    arrays, texts, paths, problems = load_labeled_arrays(folder, recognizer.charset, recognizer.preprocess, args.limit)
+    arrays, texts, paths, problems = load_labeled_arrays(folder, recognizer.charset, recognizer.preprocess, args.limit,
+                                                         getattr(args, "holdout", 0.0))
     for p in problems[:MAX_NAMED_PROBLEMS]:
         print(f"[eval] skipped: {p}", file=sys.stderr)
     if image_lexicons is not None:
@@ -126,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.lexicons and (len(args.lexicons) != len(args.data) or args.lexicon):
         print("crnn eval: error: give one --lexicons file per --data folder (in the same order), and not with "
               "--lexicon", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.holdout < 1.0:
+        print(f"crnn eval: error: --holdout {args.holdout}: must be in [0, 1)", file=sys.stderr)
         return 2
     if args.lm_weight is not None and (args.decoder != "lm" or not args.lm_weight >= 0):
         print("crnn eval: error: --lm-weight needs --decoder lm and a value >= 0", file=sys.stderr)

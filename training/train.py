@@ -45,7 +45,7 @@ from crnn.reading.precision import native_bf16, resolve_precision
 from crnn.io.preprocess import PreprocessConfig
 from crnn.kinds.registry import kind_of
 from crnn_training.cache import renderer_differences
-from crnn_training.config import TrainConfig, default_charset, folder_set_name, resolve_renderer
+from crnn_training.config import MEAN_SET, METRICS, TrainConfig, default_charset, folder_set_name, resolve_renderer
 from crnn_training.data import (BatchStream, build_sources, check_data_paths, load_labeled_arrays, make_loader,
                                 render_synth_val, report_problems, single_threaded_cv2, stop_all_streams)
 from crnn_training.loop import TrainState, atomic_torch_save, fit, pick_device, rng_state, set_lr, set_rng_state
@@ -291,7 +291,8 @@ class CTCTask:
         if val.synth_size > 0:
             self.val_sets["synth"] = render_synth_val(self.config, self.charset, self.preprocess, self.workers)
         for folder in val.folders:
-            arrays, texts, _, problems = load_labeled_arrays(folder, self.charset, self.preprocess, val.max_per_folder)
+            arrays, texts, _, problems = load_labeled_arrays(folder, self.charset, self.preprocess, val.max_per_folder,
+                                                             val.holdout)
             report_problems(folder, problems)
             self.val_sets[folder_set_name(folder)] = (arrays, texts)
         self.say(f"[setup] validation sets {', '.join(f'{k}={len(v[1])}' for k, v in self.val_sets.items())} "
@@ -455,6 +456,10 @@ class CTCTask:
             preds = rec.recognize_prepared(arrays, batch_size=self.config.val.batch_size, decoder="greedy")
             for k, v in compute_metrics([p.text for p in preds], texts).to_dict().items():
                 results[f"{name}/{k}"] = v
+        folders = [folder_set_name(f) for f in self.config.val.folders]
+        if MEAN_SET in self.config.val.set_names():  # each folder once, whatever its size (ValSection.set_names)
+            for metric in METRICS:
+                results[f"{MEAN_SET}/{metric}"] = sum(results[f"{f}/{metric}"] for f in folders) / len(folders)
         self.eval_s = time.time() - t0
         self.eval_s_max = max(self.eval_s_max, self.eval_s)
         return results
@@ -640,6 +645,9 @@ def setup(args: argparse.Namespace) -> tuple[CTCTask, TrainState]:
     task.say(f"[setup] device {device} amp {dtype} world {world} workers {workers} threads {threads} "
              f"params {count_parameters(model):,} charset {charset.num_classes - 1} chars; "
              f"validation precision {task.precision}; out {task.out}")
+    for path in config.sources_validated_on():
+        task.say(f"[data] warning: {path} is both a training source and a validation folder: the run validates on "
+                 "images it trains on (give the source a holdout and val.holdout the same value to split it)")
     for s in config.data.sources:  # a cache from another renderer would train on other images than fresh renders
         differ = renderer_differences(s.path, config) if s.type == "lmdb" else []
         if differ:
