@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
-from crnn.decoding.ctc_decode import Lexicon
+from crnn.decoding.lexicon import Lexicon
 from crnn.errors import InvalidImageError
 from crnn.io.oriented_crops import OrientedCrop, prepare_oriented
 from crnn.reading.orientation import OrientationClassifier, keep_confirmed_turns, load_orientation, orient_crops

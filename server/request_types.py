@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from crnn.decoding.ctc_decode import DEFAULT_DECODER, Lexicon
+from crnn.decoding.ctc_decode import DEFAULT_DECODER
+from crnn.decoding.lexicon import Lexicon
 from crnn.errors import InvalidImageError
 
 _DATA_URL = re.compile(r"^data:[\w.+/-]*(;[\w.+=-]+)*;base64,", re.IGNORECASE)

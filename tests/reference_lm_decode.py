@@ -13,7 +13,8 @@ import numpy as np
 
 from crnn.decoding.char_lm import CharLM
 from crnn.charset import BLANK, Charset
-from crnn.decoding.ctc_decode import _lexicon_ids, _predictions, _prepare, per_sample_lexicons
+from crnn.decoding.ctc_decode import _lexicon_ids, _predictions, _prepare
+from crnn.decoding.lexicon import per_sample_lexicons
 from crnn.decoding.lm_decode import LENGTH_BONUS, LM_WEIGHT, PRUNE_PROB, lm_symbols
 from crnn.prediction import Prediction
 

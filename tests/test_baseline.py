@@ -14,7 +14,7 @@ from crnn.models.baseline.model import BaselineConfig, SegCharModel, collate_cro
 from crnn.reading.baseline_recognizer import BaselineRecognizer, word_crops
 from crnn.models.baseline.segment import SegmentConfig, binarize, box_iou, segment, segmentation_stats, text_is_dark
 from crnn.charset import Charset
-from crnn.decoding.ctc_decode import Lexicon
+from crnn.decoding.lexicon import Lexicon
 from crnn.checkpoints.checkpoint import Checkpoint, read_header
 from crnn.kinds.loading import load_checkpoint, save_checkpoint
 from crnn.errors import CheckpointError

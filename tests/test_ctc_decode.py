@@ -13,18 +13,14 @@ import torch
 from crnn.charset import BLANK, Charset
 from crnn.errors import LexiconFileError
 from crnn.decoding.ctc_decode import (
-    SMALL_LEXICON_WORDS,
     _word_beats_reading,
-    Lexicon,
-    distance_bound,
-    dropped_report,
-    read_image_lexicons,
     beam_search_decode,
     decode,
     greedy_decode,
     lexicon_decode,
     sequence_log_likelihood,
 )
+from crnn.decoding.lexicon import SMALL_LEXICON_WORDS, Lexicon, distance_bound, dropped_report, read_image_lexicons
 
 AB = Charset("ab")
 LOWER = Charset(string.ascii_lowercase)

@@ -11,8 +11,15 @@ import pytest
 from crnn.decoding import char_lm
 from crnn.decoding.char_lm import CharLM, default_lm_path, load_lm
 from crnn.charset import BLANK, Charset
-from crnn.decoding.ctc_decode import (DECODERS, Lexicon, _text_char_confidences, _viterbi_batch_char_confidences,
-                             beam_search_decode, decode, sequence_log_likelihood)
+from crnn.decoding.ctc_decode import (
+    DECODERS,
+    _text_char_confidences,
+    _viterbi_batch_char_confidences,
+    beam_search_decode,
+    decode,
+    sequence_log_likelihood,
+)
+from crnn.decoding.lexicon import Lexicon
 from crnn.decoding.lm_decode import LM_WEIGHT, lm_beam_ids, lm_symbols
 from crnn_training.char_lm import estimate
 from tests import reference_lm_decode as reference

@@ -403,7 +403,7 @@ def test_built_lexicons_leave_nothing_for_the_garbage_collector_to_walk() -> Non
     # holding the GIL and so the event loop); tuples of strings leave the collector's books at their first collection.
     import gc
 
-    from crnn.decoding.ctc_decode import Lexicon
+    from crnn.decoding.lexicon import Lexicon
 
     lexicon = Lexicon([f"w{i}" for i in range(1000)] + ["Ok", "OK", "ok"], Charset())
     gc.collect()

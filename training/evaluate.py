@@ -71,7 +71,7 @@ def evaluate_folder(
     its reliability table (a confidence is P(text | image), so it is checked against the exact text).
 
     ``lexicon`` (a Lexicon) constrains every image; ``image_lexicons`` (relative path -> Lexicon, from
-    crnn.decoding.ctc_decode.read_image_lexicons) gives each image its own.
+    crnn.decoding.lexicon.read_image_lexicons) gives each image its own.
     """
     from crnn_training.data import load_labeled_arrays
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
 
             lexicon = load_lexicon(args.lexicon, recognizer.charset, args.lexicon_case, prog="crnn eval")
         # Every lexicon file is read before any folder, so a bad line stops the run at once.
-        from crnn.decoding.ctc_decode import dropped_report, read_image_lexicons
+        from crnn.decoding.lexicon import dropped_report, read_image_lexicons
 
         per_image = []
         for f in args.lexicons or []:

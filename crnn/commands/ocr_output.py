@@ -15,7 +15,7 @@ from crnn.reading.batch_ocr import Row
 
 if TYPE_CHECKING:
     from crnn.charset import Charset
-    from crnn.decoding.ctc_decode import Lexicon
+    from crnn.decoding.lexicon import Lexicon
 
 # Lone surrogates: the bytes of a file name that is not valid UTF-8, as os.fsdecode gives them (PEP 383).
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -98,7 +98,7 @@ def check_output(path: str) -> str | None:
 def load_lexicon(path: str, charset: Charset, case: str, prog: str = "crnn ocr") -> Lexicon:
     """``--lexicon path`` for ``charset``, saying on stderr which words it dropped (raises LexiconFileError when
     it cannot be read or keeps no word)."""
-    from crnn.decoding.ctc_decode import Lexicon, dropped_report
+    from crnn.decoding.lexicon import Lexicon, dropped_report
 
     lexicon = Lexicon.from_file(path, charset, case)
     note = dropped_report([lexicon])

@@ -234,7 +234,7 @@ class OcrActor:
         import cv2
         import torch
 
-        from crnn.decoding.ctc_decode import Lexicon
+        from crnn.decoding.lexicon import Lexicon
         from crnn.kinds.loading import load_recognizer
 
         # Relative inputs mean what they meant to the driver (on a cluster: the same folder on a shared disk);

@@ -14,7 +14,8 @@ import torch
 from crnn.models.attention import AttentionConfig, AttentionRecognizerNet, describe
 from crnn.charset import Charset
 from crnn.checkpoints.checkpoint import Checkpoint, input_preprocess
-from crnn.decoding.ctc_decode import DECODERS, DEFAULT_DECODER, Lexicon
+from crnn.decoding.ctc_decode import DECODERS, DEFAULT_DECODER
+from crnn.decoding.lexicon import Lexicon
 from crnn.errors import DecoderOptionError
 from crnn.decoding.lm_decode import LM_WEIGHT
 from crnn.models.crnn import fuse_for_inference

@@ -13,7 +13,7 @@ from crnn.models.baseline.model import PAD, BaselineConfig, SegCharModel, collat
 from crnn.models.baseline.segment import SegmentConfig, segment, text_is_dark
 from crnn.charset import Charset
 from crnn.checkpoints.checkpoint import Checkpoint
-from crnn.decoding.ctc_decode import Lexicon, as_lexicons
+from crnn.decoding.lexicon import Lexicon, as_lexicons
 from crnn.reading.precision import PRECISIONS, native_bf16
 from crnn.prediction import Prediction
 from crnn.io.preprocess import PreprocessConfig

@@ -12,7 +12,7 @@ from crnn.prediction import Prediction
 if TYPE_CHECKING:
     import numpy as np
 
-    from crnn.decoding.ctc_decode import Lexicon
+    from crnn.decoding.lexicon import Lexicon
     from crnn.io.image_loader import Chunk
     from crnn.reading.orientation import OrientationClassifier
     from crnn.reading.text_recognizer import TextRecognizer

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, overload, ru
 import numpy as np
 
 from crnn.charset import Charset
-from crnn.decoding.ctc_decode import DEFAULT_DECODER, Lexicon, as_lexicon, as_lexicons, decode
+from crnn.decoding.ctc_decode import DEFAULT_DECODER, decode
+from crnn.decoding.lexicon import Lexicon, as_lexicon, as_lexicons
 from crnn.errors import CheckpointError, InvalidImageError
 from crnn.io.oriented_crops import OrientedCrop, prepare_oriented
 from crnn.reading.orientation import OrientationClassifier, load_orientation, read_oriented
