@@ -138,20 +138,14 @@ def _collapse_path(path: np.ndarray, probs: np.ndarray) -> tuple[list[int], list
     return ids, confs
 
 
-def _viterbi_char_confidences(log_probs: np.ndarray, ids: Sequence[int]) -> tuple[float, ...]:
-    """Per-character confidences of ``ids`` under its best alignment to log_probs (T, C).
-
-    Characters get 0.0 when the text cannot be aligned to the frames at all.
-    """
-    num_chars = len(ids)
-    if num_chars == 0:
-        return ()
+def viterbi_states(log_probs: np.ndarray, ids: Sequence[int]) -> np.ndarray | None:
+    """The best (Viterbi) CTC alignment of ``ids`` (at least one character) to log_probs (T, C), T >= 1: each frame's
+    state (T,) in the extended label (blank, ids[0], blank, ids[1], ..., blank), odd states being the characters
+    ids[state // 2]; None when the text cannot be aligned to the frames at all."""
     frames = log_probs.shape[0]
-    states = 2 * num_chars + 1
+    states = 2 * len(ids) + 1
     extended = np.full(states, BLANK, dtype=np.int64)
     extended[1::2] = ids
-    if frames == 0:
-        return (0.0,) * num_chars
     emit = log_probs[:, extended]  # (T, S)
     # A state may be entered from two back only for a character differing from the previous
     # one: between equal characters the blank is mandatory.
@@ -173,17 +167,33 @@ def _viterbi_char_confidences(log_probs: np.ndarray, ids: Sequence[int]) -> tupl
 
     end = states - 1 if score[states - 1] >= score[states - 2] else states - 2
     if not np.isfinite(score[end]):
-        return (0.0,) * num_chars
+        return None
     state_path = np.empty(frames, dtype=np.int64)
     state = end
     for t in range(frames - 1, -1, -1):
         state_path[t] = state
         state -= back[t, state]
+    return state_path
 
-    on_char = state_path % 2 == 1
-    frame_probs = np.exp(emit[np.arange(frames), state_path])
+
+def _viterbi_char_confidences(log_probs: np.ndarray, ids: Sequence[int]) -> tuple[float, ...]:
+    """Per-character confidences of ``ids`` under its best alignment to log_probs (T, C).
+
+    Characters get 0.0 when the text cannot be aligned to the frames at all.
+    """
+    num_chars = len(ids)
+    if num_chars == 0:
+        return ()
+    if log_probs.shape[0] == 0:
+        return (0.0,) * num_chars
+    state_path = viterbi_states(log_probs, ids)
+    if state_path is None:
+        return (0.0,) * num_chars
+    on_char = np.flatnonzero(state_path % 2 == 1)
+    char_index = state_path[on_char] // 2
+    frame_probs = np.exp(log_probs[on_char, np.asarray(ids, dtype=np.int64)[char_index]])
     confs = np.zeros(num_chars)
-    np.maximum.at(confs, state_path[on_char] // 2, frame_probs[on_char])
+    np.maximum.at(confs, char_index, frame_probs)
     return tuple(float(c) for c in confs)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from crnn.charset import BLANK
+from crnn.decoding.ctc_decode import viterbi_states
 
 SPLITS: tuple[str, ...] = ("ctc", "chars")
 # How far (in character pitches) a word's box reaches beyond the centres of its outer characters: half a pitch is
@@ -46,39 +46,16 @@ def align(log_probs: np.ndarray, ids: Sequence[int]) -> np.ndarray | None:
         return np.zeros(0, np.int64)
     if frames == 0:
         return None
-    states = 2 * n + 1
-    extended = np.full(states, BLANK, np.int64)
-    extended[1::2] = ids
-    emit = np.asarray(log_probs, np.float64)[:, extended]  # (T, S)
-    # A character state may be entered from two back only when it differs from the previous character.
-    can_skip = np.zeros(states, bool)
-    can_skip[3::2] = extended[3::2] != extended[1:-2:2]
-    score = np.full(states, -np.inf)
-    score[:2] = emit[0, :2]
-    back = np.zeros((frames, states), np.int8)
-    cand = np.full((3, states), -np.inf)
-    cols = np.arange(states)
-    for t in range(1, frames):
-        cand[0] = score
-        cand[1, 1:] = score[:-1]
-        cand[2, 2:] = np.where(can_skip[2:], score[:-2], -np.inf)
-        step = cand.argmax(axis=0)
-        score = cand[step, cols] + emit[t]
-        back[t] = step
-    end = states - 1 if states == 1 or score[states - 1] >= score[states - 2] else states - 2
-    if not np.isfinite(score[end]):
+    lp = np.asarray(log_probs, np.float64)
+    path = viterbi_states(lp, ids)
+    if path is None:
         return None
-    path = np.empty(frames, np.int64)
-    state = end
-    for t in range(frames - 1, -1, -1):
-        path[t] = state
-        state -= back[t, state]
     peak = np.full(n, -1, np.int64)
     best = np.full(n, -np.inf)
     for t in range(frames):
         s = path[t]
-        if s % 2 == 1 and emit[t, s] > best[s // 2]:
-            best[s // 2], peak[s // 2] = emit[t, s], t
+        if s % 2 == 1 and lp[t, ids[s // 2]] > best[s // 2]:
+            best[s // 2], peak[s // 2] = lp[t, ids[s // 2]], t
     return peak
 
 
