@@ -63,7 +63,7 @@ class NoFontsError(CRNNError, RuntimeError):
 
 
 class UnknownModelError(ConfigError):
-    """A shipped model's name (``--model NAME``) that is not in the table of shipped models (crnn.checkpoints.shipped)."""
+    """A shipped model's name (``--model NAME``) not in the table of shipped models (crnn.checkpoints.shipped)."""
 
     def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
         super().__init__(message)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from importlib.util import find_spec
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,6 +170,7 @@ def test_crnn_ocr_model_switch(weights_dir: Path, backend: str, capsys: pytest.C
 
 COMMANDS = {
     "ocr": ["ocr", str(EXAMPLES / "word_00.png")],
+    "ocr-ray": ["ocr", "--ray", str(EXAMPLES / "word_00.png"), "--output", "{tmp}/out"],  # refused before Ray starts
     "eval": ["eval", "--data", str(EXAMPLES)],
     "self-label": ["self-label", str(EXAMPLES), "--out", "{tmp}/out", "--threshold", "0.5"],
     "info": ["info"],
@@ -176,7 +178,9 @@ COMMANDS = {
 }
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("command", [
+    pytest.param(c, marks=pytest.mark.skipif(c == "ocr-ray" and find_spec("ray") is None, reason="no ray extra"))
+    for c in COMMANDS])
 @pytest.mark.parametrize(("options", "message"), [
     (["--model", "nope"], "unknown model 'nope'; the shipped models are: default, default-int8, real, real-int8"),
     (["--model", "real", "--weights", "x.safetensors"], "--model real and --weights x.safetensors both choose"),

@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # of torch's threads) only oversubscribes the cores.
     cv2.setNumThreads(1)
     try:
-        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device, args.model)
+        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device,
+                                                     args.model)
         header = read_header(args.weights or default_weights_path())
         preprocess = PreprocessConfig.from_dict(header["preprocess"])
     except CRNNError as e:

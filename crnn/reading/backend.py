@@ -91,5 +91,6 @@ def shipped_file(model: str, backend: str = "auto", precision: str = "auto", dev
     if not path.is_file():
         others = [p.name for p in (torch_file, onnx_file) if p is not None and p != path and p.is_file()]
         hint = f" (it has {', '.join(others)}: choose its backend)" if others else ""
-        raise ModelNotShippedError(f"model {model!r} is not shipped in this install: no {path.name} in {path.parent}{hint}")
+        raise ModelNotShippedError(
+            f"model {model!r} is not shipped in this install: no {path.name} in {path.parent}{hint}")
     return path
