@@ -20,6 +20,9 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "crnn.errors",
     "CRNNError": "crnn.errors",
     "InvalidImageError": "crnn.errors",
+    "ModelChoiceError": "crnn.errors",
+    "ModelNotShippedError": "crnn.errors",
+    "UnknownModelError": "crnn.errors",
     "UnsupportedCharacterError": "crnn.errors",
     "CRNN": "crnn.models.crnn",
     "ModelConfig": "crnn.models.crnn",
@@ -40,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "ModelKind": "crnn.checkpoints.kind",
     "load_recognizer": "crnn.kinds.loading",
     "register": "crnn.kinds.registry",
+    "SHIPPED_MODELS": "crnn.checkpoints.shipped",
     "TextRecognizer": "crnn.reading.text_recognizer",
 }
 
@@ -54,7 +58,9 @@ __all__ = [
     "DetectedText",
     "FailedImage",
     "InvalidImageError",
+    "ModelChoiceError",
     "ModelConfig",
+    "ModelNotShippedError",
     "OnnxRecognizer",
     "PhotoReader",
     "PhotoReading",
@@ -62,8 +68,10 @@ __all__ = [
     "PreprocessConfig",
     "ModelKind",
     "Recognizer",
+    "SHIPPED_MODELS",
     "TextDetector",
     "TextRecognizer",
+    "UnknownModelError",
     "UnsupportedCharacterError",
     "build_model",
     "load_checkpoint",
@@ -84,7 +92,17 @@ if TYPE_CHECKING:
     from crnn.detection.detector import DetectedText, TextDetector
     from crnn.detection.registry import load_detector
     from crnn.detection.photo_reader import PhotoReader, PhotoReading, read_photo
-    from crnn.errors import CheckpointError, ConfigError, CRNNError, InvalidImageError, UnsupportedCharacterError
+    from crnn.checkpoints.shipped import SHIPPED_MODELS
+    from crnn.errors import (
+        CheckpointError,
+        ConfigError,
+        CRNNError,
+        InvalidImageError,
+        ModelChoiceError,
+        ModelNotShippedError,
+        UnknownModelError,
+        UnsupportedCharacterError,
+    )
     from crnn.io.preprocess import PreprocessConfig, load_image, prepare
     from crnn.kinds.loading import load_checkpoint, load_recognizer, save_checkpoint
     from crnn.kinds.registry import register

@@ -60,3 +60,20 @@ class OutputPathError(CRNNError, ValueError):
 
 class NoFontsError(CRNNError, RuntimeError):
     """The renderer found no usable font (the bundled library missing and no other font folder given)."""
+
+
+class UnknownModelError(ConfigError):
+    """A shipped model's name (``--model NAME``) not in the table of shipped models (crnn.checkpoints.shipped)."""
+
+    def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.names = names  # the names there are
+
+
+class ModelChoiceError(ConfigError):
+    """Both a shipped model's name (``--model``) and a weights file (``--weights``) were given: they choose the same
+    thing, so one must go."""
+
+
+class ModelNotShippedError(CheckpointError):
+    """A shipped model's name is known, but its file (for the asked backend) is not in this install's weights folder."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The installed wheel works (issue 13, Must 6): build a wheel of this working tree, install it with the
 # `server` extra into a fresh venv under a temp dir, and from a folder outside the clone check
-#   - its file list (the web page and the shipped weights inside; no generic top-level package, no test helpers),
+#   - its file list (the web page and the shipped weights inside, every file of weights/ that `--model NAME` may
+#     name, model cards included; no generic top-level package, no test helpers),
 #   - `crnn ocr` on examples/word_00.png reads "Scuba",
 #   - `import server` / `import training` fail while crnn_server, crnn_training, crnn_synth_data import,
 #   - crnn.checkpoints.header.DEFAULT_WEIGHTS lies inside the venv,
@@ -78,6 +79,10 @@ need = ["crnn/__init__.py", "crnn/io/labeled_folder.py", "crnn/weights/crnn.safe
 # Every module of the library, its sub-packages' included (pyproject.toml lists the packages one by one).
 src = Path(sys.argv[2])
 need += sorted(str(p.relative_to(src)) for p in (src / "crnn").rglob("*.py"))
+# Every shipped model's files in weights/ (those of `--model NAME`, crnn/checkpoints/shipped.py: checkpoints, ONNX and
+# int8 files, model cards), whichever are there: a model added later travels without a change here.
+need += sorted(f"crnn/weights/{p.name}" for pattern in ("*.safetensors", "*.onnx", "*.md")
+               for p in (src / "weights").glob(pattern))
 missing = [n for n in need if n not in names]
 tops = {n.split("/")[0] for n in names}
 generic = sorted(tops & {"server", "training", "synth_data", "weights", "tests", "benchmarks", "scripts", "examples"})

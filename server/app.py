@@ -116,6 +116,8 @@ RECOGNIZE_BODY = {
                     "lm_weight": {"type": "number", "minimum": 0, "maximum": 10,
                                   "description": "The lm decoder's language-model weight (default: the tuned one)."},
                     "lexicon": {"type": "string", "description": "Allowed words, one per line (or repeat the field)."},
+                    "model": {"type": "string", "description": "The shipped model to read with: the server's "
+                              "(`crnn serve --model`), else 422 model_not_loaded (default: the server's model)."},
                 },
                 "required": ["files"],
             }},
@@ -246,6 +248,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             # more lexicon words keeps it until answered, as its lexicons stay in memory until then.
             slot.leave()
         opts = parsed.options
+        engine.check_model(opts.model)
         lexicon = image_lexicons = None
         if opts.lexicon is not None or any(img.lexicon is not None for img in parsed.images):
             try:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from crnn.checkpoints.header import read_header
+from crnn.checkpoints.shipped import model_help
 from crnn.errors import BackendError, CheckpointError, ConfigError
 from crnn.machine import cpu_cores
 from crnn_server.settings import ENV_API_KEY, ENV_CORS_ORIGINS, ENV_SETTINGS, MiB, Settings, parse_origins
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--root-path", default=DEFAULTS.root_path, metavar="PREFIX",
       help="the path prefix a reverse proxy serves the API under, e.g. /ocr (default: none)")
     a("--weights", metavar="FILE", help="checkpoint file, .safetensors or .onnx (default: the shipped weights, or $CRNN_WEIGHTS)")
+    a("--model", metavar="NAME", help=model_help())
     a("--backend", choices=("torch", "onnx", "auto"), default=DEFAULTS.backend,
       help="torch (default); onnx: ONNX Runtime on an .onnx file, torch never imported; auto: onnx where available")
     a("--workers", type=int, default=DEFAULTS.workers, help="worker processes, each with its own model (default %(default)s)")
@@ -94,7 +96,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         # 2-core host (32 clients): 348-357 -> 428-449 images/s, p50 87 -> 68 ms (docs/server.md).
         batch_workers = max(1, cpu_cores() // args.workers // max(1, threads))
     return Settings.from_env(
-        host=args.host, port=args.port, root_path=args.root_path, weights=args.weights, backend=args.backend,
+        host=args.host, port=args.port, root_path=args.root_path, weights=args.weights, model=args.model,
+        backend=args.backend,
         workers=args.workers, threads=threads,
         batch_workers=batch_workers,
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
@@ -137,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `crnn ocr` does, so that a bad file is one line and status 2, not a worker's traceback and 3.
         check_weights(path, backend)
     except (CheckpointError, BackendError) as e:
-        hint = "" if args.weights else " (pass --weights FILE or set CRNN_WEIGHTS)"
+        hint = "" if args.weights or args.model else " (pass --weights FILE or set CRNN_WEIGHTS)"
         print(f"crnn serve: {e}{hint}", file=sys.stderr)
         return 2
     except ConfigError as e:

@@ -25,6 +25,7 @@ from crnn.prediction import Prediction
 from crnn.reading.text_recognizer import TextRecognizer
 from crnn.kinds.loading import load_recognizer
 from crnn_server.batching import DecodeGate, MicroBatcher, SlotGate
+from crnn_server.errors import ModelNotLoaded
 from crnn_server.metrics import Metrics
 from crnn_server.request_types import DecodeOptions, ImageInput
 from crnn_server.settings import Settings
@@ -51,6 +52,8 @@ class Engine:
         self.metrics = metrics
         self.recognizer = recognizer
         self._model_name = model_name
+        # The shipped model's name served (`crnn serve --model`; "default" without weights), which a request may name.
+        self.shipped_name = settings.shipped_name() if recognizer is None else settings.model
         self._weights: Path | None = None
         self.info: dict[str, Any] = {}
         self.batcher: MicroBatcher[Prediction] | None = None
@@ -137,6 +140,7 @@ class Engine:
         d = rec.describe()
         return {
             "name": self._model_name or meta.get("name") or "crnn",
+            "shipped_model": self.shipped_name,  # the name a request's `model` may give (None: other weights)
             "weights": self._weights.name if self._weights else None,  # the file name: no server paths in answers
             "architecture": d["architecture"],
             "parameters": d["parameters"],
@@ -149,6 +153,18 @@ class Engine:
             "metrics": meta.get("metrics", {}),
             "training": {k: meta[k] for k in ("step", "images_seen", "wall_time_s", "git_commit", "hardware") if k in meta},
         }
+
+    def check_model(self, name: str | None) -> None:
+        """ModelNotLoaded unless ``name`` (a request's ``model``; None: any) is the shipped model this server serves."""
+        if name is None or name == self.shipped_name:
+            return
+        from crnn.checkpoints.shipped import model_names
+
+        served = f"the shipped model {self.shipped_name!r}" if self.shipped_name else "weights of its own, no shipped model"
+        known = "" if name in model_names() else f" (the shipped models are: {', '.join(model_names())})"
+        raise ModelNotLoaded(f"model {name!r} is not loaded by this server{known}; it serves {served} (a server "
+                             f"serves one model: start one for {name!r} with `crnn serve --model {name}`)",
+                             {"model": name, "served": self.shipped_name})
 
     def lexicon(self, words: Sequence[str]) -> Lexicon:
         """A Lexicon over the model's charset; raises ValueError naming the first word it could not keep (characters

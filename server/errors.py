@@ -97,6 +97,12 @@ class InvalidRequest(APIError):
     status, code = 422, "invalid_request"
 
 
+class ModelNotLoaded(APIError):
+    """The request names a shipped model (``model``) that this server did not load (`crnn serve --model`)."""
+
+    status, code = 422, "model_not_loaded"
+
+
 class Overloaded(APIError):
     """The queue is full or the request waited too long for the model: retry later."""
 

@@ -31,7 +31,7 @@ from crnn_server.request_types import ImageInput, decode_base64
 from crnn_server.settings import Settings
 
 IMAGE_FIELDS = ("files", "files[]")
-OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "orientation")
+OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "orientation", "model")
 MAX_NAME_CHARS = 256
 MAX_FIELD_BYTES = 1024 * 1024  # one non-file form field, and the lexicon fields together (a lexicon of many words fits)
 MAX_WORD_CHARS = 256
@@ -63,6 +63,10 @@ class RecognizeOptions(BaseModel):
     orientation: Literal["none", "auto"] = Field(
         "none", description="none: read crops as they come; auto: a small classifier says whether a crop's text is "
         "turned 90/180/270 degrees or stacked letters, and it is turned upright first (results then carry orientation).")
+    model: str | None = Field(
+        None, max_length=64, description="The shipped model to read with (e.g. default, real): it must be the one the "
+        "server serves (`crnn serve --model NAME`; GET /v1/model's shipped_model), else 422 model_not_loaded. Default: "
+        "the server's model.")
 
     @field_validator("lm_weight")
     @classmethod
@@ -324,7 +328,7 @@ def _json_request(body: bytes, settings: Settings, pieces: bool) -> ParsedReques
         except InvalidImageError as e:
             images.append(ImageInput(name, error=str(e)))
     options = RecognizeOptions(decoder=req.decoder, beam_width=req.beam_width, lm_weight=req.lm_weight,
-                               lexicon=req.lexicon, orientation=req.orientation)
+                               lexicon=req.lexicon, orientation=req.orientation, model=req.model)
     return ParsedRequest(images, options)
 
 

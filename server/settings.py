@@ -35,6 +35,8 @@ class Settings(Config):
     kind = "server"
 
     weights: str | None = None  # None: the shipped weights (see crnn.checkpoints.checkpoint.default_weights_path)
+    # A shipped model by name instead of weights (crnn.checkpoints.shipped: default, real, ...); its file for the backend.
+    model: str | None = None
     # Inference backend (crnn.reading.backend): torch, onnx (ONNX Runtime on an .onnx file, no torch) or auto.
     backend: Literal["torch", "onnx", "auto"] = "torch"
     host: str = "127.0.0.1"
@@ -99,6 +101,15 @@ class Settings(Config):
         # An empty key would let every request through while looking configured.
         return v or None
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str | None) -> str | None:
+        from crnn.checkpoints.shipped import shipped_model
+
+        if v is not None:
+            shipped_model(v)  # UnknownModelError (a ValueError) naming the shipped models
+        return v
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, v: Any) -> Any:
@@ -111,18 +122,35 @@ class Settings(Config):
             raise ValueError(f"max_queue ({self.max_queue}) must be >= max_images ({self.max_images})")
         return self
 
+    @model_validator(mode="after")
+    def _one_model_choice(self) -> Settings:
+        from crnn.checkpoints.shipped import check_model_choice
+
+        check_model_choice(self.model, self.weights)  # ModelChoiceError, a ValueError
+        return self
+
     @property
     def weights_path(self) -> Path:
         """The checkpoint file this server loads."""
         return self.model_source()[1]
 
     def model_source(self) -> tuple[str, Path]:
-        """The backend that runs the model and the file it loads (raises BackendError when it cannot)."""
+        """The backend that runs the model and the file it loads (raises BackendError when it cannot, and
+        ModelNotShippedError when the named model's file is not in this install)."""
         from crnn.reading.backend import resolve_backend
         from crnn.checkpoints.header import default_weights_path
 
-        backend, weights = resolve_backend(self.backend, self.weights)
+        backend, weights = resolve_backend(self.backend, self.weights, model=self.model)
         return backend, Path(weights) if weights else default_weights_path()
+
+    def shipped_name(self) -> str | None:
+        """The shipped model's name this server serves: ``model``, or "default" when no weights are given (neither
+        here nor in $CRNN_WEIGHTS); None for other weights."""
+        from crnn.checkpoints.shipped import DEFAULT_MODEL
+
+        if self.model is not None:
+            return self.model
+        return DEFAULT_MODEL if self.weights is None and not os.environ.get("CRNN_WEIGHTS") else None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -248,7 +248,8 @@ def test_a_crashed_decoder_ends_the_run_with_one_line_and_status_1(
 
 
 def test_ocr_command_imports_torch_only_after_starting_its_decoders() -> None:
-    code = ("import sys, crnn, crnn.commands.ocr, crnn.io.image_loader, crnn.checkpoints.header, crnn.machine; "
+    code = ("import sys, crnn, crnn.commands.ocr, crnn.io.image_loader, crnn.checkpoints.header, crnn.checkpoints.shipped, "
+            "crnn.machine, crnn.reading.backend; crnn.commands.ocr.build_parser(); "
             "print('torch' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert res.stdout.strip() == "False", res.stderr

@@ -9,6 +9,7 @@ import logging
 import struct
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -876,3 +877,61 @@ def test_requests_the_http_parser_refuses_are_answered_as_json(protocol: str) ->
     head, body = b"".join(written).split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
     assert json.loads(body)["error"] == {"code": "bad_request", "message": "Invalid HTTP request received."}
+
+
+# Shipped models by name (issue 32 item 3): a server serves one model, chosen at start (`crnn serve --model NAME`);
+# a request may name it (`model`), and a name it does not serve is refused, never read by another model.
+@pytest.mark.parametrize("form", ["json", "multipart"])
+@pytest.mark.parametrize(("served", "asked", "status", "fragment"), [
+    ("real", None, 200, None),
+    ("real", "real", 200, None),
+    ("real", "default", 422, "model 'default' is not loaded by this server; it serves the shipped model 'real'"),
+    ("real", "nope", 422, "the shipped models are: default, default-int8, real, real-int8"),
+    (None, "default", 422, "it serves weights of its own"),  # a recognizer (or --weights) of its own
+])
+def test_a_request_may_name_the_served_model(form: str, served: str | None, asked: str | None, status: int,
+                                             fragment: str | None) -> None:
+    with make_client(model=served) as c:
+        assert c.get("/v1/model").json()["shipped_model"] == served
+        options = {} if asked is None else {"model": asked}
+        if form == "json":
+            r = c.post("/v1/recognize", json={"images": [{"data": b64(PNG_1)}], **options})
+        else:
+            r = c.post("/v1/recognize", files=files([("x.png", PNG_1)]), data=options)
+    if status == 200:
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["text"] == tiny_recognizer().recognize([PNG_1])[0].text
+    else:
+        body = assert_error(r, status, "model_not_loaded")
+        assert fragment in body["error"]["message"] and body["error"]["details"]["model"] == asked
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"model": "nope"}, "unknown model 'nope'; the shipped models are: default, default-int8, real, real-int8"),
+    ({"model": "real", "weights": "my.safetensors"}, "--model real and --weights my.safetensors both choose"),
+])
+def test_settings_refuse_a_bad_model_choice(settings: dict[str, Any], message: str) -> None:
+    from crnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        Settings(**settings)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_the_server_loads_a_shipped_model_by_name(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnx")
+    from crnn.checkpoints import shipped
+    from crnn.kinds.export import export_onnx
+    from tests.tiny_models import tiny_checkpoint
+
+    tiny_checkpoint(tmp_path / "crnn-real.safetensors", seed=3)
+    export_onnx(tmp_path / "crnn-real.safetensors", tmp_path / "crnn-real.onnx")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
+    settings = Settings(**{**LIMITS, "model": "real", "backend": backend})
+    with TestClient(create_app(settings)) as c:
+        info = c.get("/v1/model").json()
+        r = c.post("/v1/recognize", json={"images": [{"data": b64(PNG_1)}], "decoder": "greedy", "model": "real"})
+    assert info["shipped_model"] == "real" and info["name"] == "tiny-untrained"
+    assert info["weights"] == ("crnn-real.onnx" if backend == "onnx" else "crnn-real.safetensors")
+    expected = tiny_recognizer(seed=3).recognize([PNG_1], decoder="greedy")[0]
+    assert r.status_code == 200 and r.json()["results"][0]["text"] == expected.text

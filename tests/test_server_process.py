@@ -57,12 +57,38 @@ def test_not_a_checkpoint_and_bad_settings_are_refused(tmp_path: Path, capsys: p
     assert capsys.readouterr().err == "crnn serve: server config: max_queue (10) must be >= max_images (64)\n"
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model", "nope"], "crnn serve: server config key 'model': unknown model 'nope'; the shipped models are: "
+     "default, default-int8, real, real-int8"),
+    (["--model", "real", "--weights", "x.safetensors"], "--model real and --weights x.safetensors both choose the model"),
+    (["--model", "real"], "crnn serve: model 'real' is not shipped in this install: no crnn-real.safetensors in "),
+])
+def test_a_bad_model_name_is_one_clear_line(argv: list[str], message: str, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from crnn.checkpoints import shipped
+
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)  # no model's file: `real` not shipped
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "--weights FILE" not in err
+
+
+def test_serve_checks_a_shipped_model_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crnn.checkpoints import shipped
+
+    tiny_checkpoint(tmp_path / "crnn-real.safetensors")
+    monkeypatch.setattr(shipped, "WEIGHTS_DIR", tmp_path)
+    settings = settings_from_args(build_parser().parse_args(["--model", "real"]))
+    assert settings.model == "real" and settings.model_source() == ("torch", tmp_path / "crnn-real.safetensors")
+    assert Settings.from_json(settings.to_json()) == settings  # as the workers get it
+
+
 def test_serve_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         crnn_main(["serve", "--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--host", "--port", "--weights", "--workers", "--max-batch", "--max-wait-ms", "--max-queue",
+    for flag in ("--host", "--port", "--weights", "--model", "--workers", "--max-batch", "--max-wait-ms", "--max-queue",
                  "--max-body-mb", "--max-images", "--max-pixels", "--cors-origins", "CRNN_API_KEY"):
         assert flag in out
     crnn_main(["--help"])

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from crnn.checkpoints.shipped import model_help
 from crnn.decoding.ctc_decode import DECODERS, DEFAULT_DECODER
 from crnn.errors import CRNNError
 from crnn.io.labeled_folder import MAX_NAMED_PROBLEMS
@@ -33,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="crnn eval", description="Evaluate a checkpoint on labeled folders (labels.tsv: path<TAB>text)."
     )
     p.add_argument("--weights", default=None, help="checkpoint (.safetensors, or .onnx for --backend onnx); default: the shipped model")
+    p.add_argument("--model", metavar="NAME", help=model_help())
     p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="auto",
                    help="as crnn ocr's: auto (default: onnx where installed and an .onnx file is at hand), torch, onnx")
     p.add_argument("--data", action="append", required=True, metavar="DIR", help="labeled folder (repeatable)")
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # The checkpoint's model_type picks the recognizer (crnn.kinds.registry: CRNN, baseline, ...).
         recognizer = load_recognizer(args.weights, device=args.device, threads=args.threads, precision=args.precision,
-                                     backend=args.backend)
+                                     backend=args.backend, model=args.model)
         lexicon = None
         if args.lexicon:
             from crnn.commands.ocr_output import load_lexicon
@@ -172,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.calibration:
             for row, table in zip(rows, tables):
                 row["calibration"] = [asdict(b) for b in table]
-        print(json.dumps({"weights": str(args.weights) if args.weights else None, "decoder": args.decoder, "results": rows}, indent=2))
+        print(json.dumps({"weights": str(args.weights) if args.weights else None, "model": args.model,
+                          "decoder": args.decoder, "results": rows}, indent=2))
     else:
         print(format_table(rows))
         if args.calibration:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crnn.checkpoints.shipped import model_help
 from crnn.decoding.ctc_decode import DECODERS, DEFAULT_DECODER
 from crnn.errors import ConfigError, CRNNError
 from crnn.io.labeled_folder import LABELS_FILE, LabeledFolder
@@ -195,6 +196,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="the held-out share of crnn train's folder sources (e.g. 0.15): --calibrate reads only the "
                    "held-out part of its folders, and IMAGES_DIR's held-out part is left out (same hash of the path)")
     p.add_argument("--weights", default=None, help="checkpoint (.safetensors or .onnx); default: the shipped model")
+    p.add_argument("--model", metavar="NAME", help=model_help())
     p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="auto", help="as crnn ocr's")
     p.add_argument("--decoder", choices=DECODERS, default=DEFAULT_DECODER,
                    help=f"as crnn ocr's (default {DEFAULT_DECODER}); use the same for --calibrate and the labeling")
@@ -243,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         check_args(args)
         from crnn.kinds.loading import load_recognizer
 
-        recognizer = load_recognizer(args.weights, threads=args.threads, precision=args.precision, backend=args.backend)
+        recognizer = load_recognizer(args.weights, threads=args.threads, precision=args.precision, backend=args.backend,
+                                     model=args.model)
         threshold, calibration = args.threshold, None
         if args.calibrate:
             calibration = calibrate(recognizer, args.calibrate, args.holdout, args.match, args.target_precision,
@@ -262,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.force and out.is_dir():
             for name in (LABELS_FILE, READINGS_FILE, SUMMARY_FILE):
                 (out / name).unlink(missing_ok=True)
-        summary = {"images": str(root), "weights": args.weights or "shipped", "decoder": args.decoder,
-                   "holdout_left_out": args.holdout, "unreadable": len(problems),
+        summary = {"images": str(root), "weights": args.weights or "shipped", "model": args.model,
+                   "decoder": args.decoder, "holdout_left_out": args.holdout, "unreadable": len(problems),
                    "calibration": None if calibration is None else {
                        "folders": args.calibrate, "target_precision": args.target_precision, "match": args.match,
                        "precision": round(calibration.precision, 4), "coverage": round(calibration.coverage, 4)}}

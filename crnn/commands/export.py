@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from crnn.checkpoints.header import default_weights_path
+from crnn.checkpoints.shipped import check_model_choice, model_names
 from crnn.errors import CRNNError, ExportError, InvalidImageError, OutputPathError
 from crnn.checkpoints.onnx_header import ONNX_SUFFIX, is_onnx_path
 from crnn.output_files import check_output_file
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file to write, e.g. model.onnx (its folder must exist; a file there is replaced only when the "
                    "export succeeds)")
     p.add_argument("--weights", help="checkpoint (.safetensors) to export (default: the shipped model)")
+    p.add_argument("--model", metavar="NAME", help="a shipped model by name, instead of --weights: its .safetensors "
+                   f"file (e.g. real, to write weights/crnn-real.onnx; names: {', '.join(model_names())})")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 17)")
     p.add_argument("--int8", action="store_true",
                    help="also quantise to int8: convolutions static (calibrated on --calibration), LSTM/linear dynamic")
@@ -66,6 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
+        if args.model is not None:  # a shipped model's checkpoint, by name
+            from crnn.reading.backend import shipped_file
+
+            check_model_choice(args.model, args.weights)
+            args.weights = str(shipped_file(args.model, "torch"))
         # Every path is checked, and the calibration images read, before the model loads: a mistake costs no
         # export, and a failed export leaves the file at --output as it was (crnn.output_files).
         output = _check_output(args.output, args.weights)

@@ -16,6 +16,8 @@ from crnn.checkpoints.header import read_header
 from crnn.errors import CRNNError
 from crnn.models.crnn import BACKBONES, CELLS, build_model
 from crnn.checkpoints.onnx_header import is_onnx_path
+from crnn.checkpoints.shipped import check_model_choice, model_help, shipped_model
+from crnn.reading.backend import shipped_file
 from crnn.kinds.registry import get_kind, kind_of
 
 
@@ -23,6 +25,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print a description of the shipped weights, a checkpoint or an untrained architecture."""
     p = argparse.ArgumentParser(prog="crnn info", description=__doc__)
     p.add_argument("--weights", help="checkpoint or exported .onnx file (default: the shipped weights)")
+    p.add_argument("--model", metavar="NAME", help=model_help() + "; its .safetensors file, or its .onnx file when it "
+                   "has no other")
     p.add_argument("--backbone", choices=BACKBONES, help="describe an untrained CRNN architecture instead")
     p.add_argument("--cell", choices=CELLS, default="lstm")
     p.add_argument("--hidden-size", type=int, default=256, help="recurrent units (with --backbone)")
@@ -33,6 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     model: nn.Module
     try:
+        if args.model is not None:
+            check_model_choice(args.model, args.weights)
+            has_torch = shipped_model(args.model).torch is not None
+            args.weights = str(shipped_file(args.model, "torch" if has_torch else "onnx"))
         if args.backbone:
             model, info = build_model(args.backbone, args.cell, hidden_size=args.hidden_size,
                                       mixer_layers=args.mixer_layers, height=args.height), {}

@@ -28,11 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
     from crnn.decoding.ctc_decode import DECODERS, DEFAULT_DECODER  # numpy only; `crnn ocr` needs it to decode anyway
 
     """The argument parser of `crnn ocr`."""
+    from crnn.checkpoints.shipped import model_help
     from crnn.reading.precision import PRECISIONS
 
     p = argparse.ArgumentParser(prog="crnn ocr", description="Read the text of word images.")
     p.add_argument("paths", nargs="+", help="image files, folders (recursive), glob patterns, or - for paths on stdin")
     p.add_argument("--weights", help="checkpoint file, .safetensors or .onnx (default: the shipped model in weights/)")
+    p.add_argument("--model", metavar="NAME", help=model_help())
     p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="auto",
                    help="auto (default): onnx when onnxruntime is installed (pip install 'crnn-ocr[onnx]') and an .onnx "
                    "file is at hand (the shipped model has one), on the CPU in fp32, else torch; onnx: ONNX Runtime on "
@@ -103,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # of torch's threads) only oversubscribes the cores.
     cv2.setNumThreads(1)
     try:
-        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device)
+        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device,
+                                                     args.model)
         header = read_header(args.weights or default_weights_path())
         preprocess = PreprocessConfig.from_dict(header["preprocess"])
     except CRNNError as e:

@@ -441,7 +441,7 @@ def run_ray(args: argparse.Namespace) -> int:
     try:  # on the driver, once: every actor then loads the same file on the same backend
         from crnn.reading.backend import resolve_backend
 
-        backend, weights = resolve_backend(args.backend, args.weights, args.precision, args.device)
+        backend, weights = resolve_backend(args.backend, args.weights, args.precision, args.device, args.model)
         args.backend, args.weights = backend, (None if weights is None else str(weights))
     except CRNNError as e:
         print(f"crnn ocr: {e}", file=sys.stderr)

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crnn.checkpoints.header import default_weights_path, read_header
+from crnn.checkpoints.shipped import check_model_choice
 from crnn.errors import CheckpointError
-from crnn.reading.backend import resolve_backend
+from crnn.reading.backend import resolve_backend, shipped_file
 from crnn.reading.onnx_recognizer import OnnxRecognizer
 
 if TYPE_CHECKING:
@@ -30,15 +31,20 @@ BACKEND_RECOGNIZERS: dict[str, RecognizerFactory] = {"onnx": OnnxRecognizer}
 
 
 def load_checkpoint(
-    path: str | os.PathLike | None = None, device: str | torch.device = "cpu", kind: str | None = None
+    path: str | os.PathLike | None = None, device: str | torch.device = "cpu", kind: str | None = None,
+    model: str | None = None,
 ) -> Checkpoint:
     """Rebuild the model (eval mode, fp32) of whatever kind the header names, with its charset and configs.
 
-    ``path`` None: the shipped weights. ``kind`` (e.g. "crnn"): refuse a checkpoint of another kind.
+    ``path`` None: the shipped weights. ``kind`` (e.g. "crnn"): refuse a checkpoint of another kind. ``model``: a
+    shipped model's name instead of ``path`` (its .safetensors file; crnn.checkpoints.shipped).
     """
     from crnn.checkpoints.checkpoint import read_checkpoint
     from crnn.kinds.registry import get_kind
 
+    if model is not None:
+        check_model_choice(model, path)
+        path = shipped_file(model, "torch")
     path = Path(path) if path is not None else default_weights_path()
     header = read_header(path)
     if kind is not None and header["model_type"] != kind:
@@ -71,14 +77,17 @@ def load_recognizer(
     threads: int | None = None,
     precision: str = "auto",
     backend: str = "torch",
+    model: str | None = None,
 ) -> TextRecognizer:
     """The recognizer of whatever kind the checkpoint's header names (None: the shipped weights).
 
     ``backend``: ``torch``; ``onnx`` (ONNX Runtime on an .onnx file from `crnn export`, torch never imported);
     ``auto`` (onnx when onnxruntime is installed and the weights are, or the shipped model has, an .onnx file;
-    see crnn.reading.backend).
+    see crnn.reading.backend). ``model``: a shipped model by name instead of ``weights`` (``"default"``, the
+    synthetic-only model; ``"real"``, the one adapted to real photos; crnn.checkpoints.shipped), its file for the
+    backend; UnknownModelError, ModelChoiceError (with ``weights``) or ModelNotShippedError when it cannot be.
     """
-    backend, weights = resolve_backend(backend, weights, precision, str(device))
+    backend, weights = resolve_backend(backend, weights, precision, str(device), model)
     if backend != "torch":
         return BACKEND_RECOGNIZERS[backend](weights, device, threads, precision)
     from crnn.kinds.registry import get_kind  # torch, only now
