@@ -252,6 +252,15 @@ def test_reader_is_built_on_first_use_once_and_shared(recognizer: Any, photo: by
         assert info["loaded"] is True and info["max_photos"] == 3 and info["describe"] == {"detector": "ink"}
 
 
+def test_the_server_imports_no_detector_package_until_a_photo_comes() -> None:
+    import subprocess
+
+    code = ("import sys, crnn_server.app; "
+            "print(sorted(m for m in ('onnxruntime', 'rapidocr', 'shapely', 'pyclipper') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_missing_detect_extra_is_a_501_and_the_rest_works(recognizer: Any, photo: bytes,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # As in an install without the extra: importing rapidocr or onnxruntime fails, find_spec finds neither.
@@ -305,6 +314,11 @@ def test_a_photo_that_waits_past_the_queue_timeout_gets_503(recognizer: Any, pho
     assert 'crnn_queue_rejected_total{reason="photo"} 1.0' in text
     assert 'crnn_photos_total{outcome="ok"} 1.0' in text
     assert 'crnn_photo_stage_seconds_count{stage="detect"} 1.0' in text
+
+
+def test_index_page_has_the_photo_mode(client: TestClient) -> None:
+    html = client.get("/").text
+    assert 'name="mode" value="photo"' in html and '"v1/read"' in html and 'id="split"' in html
 
 
 def test_openapi_describes_the_route(client: TestClient) -> None:
