@@ -43,7 +43,7 @@ from crnn_server.errors import (
 )
 from crnn_server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crnn_server.middleware import ObservabilityMiddleware, request_id_of
-from crnn_server.parsing import READ_OPTION_FIELDS, ReadJSON, RecognizeJSON, is_heavy, parse_read, parse_recognize
+from crnn_server.parsing import ReadJSON, RecognizeJSON, is_heavy, parse_read, parse_recognize
 from crnn_server.photos import PhotoService
 from crnn_server.request_types import DecodeOptions
 from crnn_server.settings import Settings
@@ -203,8 +203,6 @@ READ_BODY = {
         },
     }
 }
-assert set(READ_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]) == {  # type: ignore[index]
-    "files", *READ_OPTION_FIELDS}
 
 
 def _error_response(request: Request, error: APIError) -> JSONResponse:

@@ -131,7 +131,11 @@ def test_options_are_the_readers(client: TestClient, recognizer: Any, photo: byt
 
 
 def test_options_are_the_forms_fields() -> None:
+    from crnn_server.app import READ_BODY
+
     assert set(ReadOptions.model_fields) == set(READ_OPTION_FIELDS)
+    form = READ_BODY["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]  # type: ignore[index]
+    assert set(form) == {"files", *READ_OPTION_FIELDS}
     assert set(ReadOptions.model_fields["split"].annotation.__args__) == set(SPLITS)  # type: ignore[union-attr]
 
 
