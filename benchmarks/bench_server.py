@@ -8,6 +8,7 @@ same batch size, and checks the targets of docs/server.md.
 
     python benchmarks/bench_server.py                       # 32 clients, 20 s per mode
     python benchmarks/bench_server.py --clients 8 --duration 10 --weights weights/crnn.safetensors
+    python benchmarks/bench_server.py --photos 16 --clients 2  # POST /v1/read: rendered scenes (needs [detect])
 """
 
 from __future__ import annotations
@@ -66,13 +67,29 @@ def render_images(n: int, seed: int = 0) -> list[bytes]:
     return out
 
 
-def multipart_request(images: list[bytes], port: int) -> bytes:
-    """A complete HTTP/1.1 POST /v1/recognize with ``images`` as parts named 'files'."""
+def render_photos(n: int, seed: int = 0) -> list[bytes]:
+    """PNG bytes of ``n`` rendered scenes of 640x480 (crnn_synth_data.scene: words on a photographic background)."""
+    from PIL import Image
+
+    from crnn_synth_data.config import SynthConfig
+    from crnn_synth_data.scene import SceneRenderer
+
+    renderer = SceneRenderer(SynthConfig(), size=(640, 480))
+    out = []
+    for i in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(renderer.render(seed, i).image).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def multipart_request(images: list[bytes], port: int, path: str = "/v1/recognize") -> bytes:
+    """A complete HTTP/1.1 POST to ``path`` with ``images`` as parts named 'files'."""
     body = b"".join(
         f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"w{i}.png\"\r\n"
         f"Content-Type: image/png\r\n\r\n".encode() + img + b"\r\n" for i, img in enumerate(images)
     ) + f"--{BOUNDARY}--\r\n".encode()
-    head = (f"POST /v1/recognize HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench_server\r\n"
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench_server\r\n"
             f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
@@ -113,7 +130,8 @@ async def client(port: int, requests: list[bytes], stop_at: float, stats: Stats,
             continue
         latency = time.perf_counter() - started
         stats.statuses[status] = stats.statuses.get(status, 0) + 1
-        if status == 200 and body.count(b'"text"') == n_images:
+        # A recognize answer has a "text" per image, a read answer a "words" per photo.
+        if status == 200 and (body.count(b'"text"') == n_images or body.count(b'"words"') == n_images):
             stats.ok += 1
             stats.latencies.append(latency)
         else:
@@ -167,14 +185,33 @@ def offline_throughput(weights: Path, images: list[bytes], batch_size: int, thre
     return n / (time.perf_counter() - started)
 
 
-def run_mode(name: str, weights: Path, server_args: list[str], images: list[bytes], args: argparse.Namespace) -> dict[str, Any]:
+def offline_photos(weights: Path, photos: list[bytes], threads: int, seconds: float) -> float:
+    """Photos/s of PhotoReader.read on the same PNG bytes (decode + detect + recognize), one photo at a time."""
+    from crnn import Recognizer
+    from crnn.detection.photo_reader import PhotoReader
+    from crnn.detection.registry import load_detector
+
+    reader = PhotoReader(load_detector(threads=threads), Recognizer(weights, threads=threads))
+    reader.read(photos[0])  # warm-up
+    n, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        for photo in photos:
+            reader.read(photo)
+            n += 1
+            if time.perf_counter() - started >= seconds:
+                break
+    return n / (time.perf_counter() - started)
+
+
+def run_mode(name: str, weights: Path, server_args: list[str], images: list[bytes], args: argparse.Namespace,
+             path: str = "/v1/recognize") -> dict[str, Any]:
     """Start a server with ``server_args``, warm it up, measure, stop it; the row of results."""
     from tests.server_process import ServerProcess
 
     with ServerProcess(["--weights", str(weights), "--threads", str(args.threads), "--no-access-log",
                         "--max-queue", "4096", *server_args]) as server:
         n = args.images_per_request
-        requests = [multipart_request(images[i:i + n], server.port) for i in range(0, len(images) - n + 1, n)]
+        requests = [multipart_request(images[i:i + n], server.port, path) for i in range(0, len(images) - n + 1, n)]
         if args.warmup > 0:
             asyncio.run(drive(server.port, requests, args.clients, args.warmup, args.max_requests, args.timeout, n))
         before = scrape(server.url)
@@ -219,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-batch", type=int, default=32, help="server batch size when batching is on (default %(default)s)")
     p.add_argument("--max-wait-ms", type=float, default=5.0, help="server max wait when batching is on (default %(default)s)")
     p.add_argument("--modes", default="on,off", help="comma-separated: on (batching), off (max-batch 1)")
+    p.add_argument("--photos", type=int, default=0, metavar="N",
+                   help="instead of the batching modes, POST /v1/read with N rendered scenes of 640x480, one a request, "
+                   "beside the offline PhotoReader on the same photos (needs the detect extra)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
     if args.clients < 1 or not 0 < args.duration <= 600 or args.max_requests < 1:
@@ -236,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         # Same architecture as configs/cpu-small.yaml, so the timings match the shipped model's.
         weights = tiny_checkpoint(Path(tmp.name) / "untrained.safetensors", hidden_size=128)
         model_note = "untrained small backbone + 2-layer BiLSTM(128) (configs/cpu-small.yaml architecture)"
+    if args.photos > 0:
+        return photos_mode(weights, model_note, args)
     images = render_images(256)
 
     offline_s = min(10.0, max(3.0, args.duration / 2))
@@ -283,6 +325,29 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"model": model_note, "offline": offline, "rows": rows}, indent=2))
     tmp.cleanup()
     return 0 if ok else 1
+
+
+def photos_mode(weights: Path, model_note: str, args: argparse.Namespace) -> int:
+    """POST /v1/read on rendered scenes against the offline PhotoReader; fails on any error or lost request."""
+    photos = render_photos(args.photos)
+    args.images_per_request = 1
+    print(f"model: {model_note}; {len(photos)} rendered scenes of 640x480", flush=True)
+    offline = round(offline_photos(weights, photos, args.threads, min(20.0, max(5.0, args.duration / 2))), 2)
+    print(f"offline PhotoReader.read (PNG bytes -> words), {args.threads} threads: {offline} photos/s", flush=True)
+    # The warm-up builds the server's detector (on its first photo): give it the time.
+    args.warmup = max(args.warmup, 10.0)
+    row = run_mode("photos", weights, [], photos, args, "/v1/read")
+    row["offline_photos_per_s"] = offline
+    row["vs_offline"] = round(row["requests_per_s"] / offline, 2) if offline else float("nan")
+    print(json.dumps(row), flush=True)
+    print("\n| clients | photos/s | offline photos/s | ratio | p50 ms | p95 ms | p99 ms | errors | lost |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"| {row['clients']} | {row['requests_per_s']} | {offline} | {row['vs_offline']} | {row['p50_ms']} | "
+          f"{row['p95_ms']} | {row['p99_ms']} | {row['errors']} | {row['lost']} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": model_note, "offline_photos_per_s": offline, "rows": [row]},
+                                              indent=2))
+    return 0 if row["errors"] == 0 and row["lost"] == 0 else 1
 
 
 if __name__ == "__main__":

@@ -27,14 +27,24 @@ from starlette.types import Scope
 
 from crnn import __version__
 from crnn.decoding.ctc_decode import DEFAULT_DECODER
-from crnn.errors import DecoderOptionError
+from crnn.detection.detector import TextDetector
+from crnn.errors import BackendError, DecoderOptionError
 from crnn.reading.text_recognizer import TextRecognizer
 from crnn_server.batching import BatcherClosed, QueueFull, QueueTimeout, Slot
 from crnn_server.engine import Engine
-from crnn_server.errors import APIError, InvalidRequest, NotReady, Overloaded, Unauthorized, status_code
+from crnn_server.errors import (
+    APIError,
+    DetectorUnavailable,
+    InvalidRequest,
+    NotReady,
+    Overloaded,
+    Unauthorized,
+    status_code,
+)
 from crnn_server.metrics import CONTENT_TYPE_LATEST, Metrics
 from crnn_server.middleware import ObservabilityMiddleware, request_id_of
-from crnn_server.parsing import RecognizeJSON, is_heavy, parse_recognize
+from crnn_server.parsing import ReadJSON, RecognizeJSON, is_heavy, parse_read, parse_recognize
+from crnn_server.photos import PhotoService
 from crnn_server.request_types import DecodeOptions
 from crnn_server.settings import Settings
 
@@ -74,6 +84,48 @@ class RecognizeResponse(BaseModel):
 
     model: str
     results: list[ImageResult | ImageFailure]
+    elapsed_ms: float
+
+
+class WordOut(BaseModel):
+    """One word of a photo."""
+
+    text: str
+    confidence: float = Field(description="The mean of its characters' confidences, in [0, 1].")
+    polygon: list[list[float]] = Field(description="Four [x, y] corners in photo pixels, clockwise from the top-left "
+                                       "corner of the text as it reads.")
+    line: int = Field(description="Index of its line in lines.")
+
+
+class LineOut(BaseModel):
+    """One text line of a photo, as the detector found it and the recognizer read it."""
+
+    text: str
+    confidence: float
+    polygon: list[list[float]]
+    detector_score: float
+    orientation: str = Field(description="How the line's text appeared: 0, or 90/180/270 when it was turned to be read.")
+
+
+class PhotoResult(BaseModel):
+    """A read photo: its words and lines in reading order (empty lists when it holds no text)."""
+
+    name: str
+    width: int
+    height: int
+    words: list[WordOut]
+    lines: list[LineOut]
+    unreadable: int = Field(description="Regions found but too small or too elongated to read.")
+    dropped: int = Field(description="Lines read with a mean character confidence under min_confidence.")
+    timings_ms: dict[str, float] = Field(description="wait (for the photo thread), load (decode), detect, recognize.")
+
+
+class ReadResponse(BaseModel):
+    """Results in the order of the request's photos."""
+
+    model: str
+    detector: str
+    results: list[PhotoResult | ImageFailure]
     elapsed_ms: float
 
 
@@ -127,6 +179,34 @@ RECOGNIZE_BODY = {
 }
 
 
+READ_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    413: {"model": ErrorResponse, "description": "Body over the size limit, or more photos than --max-photos"},
+    501: {"model": ErrorResponse, "description": "No text detector in this install (the detect extra is missing)"},
+}
+
+READ_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object",
+                "properties": {
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                              "description": "Photos (JPEG, PNG, ...), one part each."},
+                    "decoder": {"type": "string", "enum": ["greedy", "beam", "lm"], "default": DEFAULT_DECODER},
+                    "beam_width": {"type": "integer", "minimum": 1, "default": 10},
+                    "split": {"type": "string", "enum": ["ctc", "chars"], "default": "ctc"},
+                    "min_confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                },
+                "required": ["files"],
+            }},
+            "application/json": {"schema": {"$ref": "#/components/schemas/ReadJSON"}},
+        },
+    }
+}
+
+
 def _error_response(request: Request, error: APIError) -> JSONResponse:
     request.state.error_code = error.code
     return JSONResponse(error.body(request_id_of(request.scope)), status_code=error.status, headers=error.headers)
@@ -136,12 +216,15 @@ def _error_response(request: Request, error: APIError) -> JSONResponse:
 DOCS_ASSETS_URL = "/docs-assets"
 
 def create_app(settings: Settings | None = None, recognizer: TextRecognizer | None = None,
-               model_name: str | None = None, freeze_heap: bool = False) -> FastAPI:
+               model_name: str | None = None, freeze_heap: bool = False,
+               detector: TextDetector | None = None) -> FastAPI:
     """The API app; the model is loaded at start-up (lifespan) unless ``recognizer`` is given. ``freeze_heap``: the
-    process is the server's own (`crnn serve`), so its start-up objects can be frozen (see the lifespan)."""
+    process is the server's own (`crnn serve`), so its start-up objects can be frozen (see the lifespan).
+    ``detector``: the text detector of POST /v1/read (default: PP-OCRv6 small, built on the first photo)."""
     settings = settings or Settings.from_env()
     metrics = Metrics()
     engine = Engine(settings, metrics, recognizer, model_name)
+    photos = PhotoService(settings, metrics, engine, detector)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -156,6 +239,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             yield
         finally:
             # Runs after uvicorn has stopped accepting and finished in-flight requests (SIGTERM).
+            await asyncio.to_thread(photos.stop)
             await engine.stop()
             log.info("stopped")
 
@@ -166,7 +250,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
     app = FastAPIOffline(
         title="crnn-ocr",
         version=__version__,
-        summary="Scene-text recognition of word crops with a CRNN (CNN + BiLSTM + CTC).",
+        summary="Scene-text recognition with a CRNN (CNN + BiLSTM + CTC): word crops, and whole photos with a text detector.",
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
@@ -176,6 +260,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.engine = engine
+    app.state.photos = photos
 
     api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
                                   description="Required when the server runs with CRNN_API_KEY set.")
@@ -211,6 +296,22 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
         details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in exc.errors()]
         return _error_response(request, InvalidRequest("invalid request", details))
 
+    async def heavy_slot(request: Request, engine: Engine) -> Slot | None:
+        """A heavy-request slot for a large JSON body, waited for before its body is read; None for a light body."""
+        if not is_heavy(request.headers, settings):
+            return None
+        try:
+            return await engine.heavy_gate.enter(asyncio.get_running_loop().time() + settings.queue_timeout_s)
+        except QueueTimeout:
+            metrics.rejected.labels("heavy").inc()
+            # Read and drop the body, so that the client, its upload done, reads this answer. Read through the app
+            # it is paced like any upload; answered unread, the uploads of 35 flood requests resumed together in
+            # uvicorn, and /healthz stalled up to 0.7 s instead of 0.17 s (benchmarks/bench_server_lexicon_flood.py).
+            async for _ in request.stream():
+                pass
+            raise Overloaded(f"server busy: {settings.heavy_requests} large requests are being read; retry later",
+                             headers={"Retry-After": str(settings.retry_after_s)}) from None
+
     # ---- routes ----------------------------------------------------------------------------------
 
     @app.post("/v1/recognize", response_model=RecognizeResponse, responses=ERROR_RESPONSES,
@@ -218,20 +319,7 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
     async def recognize(request: Request, engine: Engine = Depends(require_ready)) -> Response:
         """Read the text of word crops sent as multipart parts named `files` or as base64 JSON."""
         started = time.perf_counter()
-        retry = {"Retry-After": str(settings.retry_after_s)}
-        slot: Slot | None = None
-        if is_heavy(request.headers, settings):  # a large JSON body: wait for a slot before reading it
-            try:
-                slot = await engine.heavy_gate.enter(asyncio.get_running_loop().time() + settings.queue_timeout_s)
-            except QueueTimeout:
-                metrics.rejected.labels("heavy").inc()
-                # Read and drop the body, so that the client, its upload done, reads this answer. Read through the app
-                # it is paced like any upload; answered unread, the uploads of 35 flood requests resumed together in
-                # uvicorn, and /healthz stalled up to 0.7 s instead of 0.17 s (benchmarks/bench_server_lexicon_flood.py).
-                async for _ in request.stream():
-                    pass
-                raise Overloaded(f"server busy: {settings.heavy_requests} large requests are being read; retry later",
-                                 headers=retry) from None
+        slot = await heavy_slot(request, engine)
         try:
             return await _recognize(request, engine, started, slot)
         finally:
@@ -272,6 +360,34 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
         body = {"model": engine.name, "results": results, "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
         return JSONResponse(body)
 
+    @app.post("/v1/read", response_model=ReadResponse, responses=READ_ERROR_RESPONSES,
+              openapi_extra=READ_BODY, dependencies=[Depends(require_api_key)], tags=["ocr"])
+    async def read(request: Request, engine: Engine = Depends(require_ready)) -> Response:
+        """Find and read the words of whole photos (multipart parts named `files`, or base64 JSON): each word with
+        its text, confidence, polygon and line, each line, the photo's size and the time of each stage."""
+        started = time.perf_counter()
+        retry = {"Retry-After": str(settings.retry_after_s)}
+        slot = await heavy_slot(request, engine)
+        try:
+            parsed = await parse_read(request, settings, engine.offload if slot is not None else None)
+        finally:
+            if slot is not None:
+                slot.leave()  # its body is parsed: what remains is the photos' bytes, as for any request
+        request.state.images = len(parsed.images)
+        try:
+            results = await photos.read(parsed.images, parsed.options)
+        except BackendError as e:
+            raise DetectorUnavailable(str(e)) from None
+        except QueueTimeout:
+            metrics.rejected.labels("photo").inc()
+            raise Overloaded("server busy: photos are being read; retry later", headers=retry) from None
+        except BatcherClosed as e:
+            metrics.rejected.labels("closed").inc()
+            raise NotReady(str(e), headers=retry) from None
+        body = {"model": engine.name, "detector": photos.describe()["detector"], "results": results,
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return JSONResponse(body)
+
     @app.get("/v1/model", dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES, tags=["ocr"])
     async def model_info(engine: Engine = Depends(require_ready)) -> dict[str, Any]:
         """The loaded model: name, architecture, charset, parameters and the model card's metrics."""
@@ -281,7 +397,8 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             "body_timeout_s": settings.body_timeout_s, "max_uploads": settings.max_uploads,
             "decode_workers": settings.decode_workers, "max_decode_pixels": settings.max_decode_pixels,
             "max_beam_width": settings.max_beam_width, "max_lexicon_words": settings.max_lexicon_words,
-            "max_request_lexicon_words": settings.max_request_lexicon_words, "heavy_requests": settings.heavy_requests}}
+            "max_request_lexicon_words": settings.max_request_lexicon_words, "heavy_requests": settings.heavy_requests},
+            "photos": photos.describe()}
 
     @app.head("/healthz", include_in_schema=False)  # load balancers probe with HEAD too
     @app.get("/healthz", tags=["ops"])
@@ -358,16 +475,18 @@ def _label_routes(app: FastAPI) -> None:
 
 
 def _add_request_schemas(app: FastAPI) -> None:
-    """Put RecognizeJSON (the hand-parsed JSON body) into the OpenAPI components that RECOGNIZE_BODY refers to."""
+    """Put RecognizeJSON and ReadJSON (the hand-parsed JSON bodies) into the OpenAPI components that RECOGNIZE_BODY
+    and READ_BODY refer to."""
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = default_openapi()
-            defs = RecognizeJSON.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(defs.pop("$defs", {}))
-            components["RecognizeJSON"] = defs
+            for model in (RecognizeJSON, ReadJSON):
+                defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(defs.pop("$defs", {}))
+                components[model.__name__] = defs
             app.openapi_schema = schema
         return app.openapi_schema
 

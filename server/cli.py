@@ -20,8 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The options of `crnn serve`."""
     p = argparse.ArgumentParser(
         prog="crnn serve",
-        description="Run the crnn-ocr REST API: POST /v1/recognize, GET /v1/model, /healthz, /readyz, /metrics, "
-                    "/docs and a web page at /.",
+        description="Run the crnn-ocr REST API: POST /v1/recognize (word crops), POST /v1/read (whole photos), "
+                    "GET /v1/model, /healthz, /readyz, /metrics, /docs and a web page at /.",
         epilog=f"Environment: {ENV_API_KEY} (require this key in X-API-Key on /v1/*), "
                f"{ENV_CORS_ORIGINS} (comma-separated origins), CRNN_WEIGHTS (default weights file).",
     )
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most decoded pixels in flight per worker (memory); beyond it images wait, within "
                    "--queue-timeout (default %(default)s)")
     g.add_argument("--max-beam-width", type=int, default=DEFAULTS.max_beam_width, help="(default %(default)s)")
+    g.add_argument("--max-photos", type=int, default=DEFAULTS.max_photos,
+                   help="most photos per POST /v1/read request (default %(default)s)")
+    g.add_argument("--max-photo-pixels", type=int, default=DEFAULTS.max_photo_pixels,
+                   help="largest photo of POST /v1/read in pixels, checked from its header before decoding "
+                   "(default %(default)s)")
     g.add_argument("--max-lexicon-words", type=int, default=DEFAULTS.max_lexicon_words,
                    help="most words of one lexicon, the request's or an image's (default %(default)s)")
     g.add_argument("--max-request-lexicon-words", type=int, default=DEFAULTS.max_request_lexicon_words,
@@ -104,7 +109,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         queue_timeout_s=args.queue_timeout, max_body_bytes=int(args.max_body_mb * MiB), max_images=args.max_images,
         body_timeout_s=args.body_timeout, max_uploads=args.max_uploads,
         decode_workers=args.decode_workers, max_decode_pixels=args.max_decode_pixels,
-        max_pixels=args.max_pixels, max_beam_width=args.max_beam_width, max_lexicon_words=args.max_lexicon_words,
+        max_pixels=args.max_pixels, max_photos=args.max_photos, max_photo_pixels=args.max_photo_pixels,
+        max_beam_width=args.max_beam_width, max_lexicon_words=args.max_lexicon_words,
         max_request_lexicon_words=args.max_request_lexicon_words, heavy_requests=args.heavy_requests,
         cors_origins=parse_origins(args.cors_origins) if args.cors_origins is not None else None,
         graceful_timeout_s=args.graceful_timeout, log_level=args.log_level, access_log=not args.no_access_log,

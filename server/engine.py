@@ -20,6 +20,7 @@ from PIL import Image
 from crnn.decoding.lexicon import Lexicon
 from crnn.errors import InvalidImageError
 from crnn.io.oriented_crops import OrientedCrop, prepare_oriented
+from crnn.io.preprocess import PreprocessConfig
 from crnn.reading.orientation import OrientationClassifier, keep_confirmed_turns, load_orientation, orient_crops
 from crnn.prediction import Prediction
 from crnn.reading.text_recognizer import TextRecognizer
@@ -55,6 +56,7 @@ class Engine:
         # The shipped model's name served (`crnn serve --model`; "default" without weights), which a request may name.
         self.shipped_name = settings.shipped_name() if recognizer is None else settings.model
         self._weights: Path | None = None
+        self.model_preprocess: PreprocessConfig | None = None
         self.info: dict[str, Any] = {}
         self.batcher: MicroBatcher[Prediction] | None = None
         # Decoding and resizing run here, beside the model thread (PIL and OpenCV release the GIL). The gate
@@ -108,6 +110,8 @@ class Engine:
         # A shallow copy shares the model but lets the server tighten the pixel limit (never
         # loosen it) without touching a Recognizer the caller may still use.
         rec = self.recognizer = copy.copy(self.recognizer)
+        # The checkpoint's own preprocessing, before the crop limits: whole photos (POST /v1/read) have their own.
+        self.model_preprocess = rec.preprocess
         rec.preprocess = rec.preprocess.replace(
             max_pixels=min(rec.preprocess.max_pixels, self.settings.max_pixels), jpeg_draft=True)
         self.info = await asyncio.to_thread(self._describe)

@@ -115,6 +115,13 @@ class NotReady(APIError):
     status, code = 503, "not_ready"
 
 
+class DetectorUnavailable(APIError):
+    """POST /v1/read cannot work in this install: the text detector's optional packages (the ``detect`` extra:
+    rapidocr, onnxruntime) are missing, or its model file is. Not transient, so not a 503: 501 until reinstalled."""
+
+    status, code = 501, "detector_unavailable"
+
+
 class InternalError(APIError):
     """A bug or an unexpected failure of the server, never a client's mistake."""
 

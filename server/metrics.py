@@ -36,8 +36,12 @@ class Metrics:
         self.queue_depth = Gauge("crnn_queue_depth", "Images waiting for the model.", registry=r)
         self.queue_wait = Histogram("crnn_queue_wait_seconds", "Time an image waits in the queue before its batch starts.",
                                     buckets=LATENCY_BUCKETS, registry=r)
-        self.rejected = Counter("crnn_queue_rejected", "Requests refused with 503, by reason (full, timeout, closed).",
+        self.rejected = Counter("crnn_queue_rejected", "Requests refused with 503, by reason (full, timeout, closed, heavy, photo).",
                                 ["reason"], registry=r)
+        self.photos = Counter("crnn_photos", "Photos of POST /v1/read, by outcome (ok: read, error: refused).",
+                              ["outcome"], registry=r)
+        self.photo_seconds = Histogram("crnn_photo_stage_seconds", "Time of one photo's stage (load, detect, recognize).",
+                                       ["stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.model_loaded = Gauge("crnn_model_loaded", "1 once the model is loaded and the batcher runs.", registry=r)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float, code: str | None) -> None:

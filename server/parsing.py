@@ -1,4 +1,4 @@
-"""Reading POST /v1/recognize bodies (multipart or JSON) into images and validated options."""
+"""Reading POST /v1/recognize and POST /v1/read bodies (multipart or JSON) into images and validated options."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from json.decoder import scanstring
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
@@ -17,6 +17,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from crnn.decoding.ctc_decode import DEFAULT_DECODER
+from crnn.detection.photo_reader import MIN_LINE_CONFIDENCE
 from crnn.errors import InvalidImageError
 from crnn_server.errors import (
     EmptyRequest,
@@ -32,6 +33,7 @@ from crnn_server.settings import Settings
 
 IMAGE_FIELDS = ("files", "files[]")
 OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "orientation", "model")
+READ_OPTION_FIELDS = ("decoder", "beam_width", "split", "min_confidence")
 MAX_NAME_CHARS = 256
 MAX_FIELD_BYTES = 1024 * 1024  # one non-file form field, and the lexicon fields together (a lexicon of many words fits)
 MAX_WORD_CHARS = 256
@@ -97,6 +99,46 @@ class RecognizeJSON(RecognizeOptions):
     images: list[ImageIn] = Field(..., description="Word crops, read in this order.")
 
 
+class ReadOptions(BaseModel):
+    """Options of a POST /v1/read request (whole photos)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decoder: Literal["greedy", "beam", "lm"] = Field(
+        DEFAULT_DECODER, description="CTC decoder of the text lines, as for /v1/recognize.")
+    beam_width: int = Field(
+        10, ge=1, strict=True, description="Beams kept by the beam and lm decoders (at most the server's --max-beam-width).")
+    split: Literal["ctc", "chars"] = Field(
+        "ctc", description="How a line's box is split into word boxes: ctc (default), from where the recognizer's CTC "
+        "alignment puts each word's characters; chars, by character count.")
+    min_confidence: float = Field(
+        MIN_LINE_CONFIDENCE, ge=0, le=1, strict=True,
+        description="Lines whose mean character confidence is below this are dropped (counted in dropped).")
+
+
+class PhotoIn(BaseModel):
+    """One photo of a JSON POST /v1/read request."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=MAX_NAME_CHARS, description="Echoed in the result (default: imageN).")
+    data: str = Field(..., description="The encoded photo (JPEG, PNG, ...) in base64; a data: URL is accepted.")
+
+
+class ReadJSON(ReadOptions):
+    """The JSON form of a POST /v1/read request: photos in base64 plus options."""
+
+    images: list[PhotoIn] = Field(..., description="Photos, read in this order (at most the server's --max-photos).")
+
+
+@dataclass
+class ParsedRead:
+    """A /v1/read request's photos (in order) and its validated options."""
+
+    images: list[ImageInput]
+    options: ReadOptions
+
+
 @dataclass
 class ParsedRequest:
     """A request's images (in order) and its validated options."""
@@ -159,34 +201,96 @@ def is_heavy(headers: Headers, settings: Settings) -> bool:
     return LIGHT_BODY_BYTES < int(length) <= settings.max_body_bytes
 
 
+def _body_media(request: Request, what: str) -> tuple[bytes, dict[bytes, bytes]]:
+    """The body's media type and its parameters; EmptyRequest when the request has no body (``what``: its images)."""
+    raw_type = request.headers.get("content-type")
+    length = request.headers.get("content-length")
+    if length == "0" or (not raw_type and length is None and "chunked" not in request.headers.get("transfer-encoding", "")):
+        raise EmptyRequest(f"the request has no body: send {what} as multipart/form-data or JSON")
+    return parse_options_header(raw_type)
+
+
+def _boundary(params: dict[bytes, bytes]) -> bytes:
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise MalformedBody("multipart/form-data without a boundary parameter")
+    return boundary
+
+
+def _is_json(media: bytes) -> bool:
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+def _unsupported(request: Request) -> UnsupportedMediaType:
+    shown = request.headers.get("content-type") or "none"
+    return UnsupportedMediaType(
+        f"content type {shown!r} is not supported: use multipart/form-data (parts named 'files') "
+        "or application/json ({\"images\": [{\"data\": base64}]})")
+
+
 async def parse_recognize(request: Request, settings: Settings, offload: Offload | None = None) -> ParsedRequest:
     """Images and options of a recognize request; raises a typed APIError for any malformed request.
 
     ``offload(fn, *args)`` runs a function in a worker thread: given, a JSON body is parsed there (a heavy request),
     in pieces that let the event loop run in between; else it is parsed here, whole.
     """
-    raw_type = request.headers.get("content-type")
-    media, params = parse_options_header(raw_type)
-    length = request.headers.get("content-length")
-    if length == "0" or (not raw_type and length is None and "chunked" not in request.headers.get("transfer-encoding", "")):
-        raise EmptyRequest("the request has no body: send images as multipart/form-data or JSON")
+    media, params = _body_media(request, "images")
     if media == b"multipart/form-data":
-        boundary = params.get(b"boundary")
-        if not boundary:
-            raise MalformedBody("multipart/form-data without a boundary parameter")
-        parsed = await _parse_multipart(request, boundary, settings)
-    elif media == b"application/json" or media.endswith(b"+json"):
+        parsed = _from_parts(await _parse_multipart(request, _boundary(params), settings.max_images))
+    elif _is_json(media):
         parsed = await _parse_json(request, settings, offload)
     else:
-        shown = raw_type or "none"
-        raise UnsupportedMediaType(
-            f"content type {shown!r} is not supported: use multipart/form-data (parts named 'files') "
-            "or application/json ({\"images\": [{\"data\": base64}]})")
+        raise _unsupported(request)
     if not parsed.images:
         raise NoImages("the request holds no image: send one or more parts named 'files', or a non-empty 'images' list")
     check_options(parsed.options, settings)
     check_lexicon_budget(parsed.lexicon_words, settings)
     return parsed
+
+
+async def parse_read(request: Request, settings: Settings, offload: Offload | None = None) -> ParsedRead:
+    """Photos and options of a POST /v1/read request (the upload forms of /v1/recognize, at most ``max_photos``
+    photos, the options of ReadOptions); raises a typed APIError for any malformed request. ``offload``: as for
+    :func:`parse_recognize` (a heavy JSON body is parsed in a worker thread, whole: it has no lexicons to count)."""
+    media, params = _body_media(request, "a photo")
+    if media == b"multipart/form-data":
+        parts = await _parse_multipart(request, _boundary(params), settings.max_photos, READ_OPTION_FIELDS)
+        images, fields = _fields(parts)
+        parsed = ParsedRead(images, _options(ReadOptions, fields))
+    elif _is_json(media):
+        body = await request.body()
+        if not body.strip():
+            raise EmptyRequest("the request body is empty")
+        parsed = await offload(_read_json, body, settings) if offload is not None else _read_json(body, settings)
+    else:
+        raise _unsupported(request)
+    if not parsed.images:
+        raise NoImages("the request holds no photo: send one in a part named 'files', or a non-empty 'images' list")
+    if parsed.options.beam_width > settings.max_beam_width:
+        raise InvalidRequest(f"beam_width must be at most {settings.max_beam_width}, got {parsed.options.beam_width}")
+    return parsed
+
+
+def _read_json(body: bytes, settings: Settings) -> ParsedRead:
+    """The photos and options of a /v1/read JSON body (in a worker thread for a heavy request)."""
+    try:
+        req = ReadJSON.model_validate_json(body)
+    except ValidationError as e:
+        errors = _errors(e)
+        if any(err["type"] == "json_invalid" for err in errors):
+            raise MalformedBody("the body is not valid JSON", errors) from None
+        raise _refuse(errors) from None
+    if len(req.images) > settings.max_photos:
+        raise TooManyImages(f"{len(req.images)} photos in one request; at most {settings.max_photos} are accepted",
+                            {"limit": settings.max_photos})
+    images = []
+    for i, img in enumerate(req.images):
+        name = img.name or f"image{i}"
+        try:
+            images.append(ImageInput(name, data=decode_base64(img.data)))
+        except InvalidImageError as e:
+            images.append(ImageInput(name, error=str(e)))
+    return ParsedRead(images, ReadOptions.model_validate(req.model_dump(exclude={"images"})))
 
 
 async def _parse_json(request: Request, settings: Settings, offload: Offload | None) -> ParsedRequest:
@@ -341,7 +445,7 @@ def _form_number(name: str, value: str) -> Any:
     strict number fields then refuse (as they refuse JSON's true or "5")."""
     if name == "beam_width" and _FORM_INT.fullmatch(value) and len(value) < 20:  # int() refuses over 4,300 digits
         return int(value)
-    if name == "lm_weight" and _FORM_FLOAT.fullmatch(value):
+    if name in ("lm_weight", "min_confidence") and _FORM_FLOAT.fullmatch(value):
         return float(value)
     return value
 
@@ -357,7 +461,9 @@ class _Part:
         self.is_image = False
 
 
-async def _parse_multipart(request: Request, boundary: bytes, settings: Settings) -> ParsedRequest:
+async def _parse_multipart(request: Request, boundary: bytes, max_images: int,
+                           option_fields: Sequence[str] = OPTION_FIELDS) -> list[_Part]:
+    """The parts of a multipart body: images (parts named 'files', at most ``max_images``) and ``option_fields``."""
     # Parsed in memory with python-multipart's push parser: the body is already capped by the
     # size limit, and word crops are small, so spooling to temporary files would only cost time.
     parts: list[_Part] = []
@@ -394,13 +500,12 @@ async def _parse_multipart(request: Request, boundary: bytes, settings: Settings
         if current.name in IMAGE_FIELDS:
             current.is_image = True
             n_images += 1
-            if n_images > settings.max_images:
-                raise TooManyImages(f"more than {settings.max_images} images in one request",
-                                    {"limit": settings.max_images})
-        elif current.name not in OPTION_FIELDS:
+            if n_images > max_images:
+                raise TooManyImages(f"more than {max_images} images in one request", {"limit": max_images})
+        elif current.name not in option_fields:
             raise InvalidRequest(
                 f"unknown form field {current.name!r}: images go in parts named 'files'; "
-                f"options are {', '.join(OPTION_FIELDS)}")
+                f"options are {', '.join(option_fields)}")
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         nonlocal lexicon_bytes
@@ -439,10 +544,11 @@ async def _parse_multipart(request: Request, boundary: bytes, settings: Settings
         raise EmptyRequest("the request body is empty")
     if not ended:
         raise MalformedBody("the multipart body ends before its closing boundary")
-    return _from_parts(parts)
+    return parts
 
 
-def _from_parts(parts: list[_Part]) -> ParsedRequest:
+def _fields(parts: list[_Part]) -> tuple[list[ImageInput], dict[str, Any]]:
+    """The images of a multipart body's parts, and its option fields by name (``lexicon``: its words)."""
     images: list[ImageInput] = []
     fields: dict[str, Any] = {}
     words: list[str] = []
@@ -462,10 +568,22 @@ def _from_parts(parts: list[_Part]) -> ParsedRequest:
             raise InvalidRequest(f"form field {part.name!r} is given more than once")
         else:
             fields[part.name] = _form_number(part.name, value.strip())
+    return images, fields
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def _options(model: type[OptionsT], fields: dict[str, Any]) -> OptionsT:
+    """The form's option fields validated as ``model`` (InvalidRequest listing the problems)."""
     try:
-        options = RecognizeOptions.model_validate(fields)
+        return model.model_validate(fields)
     except ValidationError as e:
         errors = _errors(e)
         raise InvalidRequest("invalid options: " + "; ".join(
             f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in errors[:5]), errors) from None
-    return ParsedRequest(images, options)
+
+
+def _from_parts(parts: list[_Part]) -> ParsedRequest:
+    images, fields = _fields(parts)
+    return ParsedRequest(images, _options(RecognizeOptions, fields))

@@ -87,6 +87,11 @@ class Settings(Config):
     # (max_body_bytes + the lexicon budget) at once.
     heavy_requests: int = Field(2, ge=1)
     max_beam_width: int = Field(100, ge=1)
+    # POST /v1/read (whole photos): most photos per request, and the largest photo, from its header. A phone photo is
+    # 12-50 M pixels; 40 M is the library's own limit (crnn.io.preprocess), ~120 MB decoded (RGB), and photos are read
+    # one at a time per worker process, so this bounds the route's memory (docs/server.md, "Photos").
+    max_photos: int = Field(4, ge=1)
+    max_photo_pixels: int = Field(40_000_000, ge=1)
     # Security.
     api_key: str | None = Field(None, repr=False)
     cors_origins: tuple[str, ...] = ()

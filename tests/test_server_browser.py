@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
 
 from crnn import Recognizer
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, free_port
 from tests.test_server_api import png
 from tests.tiny_models import tiny_checkpoint
 from tests.word_images import render_word
@@ -257,3 +258,103 @@ def test_docs_page_renders_offline_in_a_real_browser(tmp_path: Path) -> None:
     assert any(u.endswith("/docs-assets/swagger-ui-bundle.js") for u in urls)
     assert any(u.endswith("/openapi.json") for u in urls)
     assert off_machine(urls) == []
+
+
+class InProcessServer:
+    """An app served by uvicorn in a thread of this process on a free loopback port (so that a test can give it a
+    fake detector, which a `crnn serve` process cannot take)."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
+                                                    access_log=False, lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> InProcessServer:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the in-process server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+# Each photo result as the page shows it: the overlay's boxes and labels, the word list, and where each box lies on
+# the shown photo (its on-screen box relative to the photo's, as fractions).
+READ_PHOTOS = """[...document.querySelectorAll('#results .result')].map(li => {
+  const img = li.querySelector('.stage img'), svg = li.querySelector('.stage svg');
+  const a = img ? img.getBoundingClientRect() : null, b = svg ? svg.getBoundingClientRect() : null;
+  return {
+    name: li.querySelector('.name')?.textContent,
+    error: li.querySelector('.err')?.textContent ?? null,
+    viewBox: svg?.getAttribute('viewBox') ?? null,
+    overlayOnPhoto: a ? (a.width > 0 && ['left', 'top', 'width', 'height'].every(k => Math.abs(a[k] - b[k]) < 1)) : null,
+    boxes: [...li.querySelectorAll('.stage polygon')].map(p => {
+      const r = p.getBoundingClientRect();
+      return {text: p.dataset.text, rel: [(r.left - a.left) / a.width, (r.top - a.top) / a.height,
+                                          (r.right - a.left) / a.width, (r.bottom - a.top) / a.height]};
+    }),
+    labels: [...li.querySelectorAll('.stage text')].map(t => t.textContent),
+    words: [...li.querySelectorAll('ol.words li')].map(w => w.dataset.text),
+  };
+})"""
+
+
+def test_page_draws_the_words_of_a_photo_in_a_real_browser(tmp_path: Path) -> None:
+    from crnn.kinds.loading import load_recognizer
+    from crnn_server import Settings, create_app
+    from tests.test_photo_reader import line_photo
+    from tests.test_server_photo import WORDS, InkDetector, expected
+
+    recognizer = load_recognizer(threads=1)
+    image = line_photo(WORDS, height=48)[0]
+    photo = png(image)
+    (tmp_path / "photo.png").write_bytes(photo)
+    (tmp_path / "broken.jpg").write_bytes(b"not really a jpeg")
+    want = expected(recognizer, photo)
+    assert [w["text"].upper() for w in want["words"]] == WORDS
+
+    app = create_app(Settings(max_wait_ms=1.0, threads=1), recognizer, model_name="shipped", detector=InkDetector())
+    with InProcessServer(app) as server:
+        browser = Chromium(CHROMIUM)  # type: ignore[arg-type]
+        try:
+            page = Page(browser)
+            page.goto(server.url + "/#photo")  # the photo mode, from the address
+            assert page.evaluate("document.body.dataset.mode") == "photo"
+            assert page.evaluate("document.querySelector('input[name=mode][value=photo]').checked") is True
+            page.set_files("#files", [str(tmp_path / "photo.png"), str(tmp_path / "broken.jpg")])
+            page.wait_for("document.body.dataset.state === 'done'")
+            page.wait_for("[...document.querySelectorAll('.stage img')].every(i => i.complete && i.naturalWidth > 0)")
+            shown = page.evaluate(READ_PHOTOS)
+            status = page.evaluate("document.getElementById('status').textContent")
+            if os.environ.get("CRNN_SCREENSHOT"):
+                page.screenshot(Path(os.environ["CRNN_SCREENSHOT"]))
+            # Back to word crops: the crop page as before.
+            page.evaluate("document.querySelector('input[name=mode][value=crops]').click()")
+            crops_mode = page.evaluate("[document.body.dataset.mode, location.hash, "
+                                       "document.querySelectorAll('#results .result').length]")
+            urls = page.requested_urls()
+        finally:
+            browser.close()
+
+    good, bad = shown
+    h, w = image.shape[:2]
+    assert good["viewBox"] == f"0 0 {w} {h}" and good["overlayOnPhoto"] is True
+    texts = [x["text"] for x in want["words"]]
+    assert [b["text"] for b in good["boxes"]] == texts and good["labels"] == texts and good["words"] == texts
+    for box, word in zip(good["boxes"], want["words"]):  # each box is drawn where its word is on the shown photo
+        xs, ys = [p[0] for p in word["polygon"]], [p[1] for p in word["polygon"]]
+        assert np.allclose(box["rel"], [min(xs) / w, min(ys) / h, max(xs) / w, max(ys) / h], atol=0.02), box
+    assert good["name"].startswith("photo.png") and "2 words in 1 line" in good["name"]
+    assert bad["error"] and "not an image" in bad["error"] and bad["boxes"] == []
+    assert "2 photos read by shipped and ink" in status and "2 words" in status
+    assert crops_mode == ["crops", "", 0]
+    assert any(u.endswith("/v1/read") for u in urls) and off_machine(urls) == []
