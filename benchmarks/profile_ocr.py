@@ -195,13 +195,14 @@ IMPORT_STEPS = [
     ("+ onnxruntime", "import onnxruntime"),
     ("+ cv2", "import cv2"),
     ("+ PIL (Image, PngImagePlugin)", "import PIL.Image, PIL.PngImagePlugin"),
-    ("+ pydantic (BaseModel)", "from pydantic import BaseModel"),
-    ("+ rapidfuzz (lexicon matching)", "import rapidfuzz.process, rapidfuzz.distance"),
     ("+ multiprocessing, concurrent.futures.process", "import multiprocessing, concurrent.futures.process"),
     ("+ crnn's modules of the onnx path", "import crnn.commands.ocr, crnn.io.image_loader, crnn.reading.text_recognizer, "
                                           "crnn.reading.onnx_recognizer, crnn.reading.backend, crnn.checkpoints.header, "
                                           "crnn.output_files, crnn.decoding.lm_decode"),
-    ("+ torch (not imported by --backend onnx)", "import torch"),
+    # Not imported by a plain `crnn ocr --backend onnx` (tests/test_onnx_backend.py checks it): what each would add.
+    ("+ rapidfuzz (--lexicon only)", "import rapidfuzz.process, rapidfuzz.distance"),
+    ("+ pydantic, crnn.config (never for plain inference)", "import crnn.config"),
+    ("+ torch (--backend torch, --orientation)", "import torch"),
 ]
 
 

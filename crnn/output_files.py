@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +47,8 @@ def replaced_atomically(path: str | os.PathLike[str], *, option: str = "--output
                         overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block ends without an error, move it onto ``path``
     (checked again first), else delete it: a failed command leaves ``path`` as it was."""
+    import tempfile  # only the commands that replace files need it, not `crnn ocr`'s start-up
+
     target = check_output_file(path, option=option, overwrite=overwrite)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.absolute().parent)
     os.close(fd)

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("crnn.reading",),
     ("crnn.checkpoints",),
     ("crnn.models", "crnn.decoding", "crnn.io"),
+    ("crnn.frozen_config",),  # pydantic-free configs (PreprocessConfig); crnn.config's pydantic only on a bad value
     ("crnn.charset", "crnn.config", "crnn.machine", "crnn.metrics", "crnn.output_files", "crnn.prediction"),
     ("crnn.errors",),
 ]

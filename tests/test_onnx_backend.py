@@ -208,6 +208,33 @@ def test_the_onnx_backend_modules_import_no_torch() -> None:
     assert res.stdout.strip() == "False", res.stderr
 
 
+# (extra options, modules a run with them may import): what a plain `crnn ocr --backend onnx` needs to read
+# words is numpy, onnxruntime, OpenCV and Pillow; the rest waits for the option that uses it (start-up, issue 33).
+LAZY_MODULES = ("torch", "pydantic", "rapidfuzz", "crnn.reading.orientation", "crnn.config")
+STARTUP_CASES = [
+    ([], ()),
+    (["--decoder", "greedy", "--format", "jsonl"], ()),
+    (["--lexicon", "LEXICON"], ("rapidfuzz",)),  # the nearest-word search
+    (["--orientation", "auto"], ("torch", "pydantic", "crnn.reading.orientation", "crnn.config")),  # a torch network
+]
+
+
+@pytest.mark.parametrize(("options", "imported"), STARTUP_CASES, ids=["plain", "greedy-jsonl", "lexicon", "orientation"])
+def test_crnn_ocr_on_the_onnx_backend_imports_only_what_its_options_use(
+    options: list[str], imported: tuple[str, ...], tmp_path: Path
+) -> None:
+    lexicon = tmp_path / "words.txt"
+    lexicon.write_text("Scuba\nHouse\n", encoding="utf-8")
+    options = [str(lexicon) if o == "LEXICON" else o for o in options]
+    code = ("import sys; from crnn.cli import main; status = main(sys.argv[1:]); "
+            f"print(status, [m for m in {LAZY_MODULES!r} if m in sys.modules])")
+    args = ["ocr", str(EXAMPLES / "word_00.png"), "--backend", "onnx", "--weights", str(REPO / "weights" / "crnn-int8.onnx"),
+            "-o", str(tmp_path / "out.txt"), *options]
+    res = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"0 {sorted(imported, key=LAZY_MODULES.index)!r}", res.stderr  # 0: the word was read
+
+
 def test_the_server_on_the_onnx_backend_reads_what_crnn_ocr_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("fastapi")
     import warnings

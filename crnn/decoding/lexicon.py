@@ -8,8 +8,6 @@ import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
 
 from crnn.charset import Charset
 from crnn.decoding.char_lm import load_lm
@@ -177,6 +175,9 @@ class Lexicon:
         those within ``max_distance`` (default :func:`distance_bound` of the query's length), possibly none."""
         if not queries:
             return []
+        from rapidfuzz import process  # only a run with a lexicon searches (~10-25 ms of start-up otherwise)
+        from rapidfuzz.distance import Levenshtein
+
         folded_queries = [q.lower() for q in queries]
         if self.small:
             # Every word competes; the order (nearest first, stable) only breaks exact score ties.

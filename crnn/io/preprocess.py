@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Union
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from pydantic import ConfigDict, Field
 
-from crnn.config import Config
 from crnn.errors import InvalidImageError
+from crnn.frozen_config import FrozenConfig, Setting
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -27,26 +26,30 @@ if TYPE_CHECKING:
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
 
 
-class PreprocessConfig(Config):
-    """How images are turned into model input; stored in checkpoints next to the model config."""
+class PreprocessConfig(FrozenConfig):
+    """How images are turned into model input; stored in checkpoints next to the model config.
 
-    model_config = ConfigDict(frozen=True)  # hashable, and shared by threads and worker processes
+    Frozen (hashable, and shared by threads and worker processes), and a FrozenConfig, not a pydantic Config:
+    `crnn ocr` reads it from every checkpoint header, and pydantic would add ~0.1 s to its start-up. It validates
+    as the pydantic model of the same fields would (crnn/frozen_config.py).
+    """
+
     kind = "preprocess"
 
-    height: int = Field(32, ge=1)
-    min_width: int = Field(16, ge=1)
-    max_width: int = Field(1024, ge=1)
+    height: int = Setting(32, ge=1)
+    min_width: int = Setting(16, ge=1)
+    max_width: int = Setting(1024, ge=1)
     # Resized widths are rounded to a multiple of this (see resized_width), so images of one bucket
     # batch together with no padding and a result never depends on the rest of its batch.
-    width_bucket: int = Field(8, ge=1)
-    max_pixels: int = Field(40_000_000, ge=1)
-    min_side: int = Field(4, ge=1)
-    max_aspect: float = Field(64.0, gt=0.0)
+    width_bucket: int = Setting(8, ge=1)
+    max_pixels: int = Setting(40_000_000, ge=1)
+    min_side: int = Setting(4, ge=1)
+    max_aspect: float = Setting(64.0, gt=0.0)
     # Decode a JPEG at 1/2, 1/4 or 1/8 scale (PIL's Image.draft, done inside libjpeg) while it stays at least
     # twice config.height high: a 4000x1000 crop costs 1/64 of the memory and a fraction of the time. Results
     # differ slightly from a full decode, so it is off by default (the server turns it on). Never stored in
     # checkpoints (exclude), so checkpoints stay readable by versions without it.
-    jpeg_draft: bool = Field(False, exclude=True)
+    jpeg_draft: bool = Setting(False, exclude=True)
 
 
 def _describe(source: object) -> str:

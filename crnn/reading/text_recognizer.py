@@ -20,7 +20,6 @@ from crnn.decoding.ctc_decode import DEFAULT_DECODER, decode
 from crnn.decoding.lexicon import Lexicon, as_lexicon, as_lexicons
 from crnn.errors import CheckpointError, InvalidImageError
 from crnn.io.oriented_crops import OrientedCrop, prepare_oriented
-from crnn.reading.orientation import OrientationClassifier, load_orientation, read_oriented
 from crnn.prediction import Prediction
 from crnn.io.preprocess import ImageSource, PreprocessConfig, prepare, width_batches
 
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
 
     from crnn.checkpoints.checkpoint import Checkpoint
     from crnn.checkpoints.kind import ModelKind
+    from crnn.reading.orientation import OrientationClassifier
 
 
 @dataclass(frozen=True)
@@ -207,6 +207,8 @@ class RecognizerBase:
     def use_orientation(self, mode: str | OrientationClassifier | None) -> Any:
         """Read crops in any orientation in :meth:`recognize`: ``"auto"`` (the shipped classifier) or a classifier;
         ``"none"`` or None reads them as they come (the default). Returns self; predictions then carry ``orientation``."""
+        from crnn.reading.orientation import OrientationClassifier, load_orientation  # only a run that turns crops
+
         self.orientation = mode if isinstance(mode, OrientationClassifier) else load_orientation(mode)
         return self
 
@@ -276,6 +278,8 @@ class RecognizerBase:
             return self.recognize_prepared(inputs, batch_size, decoder, beam_width, lexicon, lm_weight=lm_weight)
 
         if self.orientation is not None:
+            from crnn.reading.orientation import read_oriented
+
             preds, orientations = read_oriented(read, arrays, self.orientation, self.preprocess)  # type: ignore[arg-type,assignment]
         else:
             preds = read(arrays) if good else []
