@@ -48,7 +48,8 @@ def _crnn_worker(paths: list[str], threads: int) -> dict:
     from crnn.kinds.loading import load_recognizer
 
     t0 = time.perf_counter()
-    reader = PhotoReader(load_detector(threads=threads), load_recognizer(threads=1))
+    # backend "auto", as `crnn ocr --detect`: ONNX Runtime where installed (the detect extra installs it)
+    reader = PhotoReader(load_detector(threads=threads), load_recognizer(threads=1, backend="auto"))
     reader.read(paths[0])
     startup = time.perf_counter() - t0
     lines = words = 0
