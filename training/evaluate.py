@@ -31,13 +31,21 @@ from crnn.reading.text_recognizer import TextRecognizer
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="crnn eval", description="Evaluate a checkpoint on labeled folders (labels.tsv: path<TAB>text)."
+        prog="crnn eval", description="Evaluate a checkpoint on labeled folders (labels.tsv: path<TAB>text), or full-photo "
+        "OCR on photo folders (--photos)."
     )
     p.add_argument("--weights", default=None, help="checkpoint (.safetensors, or .onnx for --backend onnx); default: the shipped model")
     p.add_argument("--model", metavar="NAME", help=model_help())
     p.add_argument("--backend", choices=("torch", "onnx", "auto"), default="auto",
                    help="as crnn ocr's: auto (default: onnx where installed and an .onnx file is at hand), torch, onnx")
-    p.add_argument("--data", action="append", required=True, metavar="DIR", help="labeled folder (repeatable)")
+    p.add_argument("--data", action="append", metavar="DIR", help="labeled folder (repeatable)")
+    p.add_argument("--photos", action="append", metavar="DIR",
+                   help="instead of --data: a folder of whole photos with word polygons (annotations.jsonl, as "
+                   "`crnn synth --scenes` writes; repeatable): detection and end-to-end P/R/F (ICDAR 2015 generic, "
+                   "IoU > 0.5) of `crnn ocr --detect` (the detect extra; docs/photos.md)")
+    p.add_argument("--detector", default="ppocr-v6-small", help="--photos: the text detector's kind")
+    p.add_argument("--min-confidence", type=float, default=None,
+                   help="--photos: drop lines whose mean character confidence is below this (default 0.5)")
     p.add_argument("--json", action="store_true", help="print machine-readable results")
     p.add_argument("--errors", metavar="OUT.tsv", help="write mispredictions (path, target, prediction, confidence)")
     p.add_argument("--calibration", action="store_true",
@@ -54,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lexicon-case", choices=("image", "keep"), default="image",
                    help="image (default): a lexicon word in the case the image shows; keep: as the lexicon spells it")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit", type=int, default=0, help="evaluate at most N images per folder")
+    p.add_argument("--limit", type=int, default=0, help="evaluate at most N images (or photos) per folder")
     p.add_argument("--holdout", type=float, default=0.0,
                    help="read only each folder's held-out part: the share a `crnn train` folder source with the same "
                    "holdout never trains on (e.g. 0.15; docs/adaptation.md)")
@@ -129,6 +137,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """``crnn eval``: one row per labeled folder; exit code 2 on a bad checkpoint or folder."""
     args = _parser().parse_args(argv)
+    if args.photos:
+        from crnn_training.evaluate_photos import evaluate_photos
+
+        return evaluate_photos(args)
+    if not args.data:
+        print("crnn eval: error: give --data DIR (labeled crops) or --photos DIR (photos with word polygons)",
+              file=sys.stderr)
+        return 2
     if args.lexicons and (len(args.lexicons) != len(args.data) or args.lexicon):
         print("crnn eval: error: give one --lexicons file per --data folder (in the same order), and not with "
               "--lexicon", file=sys.stderr)

@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     from crnn.checkpoints.shipped import model_help
     from crnn.reading.precision import PRECISIONS
 
-    p = argparse.ArgumentParser(prog="crnn ocr", description="Read the text of word images.")
+    p = argparse.ArgumentParser(prog="crnn ocr", description="Read the text of word images (with --detect: of whole photos, word by word).")
     p.add_argument("paths", nargs="+", help="image files, folders (recursive), glob patterns, or - for paths on stdin")
     p.add_argument("--weights", help="checkpoint file, .safetensors or .onnx (default: the shipped model in weights/)")
     p.add_argument("--model", metavar="NAME", help=model_help())
@@ -58,11 +58,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto (default): bf16 on a CPU with native bf16 (AVX-512 BF16, AMX), else fp32; mixed: "
                    "bf16 convolutions, fp32 recurrence. Results never depend on the batch")
-    p.add_argument("--orientation", choices=("auto", "none"), default="none",
-                   help="none (default): read every crop as it comes; auto: a small classifier says whether a crop's "
-                   "text is turned 90/180/270 degrees or stacked letters, and it is turned upright before reading "
-                   "(TSV/CSV get an orientation column; see docs/orientation.md)")
+    p.add_argument("--orientation", choices=("auto", "none"), default=None,
+                   help="none (default without --detect): read every crop as it comes; auto (default with --detect, "
+                   "for tall lines): a small classifier says whether a crop's text is turned 90/180/270 degrees or "
+                   "stacked letters, and it is turned upright before reading (TSV/CSV get an orientation column; "
+                   "see docs/orientation.md)")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
+    photo = p.add_argument_group("Whole photos (the detect extra: pip install 'crnn-ocr[detect]'; docs/photos.md)")
+    photo.add_argument("--detect", action="store_true",
+                       help="the inputs are photos: find their text lines, read them and split them into words; one "
+                       "JSON line per photo (its words with polygons, in reading order; \"words\": [] for a photo "
+                       "without text) or one TSV/CSV row per word (path, line, text, confidence, x1..y4)")
+    photo.add_argument("--detector", default="ppocr-v6-small",
+                       help="--detect: the text detector's kind (default ppocr-v6-small: PP-OCRv6 small from rapidocr)")
+    photo.add_argument("--min-confidence", type=float, default=None,
+                       help="--detect: drop lines whose mean character confidence is below this (default 0.5, "
+                       "rapidocr's rule)")
+    photo.add_argument("--draw", metavar="DIR", help="--detect: also write each photo with its word boxes and texts "
+                       "drawn into DIR (JPEG, named after the photo)")
     ray = p.add_argument_group("Ray (many cores or machines; the ray extra; docs/scale-out.md)")
     ray.add_argument("--ray", action="store_true", help="read on Ray Data actors into resumable shards in "
                      "--output DIR; inputs may also be manifests (.csv or .parquet with a path column)")
@@ -74,6 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _detect_problem(args: argparse.Namespace) -> str | None:
+    """Why these `crnn ocr --detect` options cannot run together (a usage error), or None; fills in the defaults."""
+    if args.lexicon or args.lm_weight is not None:
+        return "--lexicon and --lm-weight do not run with --detect yet (docs/photos.md)"
+    if args.draw and args.ray:
+        return "--draw does not run with --ray (the actors may be on other machines): read without --ray to draw"
+    if args.min_confidence is None:
+        from crnn.detection.photo_reader import MIN_LINE_CONFIDENCE
+
+        args.min_confidence = MIN_LINE_CONFIDENCE
+    elif not 0.0 <= args.min_confidence <= 1.0:
+        return f"--min-confidence {args.min_confidence}: must be in [0, 1]"
+    args.orientation = args.orientation or "auto"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `crnn ocr`; exit 0 when every image was read, 1 when some failed, 2 on usage errors."""
     args = build_parser().parse_args(argv)
@@ -83,6 +112,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.lm_weight is not None and (args.decoder != "lm" or not args.lm_weight >= 0):
         print("crnn ocr: --lm-weight needs --decoder lm and a value >= 0", file=sys.stderr)
         return 2
+    if not args.detect and (args.draw or args.min_confidence is not None):
+        print("crnn ocr: --draw and --min-confidence are options of --detect (whole photos)", file=sys.stderr)
+        return 2
+    if args.detect:
+        problem = _detect_problem(args)
+        if problem:
+            print(f"crnn ocr: {problem}", file=sys.stderr)
+            return 2
+    else:
+        args.orientation = args.orientation or "none"
     if args.ray:
         # Imported only now: without --ray neither it nor Ray is imported. It shares this command's inputs, rows,
         # writer and options (crnn.io.inputs, crnn.reading.batch_ocr, crnn.commands.ocr_output), not this module.
@@ -93,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:  # before the model loads, not after
         print(f"crnn ocr: {problem}", file=sys.stderr)
         return 2
+    if args.detect:  # imported only now: crop reading never imports the photo pipeline
+        from crnn.commands.photo_ocr import run_photos
+
+        return run_photos(args)
     import cv2
 
     from crnn.reading.backend import resolve_backend

@@ -34,7 +34,12 @@ from crnn.prediction import Prediction
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from crnn.commands.photo_ocr import PhotoOptions
+
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
+# Photos per actor call: a photo takes ~0.5 s on one core, so a few spread a small folder over every actor.
+PHOTOS_PER_CALL = 4
+PHOTO_KEYS = ("path", "width", "height", "words", "lines", "error")  # a `--detect` shard's records
 RUN_FILE = "_crnn_ocr_run.json"  # what the folder's shards were read with (RunRecord)
 RUN_FILE_VERSION = 2  # 2: the weights and lexicon by content hash (1, unversioned: by path only)
 # Paths per actor call (batch size x this). Smaller than `crnn ocr`'s chunks (x CHUNK_BATCHES) so that a few
@@ -103,9 +108,9 @@ def _hashed(path: str | os.PathLike[str]) -> HashedFile:
     return HashedFile(path=os.path.abspath(path), sha256=file_sha256(path))
 
 
-def run_record(options: OcrOptions, fmt: str, shard_size: int) -> RunRecord:
+def run_record(options: OcrOptions, fmt: str, shard_size: int, photo: PhotoOptions | None = None) -> RunRecord:
     """The record of a run with these options: the weights, lexicon and language model hashed (raises OSError
-    when one cannot be read)."""
+    when one cannot be read); with ``photo`` (`--detect`), the detector and the photo reader's options too."""
     from crnn.decoding.char_lm import default_lm_path
     from crnn.checkpoints.header import default_weights_path
     from crnn.decoding.lm_decode import LM_WEIGHT
@@ -120,6 +125,9 @@ def run_record(options: OcrOptions, fmt: str, shard_size: int) -> RunRecord:
         "--lm-weight": (LM_WEIGHT if run["lm_weight"] is None else run["lm_weight"]) if decoder == "lm" else None,
         "--lexicon-case": options.lexicon_case if options.lexicon else None,
     }
+    if photo is not None:  # only then: the records of crop runs stay as they were
+        flags.update({"--detect": photo.detector, "--min-confidence": photo.reader["min_confidence"],
+                      "--orientation": photo.reader["orientation"]})
     return RunRecord(
         options={k: v for k, v in flags.items() if v is not None},
         weights=_hashed(load["weights"] or default_weights_path()),
@@ -147,6 +155,10 @@ def run_changes(before: RunRecord, now: RunRecord) -> list[str]:
                            _file_change("lexicon", before.lexicon, now.lexicon)) if c]
     if before.language_model and now.language_model:  # else --decoder differs, and says it
         changes += [c for c in [_file_change("language model", before.language_model, now.language_model)] if c]
+    if before.options.get("--detect") != now.options.get("--detect"):  # photos then and crops now, or the reverse
+        then, later = (f"--detect {o['--detect']}" if "--detect" in o else "word crops (no --detect)"
+                       for o in (before.options, now.options))
+        changes.append(f"{then} then, {later} now")
     for flag in dict.fromkeys([*before.options, *now.options]):
         old, new = before.options.get(flag), now.options.get(flag)
         # An option used on one side only (--beam-width, --lm-weight, --lexicon-case) follows from a change that
@@ -272,6 +284,40 @@ class OcrActor:
         }, schema=_result_schema())
 
 
+class PhotoActor:
+    """One Ray actor for `--detect`: one photo reader (detector and recognizer on one thread each), reading a batch of
+    photo paths into one JSON record per photo (crnn.commands.photo_output.photo_record)."""
+
+    def __init__(self, options: PhotoOptions, cwd: str) -> None:
+        import cv2
+
+        from crnn.commands.photo_ocr import build_reader
+
+        if os.path.isdir(cwd):
+            os.chdir(cwd)
+        cv2.setNumThreads(1)
+        self.reader = build_reader(options)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Rows (shard, index, path, error) -> (shard, index, path, record as JSON, error) in the same order."""
+        import pyarrow as pa
+
+        from crnn.commands.photo_ocr import read_photos
+        from crnn.commands.photo_output import photo_record
+
+        cols = batch.to_pydict()
+        items = [(p.decode(*_BYTES), e.decode(*_BYTES) if e is not None else None)
+                 for p, e in zip(cols["path"], cols["error"])]
+        rows = [row for row, _ in read_photos(self.reader, items, prefetch=1)]
+        return pa.table({
+            "shard": cols["shard"], "index": cols["index"], "path": cols["path"],
+            # ASCII JSON: a file name's bytes that are not UTF-8 travel as \udcXX escapes inside the record
+            "record": [json.dumps(photo_record(r)) for r in rows],
+            "error": [r.error.encode(*_BYTES) if r.error is not None else None for r in rows],
+        }, schema=pa.schema([("shard", pa.int64()), ("index", pa.int64()), ("path", pa.binary()),
+                             ("record", pa.string()), ("error", pa.binary())]))
+
+
 # --- shards -------------------------------------------------------------------------------------------------
 
 
@@ -334,6 +380,8 @@ def read_shard(path: Path, fmt: str) -> list[dict[str, Any]]:
     """The records of a finished shard (path, text, confidence, error, ...)."""
     if fmt == "jsonl":  # absent keys as None, so that both formats read to the same records
         recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        if any("words" in r for r in recs):  # a `--detect` shard: one record per photo
+            return [{k: r.get(k) for k in PHOTO_KEYS} for r in recs]
         keys = ["path", "text", "confidence", "char_confidences", "error"]
         keys += ["in_lexicon"] if any("in_lexicon" in r for r in recs) else []
         return [{k: r.get(k) for k in keys} for r in recs]
@@ -430,7 +478,8 @@ def run_ray(args: argparse.Namespace) -> int:
     if args.ray_actors is not None and args.ray_actors < 1 or args.ray_shard_size < 1:
         print("crnn ocr: --ray-actors and --ray-shard-size must be >= 1", file=sys.stderr)
         return 2
-    if getattr(args, "orientation", "none") != "none":
+    detect = getattr(args, "detect", False)
+    if not detect and getattr(args, "orientation", "none") != "none":
         print("crnn ocr: --orientation auto does not run with --ray yet (docs/scale-out.md)", file=sys.stderr)
         return 2
     try:
@@ -447,6 +496,17 @@ def run_ray(args: argparse.Namespace) -> int:
         print(f"crnn ocr: {e}", file=sys.stderr)
         return 2
     fmt, folder, options = args.ray_format, Path(args.output), options_from_args(args)
+    photo = None
+    if detect:  # each actor: a detector and a recognizer on one thread each
+        from crnn.commands.photo_ocr import photo_options
+        from crnn.detection.registry import load_detector
+
+        photo = photo_options(args, 1, 1)
+        try:  # the missing extra or an unknown kind: one line now, not in N actors
+            load_detector(photo.detector, threads=1)
+        except (CRNNError, ValueError) as e:
+            print(f"crnn ocr: {e}", file=sys.stderr)
+            return 2
     try:
         from crnn.charset import Charset
         from crnn.checkpoints.header import default_weights_path, read_header
@@ -457,7 +517,7 @@ def run_ray(args: argparse.Namespace) -> int:
         if args.lexicon:  # read here once, to say what it drops (and refuse one that keeps nothing), not by N actors
             load_lexicon(args.lexicon, Charset.from_dict(header["charset"]), args.lexicon_case)
         # Hashed once, here: a resume must read with the very same weights and lexicon (docs/scale-out.md).
-        prepare_output(folder, run_record(options, fmt, args.ray_shard_size))
+        prepare_output(folder, run_record(options, fmt, args.ray_shard_size, photo))
         # Which shards are still to do (a shard file exists only when complete: written, then renamed); they are
         # kept as Arrow tables of paths (compact, and what Ray Data takes), with their sizes.
         blocks: list[pa.Table] = []
@@ -473,7 +533,7 @@ def run_ray(args: argparse.Namespace) -> int:
                 done += 1
                 failed_before += sum(1 for r in records if r.get("error") is not None)
             else:
-                blocks += _input_blocks(k, items, args.batch_size * ACTOR_CHUNK_BATCHES)
+                blocks += _input_blocks(k, items, _block_rows(args, photo))
                 todo[k] = len(items)
     except (CRNNError, OSError) as e:
         print(f"crnn ocr: {e}", file=sys.stderr)
@@ -486,7 +546,7 @@ def run_ray(args: argparse.Namespace) -> int:
         return 1 if failed_before else 0
     show = args.progress or sys.stderr.isatty()
     try:
-        failed = _run_shards(args, options, blocks, todo, folder, fmt, show)
+        failed = _run_shards(args, options, blocks, todo, folder, fmt, show, photo)
     except KeyboardInterrupt:
         print("crnn ocr: interrupted; the shards written so far stand: rerun the same command to finish",
               file=sys.stderr)
@@ -500,6 +560,11 @@ def run_ray(args: argparse.Namespace) -> int:
     print(f"crnn ocr: done: {len(todo)} shard{'s' * (len(todo) != 1)} written to {folder}; {bad} "
           f"image{'s' * (bad != 1)} could not be read", file=sys.stderr)
     return 1 if failed or failed_before else 0
+
+
+def _block_rows(args: argparse.Namespace, photo: PhotoOptions | None) -> int:
+    """Inputs per actor call: a few chunks of crops, or PHOTOS_PER_CALL photos."""
+    return args.batch_size * ACTOR_CHUNK_BATCHES if photo is None else PHOTOS_PER_CALL
 
 
 def _input_blocks(k: int, items: list[tuple[str, str | None]], block_rows: int) -> list[pa.Table]:
@@ -519,21 +584,26 @@ def _input_blocks(k: int, items: list[tuple[str, str | None]], block_rows: int) 
 
 
 def _run_shards(args: argparse.Namespace, options: OcrOptions, blocks: list[pa.Table], expected: dict[int, int],
-                folder: Path, fmt: str, show: bool) -> int:
-    """Read the shards still to do on the actor pool and write each one as its last row comes back; the errors."""
+                folder: Path, fmt: str, show: bool, photo: PhotoOptions | None = None) -> int:
+    """Read the shards still to do on the actor pool (photo actors with ``photo``) and write each one as its last row
+    comes back; the errors."""
     import pyarrow as pa
     import pyarrow.compute as pc
+
+    from crnn.commands.photo_output import photo_shard_bytes
 
     ray = _init_ray(args.ray_address, show)
     on_gpu = args.device.startswith("cuda")
     available = ray.cluster_resources().get("GPU" if on_gpu else "CPU", 1)
     actors = args.ray_actors or max(1, int(available))
-    block_rows = args.batch_size * ACTOR_CHUNK_BATCHES
+    block_rows = _block_rows(args, photo)
+    actor: type = OcrActor if photo is None else PhotoActor
     ds = ray.data.from_arrow(blocks).map_batches(
-        OcrActor, fn_constructor_kwargs={"options": options, "cwd": os.getcwd()}, batch_size=block_rows,
+        actor, fn_constructor_kwargs={"options": options if photo is None else photo, "cwd": os.getcwd()},
+        batch_size=block_rows,
         batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1,
         num_gpus=1 if on_gpu else 0)
-    print(f"crnn ocr: {sum(expected.values())} images in {len(expected)} shards on {actors} Ray actors "
+    print(f"crnn ocr: {sum(expected.values())} {'photos' if photo else 'images'} in {len(expected)} shards on {actors} Ray actors "
           f"-> {folder}", file=sys.stderr)
     pending: dict[int, list[pa.Table]] = {}
     failed = 0
@@ -543,8 +613,15 @@ def _run_shards(args: argparse.Namespace, options: OcrOptions, blocks: list[pa.T
             pending.setdefault(k, []).append(part)
             if sum(t.num_rows for t in pending[k]) < expected[k]:
                 continue
-            rows = rows_of(pa.concat_tables(pending.pop(k)))
-            write_atomically(folder / shard_name(k, fmt), shard_bytes(rows, fmt, options.lexicon is not None))
+            table = pa.concat_tables(pending.pop(k))
+            if photo is not None:
+                rows = [Row(p.decode(*_BYTES), None, e.decode(*_BYTES) if e is not None else None)
+                        for p, e in zip(*table.sort_by("index").select(["path", "error"]).to_pydict().values())]
+                records = [json.loads(r) for r in table.sort_by("index").column("record").to_pylist()]
+                write_atomically(folder / shard_name(k, fmt), photo_shard_bytes(records, fmt))
+            else:
+                rows = rows_of(table)
+                write_atomically(folder / shard_name(k, fmt), shard_bytes(rows, fmt, options.lexicon is not None))
             for row in rows:
                 if row.error is not None:
                     failed += 1

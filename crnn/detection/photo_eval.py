@@ -1,7 +1,7 @@
 """End-to-end evaluation of full-photo OCR on a folder of photos with word polygons (crnn.detection.photo_folder):
 detection and end-to-end P/R/F under the ICDAR 2015 generic protocol for the words of the CTC split, the same lines
 split by character count, and the lines scored as they come; and the time per photo. What `crnn eval --photos`
-will print (phase 2); benchmarks/eval_photos.py runs it today."""
+prints (crnn_training.evaluate_photos) and benchmarks/eval_photos.py runs."""
 
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -189,13 +190,26 @@ def _array_to_gray(arr: np.ndarray, name: str) -> np.ndarray:
     return np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
 
 
-def load_image(source: ImageSource, max_pixels: int = PreprocessConfig().max_pixels,
-               draft_height: int | None = None) -> np.ndarray:
-    """A grayscale uint8 array (H, W) from a path, encoded bytes, a PIL image or a numpy array.
+@dataclass(frozen=True)
+class PixelConverter:
+    """How a decoded input becomes the pixels a caller reads: ``from_pil(image, name)`` for files, bytes and PIL images,
+    ``from_array(array, name)`` for numpy arrays; both return uint8 (H, W) or (H, W, C) and raise InvalidImageError."""
 
-    EXIF orientation is applied; images over ``max_pixels`` are refused from their header, before
-    decoding. With ``draft_height``, a JPEG is decoded at a reduced scale that keeps it at least that high
-    (see PreprocessConfig.jpeg_draft). Raises InvalidImageError with a message naming the problem.
+    from_pil: Callable[[Image.Image, str], np.ndarray]
+    from_array: Callable[[np.ndarray, str], np.ndarray]
+
+
+GRAY = PixelConverter(_pil_to_gray, _array_to_gray)  # the recognizer's: grayscale (H, W) uint8
+
+
+def decode_image(source: ImageSource, converter: PixelConverter, max_pixels: int = PreprocessConfig().max_pixels,
+                 draft_height: int | None = None) -> np.ndarray:
+    """The pixels of a path, encoded bytes, a PIL image or a numpy array, as ``converter`` makes them (uint8, (H, W)
+    or (H, W, C)): the one input dispatch of the crop loader (GRAY) and the photo loader (crnn.detection.photo_image).
+
+    EXIF orientation is applied (by the converter); images over ``max_pixels`` are refused from their header, before
+    decoding. With ``draft_height``, a JPEG is decoded at a reduced scale that keeps it at least that high (see
+    PreprocessConfig.jpeg_draft). Raises InvalidImageError with a message naming the problem.
     """
     name = _describe(source)
     if isinstance(source, (str, os.PathLike)):
@@ -204,29 +218,37 @@ def load_image(source: ImageSource, max_pixels: int = PreprocessConfig().max_pix
             raise InvalidImageError(_msg(name, "no such file"))
         if not path.is_file():
             raise InvalidImageError(_msg(name, "not a file"))
-        gray = _pil_to_gray(_open_pil(path, max_pixels, name, draft_height), name)
+        out = converter.from_pil(_open_pil(path, max_pixels, name, draft_height), name)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         try:
             data = bytes(source)
         except (TypeError, ValueError, BufferError) as e:  # e.g. a non-contiguous memoryview
             raise InvalidImageError(f"unreadable buffer ({e})") from None
-        gray = _pil_to_gray(_open_pil(data, max_pixels, name, draft_height), name)
+        out = converter.from_pil(_open_pil(data, max_pixels, name, draft_height), name)
     elif isinstance(source, Image.Image):
         w, h = source.size
         if w * h > max_pixels:
             raise InvalidImageError(f"image of {w}x{h} pixels is over the limit of {max_pixels:,} pixels")
-        gray = _pil_to_gray(source, name)
+        out = converter.from_pil(source, name)
     elif isinstance(source, np.ndarray):
         if source.size > max_pixels * (source.shape[2] if source.ndim == 3 else 1):
             raise InvalidImageError(f"array of shape {source.shape} is over the limit of {max_pixels:,} pixels")
-        gray = _array_to_gray(source, name)
+        out = converter.from_array(source, name)
     else:
         raise InvalidImageError(
             f"unsupported input of type {type(source).__name__}: expected a path, bytes, a PIL image or a numpy array"
         )
-    if gray.size == 0 or min(gray.shape) == 0:
-        raise InvalidImageError(_msg(name, f"empty image ({gray.shape[1] if gray.ndim == 2 else 0}x{gray.shape[0]} pixels)"))
-    return gray
+    if out.size == 0 or min(out.shape[:2]) == 0:
+        raise InvalidImageError(_msg(name, f"empty image ({out.shape[1] if out.ndim >= 2 else 0}x{out.shape[0]} pixels)"))
+    return out
+
+
+def load_image(source: ImageSource, max_pixels: int = PreprocessConfig().max_pixels,
+               draft_height: int | None = None) -> np.ndarray:
+    """A grayscale uint8 array (H, W) from a path, encoded bytes, a PIL image or a numpy array (decode_image with
+    GRAY; see there for limits, EXIF and ``draft_height``). Raises InvalidImageError with a message naming the problem.
+    """
+    return decode_image(source, GRAY, max_pixels, draft_height)
 
 
 def resized_width(height: int, width: int, config: PreprocessConfig) -> int:
