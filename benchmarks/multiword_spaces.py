@@ -39,7 +39,7 @@ def space_stats(pairs: list[tuple[str, str]]) -> dict[str, float]:
         want, got = Counter(t.lower().split()), Counter(r.lower().split())
         found += sum((want & got).values())
         total += sum(want.values())
-    right = [(t, r) for t, r in pairs if t.replace(" ", "").lower() == r.replace(" ", "").lower()]
+    right = [(t, r) for t, r in pairs if _same_letters(t, r)]
     kept = [k for t, r in pairs for k in kept_spaces(t, r)]
     return {
         "lines": len(pairs),
@@ -54,6 +54,11 @@ def space_stats(pairs: list[tuple[str, str]]) -> dict[str, float]:
         "line_acc_nocase_nospace": sum(t.replace(" ", "").lower() == r.replace(" ", "").lower() for t, r in pairs) / n,
         "words_found": found / max(total, 1),
     }
+
+
+def _same_letters(label: str, reading: str) -> bool:
+    """Whether the reading has the label's characters, spaces and case aside."""
+    return label.replace(" ", "").lower() == reading.replace(" ", "").lower()
 
 
 def kept_spaces(label: str, reading: str) -> list[bool]:
@@ -118,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         if gaps is not None:
             by_gap = {}
             for lo, hi in zip(GAP_BINS, GAP_BINS[1:]):
-                kept = [k for (_, t, r), g in zip(pairs, gaps) if g is not None
+                rows = [(k, _same_letters(t, r)) for (_, t, r), g in zip(pairs, gaps) if g is not None
                         for k, x in zip(kept_spaces(t, r), g) if lo <= x < hi]
-                by_gap[f"{lo:g}-{hi:g}"] = {"spaces": len(kept), "kept": sum(kept) / max(len(kept), 1)}
+                right = [k for k, same in rows if same]
+                by_gap[f"{lo:g}-{hi:g}"] = {"spaces": len(rows), "kept": sum(k for k, _ in rows) / max(len(rows), 1),
+                                            "spaces_letters_right": len(right),
+                                            "kept_letters_right": sum(right) / max(len(right), 1)}
             stats["by_gap"] = by_gap
         results[name] = stats
         print(f"{name}: {stats['lines']} lines; spaces kept {100 * stats['spaces_kept']:.1f}%; readings with fewer "
@@ -131,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * stats['line_acc_nocase']:.1f}% ({100 * stats['line_acc_nocase_nospace']:.1f}%); "
               f"label words found by a split at spaces {100 * stats['words_found']:.1f}%")
         for k, v in stats.get("by_gap", {}).items():  # type: ignore[union-attr]
-            print(f"    word gap {k:>8} text heights: {v['spaces']:4d} spaces, kept {100 * v['kept']:5.1f}%")
+            print(f"    word gap {k:>8} character heights: {v['spaces']:4d} spaces, kept {100 * v['kept']:5.1f}%; in lines "
+                  f"with the letters right {v['spaces_letters_right']:4d}, kept {100 * v['kept_letters_right']:5.1f}%")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0
