@@ -7,7 +7,7 @@ from typing import Any, Literal, get_args, get_origin
 from pydantic import Field, model_validator
 
 from crnn.charset import DEFAULT_CHARS
-from crnn.config import Config, apply_overrides, parse_value
+from crnn.config import Config, FieldProblem, apply_overrides, parse_value
 
 # Tokens accepted in ``font_dirs`` besides real folders (expanded by crnn_synth_data.fonts). The bundled
 # library (fonts/ in a clone, the crnn-ocr-fonts package when installed) is the default; the host's fonts are
@@ -164,6 +164,17 @@ class SynthConfig(Config):
     downscale_range: tuple[float, float] = (0.35, 0.85)
     p_distort: float = 0.1  # elastic or grid distortion
 
+    # --- multi-word lines (issue 35): a detector's line box holds several words; 0 keeps every stream as it was ---
+    # A sample is then 2-4 lexicon words on one baseline, one space apart, cropped with a small margin on every side.
+    p_multiword: float = Field(0.0, ge=0.0, le=1.0)
+    multiword_words: tuple[int, int] = (2, 4)  # how many words (uniform, inclusive)
+    multiword_max_length: int = Field(24, ge=3)  # characters of the whole line, spaces included
+    multiword_punct: float = Field(0.2, ge=0.0, le=1.0)  # share of lines with one of ", . - &"
+    # The ink gap between two words, as a multiple of the face's space advance (drawn log-uniformly): 0.6 is a
+    # typesetter's tightest (TeX shrinks a 1/3 em space to 2/9 em, 0.67x), 2.0 a widely spaced sign or heading.
+    multiword_gap: tuple[float, float] = (0.6, 2.0)
+    multiword_pad: tuple[float, float] = (0.05, 0.3)  # crop margin per side, share of text height (never cut)
+
     # --- orientation layouts (crnn_synth_data.orientation; issue 18): all off by default ---
     # Shares of samples turned 90 / 180 / 270 degrees clockwise, or re-laid as vertical stacked letters
     # (one upright letter under the other), after everything above; the text stays the reading.
@@ -177,6 +188,17 @@ class SynthConfig(Config):
         total = self.p_rotate_90 + self.p_rotate_180 + self.p_rotate_270 + self.p_stacked
         if total > 1.0 + 1e-9:
             raise ValueError(f"p_rotate_90 + p_rotate_180 + p_rotate_270 + p_stacked is {total:g}, more than 1")
+        return self
+
+    @model_validator(mode="after")
+    def _multiword_ranges(self) -> SynthConfig:
+        lo, hi = self.multiword_words
+        if not 1 <= lo <= hi:
+            raise FieldProblem("multiword_words", "must be 1 <= low <= high", (lo, hi))
+        if not 0 < self.multiword_gap[0] <= self.multiword_gap[1]:
+            raise FieldProblem("multiword_gap", "must be 0 < low <= high", tuple(self.multiword_gap))
+        if not 0 <= self.multiword_pad[0] <= self.multiword_pad[1]:
+            raise FieldProblem("multiword_pad", "must be 0 <= low <= high", tuple(self.multiword_pad))
         return self
 
     @model_validator(mode="before")

@@ -24,16 +24,28 @@ class Line:
         return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
 
 
-def layout_line(glyphs: GlyphSet, text: str, tracking: float, space_scale: float = 1.0) -> Line:
-    """Pen positions of ``text`` with ``tracking`` extra pixels between characters (negative: touching)."""
+def layout_line(glyphs: GlyphSet, text: str, tracking: float, space_scale: float = 1.0, word_gap: float | None = None) -> Line:
+    """Pen positions of ``text`` with ``tracking`` extra pixels between characters (negative: touching).
+
+    ``word_gap``: the ink of a word after a space starts exactly this many pixels right of the previous word's ink
+    (a multi-word line's spacing, whatever the glyphs' side bearings); None: a space advances the pen by the space
+    glyph's advance times ``space_scale``, plus ``tracking``.
+    """
     placed = []
     boxes = []
     x = 0.0
+    after_space = False
     for ch in text:
         g = glyphs.glyph(ch)
         if ch == " ":
-            x += g.advance * space_scale + tracking
+            if word_gap is None:
+                x += g.advance * space_scale + tracking
+            else:
+                after_space = bool(boxes)
             continue
+        if after_space:
+            x = max(b[2] for b in boxes) + word_gap - g.dx  # the pen where this glyph's ink starts word_gap away
+            after_space = False
         left = int(round(x)) + g.dx
         h, w = g.ink.shape
         placed.append((left, g))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ class WordRenderer:
         c = self.config
         r = self._r
         r.seed(sample_seed(seed, index))
-        text, gs = self._text_and_font(r)
+        text, gs, multiword = self._text_and_font(r)
         rng = self._rng
         rng.bit_generator.state = {
             "bit_generator": "PCG64",
@@ -77,13 +78,19 @@ class WordRenderer:
         }
 
         tracking = self._tracking(r, gs)
-        line = layout_line(gs, text, tracking, space_scale=r.uniform(0.8, 1.6))
+        space_scale = r.uniform(0.8, 1.6)
+        # A multi-word line: the words' ink a set gap apart (plus any letter-spacing, as typesetters widen the space
+        # with the tracking), so every space of the label is visible; word crops keep the space glyph's advance.
+        gap = self._word_gap(r, gs) + max(tracking, 0.0) if multiword else None
+        line = layout_line(gs, text, tracking, space_scale=space_scale, word_gap=gap)
         line = self._vary_glyphs(r, rng, gs, line)
         ix0, iy0, ix1, iy1 = line.ink
         text_h = iy1 - iy0
         margin = int(gs.size * 0.6) + 6
         mid_lines = self._midground(r, gs, line) if r.random() < c.p_midground else []
-        neighbors = self._neighbors(r, gs) if c.p_neighbor_words > 0 and r.random() < c.p_neighbor_words else []
+        # A detector's line box would hold a neighbouring word on the baseline: multi-word lines have none.
+        neighbors = (self._neighbors(r, gs) if not multiword and c.p_neighbor_words > 0 and r.random() < c.p_neighbor_words
+                     else [])
         room = [0, 0]  # canvas widths added on the left and the right for neighbouring words
         for side, nline, gap in neighbors:
             room[side > 0] = int(nline.ink[2] + gap) + 2
@@ -124,7 +131,7 @@ class WordRenderer:
                 draw_line(mid_mask, nline, nx, top)
             layers.append(mid_mask)
 
-        pads = self._pads(r, mid_lines)
+        pads = self._line_pads(r, mid_lines) if multiword else self._pads(r, mid_lines)
         for side, nline, gap in neighbors:
             # Show part of the neighbour (up to 60% of it): the crop cuts it, as real word crops often do.
             i = 0 if side < 0 else 2
@@ -154,13 +161,14 @@ class WordRenderer:
         # Last, so that with the layouts off (the default) nothing is drawn and every stream stays as it was.
         return orient_sample(Sample(image, text, out_boxes), c, r)
 
-    def _text_and_font(self, r: random.Random) -> tuple[str, GlyphSet]:
-        """A text and a face that can draw it (texts no face can draw are redrawn)."""
+    def _text_and_font(self, r: random.Random) -> tuple[str, GlyphSet, bool]:
+        """A text, a face that can draw it (texts no face can draw are redrawn), and whether it is a multi-word line."""
+        multiword = self.config.p_multiword > 0 and r.random() < self.config.p_multiword  # no draw when off
         for _ in range(50):
-            text = self.texts.sample(r)
+            text = self.texts.line(r) if multiword else self.texts.sample(r)
             face = self.fonts.pick(text, r)
             if face is not None:
-                return text, self.fonts.glyphs(face)
+                return text, self.fonts.glyphs(face), multiword
         raise RuntimeError("no font can draw the sampled texts; check SynthConfig.font_dirs and charset")
 
     def _vary_glyphs(self, r: random.Random, rng: np.random.Generator, gs: GlyphSet, line: Line) -> Line:
@@ -212,6 +220,25 @@ class WordRenderer:
             if len(mline.boxes):
                 out.append((side, mline))
         return out
+
+    def _word_gap(self, r: random.Random, gs: GlyphSet) -> float:
+        """The ink gap (canvas px) between the words of a multi-word line: the face's space advance times a factor
+        drawn log-uniformly from ``multiword_gap`` (a font without a usable space counts a quarter em)."""
+        lo, hi = self.config.multiword_gap
+        space = gs.glyph(" ").advance
+        if not 0.1 * gs.size <= space <= gs.size:
+            space = 0.25 * gs.size
+        return space * math.exp(r.uniform(math.log(lo), math.log(hi)))
+
+    def _line_pads(self, r: random.Random, mid_lines: list[tuple[int, Line]]) -> tuple[float, float, float, float]:
+        """Crop margins (left, top, right, bottom) in text heights of a detector's line box: a little room on every
+        side (``multiword_pad``), never cutting the text; wider on a side with midground text."""
+        lo, hi = self.config.multiword_pad
+        pads = [r.uniform(lo, hi) for _ in range(4)]
+        for side, _ in mid_lines:
+            i = 1 if side < 0 else 3
+            pads[i] = max(pads[i], r.uniform(0.15, 0.5))
+        return pads[0], pads[1], pads[2], pads[3]
 
     def _pads(self, r: random.Random, mid_lines: list[tuple[int, Line]]) -> tuple[float, float, float, float]:
         """Crop padding (left, top, right, bottom) in text heights; wider on a side with midground text."""

@@ -179,6 +179,42 @@ class TextSampler:
             parts[r.randrange(n)] = self.number(r)
         return self.case(r, " ".join(parts))
 
+    def line(self, r: random.Random) -> str:
+        """A multi-word line: ``multiword_words`` lexicon words one space apart, sometimes with ", . - &", cased as a
+        whole, at most ``multiword_max_length`` characters (fewer words when long ones do not fit)."""
+        c = self.config
+        lo, hi = c.multiword_words
+        n = r.randint(lo, hi)
+        limit = c.multiword_max_length
+        parts: list[str] = []
+        for _ in range(20):  # long words are redrawn, so lines of n words stay the common case
+            parts = [self.raw_word(r) for _ in range(n)]
+            if sum(map(len, parts)) + n - 1 <= limit:
+                break
+        while len(parts) > 1 and sum(map(len, parts)) + len(parts) - 1 > limit:
+            parts.pop(r.randrange(len(parts)))
+        if len(parts) > 1 and r.random() < c.multiword_punct:
+            parts = _punctuate(r, parts, limit, self.allowed)
+        text = self.case(r, " ".join(parts))
+        return text if len(text) <= limit else text[:limit].rstrip()
+
+
+def _punctuate(r: random.Random, parts: list[str], limit: int, allowed: set[str]) -> list[str]:
+    """``parts`` with one mark as signs and headings use it: "Food, Drinks", "Open Daily.", "Bed & Breakfast",
+    "Exit - Parking"; unchanged when the mark does not fit ``limit`` or the charset."""
+    mark = r.choice(",.&-")
+    out = list(parts)
+    if mark == ",":
+        k = r.randrange(len(out) - 1)
+        out[k] += ","
+    elif mark == ".":
+        out[-1] += "."
+    else:
+        out.insert(r.randrange(1, len(out)), mark)  # a word of its own between two words
+    if mark not in allowed or sum(map(len, out)) + len(out) - 1 > limit:
+        return parts
+    return out
+
 
 def _title(text: str) -> str:
     """Capitalise the first letter of each space-separated word (``don't`` -> ``Don't``)."""
