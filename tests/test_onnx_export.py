@@ -16,7 +16,8 @@ import torch  # noqa: E402
 from crnn import Charset, save_checkpoint  # noqa: E402
 from crnn.models.baseline.model import BaselineConfig, SegCharModel  # noqa: E402
 from crnn.kinds.loading import load_checkpoint  # noqa: E402
-from crnn.checkpoints.header import DEFAULT_WEIGHTS, read_header, shipped_onnx_path  # noqa: E402
+from crnn.checkpoints.header import read_header  # noqa: E402
+from crnn.checkpoints.shipped import shipped_model  # noqa: E402
 from crnn.cli import main as cli_main  # noqa: E402
 from crnn.errors import CheckpointError, ExportError  # noqa: E402
 from crnn.models.crnn import CRNN  # noqa: E402
@@ -87,12 +88,16 @@ def test_metadata_carries_the_checkpoint_header_and_what_the_model_is(tmp_path: 
     assert json.loads(props["describe"])["parameters"] > 0 and props["exported_from"] == "tiny.safetensors"
 
 
-@pytest.mark.skipif(not DEFAULT_WEIGHTS.exists(), reason="no shipped weights")
-def test_the_shipped_onnx_is_the_export_of_the_shipped_safetensors(tmp_path: Path) -> None:
-    """weights/crnn.onnx cannot drift from weights/crnn.safetensors: a fresh export reads the same."""
-    shipped = shipped_onnx_path()
-    fresh = export_onnx(DEFAULT_WEIGHTS, tmp_path / "fresh.onnx")
-    assert read_header(shipped) == read_header(DEFAULT_WEIGHTS)
+@pytest.mark.parametrize("name", ["default", "real"])
+def test_a_shipped_onnx_is_the_export_of_its_safetensors(name: str, tmp_path: Path) -> None:
+    """weights/crnn.onnx (crnn-real.onnx) cannot drift from weights/crnn.safetensors (crnn-real.safetensors): a fresh
+    export reads the same."""
+    model = shipped_model(name)
+    checkpoint, shipped = model.path("torch"), model.path("onnx")
+    if checkpoint is None or shipped is None or not (checkpoint.exists() and shipped.exists()):
+        pytest.skip(f"model {name!r} is not shipped in this checkout")
+    fresh = export_onnx(checkpoint, tmp_path / "fresh.onnx")
+    assert read_header(shipped) == read_header(checkpoint)
     from crnn.io.preprocess import pad_batch, prepare
 
     arrays = [prepare(p) for p in sorted(EXAMPLES.glob("*.png"))]
