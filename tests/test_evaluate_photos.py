@@ -68,3 +68,19 @@ def test_table(folder: Path, capsys) -> None:
 def test_usage_errors_exit_2_with_one_line(capsys, argv: list[str], message: str) -> None:
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["default", "real"])
+def test_model_evaluates_the_named_shipped_model(folder: Path, capsys, monkeypatch, name: str) -> None:
+    import crnn.kinds.loading as loading
+
+    chosen: list[str | None] = []
+    load = loading.load_recognizer
+
+    def spy(*args, **kwargs):
+        chosen.append(kwargs.get("model"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "load_recognizer", spy)
+    code, out, _ = run(capsys, "--photos", str(folder), "--json", "--model", name)
+    assert code == 0 and chosen == [name] and json.loads(out)["model"] == name

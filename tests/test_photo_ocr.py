@@ -212,3 +212,21 @@ def test_ray_reads_photos_as_crnn_ocr_detect_does(tmp_path: Path, capsys) -> Non
         assert "word crops (no --detect) now" in capsys.readouterr().err
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize("name, stem", [("default", "crnn"), ("real", "crnn-real")])
+def test_model_reads_photos_with_the_named_shipped_model(photos: Path, capsys, monkeypatch, name: str,
+                                                         stem: str) -> None:
+    import crnn.kinds.loading as loading
+
+    loaded: list[str] = []
+    load = loading.load_recognizer
+
+    def spy(*args, **kwargs):
+        loaded.append(Path(kwargs["weights"]).name)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(loading, "load_recognizer", spy)
+    code, out, _ = run(capsys, str(photos / "a_line.png"), "--detect", "--model", name, "--backend", "torch")
+    assert code == 0 and loaded == [f"{stem}.safetensors"]
+    assert [r[2] for r in csv.reader(io.StringIO(out), delimiter="\t")][1:]  # words were read

@@ -61,7 +61,7 @@ def evaluate_photos(args: argparse.Namespace) -> int:
         detector = load_detector(args.detector, threads=args.threads or cpu_cores())
         # One thread reads a photo's few crops faster than two on a shared CPU (benchmarks/eval_photos.py).
         recognizer = load_recognizer(args.weights, device=args.device, threads=1 if on_cpu else args.threads,
-                                     precision=args.precision, backend=args.backend)
+                                     precision=args.precision, backend=args.backend, model=args.model)
         reader = PhotoReader(detector, recognizer, decoder=args.decoder, beam_width=args.beam_width,
                              batch_size=args.batch_size,
                              min_confidence=MIN_LINE_CONFIDENCE if args.min_confidence is None else args.min_confidence)
@@ -70,7 +70,7 @@ def evaluate_photos(args: argparse.Namespace) -> int:
         print(f"crnn eval: error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({"weights": str(args.weights) if args.weights else None, "detector": detector.describe(),
+        print(json.dumps({"weights": str(args.weights) if args.weights else None, "model": args.model, "detector": detector.describe(),
                           "decoder": args.decoder, "results": results}, indent=2))
     else:
         print(format_photo_table(results))

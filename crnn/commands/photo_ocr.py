@@ -131,7 +131,8 @@ def run_photos(args: argparse.Namespace) -> int:
     try:
         from crnn.reading.backend import resolve_backend
 
-        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device)
+        args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device,
+                                                     args.model)
         # The detector takes every core, one photo at a time; the recognizer reads a photo's few crops on one
         # thread on a CPU (a 32x128 crop took 18 ms on 1 torch thread, 121 ms on 2, on a shared 2-core machine).
         reader = build_reader(photo_options(args, cores, 1 if on_cpu else args.threads))
