@@ -272,3 +272,27 @@ def test_the_shipped_int8_model_loads_and_reads_the_examples() -> None:
                                              for p, r in zip(got, expected)]
     assert [p.text.lower() for p in got] == [r["text"].lower() for r in expected]
     assert all(abs(p.confidence - float(r["confidence"])) <= 0.1 for p, r in zip(got, expected))
+
+
+@pytest.mark.parametrize("name", ["crnn.onnx", "crnn-int8.onnx", "crnn-real.onnx", "crnn-real-int8.onnx"])
+def test_the_left_out_graph_rewrites_change_no_output_bit(name: str) -> None:
+    # DISABLED_OPTIMIZERS only speeds the network up (the int8 files' first pool in fp32 NCHWc): the log-probabilities
+    # must be the bytes ONNX Runtime gives with every rewrite on, per width bucket, on the examples and rendered words.
+    from crnn.io.preprocess import pad_batch
+    from crnn.reading.onnx_recognizer import DISABLED_OPTIMIZERS
+
+    path = REPO / "weights" / name
+    if not path.exists():
+        pytest.skip(f"no shipped weights/{name}")
+    rec = OnnxRecognizer(path, threads=1)
+    assert DISABLED_OPTIMIZERS == ["QDQPropagationTransformer"]
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    every_rewrite = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    arrays = [rec.prepare(image) for image in _images()]
+    for idx in rec.batches(arrays, 64):
+        images, _ = pad_batch([arrays[i] for i in idx], rec.preprocess)
+        (ours,) = rec.session.run(None, {"images": images})
+        (reference,) = every_rewrite.run(None, {"images": images})
+        assert ours.tobytes() == reference.tobytes()

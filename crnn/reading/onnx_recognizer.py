@@ -22,7 +22,14 @@ from crnn.checkpoints.onnx_header import is_onnx_path, read_onnx_metadata
 from crnn.io.preprocess import PreprocessConfig, pad_batch
 from crnn.reading.text_recognizer import CTCRecognizer
 
-__all__ = ["OnnxRecognizer"]
+__all__ = ["OnnxRecognizer", "DISABLED_OPTIMIZERS"]
+
+# ONNX Runtime graph rewrites left out. QDQPropagationTransformer moves each QuantizeLinear of an int8 (QDQ) file up
+# past the MaxPool before it; the first block's pool then runs on uint8 in NCHW, a naive kernel (14% of the int8
+# network's time on IIIT5K), instead of fp32 in ORT's blocked NCHWc layout beside the convolution. Quantizing is
+# monotonic, so max-then-quantize equals quantize-then-max: the outputs are bit for bit the same (every shipped
+# .onnx, IIIT5K and SVT; tests/test_onnx_backend.py), and fp32 files have no QDQ nodes for it to touch.
+DISABLED_OPTIMIZERS = ["QDQPropagationTransformer"]
 
 
 def _one_line(e: Exception) -> str:
@@ -83,7 +90,8 @@ class OnnxRecognizer(CTCRecognizer):
         if num_classes != self.charset.num_classes:
             raise CheckpointError(f"{path}: model has {num_classes} classes, charset needs {self.charset.num_classes}")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=DISABLED_OPTIMIZERS)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
             raise CheckpointError(f"{path}: ONNX Runtime cannot load it ({_one_line(e)})") from None
         inputs = self.session.get_inputs()
