@@ -14,7 +14,7 @@ import pytest
 
 from crnn.checkpoints import shipped
 from crnn.checkpoints.header import DEFAULT_WEIGHTS, shipped_onnx_path
-from crnn.checkpoints.shipped import DEFAULT_MODEL, SHIPPED_MODELS, model_names, shipped_model
+from crnn.checkpoints.shipped import DEFAULT_MODEL, SHIPPED_MODELS, model_names
 from crnn.cli import main as cli_main
 from crnn.errors import BackendError, ConfigError, CRNNError, ModelChoiceError, ModelNotShippedError, UnknownModelError
 from crnn.kinds.loading import load_checkpoint, load_recognizer

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
 
 from crnn.checkpoints.header import default_weights_path, shipped_onnx_path
 from crnn.checkpoints.shipped import check_model_choice, shipped_model
