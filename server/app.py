@@ -154,29 +154,28 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     ]
 }
 
-RECOGNIZE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": {
-                "type": "object",
-                "properties": {
-                    "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                              "description": "Word crops (PNG, JPEG, ...), one part each."},
-                    "decoder": {"type": "string", "enum": ["greedy", "beam", "lm"], "default": DEFAULT_DECODER},
-                    "beam_width": {"type": "integer", "minimum": 1, "default": 10},
-                    "lm_weight": {"type": "number", "minimum": 0, "maximum": 10,
-                                  "description": "The lm decoder's language-model weight (default: the tuned one)."},
-                    "lexicon": {"type": "string", "description": "Allowed words, one per line (or repeat the field)."},
-                    "model": {"type": "string", "description": "The shipped model to read with: the server's "
-                              "(`crnn serve --model`), else 422 model_not_loaded (default: the server's model)."},
-                },
-                "required": ["files"],
-            }},
-            "application/json": {"schema": {"$ref": "#/components/schemas/RecognizeJSON"}},
-        },
+def _request_body(files: str, options: dict[str, Any], json_schema: str) -> dict[str, Any]:
+    """The OpenAPI request body of a hand-parsed route: multipart parts named ``files`` (described by ``files``), the
+    decoder options both routes take, the route's own ``options``, or the JSON body of ``json_schema``."""
+    properties = {
+        "files": {"type": "array", "items": {"type": "string", "format": "binary"}, "description": files},
+        "decoder": {"type": "string", "enum": ["greedy", "beam", "lm"], "default": DEFAULT_DECODER},
+        "beam_width": {"type": "integer", "minimum": 1, "default": 10},
+        **options,
     }
-}
+    return {"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": {"type": "object", "properties": properties, "required": ["files"]}},
+        "application/json": {"schema": {"$ref": f"#/components/schemas/{json_schema}"}},
+    }}}
+
+
+RECOGNIZE_BODY = _request_body("Word crops (PNG, JPEG, ...), one part each.", {
+    "lm_weight": {"type": "number", "minimum": 0, "maximum": 10,
+                  "description": "The lm decoder's language-model weight (default: the tuned one)."},
+    "lexicon": {"type": "string", "description": "Allowed words, one per line (or repeat the field)."},
+    "model": {"type": "string", "description": "The shipped model to read with: the server's "
+              "(`crnn serve --model`), else 422 model_not_loaded (default: the server's model)."},
+}, "RecognizeJSON")
 
 
 READ_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -185,26 +184,10 @@ READ_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     501: {"model": ErrorResponse, "description": "No text detector in this install (the detect extra is missing)"},
 }
 
-READ_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": {
-                "type": "object",
-                "properties": {
-                    "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                              "description": "Photos (JPEG, PNG, ...), one part each."},
-                    "decoder": {"type": "string", "enum": ["greedy", "beam", "lm"], "default": DEFAULT_DECODER},
-                    "beam_width": {"type": "integer", "minimum": 1, "default": 10},
-                    "split": {"type": "string", "enum": ["ctc", "chars"], "default": "ctc"},
-                    "min_confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                },
-                "required": ["files"],
-            }},
-            "application/json": {"schema": {"$ref": "#/components/schemas/ReadJSON"}},
-        },
-    }
-}
+READ_BODY = _request_body("Photos (JPEG, PNG, ...), one part each.", {
+    "split": {"type": "string", "enum": ["ctc", "chars"], "default": "ctc"},
+    "min_confidence": {"type": "number", "minimum": 0, "maximum": 1},
+}, "ReadJSON")
 
 
 def _error_response(request: Request, error: APIError) -> JSONResponse:
