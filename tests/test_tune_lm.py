@@ -33,6 +33,7 @@ class PlantedRecognizer:
     def __init__(self, answers: dict[bytes, str]) -> None:
         self.charset, self.preprocess, self.answers = Charset(), PreprocessConfig(), answers
         self.runs = 0
+        self.loaded: tuple[tuple[Any, ...], dict[str, Any]] = ((), {})
 
     def batches(self, arrays: list[np.ndarray], batch_size: int) -> Any:
         """One batch of everything."""
@@ -72,7 +73,11 @@ def planted(folders: list[Path], monkeypatch: pytest.MonkeyPatch) -> PlantedReco
     rec = PlantedRecognizer(answers)
     import crnn.kinds.loading
 
-    monkeypatch.setattr(crnn.kinds.loading, "load_recognizer", lambda *a, **k: rec)
+    def load(*args: Any, **kwargs: Any) -> PlantedRecognizer:
+        rec.loaded = (args, kwargs)
+        return rec
+
+    monkeypatch.setattr(crnn.kinds.loading, "load_recognizer", load)
     return rec
 
 
@@ -154,3 +159,16 @@ def test_decode_all_matches_one_image_at_a_time() -> None:
     lm = load_lm()
     one = [charset.decode(lm_beam_ids(o[None], [len(o)], charset, lm, 5, 0.4, 1.5)[0]) for o in outputs]
     assert tune_lm.decode_all(outputs, charset, lm, 5, 0.4, 1.5) == one
+
+
+@pytest.mark.parametrize("argv, weights, model", [
+    (["--model", "real"], None, "real"),
+    (["--weights", "runs/x/best.safetensors"], "runs/x/best.safetensors", None),
+    ([], None, None),
+])
+def test_the_model_is_chosen_by_name_or_file_and_run_in_fp32_on_torch(
+        folders: list[Path], planted: PlantedRecognizer, argv: list[str], weights: str | None, model: str | None,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _run(["--data", str(folders[0]), "--alphas", "0.3", "--betas", "1", *argv], capsys)
+    args, kwargs = planted.loaded
+    assert args == (weights,) and kwargs == {"precision": "fp32", "threads": 1, "backend": "torch", "model": model}
