@@ -126,7 +126,8 @@ def read_with_inferred_spaces(folder: Path, model: str, decoders: list[str], spa
 
     shipped = model in ("default", "real")
     rec = load_recognizer(None if shipped else model, threads=1, model=model if shipped else None)
-    labels = [line.split("\t", 1) for line in (folder / "labels.tsv").read_text(encoding="utf-8").splitlines() if "\t" in line]
+    rows = (folder / "labels.tsv").read_text(encoding="utf-8").splitlines()
+    labels = [line.split("\t", 1) for line in rows if "\t" in line]
     arrays = [rec.prepare(str(folder / rel)) for rel, _ in labels]
     space = rec.charset.encode(" ")[0]
     out: dict[str, list[tuple[str, str, str] | None]] = {}
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("folder", type=Path)
     p.add_argument("readings", nargs="*", metavar="NAME=ERRORS.tsv", help="a crnn eval --errors file per decoder")
-    p.add_argument("--read", metavar="MODEL", help="read the lines here with this model (default, real or a checkpoint)")
+    p.add_argument("--read", metavar="MODEL", help="read the lines here with this model (default, real, a checkpoint)")
     p.add_argument("--decoder", dest="decoders", action="append", metavar="NAME", help="with --read (default: lm)")
     p.add_argument("--space-prob", nargs="+", type=_threshold, metavar="P", help="with --read: inferred spaces at P")
     p.add_argument("--gap-pitches", nargs="+", type=_threshold, metavar="G", help="with --read: inferred spaces at G")

@@ -1,7 +1,7 @@
 """End-to-end evaluation of full-photo OCR on a folder of photos with word polygons (crnn.detection.photo_folder):
 detection and end-to-end P/R/F under the ICDAR 2015 generic protocol for the words of the CTC split, the same lines
-split by character count, the CTC split without inferred spaces, and the lines scored as they come; and the time per photo. What `crnn eval --photos`
-prints (crnn_training.evaluate_photos) and benchmarks/eval_photos.py runs."""
+split by character count, the CTC split without inferred spaces, and the lines scored as they come; and the time per
+photo. What `crnn eval --photos` prints (crnn_training.evaluate_photos) and benchmarks/eval_photos.py runs."""
 
 from __future__ import annotations
 
@@ -60,7 +60,8 @@ def evaluate_photo_folder(reader: PhotoReader, folder: str | os.PathLike, limit:
     total = sum(seconds.values())
     return {
         "folder": os.fspath(folder), "photos": n, "failed": failed, "words_read": words, "lines_read": lines,
-        "split": reader.split, "space_prob": reader.space_prob, "min_confidence": reader.min_confidence, "decoder": reader.decoder,
+        "split": reader.split, "space_prob": reader.space_prob, "min_confidence": reader.min_confidence,
+        "decoder": reader.decoder,
         "scores": {k: end_to_end(v).to_dict() for k, v in runs.items()},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "photos_per_s": round(n / total, 3) if total else None,
