@@ -336,3 +336,21 @@ def test_whitespace_only_stdin_lines_are_skipped(blank: str, folder: Path, tiny_
                           stdin=f"{folder / '0.png'}\n{blank}\n{folder / '1.png'}\n", monkeypatch=monkeypatch)
     assert code == 0, err
     assert [Path(r["path"]).name for r in _tsv(out)] == ["0.png", "1.png"]
+
+
+
+@pytest.mark.parametrize("as_program", [True, False], ids=["argv-from-the-command-line", "argv-passed-in"])
+def test_the_program_freezes_the_collector_before_it_exits(as_program: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as the program (argv None), `crnn` freezes the cycle collector's objects once its command returns, so
+    that the exit does not walk them; a caller passing its argv (a test, a notebook) keeps its collector as it is."""
+    import gc
+    import types
+
+    from crnn import cli
+
+    frozen: list[bool] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(cli.importlib, "import_module", lambda name: types.SimpleNamespace(main=lambda argv: 0))
+    monkeypatch.setattr(sys, "argv", ["crnn", "ocr", "x.png"])
+    assert (cli.main() if as_program else cli.main(["ocr", "x.png"])) == 0
+    assert frozen == ([True] if as_program else [])

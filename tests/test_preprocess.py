@@ -248,3 +248,78 @@ def test_jpeg_draft_decodes_a_large_crop_at_a_reduced_scale(orientation: int | N
     a, b = prepare(data, cfg), prepare(data, cfg.replace(jpeg_draft=True))
     assert a.shape == b.shape and np.abs(a - b).mean() < 0.05  # the same input for the model, nearly
     assert "jpeg_draft" not in cfg.replace(jpeg_draft=True).to_dict()  # never stored in checkpoints
+
+
+def _reference_path_check(path: Path) -> str | None:
+    """What the path checks of load_image said before they took one stat (Path.exists, is_file, the size)."""
+    if not path.exists():
+        return "no such file"
+    if not path.is_file():
+        return "not a file"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    return None
+
+
+def _path_case(kind: str, tmp_path: Path) -> Path:
+    good = tmp_path / "word.png"
+    Image.fromarray(WORD).save(good)
+    if kind == "file":
+        return good
+    if kind == "missing":
+        return tmp_path / "missing.png"
+    if kind == "folder":
+        (tmp_path / "folder.png").mkdir()
+        return tmp_path / "folder.png"
+    if kind == "empty":
+        (tmp_path / "empty.png").write_bytes(b"")
+        return tmp_path / "empty.png"
+    if kind == "link":
+        (tmp_path / "link.png").symlink_to(good)
+        return tmp_path / "link.png"
+    if kind == "broken-link":
+        (tmp_path / "broken.png").symlink_to(tmp_path / "nowhere.png")
+        return tmp_path / "broken.png"
+    if kind == "under-a-file":
+        return good / "inside.png"
+    if kind == "fifo":
+        import os
+
+        os.mkfifo(tmp_path / "fifo.png")
+        return tmp_path / "fifo.png"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["file", "missing", "folder", "empty", "link", "broken-link", "under-a-file", "fifo"])
+@pytest.mark.parametrize("as_str", [False, True], ids=["Path", "str"])
+def test_path_checks_say_what_the_three_checks_said(kind: str, as_str: bool, tmp_path: Path) -> None:
+    """One stat instead of Path.exists, is_file and the size: the same message (or image) for every kind of path."""
+    path = _path_case(kind, tmp_path)
+    expected = _reference_path_check(path)
+    source = str(path) if as_str else path
+    if expected is None:
+        assert np.array_equal(load_image(source), WORD)
+    else:
+        with pytest.raises(InvalidImageError) as info:
+            load_image(source)
+        assert str(info.value) == f"{path}: {expected}"
+
+
+@pytest.mark.parametrize("orientation", [None, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_exif_orientation_gives_exif_transposes_pixels(orientation: int | None, fmt: str, tmp_path: Path) -> None:
+    """The EXIF turn is asked for only where the tag turns the image: the pixels exif_transpose (which copies the
+    others) gives, for every orientation (9: not one, left as it is), from a file, bytes or a PIL image."""
+    from PIL import ImageOps
+
+    rgb = Image.fromarray(np.stack([WORD, WORD[::-1], WORD[:, ::-1]], axis=2)[:, :40])  # no symmetry to hide a turn
+    kwargs: dict = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        kwargs["exif"] = exif.tobytes()
+    path = tmp_path / f"w.{fmt.lower()}"
+    rgb.save(path, format=fmt, **kwargs)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("L"))
+    for source in (path, path.read_bytes(), Image.open(path)):
+        assert np.array_equal(load_image(source), expected)

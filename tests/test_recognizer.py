@@ -180,3 +180,33 @@ def test_recognize_names_the_index_of_a_bad_item_or_returns_it(bad: object, word
     assert isinstance(rec.recognize([bad], errors="return")[0], FailedImage)  # nothing to run: no model call
     with pytest.raises(ValueError, match="errors must be"):
         rec.recognize(good, errors="ignore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+@pytest.mark.parametrize("group", [1, 4, 1000])
+def test_read_and_decode_decodes_every_output_once_in_its_worker_threads(workers: int, group: int) -> None:
+    """Every batch's outputs are decoded exactly once and put back in input order; with several workers, once every
+    batch has started each thread decodes what waits as soon as its batch is read, so nothing is left for the end."""
+    import threading
+
+    from crnn.prediction import Prediction
+    from crnn.reading.text_recognizer import read_and_decode
+
+    batches = [[i for i in range(start, min(start + 3, 20))] for start in range(0, 20, 3)][::-1]
+    decoded: list[int] = []
+    threads: list[str] = []
+
+    def read(idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array(idx, dtype=np.float32)[:, None, None], np.ones(len(idx), dtype=np.int64)
+
+    def decode_group(idx: list[int], lp: np.ndarray, lengths: np.ndarray) -> list[Prediction]:
+        assert [int(v) for v in lp[:, 0, 0]] == idx
+        decoded.extend(idx)
+        threads.append(threading.current_thread().name)
+        return [Prediction(str(i), 1.0, ()) for i in idx]
+
+    preds = read_and_decode(read, decode_group, batches, 20, workers=workers, group=group)
+    assert [p.text for p in preds] == [str(i) for i in range(20)]
+    assert sorted(decoded) == list(range(20))
+    if workers > 1:
+        assert threading.main_thread().name not in threads

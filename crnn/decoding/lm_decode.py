@@ -216,7 +216,8 @@ class _Search:
     def step(self, m: int, frame: np.ndarray, cand: np.ndarray, count: np.ndarray) -> None:
         """Advance the first ``m`` images by one frame: ``frame`` (m,) where each image's frame starts in the flat
         log-probabilities, ``cand`` (m, K) the classes to expand (``count`` of them; 0: none)."""
-        width, classes, take, lm = self.width, self.classes, np.take, self.lm
+        # ndarray.take itself: np.take's Python wrapper cost more than many of these lookups (~100 a step).
+        width, classes, take, lm = self.width, self.classes, np.ndarray.take, self.lm
         lp = self.log_probs
         k = cand.shape[1]
         # The live beams, flat, image by image in rank order. The entries of the frame, in the order the

@@ -6,6 +6,7 @@ import io
 import math
 import os
 import re
+import stat
 import struct
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Union
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from crnn.errors import InvalidImageError
 from crnn.frozen_config import FrozenConfig, Setting
@@ -87,10 +88,11 @@ def _draft(img: Image.Image, min_height: int) -> None:
     img.draft("L" if img.mode in ("L", "RGB", "YCbCr") else img.mode, size)
 
 
-def _open_pil(data: bytes | Path, max_pixels: int, name: str, draft_height: int | None = None) -> Image.Image:
+def _open_pil(data: bytes | Path, max_pixels: int, name: str, draft_height: int | None = None,
+              size: int | None = None) -> Image.Image:
     # A path is opened lazily by PIL, so a huge file is refused from its header without reading it all.
     if isinstance(data, Path):
-        if data.stat().st_size == 0:
+        if (data.stat().st_size if size is None else size) == 0:  # ``size``: the caller's stat of the file
             raise InvalidImageError(_msg(name, "empty file (0 bytes)"))
     elif not data:
         raise InvalidImageError(_msg(name, "empty input (0 bytes)"))
@@ -121,9 +123,17 @@ def _open_pil(data: bytes | Path, max_pixels: int, name: str, draft_height: int 
     return img
 
 
+# EXIF orientations that turn or flip the image (1, and a missing tag, leave it as it is).
+_TRANSPOSING = frozenset(range(2, 9))
+
+
 def _pil_to_gray(img: Image.Image, name: str) -> np.ndarray:
     try:
-        img = ImageOps.exif_transpose(img)
+        # exif_transpose copies an image it leaves as it is (nearly every one): asked only where it turns the
+        # image, the same pixels without the copy. getexif() is cached on the image, so it is parsed once.
+        img.load()  # as exif_transpose starts (a PNG's eXIf chunk may follow its pixels)
+        if img.getexif().get(ExifTags.Base.Orientation, 1) in _TRANSPOSING:
+            img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not lose an otherwise good image
         pass
     try:
@@ -214,11 +224,18 @@ def decode_image(source: ImageSource, converter: PixelConverter, max_pixels: int
     name = _describe(source)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.exists():
-            raise InvalidImageError(_msg(name, "no such file"))
-        if not path.is_file():
-            raise InvalidImageError(_msg(name, "not a file"))
-        out = converter.from_pil(_open_pil(path, max_pixels, name, draft_height), name)
+        # One stat for the usual case, a regular file (Path.exists, is_file and the size each stat it): anything
+        # else goes through those checks, so that what they say (or raise) stays theirs.
+        try:
+            st: os.stat_result | None = path.stat()
+        except (OSError, ValueError):
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            if not path.exists():
+                raise InvalidImageError(_msg(name, "no such file"))
+            if not path.is_file():
+                raise InvalidImageError(_msg(name, "not a file"))
+        out = converter.from_pil(_open_pil(path, max_pixels, name, draft_height, st.st_size if st else None), name)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         try:
             data = bytes(source)

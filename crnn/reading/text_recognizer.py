@@ -341,7 +341,9 @@ class CTCRecognizer(RecognizerBase):
             return decode(lp, lengths, self.charset, decoder=decoder, beam_width=beam_width, lexicon=lex,
                           lm_weight=lm_weight)
 
-        return read_and_decode(read, decode_group, list(self.batches(arrays, batch_size)), len(arrays), workers)
+        # Widest first: the last outputs of a call are decoded after the network is done, on one core, and the
+        # narrowest images' are the cheapest to decode (fewer frames, so fewer steps of the beam search).
+        return read_and_decode(read, decode_group, list(self.batches(arrays, batch_size))[::-1], len(arrays), workers)
 
 
 # The network's outputs are decoded together, at least this many images at a time: the beam search costs a fixed
@@ -366,10 +368,13 @@ def read_and_decode(
     predictions put back in input order (``count`` inputs).
 
     The network's unit of work stays one batch, so that the threads finish together; whichever thread brings the
-    waiting outputs to ``group`` images decodes them, while the others go on reading."""
+    waiting outputs to ``group`` images decodes them, while the others go on reading. Once every batch has been
+    started, a thread decodes what waits as soon as its batch is read, while the others still read theirs: left to
+    the end, those outputs were decoded on one core while the others had nothing to do."""
     results: list[Prediction | None] = [None] * count
     waiting: list[tuple[list[int], tuple[np.ndarray, np.ndarray]]] = []
     lock = threading.Lock()
+    started = 0
 
     def flush(items: list[tuple[list[int], tuple[np.ndarray, np.ndarray]]]) -> None:
         idx = [i for batch, _ in items for i in batch]
@@ -378,10 +383,13 @@ def read_and_decode(
             results[i] = p
 
     def work(batch: list[int]) -> None:
+        nonlocal started
+        with lock:
+            started += 1
         output = read(batch)
         with lock:
             waiting.append((batch, output))
-            full = sum(len(b) for b, _ in waiting) >= group
+            full = started == len(batches) or sum(len(b) for b, _ in waiting) >= group
             items = waiting[:] if full else []
             if full:
                 waiting.clear()
