@@ -8,7 +8,12 @@ For each case (a training config plus overrides) and each precision (bf16 autoca
 * the **real run**: ``crnn train`` of that config for ``--steps`` steps; images/s over the logging windows after the
   first (start-up and evaluation excluded);
 * their ratio, and the padding the run's width-bucketed batches carry (share of padded pixels, with and without
-  bucketing).
+  bucketing);
+* the run's own batches with every width set to the padded width (the LSTM unpacked, as ``data.equal_widths`` makes
+  it), timed alone and interleaved pair by pair with the packed ones (the speed-up a shifting load cannot bias).
+
+``--no-real`` skips the real runs; ``--stretch-of CONFIG`` only prints how much ``data.equal_widths`` stretches the
+images of CONFIG's stream (docs/training.md, "Equal-width batches").
 
 Cases and precisions are interleaved and repeated (``--rounds``); medians are printed. Timings on a shared machine are
 noisy: say so when quoting them. Cached cases need their LMDB: rendered once into ``--cache`` (``crnn train-cache``).
@@ -37,6 +42,9 @@ CASES: dict[str, tuple[str, list[str]]] = {
     "small cached": ("configs/cpu-cached.yaml", [CACHED]),
     "resnet today": ("configs/cpu-small.yaml", RESNET),
     "resnet cached": ("configs/cpu-resnet-cached.yaml", [CACHED]),
+    # data.equal_widths: every batch of one width (images stretched to it), the recurrent layers run unpacked.
+    "small equal": ("configs/cpu-cached.yaml", [CACHED, "data.equal_widths=true"]),
+    "resnet equal": ("configs/cpu-resnet-cached.yaml", [CACHED, "data.equal_widths=true"]),
 }
 AMPS = {"bf16": "train.amp=bf16", "fp32": "train.amp=off"}
 
@@ -98,7 +106,7 @@ def ceiling(config_path: str, overrides: list[str], seconds: float, held: int) -
                                                                        generator=g),
              "target_lengths": lengths, "texts": ["x"] * b, "bad": 0, "too_long": 0}
     stream = BatchStream(build_sources(config, charset, config.seed), [s.weight for s in config.data.sources], charset,
-                         preprocess, b, config.data.pool_batches, config.seed)
+                         preprocess, b, config.data.pool_batches, config.seed, equal_widths=config.data.equal_widths)
     own: list[dict[str, Any]] = []
     pool = 0
     while len(own) < held:
@@ -122,9 +130,58 @@ def ceiling(config_path: str, overrides: list[str], seconds: float, held: int) -
             state.step += 1
         return n / (time.perf_counter() - t0)
 
-    return {"fixed_128": rate([fixed]), "own_batches": rate(own), "threads": torch.get_num_threads(),
+    # The same batches with every width set to the batch's padded width: the LSTM runs unpacked (one fused call)
+    # instead of on a PackedSequence, which is how the real step differs from the 32x128 ceiling's.
+    unpacked = [{**x, "widths": torch.full_like(x["widths"], x["images"].shape[-1])} for x in own]
+
+    def speedup(passes: int = 2) -> float:
+        """Median over the own batches of (packed step time / unpacked step time), each pair run back to back in
+        alternating order: robust to a shared host's load, which shifts between the separately timed rates."""
+        state = TrainState(total_steps=10**6, counters={"too_long": 0, "bad": 0, "nonfinite": 0})
+        ratios = []
+        for i in range(passes * len(own)):
+            pair = [own[i % len(own)], unpacked[i % len(own)]]
+            times = []
+            for batch in pair if i % 2 == 0 else pair[::-1]:
+                t0 = time.perf_counter()
+                task.train_step(batch, state)
+                times.append(time.perf_counter() - t0)
+            packed_t, unpacked_t = times if i % 2 == 0 else times[::-1]
+            ratios.append(packed_t / unpacked_t)
+        return float(statistics.median(ratios))
+
+    own_rate, unpacked_rate = rate(own), rate(unpacked)
+    return {"fixed_128": rate([fixed]), "own_batches": own_rate, "own_unpacked": unpacked_rate,
+            "unpacked_speedup": speedup(),
+            "threads": torch.get_num_threads(),
             "amp": str(dtype), "pad_bucketed": 1 - widths.sum() / padded, "pad_unbucketed": 1 - widths.sum() / unbucketed,
             "mean_width": float(widths.mean())}
+
+
+def stretch(config_path: str, overrides: list[str], samples: int) -> dict[str, Any]:
+    """How much ``data.equal_widths`` stretches the config's stream: each image's batch width over its own width."""
+    import numpy as np
+
+    from crnn.charset import Charset
+    from crnn_training.config import TrainConfig, default_charset, resolve_renderer
+    from crnn_training.data import BatchStream, build_sources, single_threaded_cv2
+
+    config = TrainConfig.from_yaml(config_path, overrides)
+    single_threaded_cv2()
+    charset = Charset(default_charset(config))
+    resolve_renderer(config, charset.chars)
+    stream = BatchStream(build_sources(config, charset, config.seed), [s.weight for s in config.data.sources], charset,
+                         config.data.preprocess(config.model.height), config.data.batch_size, config.data.pool_batches,
+                         config.seed)
+    ratios: list[np.ndarray] = []
+    pool = 0
+    while sum(len(r) for r in ratios) < samples:
+        ratios += [x["images"].shape[-1] / x["widths"].numpy() for x in stream.make_pool(pool) if x["texts"]]
+        pool += 1
+    r = np.concatenate(ratios)
+    return {"samples": len(r), "pools": pool, "mean": float(r.mean()), "median": float(np.median(r)),
+            "p90": float(np.percentile(r, 90)), "p99": float(np.percentile(r, 99)), "max": float(r.max()),
+            "share_stretched": float((r > 1).mean()), "share_over_1.25": float((r > 1.25).mean())}
 
 
 def run_ceiling(config: str, overrides: list[str], seconds: float, held: int, env: dict[str, str]) -> dict[str, Any]:
@@ -184,11 +241,18 @@ def main() -> None:
     p.add_argument("--today-root", type=Path, default=REPO,
                    help="a checkout of the code before this change: the 'today' cases' real runs use it (with a "
                    ".pyshim folder mapping crnn_training, crnn_synth_data to its folders); default this checkout")
+    p.add_argument("--stretch-of", metavar="CONFIG", help="only print how much data.equal_widths stretches the images "
+                   "of CONFIG's stream (batch width / own width over --stretch-samples samples) and exit")
+    p.add_argument("--stretch-samples", type=int, default=4096)
+    p.add_argument("--no-real", action="store_true", help="ceilings only (no real runs)")
     p.add_argument("--ceiling-of", help=argparse.SUPPRESS)
     p.add_argument("extra", nargs="*", help="overrides for every case, e.g. train.channels_last=true")
     args = p.parse_args()
     if args.ceiling_of:
         print(json.dumps(ceiling(args.ceiling_of, args.extra, args.seconds, args.held)))
+        return
+    if args.stretch_of:
+        print(json.dumps(stretch(args.stretch_of, args.extra, args.stretch_samples)))
         return
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
            **dict(e.split("=", 1) for e in args.env)}
@@ -215,19 +279,29 @@ def main() -> None:
                     # collapses two spinning threads; crnn train sets the same).
                     c = run_ceiling(config, over, args.seconds, args.held, {"OMP_WAIT_POLICY": "PASSIVE", **child_env})
                     root = args.today_root if name.endswith("today") else REPO
-                    real = real_run(config, over, args.steps, args.log_every, child_env, root)
+                    real = ({"img_s": float("nan"), "wait": float("nan"), "setup": "no real run"} if args.no_real
+                            else real_run(config, over, args.steps, args.log_every, child_env, root))
                     results.setdefault((name + label, amp), []).append({**c, **real})
                     print(f"  round {r + 1} {name}{label} {amp}: ceiling {c['fixed_128']:.0f} (own batches "
-                          f"{c['own_batches']:.0f}) real {real['img_s']:.0f} img/s, wait {100 * real['wait']:.0f}%; "
+                          f"{c['own_batches']:.0f}, unpacked {c['own_unpacked']:.0f}, interleaved unpacked speed-up "
+                          f"{c['unpacked_speedup']:.2f}x) real {real['img_s']:.0f} img/s, "
+                          f"wait {100 * real['wait']:.0f}%; "
                           f"{real['setup']}", file=sys.stderr, flush=True)
-    print(f"\n{'case':<22} {'amp':<5} {'ceiling 32x128':>14} {'ceiling own':>11} {'real':>6} {'ratio':>6} "
-          f"{'ratio own':>9} {'wait':>5} {'pad':>5} {'pad unbucketed':>14}")
+    print(f"\n{'case':<22} {'amp':<5} {'ceiling 32x128':>14} {'ceiling own':>11} {'own unpacked':>12} {'real':>6} "
+          f"{'ratio':>6} "
+          f"{'ratio own':>9} {'wait':>5} {'pad':>5} {'pad unbucketed':>14} {'real range':>10} {'unpacked x':>10} "
+          f"{'(range)':>11}")
     for (name, amp), rows in results.items():
         med = {k: statistics.median(row[k] for row in rows) for k in
-               ("fixed_128", "own_batches", "img_s", "wait", "pad_bucketed", "pad_unbucketed")}
-        print(f"{name:<22} {amp:<5} {med['fixed_128']:14.0f} {med['own_batches']:11.0f} {med['img_s']:6.0f} "
+               ("fixed_128", "own_batches", "own_unpacked", "unpacked_speedup", "img_s", "wait", "pad_bucketed",
+                "pad_unbucketed")}
+        print(f"{name:<22} {amp:<5} {med['fixed_128']:14.0f} {med['own_batches']:11.0f} {med['own_unpacked']:12.0f} "
+              f"{med['img_s']:6.0f} "
               f"{med['img_s'] / med['fixed_128']:6.0%} {med['img_s'] / med['own_batches']:9.0%} {med['wait']:5.0%} "
-              f"{med['pad_bucketed']:5.0%} {med['pad_unbucketed']:14.0%}")
+              f"{med['pad_bucketed']:5.0%} {med['pad_unbucketed']:14.0%} "
+              f"{min(row['img_s'] for row in rows):4.0f}-{max(row['img_s'] for row in rows):<5.0f} "
+              f"{med['unpacked_speedup']:10.2f} {min(row['unpacked_speedup'] for row in rows):5.2f}-"
+              f"{max(row['unpacked_speedup'] for row in rows):<5.2f}")
     print("(medians over the rounds; images/s; the machine is shared with other work, so figures are noisy)")
 
 

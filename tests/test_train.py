@@ -152,6 +152,65 @@ def test_weighted_mix_with_lmdb_and_folder_batches(tmp_path: Path) -> None:
         assert int(b["target_lengths"].sum()) == b["targets"].numel()
 
 
+def _equal_width_pools(tmp_path: Path) -> dict[bool, list[dict]]:
+    """Pool 0 of an LMDB of words of many lengths, made without and with data.equal_widths."""
+    from crnn_synth_data import LmdbWriter
+
+    from crnn.io.preprocess import PreprocessConfig
+    from crnn_training.data import BatchStream, build_sources
+
+    words = ["a", "to", "cat", "tree", "house", "bridge", "example", "ab1cd2", "Zurich", "wood", "lo", "sixsix"]
+    with LmdbWriter(tmp_path / "db.lmdb", map_size=1 << 22) as w:
+        for i, word in enumerate(words):
+            w.add(render_word(word, height=24 + 4 * (i % 4)), word)  # heights other than 32: resized both ways
+    config = TrainConfig.from_yaml(TINY, [f"data.sources=[{{type: lmdb, path: {tmp_path / 'db.lmdb'}}}]"])
+    cs = Charset()
+    sources = build_sources(config, cs, 0)
+    return {eq: BatchStream(sources, [1.0], cs, PreprocessConfig(), 6, 3, seed=0, equal_widths=eq).make_pool(0)
+            for eq in (False, True)}
+
+
+def test_equal_widths_stretches_every_image_of_a_batch_to_its_widest(tmp_path: Path) -> None:
+    from crnn.io.preprocess import PreprocessConfig
+    from crnn_training.data import ctc_frames_needed
+
+    pools = _equal_width_pools(tmp_path)
+    assert len(pools[True]) == len(pools[False]) == 3
+    cs = Charset()
+    for off, on in zip(pools[False], pools[True]):
+        # The same samples in the same order: only the images (and their widths) change.
+        assert off["texts"] == on["texts"] and len(on["texts"]) > 0
+        assert torch.equal(off["targets"], on["targets"]) and torch.equal(off["target_lengths"], on["target_lengths"])
+        width = on["images"].shape[-1]
+        assert on["images"].shape == off["images"].shape  # the batch keeps its padded width
+        assert on["widths"].tolist() == [width] * len(on["texts"])  # one width: the recurrent layers run unpacked
+        assert int(off["widths"].max()) == width and bool((off["widths"] <= width).all())  # stretched, never squeezed
+        assert width % PreprocessConfig().width_bucket == 0
+        for i, text in enumerate(on["texts"]):
+            own = int(off["widths"][i])
+            if own == width:  # the widest images are untouched
+                assert torch.equal(on["images"][i], off["images"][i])
+            else:  # a stretched image fills the batch: no padding column left
+                assert bool((on["images"][i, 0, :, own:] != 0).any(dim=0).all())
+            ids = cs.encode(text)  # stretching only adds frames: the CTC frame check still holds
+            assert ctc_frames_needed(ids) <= CRNN.frames_for_width(width)
+    assert any(len(set(b["widths"].tolist())) > 1 for b in pools[False])  # without it, widths differ in a batch
+
+
+def test_a_stretched_image_is_the_source_resized_once(tmp_path: Path) -> None:
+    import numpy as np
+
+    from crnn.io.preprocess import PreprocessConfig, normalize, resize_normalized
+
+    config = PreprocessConfig()
+    gray = render_word("bridge", height=40)
+    own = normalize(gray, config)
+    assert np.array_equal(resize_normalized(gray, own.shape[1], config), own)  # normalize is the own-width case
+    wide = resize_normalized(gray, own.shape[1] + 24, config)
+    assert wide.shape == (config.height, own.shape[1] + 24) and wide.dtype == np.float32
+    assert -1.0 <= float(wide.min()) and float(wide.max()) <= 1.0
+
+
 def test_plot_command(tmp_path: Path) -> None:
     from crnn_training.plot import main as plot_main
 
@@ -305,10 +364,12 @@ def test_amp_auto_is_bf16_on_cpus_with_native_bf16_and_fp32_elsewhere(
     assert amp_dtype(TrainConfig.from_yaml(TINY, ["train.amp=auto"]), torch.device("cuda")) == torch.bfloat16  # always
 
 
-def test_a_cached_and_fresh_mix_resumes_bit_identically(tmp_path: Path) -> None:
+@pytest.mark.parametrize("equal_widths", [False, True])
+def test_a_cached_and_fresh_mix_resumes_bit_identically(tmp_path: Path, equal_widths: bool) -> None:
     from crnn_training.cache import main as cache_main
 
-    mix = [f"data.sources=[{{type: lmdb, path: {tmp_path / 'cache.lmdb'}, weight: 0.9}}, {{type: synth, weight: 0.1}}]"]
+    mix = [f"data.sources=[{{type: lmdb, path: {tmp_path / 'cache.lmdb'}, weight: 0.9}}, {{type: synth, weight: 0.1}}]",
+           f"data.equal_widths={str(equal_widths).lower()}"]
     assert cache_main(["--config", TINY, "--count", "40", "--workers", "1", *mix]) == 0
     run = [*mix, "train.max_steps=10", "train.save_every=5", "train.eval_every=10"]
     full, killed = tmp_path / "full", tmp_path / "killed"

@@ -74,6 +74,7 @@ def test_overrides_reach_nested_sections() -> None:
         ("train.max_steps=abc", "train.max_steps"),
         ("train.max_steps=1.5", "train.max_steps"),
         ("model.bidirectional=1", "model.bidirectional"),
+        ("data.equal_widths=2", "data.equal_widths"),
         ("optim.lr=fast", "optim.lr"),
         ("val.folders=abc", "val.folders"),
         ("model.backbone=huge", "model.backbone"),

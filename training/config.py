@@ -136,6 +136,9 @@ class DataSection(Config):
     prefetch_factor: int = Field(4, ge=1)
     min_width: int = Field(16, ge=1)  # narrower images are stretched to this width
     max_width: int = Field(512, ge=1)  # wider images are squeezed to this width (keeps batches bounded)
+    # Every batch of one width: each image is stretched (never squeezed) to its batch's widest, so the recurrent
+    # layers run unpacked (docs/training.md, "Training at the CPU's limit"); validation and inference are unchanged.
+    equal_widths: StrictBool = False
     sources: list[SourceSection] = Field(default_factory=lambda: [SourceSection()], min_length=1)
 
     @model_validator(mode="after")

@@ -22,7 +22,7 @@ from crnn.charset import Charset
 from crnn.errors import ConfigError, CRNNError
 from crnn.io.labeled_folder import LABELS_FILE, MAX_NAMED_PROBLEMS, LabeledFolder
 from crnn.models.crnn import CRNN
-from crnn.io.preprocess import PreprocessConfig, collate, normalize
+from crnn.io.preprocess import PreprocessConfig, collate, normalize, resize_normalized
 from crnn_training.augment import RealCropAugmenter
 from crnn_training.holdout import select_part
 
@@ -189,7 +189,9 @@ class BatchStream(IterableDataset):
     """An endless stream of ready batches, made in DataLoader workers.
 
     Samples come in pools of ``pool_batches * batch_size``: a pool is sorted by width and cut into
-    ``pool_batches`` batches (little padding), which are shuffled. Pool ``p`` is built by worker
+    ``pool_batches`` batches (little padding), which are shuffled; with ``equal_widths`` each image of a batch is
+    stretched from its source to the batch's widest (never squeezed), so every sample fills the batch and the
+    recurrent layers run unpacked (the batches' samples are the same either way). Pool ``p`` is built by worker
     ``p % W`` and is a pure function of (seed, rank, p). The DataLoader takes one batch from each worker
     in turn, so batch ``k`` of the run is fixed by k and W; on resume at step ``s`` worker ids are rotated
     by ``s`` and each skips what it had already delivered, continuing the same sequence exactly.
@@ -206,6 +208,7 @@ class BatchStream(IterableDataset):
         seed: int,
         rank: int = 0,
         start_step: int = 0,
+        equal_widths: bool = False,
     ) -> None:
         super().__init__()
         # Set by the trainer when it is done: workers then drop the pool they are rendering, so that the
@@ -217,6 +220,7 @@ class BatchStream(IterableDataset):
         self.weights = w / w.sum()
         self.batch_size, self.pool_batches = batch_size, pool_batches
         self.seed, self.rank, self.start_step = seed, rank, start_step
+        self.equal_widths = equal_widths
         self._named = 0
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -238,7 +242,8 @@ class BatchStream(IterableDataset):
         rng = np.random.default_rng([self.seed, self.rank, pool])
         choice = rng.choice(len(self.sources), size=n, p=self.weights) if len(self.sources) > 1 else np.zeros(n, int)
         picks = rng.integers(0, 2**62, size=n)
-        samples: list[tuple[np.ndarray, list[int], str]] = []
+        # (prepared array, ids, text, the gray it came from: kept only to stretch it to its batch's width)
+        samples: list[tuple[np.ndarray, list[int], str, np.ndarray | None]] = []
         bad: list[str] = []
         too_long = 0
         for j in range(n):
@@ -261,7 +266,7 @@ class BatchStream(IterableDataset):
             if not ids or ctc_frames_needed(ids) > CRNN.frames_for_width(arr.shape[1]):
                 too_long += 1
                 continue
-            samples.append((arr, ids, text))
+            samples.append((arr, ids, text, gray if self.equal_widths else None))
         if bad and self._named < MAX_NAMED_PROBLEMS:  # name the first few per process, count the rest
             report_problems(f"pool {pool}", bad[: MAX_NAMED_PROBLEMS - self._named])
             self._named += len(bad)
@@ -272,9 +277,17 @@ class BatchStream(IterableDataset):
         # Spread the pool's skip counts over its batches so the trainer's totals stay right.
         return [self._batch(chunks[i], len(bad) if k == 0 else 0, too_long if k == 0 else 0) for k, i in enumerate(order)]
 
-    def _batch(self, chunk: list[tuple[np.ndarray, list[int], str]], bad: int, too_long: int) -> dict[str, Any]:
+    def _batch(self, chunk: list[tuple[np.ndarray, list[int], str, np.ndarray | None]], bad: int,
+               too_long: int) -> dict[str, Any]:
         if chunk:
-            images, widths = collate([s[0] for s in chunk], self.preprocess)
+            arrays = [s[0] for s in chunk]
+            if self.equal_widths:
+                # Resized once from the source (not the prepared array again): the same interpolation as any image
+                # of that aspect. Stretching only adds CTC frames, so the frame check made on the own width holds.
+                width = max(a.shape[1] for a in arrays)
+                arrays = [a if a.shape[1] == width else resize_normalized(s[3], width, self.preprocess)
+                          for a, s in zip(arrays, chunk)]
+            images, widths = collate(arrays, self.preprocess)
         else:
             images, widths = torch.zeros(0, 1, self.preprocess.height, 32), torch.zeros(0, dtype=torch.long)
         return {

@@ -303,7 +303,8 @@ class CTCTask:
         c = self.config
         sources = build_sources(c, self.charset, c.seed + 7919 * self.rank)
         self.stream = BatchStream(sources, [s.weight for s in c.data.sources], self.charset, self.preprocess,
-                                  c.data.batch_size, c.data.pool_batches, c.seed, self.rank, start_step=step)
+                                  c.data.batch_size, c.data.pool_batches, c.seed, self.rank, start_step=step,
+                                  equal_widths=c.data.equal_widths)
         self.loader = make_loader(self.stream, self.workers, c.data.prefetch_factor, self.device.type == "cuda", c.seed)
         self._batches = iter(self.loader)  # starts the workers (before the RNG state is set: see setup())
 

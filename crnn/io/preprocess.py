@@ -309,9 +309,13 @@ def normalize(gray: np.ndarray, config: PreprocessConfig, name: str = "") -> np.
     """Model input (config.height, W') float32 in [-1, 1] from a grayscale uint8 image (H, W)."""
     check_shape(gray, config, name)
     h, w = gray.shape
-    new_w = resized_width(h, w, config)
-    interp = cv2.INTER_AREA if h > config.height else cv2.INTER_CUBIC
-    resized = cv2.resize(gray, (new_w, config.height), interpolation=interp)
+    return resize_normalized(gray, resized_width(h, w, config), config)
+
+
+def resize_normalized(gray: np.ndarray, width: int, config: PreprocessConfig) -> np.ndarray:
+    """(config.height, ``width``) float32 in [-1, 1] from a checked grayscale uint8 image (H, W)."""
+    interp = cv2.INTER_AREA if gray.shape[0] > config.height else cv2.INTER_CUBIC
+    resized = cv2.resize(gray, (width, config.height), interpolation=interp)
     return resized.astype(np.float32) * (2.0 / 255.0) - 1.0
 
 
