@@ -367,7 +367,8 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
         except BatcherClosed as e:
             metrics.rejected.labels("closed").inc()
             raise NotReady(str(e), headers=retry) from None
-        body = {"model": engine.name, "detector": photos.describe()["detector"], "results": results,
+        body = {"model": photos.model_name or engine.name, "detector": photos.describe()["detector"],
+                "results": results,
                 "elapsed_ms": round((time.perf_counter() - started) * 1000, 2)}
         return JSONResponse(body)
 

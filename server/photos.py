@@ -10,7 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crnn.detection.detector import DEFAULT_DETECTOR, TextDetector
 from crnn.detection.photo_image import load_photo
@@ -24,6 +24,10 @@ from crnn_server.metrics import Metrics
 from crnn_server.parsing import ReadOptions
 from crnn_server.request_types import ImageInput
 from crnn_server.settings import Settings
+
+if TYPE_CHECKING:
+    from crnn.io.preprocess import PreprocessConfig
+    from crnn.reading.text_recognizer import TextRecognizer
 
 log = logging.getLogger("crnn.server")
 
@@ -43,6 +47,9 @@ class PhotoService:
         self.engine = engine
         self._detector = detector
         self._reader: PhotoReader | None = None
+        # The shipped model photos are read with when it is not the served one (the photo model), once the reader is
+        # built; None: the served model reads photos too.
+        self.model_name: str | None = None
         self._error: BackendError | None = None
         self._lock = threading.Lock()
         # One photo thread: the detector and the recognizer use the worker's cores themselves, and photos are the
@@ -70,11 +77,9 @@ class PhotoService:
                 self._error = e
                 log.warning("text detector unavailable", extra={"error": str(e)})
                 raise
-            rec = copy.copy(self.engine.recognizer)
-            assert rec is not None and self.engine.model_preprocess is not None
+            rec, preprocess = self._recognizer()
             # Crops keep the checkpoint's preprocessing; the photo itself is bounded by max_photo_pixels (tighter only).
-            rec.preprocess = self.engine.model_preprocess.replace(
-                max_pixels=min(self.engine.model_preprocess.max_pixels, self.settings.max_photo_pixels))
+            rec.preprocess = preprocess.replace(max_pixels=min(preprocess.max_pixels, self.settings.max_photo_pixels))
             orientation: OrientationClassifier | str
             try:
                 orientation = self.engine.orientation()  # shared with /v1/recognize's orientation=auto (~20 ms)
@@ -85,12 +90,31 @@ class PhotoService:
                                                   "seconds": round(time.perf_counter() - started, 3)})
             return self._reader
 
+    def _recognizer(self) -> tuple[TextRecognizer, PreprocessConfig]:
+        """The recognizer photos are read with and its checkpoint's preprocessing: the photo model
+        (crnn.checkpoints.shipped.PHOTO_MODEL, taught multi-word lines) when the server serves the default model it
+        loaded itself, as `crnn ocr --detect` does; else the served model (a chosen model reads crops and photos)."""
+        from crnn.checkpoints.shipped import DEFAULT_MODEL, photo_model
+
+        served_default = self.engine.shipped_name == DEFAULT_MODEL and self.settings.model is None
+        name = photo_model(None, None) if served_default else None
+        if name is not None:
+            from crnn.kinds.loading import load_recognizer
+
+            rec = load_recognizer(None, "cpu", self.settings.threads, "auto", self.settings.backend, model=name)
+            self.model_name = name
+            return rec, rec.preprocess
+        rec = copy.copy(self.engine.recognizer)
+        assert rec is not None and self.engine.model_preprocess is not None
+        return rec, self.engine.model_preprocess
+
     def describe(self) -> dict[str, Any]:
         """The photo route's detector and limits, for /v1/model (no server paths)."""
         out: dict[str, Any] = {"detector": DEFAULT_DETECTOR if self._detector is None else self._detector.name,
                                "loaded": self.loaded, "max_photos": self.settings.max_photos,
                                "max_photo_pixels": self.settings.max_photo_pixels}
         if self._reader is not None:
+            out["model"] = self.model_name  # the photo model (None: the served model reads photos)
             d = dict(self._reader.detector.describe())
             if "model" in d:
                 d["model"] = Path(str(d["model"])).name

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from crnn.detection.word_split import SPACE_PROB
 from crnn_training.evaluate import main
 from tests.photo_fakes import FAKE, line_photo_with_boxes
 
@@ -39,9 +38,15 @@ def run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.parametrize("limit, photos", [(0, 2), (1, 1)])
 def test_words_of_the_ctc_split_are_found_and_read(folder: Path, capsys, limit: int, photos: int) -> None:
+    from crnn.checkpoints.shipped import photo_model
+    from crnn.detection.photo_reader import model_space_prob
+    from crnn.kinds.loading import load_recognizer
+
     code, out, _ = run(capsys, "--photos", str(folder), "--json", "--limit", str(limit))
     assert code == 0
-    (r,) = json.loads(out)["results"]
+    body = json.loads(out)
+    (r,) = body["results"]
+    assert body["model"] == photo_model(None, None)  # photos are read with the photo model when none is chosen
     assert r["photos"] == photos and r["failed"] == 0 and r["words_read"] == 2 * photos
     words, lines = r["scores"]["words"], r["scores"]["lines"]
     assert words["detection"] == {"precision": 100.0, "recall": 100.0, "f": 100.0}
@@ -49,7 +54,9 @@ def test_words_of_the_ctc_split_are_found_and_read(folder: Path, capsys, limit: 
     assert words["truths"] == 2 * photos  # the ### words are not counted
     assert lines["detection"]["recall"] == 0.0  # a two-word line box matches neither word (IoU < 0.5)
     # The CTC split puts back dropped spaces by default; the same split without them is scored beside it.
-    assert r["space_prob"] == SPACE_PROB and r["scores"]["words_read_spaces"]["end_to_end"]["f"] == 100.0
+    # (at the photo model's own threshold: crnn.detection.photo_reader.model_space_prob)
+    space_prob = model_space_prob(load_recognizer(model=body["model"]))
+    assert r["space_prob"] == space_prob and r["scores"]["words_read_spaces"]["end_to_end"]["f"] == 100.0
 
 
 def test_table(folder: Path, capsys) -> None:

@@ -18,7 +18,8 @@ from crnn.detection.detector import DetectedText, DetectorKind, TextDetector, re
 from crnn.detection.registry import detector_kinds, load_detector
 from crnn.detection.end_to_end_metric import polygon_iou
 from crnn.detection.line_crop import cut, is_tall
-from crnn.detection.photo_reader import PhotoReader, PhotoReading
+from crnn.detection.photo_reader import PhotoReader, PhotoReading, model_space_prob
+from crnn.detection.word_split import SPACE_PROB
 from crnn.errors import BackendError, InvalidImageError
 from tests.word_images import render_word
 
@@ -168,7 +169,22 @@ def test_reader_puts_back_dropped_spaces(space, space_prob, words):
     assert reader.read(photo).to_dict()["words"] == reading.to_dict()["words"]  # the same photo, the same words
 
 
-@pytest.mark.parametrize("space_prob", [0.0, -0.1, 1.5])
+@pytest.mark.parametrize("metadata, space_prob, words", [
+    ({}, SPACE_PROB, ["AT", "HIGH"]),                            # no value of its own: SPACE_PROB
+    ({"photo_space_prob": 0.5}, 0.5, ["ATHIGH"]),                # a model taught lines asks for more evidence
+    ({"photo_space_prob": None}, None, ["ATHIGH"]),              # or none at all
+    (None, SPACE_PROB, ["AT", "HIGH"]),                          # a recognizer without metadata
+])
+def test_the_default_space_prob_is_the_models_own(metadata, space_prob, words):
+    rec = DroppedSpaceRecognizer(0.3)
+    if metadata is not None:
+        rec.metadata = metadata
+    reader = PhotoReader(FakeDetector([DetectedText(quad(10, 10, 190, 50), 0.9)]), rec, decoder="greedy")
+    assert model_space_prob(rec) == reader.space_prob == space_prob
+    assert [w.text for w in reader.read(np.full((60, 200, 3), 255, np.uint8)).words] == words
+
+
+@pytest.mark.parametrize("space_prob", [0.0, -0.1, 1.5, "often"])
 def test_reader_refuses_a_bad_space_prob(space_prob):
     with pytest.raises(ValueError, match="space_prob"):
         PhotoReader(FakeDetector(), DroppedSpaceRecognizer(0.3), space_prob=space_prob)

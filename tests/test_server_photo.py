@@ -358,3 +358,33 @@ def test_real_detector_on_a_rendered_scene(recognizer: Any) -> None:
     assert [w["text"] for w in result["words"]] == [w["text"] for w in library["words"]]
     for got, want in zip(result["words"], library["words"]):
         assert np.allclose(got["polygon"], want["polygon"], atol=0.5)
+
+
+@pytest.mark.parametrize(("shipped_name", "model", "photo_model", "expected"), [
+    ("default", None, "lines", "lines"),   # the server's own default model: photos get the photo model
+    ("default", None, None, None),         # no photo model in this install: the served model reads photos
+    ("real", "real", "lines", None),       # a chosen model reads crops and photos alike
+    (None, None, "lines", None),           # other weights (or a recognizer given to create_app): the same
+])
+def test_photos_are_read_with_the_photo_model_unless_one_is_chosen(
+        recognizer: Any, monkeypatch: pytest.MonkeyPatch, shipped_name: str | None, model: str | None,
+        photo_model: str | None, expected: str | None) -> None:
+    from types import SimpleNamespace
+
+    from crnn_server.metrics import Metrics
+    from crnn_server.photos import PhotoService
+
+    loaded: list[str] = []
+
+    def fake_load(weights: Any, device: str, threads: Any, precision: str, backend: str, model: str) -> Any:
+        loaded.append(model)
+        return recognizer
+
+    monkeypatch.setattr("crnn.checkpoints.shipped.photo_model", lambda m, w: m or photo_model)
+    monkeypatch.setattr("crnn.kinds.loading.load_recognizer", fake_load)
+    engine = SimpleNamespace(shipped_name=shipped_name, recognizer=recognizer, model_preprocess=recognizer.preprocess)
+    service = PhotoService(Settings(**PHOTO_LIMITS, model=model), Metrics(), engine, detector=InkDetector())  # type: ignore[arg-type]
+    reader = service.reader()
+    assert service.model_name == expected and loaded == ([expected] if expected else [])
+    assert reader.preprocess.max_pixels <= PHOTO_LIMITS.get("max_photo_pixels", reader.preprocess.max_pixels)
+    assert service.describe()["model"] == expected

@@ -125,6 +125,21 @@ def test_a_name_whose_file_is_not_shipped_says_so(weights_dir: Path, tmp_path: P
     assert shipped.is_shipped("real") == (len(remove) < 2)
 
 
+@pytest.mark.parametrize(("model", "weights", "env", "lines_shipped", "expected"), [
+    (None, None, None, True, "lines"),      # photos: the lines model when nothing is chosen
+    (None, None, None, False, None),        # an install without it: the default model
+    ("real", None, None, True, "real"),     # a chosen model is kept
+    (None, "my.safetensors", None, True, None),  # so are chosen weights
+    (None, None, "my.safetensors", True, None),  # and $CRNN_WEIGHTS
+])
+def test_photo_model(weights_dir: Path, monkeypatch: pytest.MonkeyPatch, model: str | None, weights: str | None,
+                     env: str | None, lines_shipped: bool, expected: str | None) -> None:
+    if env:
+        monkeypatch.setenv("CRNN_WEIGHTS", env)
+    monkeypatch.setattr(shipped, "is_shipped", lambda name, backend=None: name == shipped.PHOTO_MODEL and lines_shipped)
+    assert shipped.photo_model(model, weights) == expected
+
+
 @pytest.mark.parametrize("name", shipped.model_names())
 def test_every_named_model_is_shipped_with_its_card(name: str) -> None:
     # The repository's own weights folder holds every file of every name (check_wheel.sh checks the wheel's copy).

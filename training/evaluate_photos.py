@@ -60,8 +60,11 @@ def evaluate_photos(args: argparse.Namespace) -> int:
     from crnn.kinds.loading import load_recognizer
     from crnn.machine import cpu_cores
 
+    from crnn.checkpoints.shipped import photo_model
+
     on_cpu = not args.device.startswith("cuda")
     try:
+        args.model = photo_model(args.model, args.weights)  # as `crnn ocr --detect` reads photos
         detector = load_detector(args.detector, threads=args.threads or cpu_cores())
         # One thread reads a photo's few crops faster than two on a shared CPU (benchmarks/eval_photos.py).
         recognizer = load_recognizer(args.weights, device=args.device, threads=1 if on_cpu else args.threads,

@@ -3,6 +3,7 @@ weights folder, per backend (torch-free; crnn.reading.backend picks the file a b
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,22 @@ SHIPPED_MODELS: dict[str, ShippedModel] = {m.name: m for m in (
     ShippedModel("real", "adapted to real photos: renders and public real training crops, docs/adaptation.md",
                  "crnn-real.safetensors", "crnn-real.onnx", "crnn-real.md"),
     ShippedModel("real-int8", "the adapted model, int8 on ONNX Runtime", None, "crnn-real-int8.onnx", "crnn-real.md"),
+    ShippedModel("lines", "the synthetic-only model taught multi-word lines (renders only): what --detect reads photos "
+                 "with", "crnn-lines.safetensors", "crnn-lines.onnx", "crnn-lines.md"),
+    ShippedModel("lines-int8", "the lines model, int8 on ONNX Runtime", None, "crnn-lines-int8.onnx", "crnn-lines.md"),
 )}
+# What whole photos are read with when no model is chosen: a text detector's boxes are LINES, which the default model
+# (trained on single words) reads with too few spaces; `lines` is the same model taught multi-word lines on renders
+# (docs/photos.md). Word crops keep the default model.
+PHOTO_MODEL = "lines"
+
+
+def photo_model(model: str | None, weights: object) -> str | None:
+    """The shipped model a photo path reads with: ``model`` when given; None (the weights given, or the default model)
+    when ``weights`` or $CRNN_WEIGHTS chooses the model or PHOTO_MODEL is not in this install; else PHOTO_MODEL."""
+    if model is not None or weights is not None or os.environ.get("CRNN_WEIGHTS"):
+        return model
+    return PHOTO_MODEL if is_shipped(PHOTO_MODEL) else None
 
 
 def model_names() -> tuple[str, ...]:

@@ -129,8 +129,10 @@ def run_photos(args: argparse.Namespace) -> int:
     on_cpu = not args.device.startswith("cuda")
     cores = args.threads or cpu_cores()
     try:
+        from crnn.checkpoints.shipped import photo_model
         from crnn.reading.backend import resolve_backend
 
+        args.model = photo_model(args.model, args.weights)  # photos: the lines model unless one is chosen
         args.backend, args.weights = resolve_backend(args.backend, args.weights, args.precision, args.device,
                                                      args.model)
         # The detector takes every core, one photo at a time; the recognizer reads a photo's few crops on one

@@ -126,13 +126,12 @@ def run_record(options: OcrOptions, fmt: str, shard_size: int, photo: PhotoOptio
         "--lexicon-case": options.lexicon_case if options.lexicon else None,
     }
     if photo is not None:  # only then: the records of crop runs stay as they were
-        from crnn.detection.word_split import SPACE_PROB
-
         flags.update({"--detect": photo.detector, "--min-confidence": photo.reader["min_confidence"],
                       "--orientation": photo.reader["orientation"],
                       # Not an option: the reader's rule for putting back dropped spaces (PhotoReader.space_prob), so
                       # that a run begun before a change of the rule is not resumed with mixed outputs.
-                      "space_prob": photo.reader.get("space_prob", SPACE_PROB)})
+                      # ("auto": the model's own, which its weights' hash above pins).
+                      "space_prob": photo.reader.get("space_prob", "auto")})
     return RunRecord(
         options={k: v for k, v in flags.items() if v is not None},
         weights=_hashed(load["weights"] or default_weights_path()),
@@ -499,8 +498,11 @@ def run_ray(args: argparse.Namespace) -> int:
         print("crnn ocr: --ray needs Ray Data: pip install 'crnn-ocr[ray]'", file=sys.stderr)
         return 2
     try:  # on the driver, once: every actor then loads the same file on the same backend
+        from crnn.checkpoints.shipped import photo_model
         from crnn.reading.backend import resolve_backend
 
+        if detect:  # photos: the lines model unless one is chosen (as without --ray)
+            args.model = photo_model(args.model, args.weights)
         backend, weights = resolve_backend(args.backend, args.weights, args.precision, args.device, args.model)
         args.backend, args.weights = backend, (None if weights is None else str(weights))
     except CRNNError as e:

@@ -38,6 +38,14 @@ def _round_polygon(polygon: np.ndarray) -> list[list[float]]:
     return np.round(np.asarray(polygon, np.float64), 1).tolist()
 
 
+def model_space_prob(recognizer: TextRecognizer) -> float | None:
+    """The space probability at which PhotoReader puts back dropped spaces for ``recognizer``: its checkpoint's
+    ``photo_space_prob`` metadata (a number, or null: none inferred), else SPACE_PROB (chosen for the default model)."""
+    metadata = getattr(recognizer, "metadata", None)
+    value = metadata.get("photo_space_prob", SPACE_PROB) if isinstance(metadata, dict) else SPACE_PROB
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class PhotoWord:
     """One word of a photo: its text, confidence (the mean of its characters'), and quadrilateral (4, 2) float32 in
@@ -116,16 +124,20 @@ class PhotoReader:
     ``"none"`` skips the classifier. ``space_prob``: with the CTC split, a space the recognizer dropped is put back
     between two read characters where the network gives the space at least this probability on a frame between
     them (crnn.detection.word_split.infer_spaces): the line's text and its words get it; None reads the text as
-    decoded. A photo's result does not depend on other photos (no state between calls).
+    decoded; ``"auto"`` (default) takes the recognizer's own value from its checkpoint (``photo_space_prob`` in its
+    metadata: a model taught multi-word lines reads most spaces and wants a higher one), else SPACE_PROB. A photo's
+    result does not depend on other photos (no state between calls).
     """
 
     def __init__(self, detector: TextDetector, recognizer: TextRecognizer, split: str = "ctc",
                  min_confidence: float = MIN_LINE_CONFIDENCE, orientation: str | OrientationClassifier | None = "auto",
                  decoder: str = DEFAULT_DECODER, beam_width: int = 10, batch_size: int = 64,
-                 space_prob: float | None = SPACE_PROB) -> None:
+                 space_prob: float | str | None = "auto") -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        if space_prob is not None and not 0.0 < space_prob <= 1.0:
+        if space_prob == "auto":
+            space_prob = model_space_prob(recognizer)
+        if space_prob is not None and (isinstance(space_prob, str) or not 0.0 < space_prob <= 1.0):
             raise ValueError(f"space_prob must be in (0, 1] or None, got {space_prob!r}")
         self.space_prob = space_prob
         self.detector = detector
@@ -289,8 +301,11 @@ class PhotoReader:
 def read_photo(image: ImageSource, detector: TextDetector | None = None, recognizer: TextRecognizer | None = None,
                **options: Any) -> PhotoReading:
     """The words and lines of one photo, with the default detector (PP-OCRv6 small, ``crnn-ocr[detect]``) and the
-    shipped recognizer unless given. Loads both on every call: build a :class:`PhotoReader` to read many photos."""
+    shipped photo recognizer (crnn.checkpoints.shipped.PHOTO_MODEL) unless given. Loads both on every call: build a
+    :class:`PhotoReader` to read many photos."""
+    from crnn.checkpoints.shipped import photo_model
     from crnn.kinds.loading import load_recognizer
 
-    reader = PhotoReader(detector or load_detector(DEFAULT_DETECTOR), recognizer or load_recognizer(), **options)
+    reader = PhotoReader(detector or load_detector(DEFAULT_DETECTOR),
+                         recognizer or load_recognizer(model=photo_model(None, None)), **options)
     return reader.read(image)
