@@ -88,7 +88,7 @@ def test_metadata_carries_the_checkpoint_header_and_what_the_model_is(tmp_path: 
     assert json.loads(props["describe"])["parameters"] > 0 and props["exported_from"] == "tiny.safetensors"
 
 
-@pytest.mark.parametrize("name", ["default", "real"])
+@pytest.mark.parametrize("name", ["default", "real", "lines"])
 def test_a_shipped_onnx_is_the_export_of_its_safetensors(name: str, tmp_path: Path) -> None:
     """weights/crnn.onnx (crnn-real.onnx) cannot drift from weights/crnn.safetensors (crnn-real.safetensors): a fresh
     export reads the same."""
