@@ -185,6 +185,8 @@ READ_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 READ_BODY = _request_body("Photos (JPEG, PNG, ...), one part each.", {
+    "lm_weight": {"type": "number", "minimum": 0, "maximum": 10,
+                  "description": "The lm decoder's language-model weight on the lines (default: the tuned one)."},
     "split": {"type": "string", "enum": ["ctc", "chars"], "default": "ctc"},
     "min_confidence": {"type": "number", "minimum": 0, "maximum": 1},
 }, "ReadJSON")

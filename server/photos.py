@@ -120,6 +120,7 @@ class PhotoService:
         base = self.reader()
         reader = base.with_split(options.split)  # a copy: the options below are this request's only
         reader.decoder, reader.beam_width, reader.min_confidence = options.decoder, options.beam_width, options.min_confidence
+        reader.lm_weight = options.lm_weight
         results: list[dict[str, Any]] = []
         for photo in photos:
             wait = waited + time.perf_counter() - entered  # for the gate, and for this request's earlier photos

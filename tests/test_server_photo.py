@@ -120,11 +120,14 @@ def test_rows_are_the_library_reading(client: TestClient, recognizer: Any, photo
     {"decoder": "beam", "beam_width": "3"},
     {"min_confidence": "1"},  # no line is that sure: all dropped
     {"min_confidence": "0"},
+    {"decoder": "lm", "lm_weight": "0"},  # the line decoder's weight: passed through as the library takes it
+    {"lm_weight": "3.5"},
 ])
 def test_options_are_the_readers(client: TestClient, recognizer: Any, photo: bytes, options: dict[str, str]) -> None:
     (result,) = read_photos(client, [("p", photo)], **options)
     result.pop("timings_ms")
-    typed = {k: (int(v) if k == "beam_width" else float(v) if k == "min_confidence" else v) for k, v in options.items()}
+    typed = {k: (int(v) if k == "beam_width" else float(v) if k in ("min_confidence", "lm_weight") else v)
+             for k, v in options.items()}
     assert result == {"name": "p", **expected(recognizer, photo, **typed)}
     if options.get("min_confidence") == "1":
         assert result["words"] == [] and result["dropped"] == 1
@@ -204,6 +207,8 @@ READ_BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("multipart-bad-split", {"files": [("files", ("x.png", PNG))], "data": {"split": "words"}}, 422, "invalid_request"),
     ("multipart-min-confidence-2", {"files": [("files", ("x.png", PNG))], "data": {"min_confidence": "2"}}, 422, "invalid_request"),
     ("multipart-min-confidence-text", {"files": [("files", ("x.png", PNG))], "data": {"min_confidence": "high"}}, 422, "invalid_request"),
+    ("multipart-lm-weight-greedy", {"files": [("files", ("x.png", PNG))], "data": {"decoder": "greedy", "lm_weight": "1"}}, 422, "invalid_request"),
+    ("json-lm-weight-over-10", {"json": {"images": [{"data": b64(PNG)}], "lm_weight": 11}}, 422, "invalid_request"),
     ("multipart-beam-over-limit", {"files": [("files", ("x.png", PNG))], "data": {"beam_width": "21"}}, 422, "invalid_request"),
     ("json-invalid", {"content": b'{"images": [', "headers": {"Content-Type": "application/json"}}, 400, "malformed_body"),
     ("json-empty-images", {"json": {"images": []}}, 422, "no_images"),

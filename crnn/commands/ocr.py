@@ -89,8 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _detect_problem(args: argparse.Namespace) -> str | None:
     """Why these `crnn ocr --detect` options cannot run together (a usage error), or None; fills in the defaults."""
-    if args.lexicon or args.lm_weight is not None:
-        return "--lexicon and --lm-weight do not run with --detect yet (docs/photos.md)"
     if args.draw and args.ray:
         return "--draw does not run with --ray (the actors may be on other machines): read without --ray to draw"
     if args.min_confidence is None:

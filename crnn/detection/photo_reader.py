@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,8 +19,10 @@ from crnn.detection.registry import load_detector
 from crnn.detection.line_crop import LineCrop, cut, is_tall
 from crnn.detection.photo_image import load_photo
 from crnn.detection.reading_order import reading_order
+from crnn.decoding.lexicon import Lexicon, as_lexicon
+from crnn.detection.word_lexicon import constrain_words
 from crnn.detection.word_split import SPLITS, align, split_by_alignment, split_by_char_count, word_spans
-from crnn.errors import InvalidImageError
+from crnn.errors import DecoderOptionError, InvalidImageError
 from crnn.io.oriented_crops import ORIENTATIONS, classifier_input
 from crnn.reading.orientation import OrientationClassifier, load_orientation
 from crnn.prediction import Prediction
@@ -46,11 +48,16 @@ class PhotoWord:
     confidence: float
     polygon: np.ndarray
     line: int
+    in_lexicon: bool | None = None  # only with a lexicon: whether the text is a lexicon word (as on crops)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (``text``, ``confidence``, ``polygon`` as [[x, y], ...], ``line``)."""
-        return {"text": self.text, "confidence": round(self.confidence, 4), "polygon": _round_polygon(self.polygon),
-                "line": self.line}
+        """A JSON-able dict (``text``, ``confidence``, ``polygon`` as [[x, y], ...], ``line``; ``in_lexicon`` only
+        when a lexicon was used, as on crops)."""
+        out = {"text": self.text, "confidence": round(self.confidence, 4), "polygon": _round_polygon(self.polygon),
+               "line": self.line}
+        if self.in_lexicon is not None:
+            out["in_lexicon"] = self.in_lexicon
+        return out
 
 
 @dataclass(frozen=True)
@@ -112,12 +119,16 @@ class PhotoReader:
     what non-CTC kinds get). ``min_confidence``: lines whose mean character confidence is below it are dropped.
     ``orientation``: ``"auto"`` asks the shipped orientation classifier how the text of tall crops runs (a tall crop
     is otherwise read as it came and turned a quarter turn counter-clockwise, and the more confident reading kept),
-    ``"none"`` skips the classifier. A photo's result does not depend on other photos (no state between calls).
+    ``"none"`` skips the classifier. ``lm_weight``: the ``lm`` decoder's language-model weight (None: the tuned
+    one). ``lexicon``: each word (not line) is constrained to it, decoded from its own CTC frames as a crop is
+    (crnn.detection.word_lexicon); needs a CTC recognizer. A photo's result does not depend on other photos (no state
+    between calls).
     """
 
     def __init__(self, detector: TextDetector, recognizer: TextRecognizer, split: str = "ctc",
                  min_confidence: float = MIN_LINE_CONFIDENCE, orientation: str | OrientationClassifier | None = "auto",
-                 decoder: str = DEFAULT_DECODER, beam_width: int = 10, batch_size: int = 64) -> None:
+                 decoder: str = DEFAULT_DECODER, beam_width: int = 10, batch_size: int = 64,
+                 lm_weight: float | None = None, lexicon: Lexicon | Iterable[str] | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         self.detector = detector
@@ -129,6 +140,12 @@ class PhotoReader:
         self.decoder = decoder
         self.beam_width = beam_width
         self.batch_size = batch_size
+        self.lm_weight = lm_weight
+        self.lexicon = as_lexicon(lexicon, recognizer.charset)
+        if self.lexicon is not None and getattr(recognizer, "batch_log_probs", None) is None:
+            # A word's own frames are what its lexicon decoding reads: a kind without per-frame outputs has none.
+            raise DecoderOptionError("a lexicon on photos needs a CTC recognizer (per-frame outputs), not "
+                                     f"{getattr(recognizer, 'kind', type(recognizer).__name__)}")
 
     def with_split(self, split: str) -> PhotoReader:
         """A reader like this one (the same detector, recognizer and classifier) that splits lines by ``split``."""
@@ -200,6 +217,9 @@ class PhotoReader:
                 cc = p.char_confidences[a:b] if len(p.char_confidences) == len(p.text) else ()
                 words.append(PhotoWord(p.text[a:b], float(np.mean(cc)) if len(cc) else conf,
                                        c.crop.box_to_photo(x0, x1), line_no))
+        if self.lexicon is not None:  # each word of each kept line, from its own frames
+            words, lines = constrain_words(words, lines, [frames[kept[i][1]] for i in order], self.recognizer.charset,
+                                           self.lexicon, self.decoder, self.beam_width, self.lm_weight)
         return PhotoReading(words, lines, w, h, unreadable, dropped)
 
     def _candidates(self, gray: np.ndarray, regions: Sequence[DetectedText]) -> list[_Candidate]:
@@ -235,13 +255,15 @@ class PhotoReader:
             return [], []
         batch_log_probs = getattr(rec, "batch_log_probs", None)
         batches = getattr(rec, "batches", None)
-        if self.split != "ctc" or batch_log_probs is None or batches is None:
-            return rec.recognize_prepared(arrays, self.batch_size, self.decoder, self.beam_width), [None] * len(arrays)
+        if (self.split != "ctc" and self.lexicon is None) or batch_log_probs is None or batches is None:
+            return (rec.recognize_prepared(arrays, self.batch_size, self.decoder, self.beam_width, lm_weight=self.lm_weight),
+                    [None] * len(arrays))
         preds: list[Prediction | None] = [None] * len(arrays)
         frames: list[np.ndarray | None] = [None] * len(arrays)
         for idx in batches(arrays, self.batch_size):
             lp, lengths = batch_log_probs([arrays[i] for i in idx])
-            for j, (i, p) in enumerate(zip(idx, decode(lp, lengths, rec.charset, self.decoder, self.beam_width))):
+            preds_batch = decode(lp, lengths, rec.charset, self.decoder, self.beam_width, lm_weight=self.lm_weight)
+            for j, (i, p) in enumerate(zip(idx, preds_batch)):
                 preds[i] = p
                 frames[i] = np.asarray(lp[j, : int(lengths[j])])
         return preds, frames  # type: ignore[return-value]
