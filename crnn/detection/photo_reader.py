@@ -16,13 +16,12 @@ import numpy as np
 from crnn.decoding.ctc_decode import DEFAULT_DECODER, decode
 from crnn.detection.detector import DEFAULT_DETECTOR, DetectedText, TextDetector
 from crnn.detection.registry import load_detector
+from crnn.detection.word_lexicon import Lexicon, as_lexicon, check_recognizer, constrain_words
 from crnn.detection.line_crop import LineCrop, cut, is_tall
 from crnn.detection.photo_image import load_photo
 from crnn.detection.reading_order import reading_order
-from crnn.decoding.lexicon import Lexicon, as_lexicon
-from crnn.detection.word_lexicon import constrain_words
 from crnn.detection.word_split import SPLITS, align, split_by_alignment, split_by_char_count, word_spans
-from crnn.errors import DecoderOptionError, InvalidImageError
+from crnn.errors import InvalidImageError
 from crnn.io.oriented_crops import ORIENTATIONS, classifier_input
 from crnn.reading.orientation import OrientationClassifier, load_orientation
 from crnn.prediction import Prediction
@@ -112,17 +111,16 @@ class _Candidate:
 
 class PhotoReader:
     """Reads whole photos: ``detector`` (a TextDetector) finds the text lines, ``recognizer`` (a TextRecognizer)
-    reads them, and each line is split into words.
+    reads them, and each line is split into words. ``decoder``, ``beam_width`` and ``lm_weight`` (the ``lm``
+    decoder's language-model weight; None: the tuned one) decode the lines. ``lexicon``: each word (not line) is
+    constrained to it, decoded from its own CTC frames as a crop is (crnn.detection.word_lexicon; a CTC recognizer).
 
     ``split``: ``"ctc"`` (default) places the word boxes from the CTC alignment of the read characters, where the
     recognizer gives per-frame outputs (any CTC kind, either backend); ``"chars"`` splits by character count (also
     what non-CTC kinds get). ``min_confidence``: lines whose mean character confidence is below it are dropped.
     ``orientation``: ``"auto"`` asks the shipped orientation classifier how the text of tall crops runs (a tall crop
     is otherwise read as it came and turned a quarter turn counter-clockwise, and the more confident reading kept),
-    ``"none"`` skips the classifier. ``lm_weight``: the ``lm`` decoder's language-model weight (None: the tuned
-    one). ``lexicon``: each word (not line) is constrained to it, decoded from its own CTC frames as a crop is
-    (crnn.detection.word_lexicon); needs a CTC recognizer. A photo's result does not depend on other photos (no state
-    between calls).
+    ``"none"`` skips the classifier. A photo's result does not depend on other photos (no state between calls).
     """
 
     def __init__(self, detector: TextDetector, recognizer: TextRecognizer, split: str = "ctc",
@@ -142,10 +140,8 @@ class PhotoReader:
         self.batch_size = batch_size
         self.lm_weight = lm_weight
         self.lexicon = as_lexicon(lexicon, recognizer.charset)
-        if self.lexicon is not None and getattr(recognizer, "batch_log_probs", None) is None:
-            # A word's own frames are what its lexicon decoding reads: a kind without per-frame outputs has none.
-            raise DecoderOptionError("a lexicon on photos needs a CTC recognizer (per-frame outputs), not "
-                                     f"{getattr(recognizer, 'kind', type(recognizer).__name__)}")
+        if self.lexicon is not None:
+            check_recognizer(recognizer)
 
     def with_split(self, split: str) -> PhotoReader:
         """A reader like this one (the same detector, recognizer and classifier) that splits lines by ``split``."""

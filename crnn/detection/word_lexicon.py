@@ -14,11 +14,23 @@ import numpy as np
 
 from crnn.charset import Charset
 from crnn.decoding.ctc_decode import decode
-from crnn.decoding.lexicon import Lexicon
+from crnn.decoding.lexicon import Lexicon, as_lexicon
 from crnn.detection.word_split import align, word_spans
+from crnn.errors import DecoderOptionError
 
 if TYPE_CHECKING:
     from crnn.detection.photo_reader import PhotoLine, PhotoWord
+    from crnn.reading.text_recognizer import TextRecognizer
+
+__all__ = ["Lexicon", "as_lexicon", "check_recognizer", "constrain_words", "word_frames"]
+
+
+def check_recognizer(recognizer: TextRecognizer) -> None:
+    """Raise DecoderOptionError unless ``recognizer`` gives per-frame outputs: a word's own frames are what its
+    lexicon decoding reads, and a kind without them (e.g. attention) has none."""
+    if getattr(recognizer, "batch_log_probs", None) is None or getattr(recognizer, "batches", None) is None:
+        raise DecoderOptionError("a lexicon on photos needs a CTC recognizer (per-frame outputs), not "
+                                 f"{getattr(recognizer, 'kind', type(recognizer).__name__)}")
 
 
 def word_frames(text: str, peaks: np.ndarray, log_probs: np.ndarray, space: int | None) -> list[tuple[int, int]]:
