@@ -120,7 +120,6 @@ def test_draw_writes_each_read_photo_with_its_boxes(photos: Path, tmp_path: Path
     (["--min-confidence", "0.3"], "options of --detect"),
     (["--detect", "--min-confidence", "1.5"], "must be in [0, 1]"),
     (["--detect", "--decoder", "greedy", "--lm-weight", "0.2"], "--lm-weight needs --decoder lm"),
-    (["--detect", "--draw", "d", "--ray", "-o", "out"], "--draw does not run with --ray"),
     (["--detect", "--detector", "no-such-detector"], "unknown text detector"),
 ])
 def test_usage_errors_exit_2_with_one_line(photos: Path, capsys, argv: list[str], message: str) -> None:
@@ -207,6 +206,25 @@ def test_a_resume_refuses_photos_over_crops_and_the_reverse() -> None:
     assert run_changes(photos, photos) == []
 
 
+def test_ray_driver_draws_each_photo_from_its_record(photos: Path, tmp_path: Path, capsys) -> None:
+    from crnn.commands.photo_ocr import DrawFolder
+    from crnn.commands.ray_ocr import Drawer
+
+    code, out, _ = run(capsys, str(photos / "a_line.png"), "--detect", "--format", "jsonl")
+    (record,) = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and record["words"]
+    gone = {**record, "path": str(tmp_path / "moved.png")}  # a path the driver cannot read (e.g. on another machine)
+    failed = Drawer(DrawFolder(tmp_path / "drawn"), 40_000_000)([record, {"path": "x.jpg", "error": "bad"}, gone])
+    err = capsys.readouterr().err
+    assert failed == 1 and "moved.png: --draw: " in err and len(_errors_said(err)) == 1
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["a_line.jpg"]
+    # The same drawing as without --ray (drawn from the reading itself).
+    run(capsys, str(photos / "a_line.png"), "--detect", "--draw", str(tmp_path / "plain"), "-o", str(tmp_path / "o.tsv"))
+    ray_drawn = np.asarray(Image.open(tmp_path / "drawn" / "a_line.jpg")).astype(int)
+    plain = np.asarray(Image.open(tmp_path / "plain" / "a_line.jpg")).astype(int)
+    assert ray_drawn.shape == plain.shape and np.abs(ray_drawn - plain).mean() < 1.0  # polygons rounded to 0.1 px
+
+
 @pytest.mark.ray
 @pytest.mark.skipif(not HAVE_DETECT, reason="needs the detect extra (rapidocr, onnxruntime)")
 def test_ray_reads_photos_as_crnn_ocr_detect_does(tmp_path: Path, capsys) -> None:
@@ -224,8 +242,9 @@ def test_ray_reads_photos_as_crnn_ocr_detect_does(tmp_path: Path, capsys) -> Non
     try:
         for fmt in ("jsonl", "parquet"):  # one Ray start for both (seconds each)
             code = main([str(d), "--detect", "--ray", "--output", str(tmp_path / fmt), "--ray-actors", "1",
-                         "--ray-format", fmt, "--decoder", "greedy"])
+                         "--ray-format", fmt, "--decoder", "greedy", "--draw", str(tmp_path / f"drawn-{fmt}")])
             assert code == 1
+            assert sorted(p.name for p in (tmp_path / f"drawn-{fmt}").iterdir()) == ["a.jpg", "b.jpg"]  # c: no photo
             shards = read_results(tmp_path / fmt, fmt)
             assert [r["path"] for r in shards] == [r["path"] for r in plain]
             for a, b in zip(shards, plain):

@@ -19,9 +19,9 @@ from crnn.commands.photo_output import PhotoRow, PhotoWriter
 from crnn.errors import CRNNError
 from crnn.io.inputs import expand_inputs
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
 
+if TYPE_CHECKING:
     from crnn.detection.photo_reader import PhotoReader
 
 PREFETCH = 4  # photos decoded ahead of the one being read (a few full-size photos: ~100 MB at most)
@@ -129,6 +129,17 @@ class DrawFolder:
 
         out = self.name_for(path)
         draw_words(rgb, row.reading.words if row.reading else []).save(out, "JPEG", quality=90)
+
+    def write_record(self, record: dict[str, Any], max_pixels: int) -> None:
+        """Draw a photo record's words (photo_record's, as `--ray` actors return them) on the photo at its path, read
+        again here (raises CRNNError when it cannot be read here, OSError when the drawing cannot be written)."""
+        from crnn.detection.photo_image import load_photo
+        from crnn.detection.photo_reader import PhotoReading, PhotoWord
+
+        words = [PhotoWord(w["text"], w["confidence"], np.asarray(w["polygon"], np.float32), w["line"])
+                 for w in record.get("words") or ()]
+        rgb = load_photo(record["path"], max_pixels)
+        self.write(record["path"], rgb, PhotoRow(record["path"], PhotoReading(words, [], rgb.shape[1], rgb.shape[0])))
 
 
 def run_photos(args: argparse.Namespace) -> int:
