@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
@@ -19,8 +19,24 @@ from crnn.detection.word_split import align, word_spans
 from crnn.errors import DecoderOptionError
 
 if TYPE_CHECKING:
-    from crnn.detection.photo_reader import PhotoLine, PhotoWord
     from crnn.reading.text_recognizer import TextRecognizer
+
+
+class _Word(Protocol):
+    """What constrain_words reads of a word (crnn.detection.photo_reader.PhotoWord: not imported, it imports this)."""
+
+    text: str
+    confidence: float
+    line: int
+    in_lexicon: bool | None
+
+
+class _Line(Protocol):
+    text: str
+
+
+W = TypeVar("W", bound=_Word)
+L = TypeVar("L", bound=_Line)
 
 __all__ = ["Lexicon", "as_lexicon", "check_recognizer", "constrain_words", "word_frames"]
 
@@ -53,9 +69,9 @@ def word_frames(text: str, peaks: np.ndarray, log_probs: np.ndarray, space: int 
     return out
 
 
-def constrain_words(words: Sequence[PhotoWord], lines: Sequence[PhotoLine], line_frames: Sequence[np.ndarray | None],
+def constrain_words(words: Sequence[W], lines: Sequence[L], line_frames: Sequence[np.ndarray | None],
                     charset: Charset, lexicon: Lexicon, decoder: str, beam_width: int, lm_weight: float | None
-                    ) -> tuple[list[PhotoWord], list[PhotoLine]]:
+                    ) -> tuple[list[W], list[L]]:
     """``words`` with each one's text decoded from its own frames under ``lexicon`` (``line_frames``: each line's
     log-probabilities (T, C), in ``lines``' order), its box kept; each line's text becomes its words' joined by a
     space. A word the list does not place keeps its reading and confidence (``in_lexicon`` False)."""
@@ -86,12 +102,12 @@ def constrain_words(words: Sequence[PhotoWord], lines: Sequence[PhotoLine], line
         for i, p in zip(where, preds):
             if p.in_lexicon and p.text:
                 conf = float(np.mean(p.char_confidences)) if p.char_confidences else out[i].confidence
-                out[i] = replace(out[i], text=p.text, confidence=conf, in_lexicon=True)
+                out[i] = replace(out[i], text=p.text, confidence=conf, in_lexicon=True)  # type: ignore[type-var]
             else:  # the crop path's rule: the reading stands, flagged
-                out[i] = replace(out[i], in_lexicon=False)
+                out[i] = replace(out[i], in_lexicon=False)  # type: ignore[type-var]
     # Words whose line could not be aligned (cannot happen for a decoded text; be safe) are flagged by membership.
-    out = [w if w.in_lexicon is not None else replace(w, in_lexicon=w.text in lexicon) for w in out]
+    out = [w if w.in_lexicon is not None else replace(w, in_lexicon=w.text in lexicon) for w in out]  # type: ignore[type-var]
     new_lines = list(lines)
     for line_no, idx in by_line.items():
-        new_lines[line_no] = replace(lines[line_no], text=" ".join(out[i].text for i in idx))
+        new_lines[line_no] = replace(lines[line_no], text=" ".join(out[i].text for i in idx))  # type: ignore[type-var]
     return out, new_lines
