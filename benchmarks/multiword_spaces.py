@@ -7,6 +7,14 @@ than its label, line accuracy with and without the spaces, and the share of the 
     python benchmarks/multiword_spaces.py /tmp/mw500 greedy=/tmp/mw500_greedy.tsv lm=/tmp/mw500_lm.tsv \\
         --seed 20261135 --set p_multiword=1 [--json OUT]
 
+With ``--read MODEL`` (a shipped model's name or a checkpoint) the lines are read here instead of from ``--errors``
+files, with each ``--decoder``, and the readings are scored as decoded and with the spaces the CTC alignment infers
+(crnn.detection.word_split.infer_spaces, as the photo reader does): at each ``--space-prob`` and ``--gap-pitches``
+("none" turns a rule off; by default the photo reader's setting):
+
+    python benchmarks/multiword_spaces.py /tmp/mw500 --read default --decoder lm --decoder greedy --seed 20261135 \
+        --set p_multiword=1 [--space-prob 0.005 0.01 none] [--gap-pitches 2 2.5 none]
+
 A line's reading is its row in the ``--errors`` file, or its label where it has none (``crnn eval --errors`` writes
 every reading that differs from the label). With ``--seed`` (and the ``--set`` overrides the folder was rendered with)
 each line is rendered again to measure its word gaps from the character boxes, and the share of spaces kept is also
@@ -104,19 +112,63 @@ def gaps_of(pairs: list[tuple[str, str, str]], seed: int, overrides: list[str]) 
     return out
 
 
+def _threshold(value: str) -> float | None:
+    return None if value.lower() == "none" else float(value)
+
+
+def read_with_inferred_spaces(folder: Path, model: str, decoders: list[str], space_probs: list[float | None],
+                              gap_pitches: list[float | None]) -> dict[str, list[tuple[str, str, str]]]:
+    """(relative path, label, reading) per line of ``folder`` for each decoder as decoded (named by the decoder) and
+    with inferred spaces at each (space probability, gap in pitches) but (None, None) (named ``DECODER P=.. G=..``)."""
+    from crnn.decoding.ctc_decode import decode
+    from crnn.detection.word_split import align, infer_spaces
+    from crnn.kinds.loading import load_recognizer
+
+    shipped = model in ("default", "real")
+    rec = load_recognizer(None if shipped else model, threads=1, model=model if shipped else None)
+    rows = (folder / "labels.tsv").read_text(encoding="utf-8").splitlines()
+    labels = [line.split("\t", 1) for line in rows if "\t" in line]
+    arrays = [rec.prepare(str(folder / rel)) for rel, _ in labels]
+    space = rec.charset.encode(" ")[0]
+    out: dict[str, list[tuple[str, str, str] | None]] = {}
+    combos = [(p, g) for p in space_probs for g in gap_pitches if (p, g) != (None, None)]
+    for idx in rec.batches(arrays, 64):  # type: ignore[attr-defined]
+        lp, lengths = rec.batch_log_probs([arrays[i] for i in idx])  # type: ignore[attr-defined]
+        for decoder in decoders:
+            for j, (i, pred) in enumerate(zip(idx, decode(lp, lengths, rec.charset, decoder, 10))):
+                rel, label = labels[i]
+                out.setdefault(decoder, [None] * len(labels))[i] = (rel, label, pred.text)
+                frames = lp[j, : int(lengths[j])]
+                peaks = align(frames, rec.charset.encode(pred.text)) if pred.text else None
+                for prob, gap in combos:
+                    text = pred.text if peaks is None else infer_spaces(pred.text, peaks, frames, space, prob, gap)[0]
+                    out.setdefault(f"{decoder} P={prob} G={gap}", [None] * len(labels))[i] = (rel, label, text)
+    return out  # type: ignore[return-value]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("folder", type=Path)
-    p.add_argument("readings", nargs="+", metavar="NAME=ERRORS.tsv", help="a crnn eval --errors file per decoder")
+    p.add_argument("readings", nargs="*", metavar="NAME=ERRORS.tsv", help="a crnn eval --errors file per decoder")
+    p.add_argument("--read", metavar="MODEL", help="read the lines here with this model (default, real, a checkpoint)")
+    p.add_argument("--decoder", dest="decoders", action="append", metavar="NAME", help="with --read (default: lm)")
+    p.add_argument("--space-prob", nargs="+", type=_threshold, metavar="P", help="with --read: inferred spaces at P")
+    p.add_argument("--gap-pitches", nargs="+", type=_threshold, metavar="G", help="with --read: inferred spaces at G")
     p.add_argument("--seed", type=int, help="the stream the folder was rendered from: adds the drop rate per word gap")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    if not args.readings and not args.read:
+        p.error("give NAME=ERRORS.tsv readings or --read MODEL")
+    from crnn.detection.word_split import GAP_PITCHES, SPACE_PROB
+
+    read = read_with_inferred_spaces(args.folder, args.read, args.decoders or ["lm"], args.space_prob or [SPACE_PROB],
+                                     args.gap_pitches or [GAP_PITCHES]) if args.read else {}
+    sources = [(item.partition("=")[0], item.partition("=")[2]) for item in args.readings] + [(k, "") for k in read]
     results: dict[str, object] = {}
     gaps = None
-    for item in args.readings:
-        name, _, path = item.partition("=")
-        pairs = read_pairs(args.folder, Path(path))
+    for name, path in sources:
+        pairs = read[name] if not path else read_pairs(args.folder, Path(path))
         if gaps is None and args.seed is not None:
             gaps = gaps_of(pairs, args.seed, args.overrides)
         stats: dict[str, object] = dict(space_stats([(t, r) for _, t, r in pairs]))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from crnn.detection.word_split import SPACE_PROB
 from crnn_training.evaluate import main
 from tests.photo_fakes import FAKE, line_photo_with_boxes
 
@@ -47,6 +48,8 @@ def test_words_of_the_ctc_split_are_found_and_read(folder: Path, capsys, limit: 
     assert words["end_to_end"]["f"] == 100.0
     assert words["truths"] == 2 * photos  # the ### words are not counted
     assert lines["detection"]["recall"] == 0.0  # a two-word line box matches neither word (IoU < 0.5)
+    # The CTC split puts back dropped spaces by default; the same split without them is scored beside it.
+    assert r["space_prob"] == SPACE_PROB and r["scores"]["words_read_spaces"]["end_to_end"]["f"] == 100.0
 
 
 def test_table(folder: Path, capsys) -> None:
@@ -54,6 +57,8 @@ def test_table(folder: Path, capsys) -> None:
     assert code == 0
     assert "2 photos (0 unreadable), 2 lines, 4 words read" in out
     row = next(line for line in out.splitlines() if "CTC split" in line)
+    assert row.split()[-6:] == ["100.0"] * 6
+    row = next(line for line in out.splitlines() if "CTC, read spaces" in line)
     assert row.split()[-6:] == ["100.0"] * 6
 
 

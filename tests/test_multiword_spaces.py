@@ -46,3 +46,25 @@ def test_word_gaps_and_readings(spaces: ModuleType, tmp_path: Path) -> None:
     errors = tmp_path / "errors.tsv"
     errors.write_text(f"path\ttarget\tprediction\tconfidence\n{tmp_path}/images/0.png\tAT HIGH\tATHIGH\t0.5\n", encoding="utf-8")
     assert spaces.read_pairs(tmp_path, errors) == [("images/0.png", "AT HIGH", "ATHIGH"), ("images/1.png", "OPEN", "OPEN")]
+
+
+def test_read_scores_the_lines_as_decoded_and_with_inferred_spaces(spaces: ModuleType, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from tests.photo_fakes import line_photo
+
+    (tmp_path / "images").mkdir()
+    for i, words in enumerate([["OPEN", "DAILY"], ["HELLO", "WORLD"]]):
+        photo = line_photo(words)[30:90]
+        Image.fromarray(photo).save(tmp_path / "images" / f"{i}.png")
+    (tmp_path / "labels.tsv").write_text("images/0.png\tOPEN DAILY\nimages/1.png\tHELLO WORLD\n", encoding="utf-8")
+    read = spaces.read_with_inferred_spaces(tmp_path, "default", ["greedy"], [0.01, None], [2.5, None])
+    assert set(read) == {"greedy", "greedy P=0.01 G=2.5", "greedy P=0.01 G=None", "greedy P=None G=2.5"}
+    assert all([(r, t) for r, t, _ in rows] == [("images/0.png", "OPEN DAILY"), ("images/1.png", "HELLO WORLD")]
+               for rows in read.values())
+    for name, rows in read.items():  # inferred spaces only add spaces to the decoded text
+        assert [t.replace(" ", "") for _, _, t in rows] == [t.replace(" ", "") for _, _, t in read["greedy"]]
+        assert all(t.count(" ") >= d.count(" ") for (_, _, t), (_, _, d) in zip(rows, read["greedy"]))
+    out = tmp_path / "out.json"
+    assert spaces.main([str(tmp_path), "--read", "default", "--decoder", "greedy", "--json", str(out)]) == 0
+    assert set(__import__("json").loads(out.read_text())) == {"greedy", "greedy P=0.01 G=None"}

@@ -225,6 +225,20 @@ def test_ray_driver_draws_each_photo_from_its_record(photos: Path, tmp_path: Pat
     assert ray_drawn.shape == plain.shape and np.abs(ray_drawn - plain).mean() < 1.0  # polygons rounded to 0.1 px
 
 
+@pytest.mark.parametrize(("then", "now", "expected"), [
+    ({}, {"space_prob": 0.01}, ["the photo reader's inferred spaces (space_prob none then, 0.01 now)"]),
+    ({"space_prob": 0.01}, {"space_prob": 0.02}, ["the photo reader's inferred spaces (space_prob 0.01 then, 0.02 now)"]),
+    ({"space_prob": 0.01}, {"space_prob": 0.01}, []),
+])
+def test_a_resume_refuses_another_space_rule(then: dict, now: dict, expected: list[str]) -> None:
+    from crnn.commands.ray_ocr import HashedFile, RunRecord, run_changes
+
+    weights = HashedFile(path="/w", sha256="0" * 64)
+    base = {"--decoder": "greedy", "--detect": "ppocr-v6-small"}
+    assert run_changes(RunRecord(options={**base, **then}, weights=weights),
+                       RunRecord(options={**base, **now}, weights=weights)) == expected
+
+
 @pytest.mark.ray
 @pytest.mark.skipif(not HAVE_DETECT, reason="needs the detect extra (rapidocr, onnxruntime)")
 def test_ray_reads_photos_as_crnn_ocr_detect_does(tmp_path: Path, capsys) -> None:

@@ -120,6 +120,60 @@ def test_reader_splits_a_line_into_words_with_their_boxes(recognizer):
     assert sum(a for a, _ in ious) >= sum(b for _, b in ious) - 1e-6
 
 
+class DroppedSpaceRecognizer:
+    """A fake CTC recognizer that reads every crop as "ATHIGH": its space, between T and H, lost the argmax to the
+    blank with probability ``space`` (crnn.detection.word_split.infer_spaces puts it back)."""
+
+    def __init__(self, space: float) -> None:
+        from crnn.charset import Charset
+        from crnn.io.preprocess import PreprocessConfig
+
+        self.charset = Charset()
+        self.preprocess = PreprocessConfig()
+        frames = 24
+        p = np.full((frames, self.charset.num_classes), 1e-6)
+        p[:, 0] = 1.0
+        for t, ch in {2: "A", 5: "T", 11: "H", 14: "I", 17: "G", 20: "H"}.items():
+            p[t, 0], p[t, self.charset.encode(ch)[0]] = 1e-6, 0.9
+        p[8, 0], p[8, self.charset.encode(" ")[0]] = 1.0 - space, space
+        self.log_probs = np.log(p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def prepare(self, source) -> np.ndarray:
+        return np.zeros((32, 96), np.float32)
+
+    def batches(self, arrays, batch_size):
+        yield list(range(len(arrays)))
+
+    def batch_log_probs(self, arrays):
+        return np.repeat(self.log_probs[None], len(arrays), axis=0), np.full(len(arrays), len(self.log_probs))
+
+
+@pytest.mark.parametrize("space, space_prob, words", [
+    (0.3, "default", ["AT", "HIGH"]),  # a likely space the argmax dropped: put back in the line and its words
+    (0.3, None, ["ATHIGH"]),           # inference off: the text as decoded
+    (0.3, 0.5, ["ATHIGH"]),            # below the threshold asked for
+    (1e-4, "default", ["ATHIGH"]),     # an unlikely space: none
+])
+def test_reader_puts_back_dropped_spaces(space, space_prob, words):
+    photo = np.full((60, 200, 3), 255, np.uint8)
+    options = {} if space_prob == "default" else {"space_prob": space_prob}
+    reader = PhotoReader(FakeDetector([DetectedText(quad(10, 10, 190, 50), 0.9)]), DroppedSpaceRecognizer(space),
+                         decoder="greedy", **options)
+    reading = reader.read(photo)
+    assert [w.text for w in reading.words] == words
+    assert reading.lines[0].text == " ".join(words)
+    assert all(w.confidence > 0.99 for w in reading.words)  # the characters' own, not the space's (0.3)
+    xs = [(float(w.polygon[:, 0].min()), float(w.polygon[:, 0].max())) for w in reading.words]
+    assert all(x0 < x1 for x0, x1 in xs) and all(xs[i][1] <= xs[i + 1][0] + 1e-3 for i in range(len(xs) - 1))
+    assert reader.read(photo).to_dict()["words"] == reading.to_dict()["words"]  # the same photo, the same words
+
+
+@pytest.mark.parametrize("space_prob", [0.0, -0.1, 1.5])
+def test_reader_refuses_a_bad_space_prob(space_prob):
+    with pytest.raises(ValueError, match="space_prob"):
+        PhotoReader(FakeDetector(), DroppedSpaceRecognizer(0.3), space_prob=space_prob)
+
+
 def test_reading_order_and_json(recognizer):
     photo, _ = line_photo(["SALE"])
     two = np.concatenate([photo, photo], axis=0)  # the same line twice, one under the other

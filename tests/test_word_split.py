@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from crnn.charset import Charset
-from crnn.detection.word_split import align, split_by_alignment, split_by_char_count, word_spans
+from crnn.detection.word_split import (SPACE_PROB, align, infer_spaces, split_by_alignment, split_by_char_count,
+                                      word_spans)
 
 
 @pytest.mark.parametrize("text, spans", [
@@ -63,3 +64,75 @@ def test_split_by_alignment_never_overlaps_neighbours():
 def test_split_by_char_count():
     assert split_by_char_count("ab cd", 50.0) == [(0.0, 20.0), (30.0, 50.0)]
     assert split_by_char_count("", 50.0) == []
+
+
+def with_space(charset: Charset, frames: int, fires: dict[int, str], space: dict[int, float]) -> np.ndarray:
+    """``peaked`` log-probabilities where the space also gets the given probability on the given frames (the rest
+    of each of those frames to the blank)."""
+    p = np.exp(peaked(charset, frames, fires))
+    sp = charset.encode(" ")[0]
+    for t, prob in space.items():
+        p[t] = 1e-6
+        p[t, sp], p[t, 0] = prob, 1.0 - prob
+    p /= p.sum(axis=1, keepdims=True)
+    return np.log(p)
+
+
+SP = Charset().encode(" ")[0]
+
+
+@pytest.mark.parametrize("space, expected", [
+    ({8: 0.3}, "AT HIGH"),            # a space that lost the argmax to the blank, still likely: put back
+    ({8: 2 * SPACE_PROB}, "AT HIGH"),
+    ({8: SPACE_PROB / 4}, "ATHIGH"),  # unlikely: left out
+    ({}, "ATHIGH"),
+    ({2: 0.9}, "ATHIGH"),             # on a character's own peak frame, not between two: not a space
+])
+def test_infer_spaces_from_the_space_probability(space, expected):
+    cs = Charset()
+    fires = {2: "A", 5: "T", 11: "H", 14: "I", 17: "G", 20: "H"}
+    lp = with_space(cs, 24, fires, space)
+    peaks = align(lp, cs.encode("ATHIGH"))
+    text, new_peaks = infer_spaces("ATHIGH", peaks, lp, SP)
+    assert text == expected
+    assert len(new_peaks) == len(text)
+    assert all(new_peaks[i] < new_peaks[i + 1] for i in range(len(text) - 1))  # the space sits between its neighbours
+
+
+@pytest.mark.parametrize("text, peaks, gap_pitches, expected", [
+    ("ATHIGH", [2, 5, 12, 15, 18, 21], 2.0, "AT HIGH"),    # 7 frames where the pitch is 3: a word gap
+    ("ATHIGH", [2, 5, 8, 11, 14, 17], 2.0, "ATHIGH"),      # an even pitch: one word
+    ("ATHIGH", [2, 4, 7, 9, 12, 14], 2.0, "ATHIGH"),       # letters of unequal width (2 and 3 frames): one word
+    ("ATHIGH", [2, 5, 12, 15, 18, 21], None, "ATHIGH"),    # the rule off
+    ("AB", [2, 12], 2.0, "AB"),                            # one distance: no pitch to compare it with
+    ("ABC", [2, 4, 12], 2.0, "ABC"),                       # two: still too few (MIN_PITCHES)
+    ("AT HIGH", [2, 5, 9, 12, 15, 18, 21], 2.0, "AT HIGH"),  # spaces read stay, none added beside them
+    ("A TB", [2, 5, 8, 18], 2.0, "A TB"),                  # two in-word distances only: too few for a pitch
+    ("AB CDEF", [2, 5, 8, 11, 14, 24, 27], 2.0, "AB CD EF"),  # after a space read, a gap it missed
+])
+def test_infer_spaces_from_the_geometry(text, peaks, gap_pitches, expected):
+    out, new_peaks = infer_spaces(text, np.array(peaks), None, None, space_prob=None, gap_pitches=gap_pitches)
+    assert out == expected
+    assert len(new_peaks) == len(out)
+    assert [p for p, ch in zip(new_peaks, out) if ch != " "] == [p for p, ch in zip(peaks, text) if ch != " "]
+
+
+def test_infer_spaces_needs_a_peak_per_character():
+    with pytest.raises(ValueError, match="peaks"):
+        infer_spaces("ABC", np.array([1, 2]), None, None)
+
+
+@pytest.mark.parametrize("space", [{8: 0.3}, {8: 0.3, 15: 0.2}, {}])
+def test_inferred_spaces_give_consistent_words_and_boxes(space):
+    cs = Charset()
+    lp = with_space(cs, 24, {2: "A", 5: "T", 11: "H", 14: "I", 17: "G", 20: "H"}, space)
+    text, peaks = infer_spaces("ATHIGH", align(lp, cs.encode("ATHIGH")), lp, SP)
+    boxes = split_by_alignment(text, peaks, 24, 240.0)
+    assert len(boxes) == len(text.split()) == 1 + len(space)
+    assert "".join(text.split()) == "ATHIGH"
+    assert all(x0 < x1 for x0, x1 in boxes)
+    assert all(boxes[i][1] <= boxes[i + 1][0] for i in range(len(boxes) - 1))
+    # Each word's box holds its characters' frame centres (frame t at 10 t + 5 px).
+    spans = word_spans(text)
+    for (a, b), (x0, x1) in zip(spans, boxes):
+        assert x0 <= 10 * peaks[a] + 5 and 10 * peaks[b - 1] + 5 <= x1

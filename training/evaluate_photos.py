@@ -1,7 +1,8 @@
 """``crnn eval --photos DIR``: full-photo OCR scored on folders of photos with word polygons (crnn.detection.photo_folder):
 detection and end-to-end precision / recall / F under the ICDAR 2015 generic protocol (IoU > 0.5, don't-care
 ``###``, case-insensitive, one-to-one), through crnn.detection.photo_eval, for the words of the CTC split, the same
-lines split by character count, and the lines as they come."""
+lines split by character count, the CTC split without the inferred spaces (crnn.detection.word_split.infer_spaces),
+and the lines as they come."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 
 from crnn.errors import CRNNError
 
-SPLITS = (("words", "words (CTC split)"), ("words_char_count", "words (char-count split)"), ("lines", "lines as read"))
+SPLITS = (("words", "words (CTC split)"), ("words_read_spaces", "words (CTC, read spaces)"),
+          ("words_char_count", "words (char-count split)"), ("lines", "lines as read"))
 CROP_ONLY = ("lexicon", "lexicons", "errors", "calibration")  # options of labeled crop folders, not of photos
 
 
@@ -38,6 +40,8 @@ def format_photo_table(results: list[dict[str, Any]]) -> str:
                      f"{r['words_per_s']} words/s")
         lines.append(f"  {'':26} {'det P':>6} {'det R':>6} {'det F':>6} {'e2e P':>6} {'e2e R':>6} {'e2e F':>6}")
         for key, title in SPLITS:
+            if key not in r["scores"]:  # the CTC split without inferred spaces: only when they are inferred
+                continue
             d, e = r["scores"][key]["detection"], r["scores"][key]["end_to_end"]
             lines.append(f"  {title:26} {d['precision']:6.1f} {d['recall']:6.1f} {d['f']:6.1f} "
                          f"{e['precision']:6.1f} {e['recall']:6.1f} {e['f']:6.1f}")

@@ -126,8 +126,13 @@ def run_record(options: OcrOptions, fmt: str, shard_size: int, photo: PhotoOptio
         "--lexicon-case": options.lexicon_case if options.lexicon else None,
     }
     if photo is not None:  # only then: the records of crop runs stay as they were
+        from crnn.detection.word_split import SPACE_PROB
+
         flags.update({"--detect": photo.detector, "--min-confidence": photo.reader["min_confidence"],
-                      "--orientation": photo.reader["orientation"]})
+                      "--orientation": photo.reader["orientation"],
+                      # Not an option: the reader's rule for putting back dropped spaces (PhotoReader.space_prob), so
+                      # that a run begun before a change of the rule is not resumed with mixed outputs.
+                      "space_prob": photo.reader.get("space_prob", SPACE_PROB)})
     return RunRecord(
         options={k: v for k, v in flags.items() if v is not None},
         weights=_hashed(load["weights"] or default_weights_path()),
@@ -159,7 +164,13 @@ def run_changes(before: RunRecord, now: RunRecord) -> list[str]:
         then, later = (f"--detect {o['--detect']}" if "--detect" in o else "word crops (no --detect)"
                        for o in (before.options, now.options))
         changes.append(f"{then} then, {later} now")
+    if "--detect" in before.options and "--detect" in now.options and \
+            before.options.get("space_prob") != now.options.get("space_prob"):  # absent: a run from before the rule
+        then, later = (o.get("space_prob", "none") for o in (before.options, now.options))
+        changes.append(f"the photo reader's inferred spaces (space_prob {then} then, {later} now)")
     for flag in dict.fromkeys([*before.options, *now.options]):
+        if flag == "space_prob":
+            continue
         old, new = before.options.get(flag), now.options.get(flag)
         # An option used on one side only (--beam-width, --lm-weight, --lexicon-case) follows from a change that
         # is said (--decoder, the lexicon).

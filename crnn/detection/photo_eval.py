@@ -1,7 +1,7 @@
 """End-to-end evaluation of full-photo OCR on a folder of photos with word polygons (crnn.detection.photo_folder):
 detection and end-to-end P/R/F under the ICDAR 2015 generic protocol for the words of the CTC split, the same lines
-split by character count, and the lines scored as they come; and the time per photo. What `crnn eval --photos`
-prints (crnn_training.evaluate_photos) and benchmarks/eval_photos.py runs."""
+split by character count, the CTC split without inferred spaces, and the lines scored as they come; and the time per
+photo. What `crnn eval --photos` prints (crnn_training.evaluate_photos) and benchmarks/eval_photos.py runs."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ from crnn.errors import InvalidImageError
 
 def evaluate_photo_folder(reader: PhotoReader, folder: str | os.PathLike, limit: int | None = None,
                           progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Scores of ``reader`` (its split, and the character-count split on the same readings) on ``folder``."""
+    """Scores of ``reader`` (its split; the same readings split by character count; with the CTC split and inferred
+    spaces, the same split without them) on ``folder``."""
     photos = read_photo_folder(folder)[:limit]
     naive = reader.with_split("chars")
+    as_read = reader.with_space_prob(None) if reader.split == "ctc" and reader.space_prob is not None else None
     runs: dict[str, list[tuple[list[TextBox], list[TextBox]]]] = {"words": [], "words_char_count": [], "lines": []}
+    if as_read is not None:
+        runs["words_read_spaces"] = []
     seconds = {"load": 0.0, "detect": 0.0, "recognize": 0.0}
     failed = 0
     words = lines = 0
@@ -46,6 +50,9 @@ def evaluate_photo_folder(reader: PhotoReader, folder: str | os.PathLike, limit:
         runs["words"].append((truth, [TextBox(w.polygon, w.text) for w in reading.words]))
         other = naive.read_regions(rgb, regions)
         runs["words_char_count"].append((truth, [TextBox(w.polygon, w.text) for w in other.words]))
+        if as_read is not None:
+            plain = as_read.read_regions(rgb, regions)
+            runs["words_read_spaces"].append((truth, [TextBox(w.polygon, w.text) for w in plain.words]))
         runs["lines"].append((truth, [TextBox(x.polygon, x.text) for x in reading.lines]))
         if progress is not None:
             progress(i + 1)
@@ -53,7 +60,8 @@ def evaluate_photo_folder(reader: PhotoReader, folder: str | os.PathLike, limit:
     total = sum(seconds.values())
     return {
         "folder": os.fspath(folder), "photos": n, "failed": failed, "words_read": words, "lines_read": lines,
-        "split": reader.split, "min_confidence": reader.min_confidence, "decoder": reader.decoder,
+        "split": reader.split, "space_prob": reader.space_prob, "min_confidence": reader.min_confidence,
+        "decoder": reader.decoder,
         "scores": {k: end_to_end(v).to_dict() for k, v in runs.items()},
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "photos_per_s": round(n / total, 3) if total else None,

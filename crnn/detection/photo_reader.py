@@ -20,7 +20,8 @@ from crnn.detection.word_lexicon import Lexicon, as_lexicon, check_recognizer, c
 from crnn.detection.line_crop import LineCrop, cut, is_tall
 from crnn.detection.photo_image import load_photo
 from crnn.detection.reading_order import reading_order
-from crnn.detection.word_split import SPLITS, align, split_by_alignment, split_by_char_count, word_spans
+from crnn.detection.word_split import (SPACE_PROB, SPLITS, align, infer_spaces, split_by_alignment, split_by_char_count,
+                                      word_spans)
 from crnn.errors import InvalidImageError
 from crnn.io.oriented_crops import ORIENTATIONS, classifier_input
 from crnn.reading.orientation import OrientationClassifier, load_orientation
@@ -120,15 +121,22 @@ class PhotoReader:
     what non-CTC kinds get). ``min_confidence``: lines whose mean character confidence is below it are dropped.
     ``orientation``: ``"auto"`` asks the shipped orientation classifier how the text of tall crops runs (a tall crop
     is otherwise read as it came and turned a quarter turn counter-clockwise, and the more confident reading kept),
-    ``"none"`` skips the classifier. A photo's result does not depend on other photos (no state between calls).
+    ``"none"`` skips the classifier. ``space_prob``: with the CTC split, a space the recognizer dropped is put back
+    between two read characters where the network gives the space at least this probability on a frame between
+    them (crnn.detection.word_split.infer_spaces): the line's text and its words get it; None reads the text as
+    decoded. A photo's result does not depend on other photos (no state between calls).
     """
 
     def __init__(self, detector: TextDetector, recognizer: TextRecognizer, split: str = "ctc",
                  min_confidence: float = MIN_LINE_CONFIDENCE, orientation: str | OrientationClassifier | None = "auto",
                  decoder: str = DEFAULT_DECODER, beam_width: int = 10, batch_size: int = 64,
-                 lm_weight: float | None = None, lexicon: Lexicon | Iterable[str] | None = None) -> None:
+                 space_prob: float | None = SPACE_PROB, lm_weight: float | None = None,
+                 lexicon: Lexicon | Iterable[str] | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if space_prob is not None and not 0.0 < space_prob <= 1.0:
+            raise ValueError(f"space_prob must be in (0, 1] or None, got {space_prob!r}")
+        self.space_prob = space_prob
         self.detector = detector
         self.recognizer = recognizer
         self.split = split
@@ -149,6 +157,14 @@ class PhotoReader:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         other.split = split
+        return other
+
+    def with_space_prob(self, space_prob: float | None) -> PhotoReader:
+        """A reader like this one that infers dropped spaces at ``space_prob`` (None: not at all)."""
+        other = copy.copy(self)
+        if space_prob is not None and not 0.0 < space_prob <= 1.0:
+            raise ValueError(f"space_prob must be in (0, 1] or None, got {space_prob!r}")
+        other.space_prob = space_prob
         return other
 
     @property
@@ -207,11 +223,18 @@ class PhotoReader:
             region, k, conf = kept[index]
             c, p = candidates[k], preds[k]
             line_no = len(lines)
-            lines.append(PhotoLine(p.text.strip(), conf, c.crop.box_to_photo(0, c.crop.image.shape[1]),
+            text, spans = self._split(p.text, frames[k], c)
+            lines.append(PhotoLine(text.strip(), conf, c.crop.box_to_photo(0, c.crop.image.shape[1]),
                                    regions[region].score, str(90 * c.crop.turns)))
-            for (a, b), (x0, x1) in zip(word_spans(p.text), self._split(p.text, frames[k], c)):
-                cc = p.char_confidences[a:b] if len(p.char_confidences) == len(p.text) else ()
-                words.append(PhotoWord(p.text[a:b], float(np.mean(cc)) if len(cc) else conf,
+            # Word confidences from the read characters' own (an inferred space adds none): the text's non-space
+            # characters are the reading's, in order.
+            own = [x for ch, x in zip(p.text, p.char_confidences) if ch != " "] \
+                if len(p.char_confidences) == len(p.text) else []
+            used = 0
+            for (a, b), (x0, x1) in zip(word_spans(text), spans):
+                cc = own[used : used + b - a]
+                used += b - a
+                words.append(PhotoWord(text[a:b], float(np.mean(cc)) if len(cc) else conf,
                                        c.crop.box_to_photo(x0, x1), line_no))
         if self.lexicon is not None:  # each word of each kept line, from its own frames
             words, lines = constrain_words(words, lines, [frames[kept[i][1]] for i in order], self.recognizer.charset,
@@ -264,16 +287,21 @@ class PhotoReader:
                 frames[i] = np.asarray(lp[j, : int(lengths[j])])
         return preds, frames  # type: ignore[return-value]
 
-    def _split(self, text: str, log_probs: np.ndarray | None, c: _Candidate) -> list[tuple[float, float]]:
+    def _split(self, text: str, log_probs: np.ndarray | None, c: _Candidate) -> tuple[str, list[tuple[float, float]]]:
+        """The line's text (with the spaces inferred from its alignment, see ``space_prob``) and each of its words'
+        (x0, x1) in the crop."""
         width = float(c.crop.image.shape[1])
         if log_probs is not None and self.split == "ctc":
+            charset = self.recognizer.charset
             try:
-                peaks = align(log_probs, self.recognizer.charset.encode(text))
+                peaks = align(log_probs, charset.encode(text))
             except Exception:  # a character outside the charset cannot happen for a decoded text; be safe
                 peaks = None
             if peaks is not None:
-                return split_by_alignment(text, peaks, log_probs.shape[0], width)
-        return split_by_char_count(text, width)
+                if self.space_prob is not None and " " in charset:
+                    text, peaks = infer_spaces(text, peaks, log_probs, charset.encode(" ")[0], self.space_prob, None)
+                return text, split_by_alignment(text, peaks, log_probs.shape[0], width)
+        return text, split_by_char_count(text, width)
 
 
 def read_photo(image: ImageSource, detector: TextDetector | None = None, recognizer: TextRecognizer | None = None,
