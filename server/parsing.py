@@ -33,7 +33,7 @@ from crnn_server.settings import Settings
 
 IMAGE_FIELDS = ("files", "files[]")
 OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "orientation", "model")
-READ_OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "split", "min_confidence")
+READ_OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "split", "min_confidence")
 MAX_NAME_CHARS = 256
 MAX_FIELD_BYTES = 1024 * 1024  # one non-file form field, and the lexicon fields together (a lexicon of many words fits)
 MAX_WORD_CHARS = 256
@@ -116,6 +116,10 @@ class ReadOptions(BaseModel):
     lm_weight: float | None = Field(None, ge=0, le=10, strict=True,
                                     description="The lm decoder's language-model weight on the lines (default: the "
                                     "tuned one); only with decoder lm, as for /v1/recognize.")
+    lexicon: list[str] | None = Field(
+        None, description="Allowed words: each word of a photo (not line) is decoded from its own frames under it, as "
+        "/v1/recognize reads a crop, and keeps its box (words then carry in_lexicon). At most the server's "
+        "max_lexicon_words, characters of the model's charset.")
     split: Literal["ctc", "chars"] = Field(
         "ctc", description="How a line's box is split into word boxes: ctc (default), from where the recognizer's CTC "
         "alignment puts each word's characters; chars, by character count.")
@@ -281,6 +285,8 @@ async def parse_read(request: Request, settings: Settings, offload: Offload | No
         raise NoImages("the request holds no photo: send one in a part named 'files', or a non-empty 'images' list")
     if parsed.options.beam_width > settings.max_beam_width:
         raise InvalidRequest(f"beam_width must be at most {settings.max_beam_width}, got {parsed.options.beam_width}")
+    if parsed.options.lexicon is not None:
+        check_lexicon_size(parsed.options.lexicon, settings, "lexicon")
     return parsed
 
 

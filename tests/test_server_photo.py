@@ -133,6 +133,24 @@ def test_options_are_the_readers(client: TestClient, recognizer: Any, photo: byt
         assert result["words"] == [] and result["dropped"] == 1
 
 
+@pytest.mark.parametrize("form", ["multipart", "json"])
+def test_lexicon_constrains_each_word_as_the_library_does(client: TestClient, recognizer: Any, photo: bytes,
+                                                          form: str) -> None:
+    words = ["world", "hello", *(f"filler{i}" for i in range(40))]  # at most the test server's 50 words
+    if form == "multipart":
+        (result,) = read_photos(client, [("p", photo)], decoder="greedy", lexicon="\n".join(words))
+    else:
+        r = client.post("/v1/read", json={"images": [{"name": "p", "data": b64(photo)}], "decoder": "greedy",
+                                          "lexicon": words})
+        assert r.status_code == 200, r.text
+        (result,) = r.json()["results"]
+    result.pop("timings_ms")
+    assert result == {"name": "p", **expected(recognizer, photo, decoder="greedy", lexicon=words)}
+    assert [(w["text"].upper(), w["in_lexicon"]) for w in result["words"]] == [(x, True) for x in WORDS]
+    (plain,) = read_photos(client, [("p", photo)], decoder="greedy")  # the next request has no lexicon: none kept
+    assert all("in_lexicon" not in w for w in plain["words"])
+
+
 def test_options_are_the_forms_fields() -> None:
     from crnn_server.app import READ_BODY
 
@@ -203,7 +221,10 @@ READ_BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("multipart-no-boundary", {"content": b"x", "headers": {"Content-Type": "multipart/form-data"}}, 400, "malformed_body"),
     ("multipart-only-options", {"files": [("split", (None, "chars"))]}, 422, "no_images"),
     ("multipart-too-many", {"files": [("files", (f"{i}.png", PNG)) for i in range(4)]}, 413, "too_many_images"),
-    ("multipart-lexicon", {"files": [("files", ("x.png", PNG)), ("lexicon", (None, "open"))]}, 422, "invalid_request"),
+    ("multipart-lexicon-charset", {"files": [("files", ("x.png", PNG)), ("lexicon", (None, "caf\u00e9"))]}, 422, "invalid_request"),
+    ("json-lexicon-over-limit", {"json": {"images": [{"data": b64(PNG)}], "lexicon": [f"w{i}" for i in range(51)]}}, 422, "invalid_request"),
+    ("json-lexicon-blank-word", {"json": {"images": [{"data": b64(PNG)}], "lexicon": ["open", " "]}}, 422, "invalid_request"),
+    ("json-lexicon-not-a-list", {"json": {"images": [{"data": b64(PNG)}], "lexicon": "open"}}, 422, "invalid_request"),
     ("multipart-bad-split", {"files": [("files", ("x.png", PNG))], "data": {"split": "words"}}, 422, "invalid_request"),
     ("multipart-min-confidence-2", {"files": [("files", ("x.png", PNG))], "data": {"min_confidence": "2"}}, 422, "invalid_request"),
     ("multipart-min-confidence-text", {"files": [("files", ("x.png", PNG))], "data": {"min_confidence": "high"}}, 422, "invalid_request"),
