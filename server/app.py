@@ -95,6 +95,8 @@ class WordOut(BaseModel):
     polygon: list[list[float]] = Field(description="Four [x, y] corners in photo pixels, clockwise from the top-left "
                                        "corner of the text as it reads.")
     line: int = Field(description="Index of its line in lines.")
+    in_lexicon: bool | None = Field(None, description="Only when the request has a lexicon: whether the text is a "
+                                    "lexicon word (false: no word placed it; the reading stands).")
 
 
 class LineOut(BaseModel):
@@ -185,6 +187,10 @@ READ_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 READ_BODY = _request_body("Photos (JPEG, PNG, ...), one part each.", {
+    "lm_weight": {"type": "number", "minimum": 0, "maximum": 10,
+                  "description": "The lm decoder's language-model weight on the lines (default: the tuned one)."},
+    "lexicon": {"type": "string", "description": "Allowed words, one per line (or repeat the field): each word of "
+                "a photo is decoded under them."},
     "split": {"type": "string", "enum": ["ctc", "chars"], "default": "ctc"},
     "min_confidence": {"type": "number", "minimum": 0, "maximum": 1},
 }, "ReadJSON")
@@ -357,8 +363,16 @@ def create_app(settings: Settings | None = None, recognizer: TextRecognizer | No
             if slot is not None:
                 slot.leave()  # its body is parsed: what remains is the photos' bytes, as for any request
         request.state.images = len(parsed.images)
+        lexicon = None
+        if parsed.options.lexicon is not None:
+            try:
+                lexicon, _ = await engine.offload(engine.build_lexicons, parsed.options.lexicon, [])
+            except ValueError as e:
+                raise InvalidRequest(str(e)) from None
         try:
-            results = await photos.read(parsed.images, parsed.options)
+            results = await photos.read(parsed.images, parsed.options, lexicon)
+        except DecoderOptionError as e:  # a lexicon for a kind without per-frame outputs
+            raise InvalidRequest(str(e)) from None
         except BackendError as e:
             raise DetectorUnavailable(str(e)) from None
         except QueueTimeout:

@@ -33,7 +33,7 @@ from crnn_server.settings import Settings
 
 IMAGE_FIELDS = ("files", "files[]")
 OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "orientation", "model")
-READ_OPTION_FIELDS = ("decoder", "beam_width", "split", "min_confidence")
+READ_OPTION_FIELDS = ("decoder", "beam_width", "lm_weight", "lexicon", "split", "min_confidence")
 MAX_NAME_CHARS = 256
 MAX_FIELD_BYTES = 1024 * 1024  # one non-file form field, and the lexicon fields together (a lexicon of many words fits)
 MAX_WORD_CHARS = 256
@@ -73,12 +73,17 @@ class RecognizeOptions(BaseModel):
     @field_validator("lm_weight")
     @classmethod
     def _lm_weight_needs_lm(cls, value: float | None, info: ValidationInfo) -> float | None:
-        # As `crnn ocr --lm-weight` refuses it: the other decoders have no language model to weigh.
-        decoder = info.data.get("decoder")
-        if value is not None and decoder is not None and decoder != "lm":
-            raise PydanticCustomError("lm_weight_needs_lm", "lm_weight needs decoder lm, not {decoder}",
-                                      {"decoder": decoder})
-        return value
+        return lm_weight_needs_lm(value, info)
+
+
+def lm_weight_needs_lm(value: float | None, info: ValidationInfo) -> float | None:
+    """Refuse an lm_weight beside a decoder other than lm (the options' validators of /v1/recognize and /v1/read)."""
+    # As `crnn ocr --lm-weight` refuses it: the other decoders have no language model to weigh.
+    decoder = info.data.get("decoder")
+    if value is not None and decoder is not None and decoder != "lm":
+        raise PydanticCustomError("lm_weight_needs_lm", "lm_weight needs decoder lm, not {decoder}",
+                                  {"decoder": decoder})
+    return value
 
 
 class ImageIn(BaseModel):
@@ -108,12 +113,24 @@ class ReadOptions(BaseModel):
         DEFAULT_DECODER, description="CTC decoder of the text lines, as for /v1/recognize.")
     beam_width: int = Field(
         10, ge=1, strict=True, description="Beams kept by the beam and lm decoders (at most the server's --max-beam-width).")
+    lm_weight: float | None = Field(None, ge=0, le=10, strict=True,
+                                    description="The lm decoder's language-model weight on the lines (default: the "
+                                    "tuned one); only with decoder lm, as for /v1/recognize.")
+    lexicon: list[str] | None = Field(
+        None, description="Allowed words: each word of a photo (not line) is decoded from its own frames under it, as "
+        "/v1/recognize reads a crop, and keeps its box (words then carry in_lexicon). At most the server's "
+        "max_lexicon_words, characters of the model's charset.")
     split: Literal["ctc", "chars"] = Field(
         "ctc", description="How a line's box is split into word boxes: ctc (default), from where the recognizer's CTC "
         "alignment puts each word's characters; chars, by character count.")
     min_confidence: float = Field(
         MIN_LINE_CONFIDENCE, ge=0, le=1, strict=True,
         description="Lines whose mean character confidence is below this are dropped (counted in dropped).")
+
+    @field_validator("lm_weight")
+    @classmethod
+    def _lm_weight_needs_lm(cls, value: float | None, info: ValidationInfo) -> float | None:
+        return lm_weight_needs_lm(value, info)
 
 
 class PhotoIn(BaseModel):
@@ -268,6 +285,8 @@ async def parse_read(request: Request, settings: Settings, offload: Offload | No
         raise NoImages("the request holds no photo: send one in a part named 'files', or a non-empty 'images' list")
     if parsed.options.beam_width > settings.max_beam_width:
         raise InvalidRequest(f"beam_width must be at most {settings.max_beam_width}, got {parsed.options.beam_width}")
+    if parsed.options.lexicon is not None:
+        check_lexicon_size(parsed.options.lexicon, settings, "lexicon")
     return parsed
 
 

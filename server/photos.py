@@ -16,6 +16,7 @@ from crnn.detection.detector import DEFAULT_DETECTOR, TextDetector
 from crnn.detection.photo_image import load_photo
 from crnn.detection.photo_reader import PhotoReader
 from crnn.detection.registry import load_detector
+from crnn.detection.word_lexicon import Lexicon, check_recognizer
 from crnn.errors import BackendError, InvalidImageError
 from crnn.reading.orientation import OrientationClassifier
 from crnn_server.batching import BatcherClosed, SlotGate
@@ -123,10 +124,12 @@ class PhotoService:
             out["error"] = str(self._error)
         return out
 
-    async def read(self, photos: list[ImageInput], options: ReadOptions) -> list[dict[str, Any]]:
-        """One result dict per photo, in order: the reading, or the error that kept it from being read.
+    async def read(self, photos: list[ImageInput], options: ReadOptions, lexicon: Lexicon | None = None
+                   ) -> list[dict[str, Any]]:
+        """One result dict per photo, in order: the reading, or the error that kept it from being read; ``lexicon``
+        (built from ``options.lexicon``) constrains each word.
 
-        Raises BackendError (no detector), QueueTimeout (the photo thread stayed busy past the queue timeout) or
+        Raises DecoderOptionError (a lexicon for a kind without per-frame outputs), BackendError (no detector), QueueTimeout (the photo thread stayed busy past the queue timeout) or
         BatcherClosed (the server is stopping)."""
         if self._closed:
             raise BatcherClosed("the server is shutting down")
@@ -135,15 +138,19 @@ class PhotoService:
         await self.gate.acquire(0, arrived + self.settings.queue_timeout_s)
         try:
             return await loop.run_in_executor(self._pool, self._read_sync, photos, options, time.perf_counter(),
-                                              loop.time() - arrived)
+                                              loop.time() - arrived, lexicon)
         finally:
             self.gate.release(0)
 
     def _read_sync(self, photos: list[ImageInput], options: ReadOptions, entered: float,
-                   waited: float) -> list[dict[str, Any]]:
+                   waited: float, lexicon: Lexicon | None = None) -> list[dict[str, Any]]:
         base = self.reader()
         reader = base.with_split(options.split)  # a copy: the options below are this request's only
         reader.decoder, reader.beam_width, reader.min_confidence = options.decoder, options.beam_width, options.min_confidence
+        reader.lm_weight = options.lm_weight
+        if lexicon is not None:
+            check_recognizer(reader.recognizer)
+            reader.lexicon = lexicon
         results: list[dict[str, Any]] = []
         for photo in photos:
             wait = waited + time.perf_counter() - entered  # for the gate, and for this request's earlier photos

@@ -119,15 +119,44 @@ def test_draw_writes_each_read_photo_with_its_boxes(photos: Path, tmp_path: Path
     (["--draw", "d"], "options of --detect"),
     (["--min-confidence", "0.3"], "options of --detect"),
     (["--detect", "--min-confidence", "1.5"], "must be in [0, 1]"),
-    (["--detect", "--lexicon", "words.txt"], "do not run with --detect"),
-    (["--detect", "--decoder", "lm", "--lm-weight", "0.2"], "do not run with --detect"),
-    (["--detect", "--draw", "d", "--ray", "-o", "out"], "--draw does not run with --ray"),
+    (["--detect", "--decoder", "greedy", "--lm-weight", "0.2"], "--lm-weight needs --decoder lm"),
     (["--detect", "--detector", "no-such-detector"], "unknown text detector"),
 ])
 def test_usage_errors_exit_2_with_one_line(photos: Path, capsys, argv: list[str], message: str) -> None:
     code = main([str(photos), *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "jsonl"])
+def test_lexicon_constrains_each_word_and_flags_it(photos: Path, tmp_path: Path, capsys, fmt: str) -> None:
+    words = tmp_path / "words.txt"
+    words.write_text("daily\nopen\ncafé\n" + "".join(f"filler{i}\n" for i in range(600)))
+    code, out, err = run(capsys, str(photos / "a_line.png"), "--detect", "--format", fmt, "--lexicon", str(words))
+    assert code == 0 and "1 word dropped" in err and "café" in err  # said once, as on crops
+    if fmt == "tsv":
+        rows = list(csv.DictReader(io.StringIO(out), delimiter="\t"))
+        assert list(rows[0]) == [*COLUMNS[:-1], "in_lexicon", "error"]
+        assert [(r["text"].upper(), r["in_lexicon"]) for r in rows] == [("OPEN", "true"), ("DAILY", "true")]
+    else:
+        (rec,) = [json.loads(x) for x in out.splitlines()]
+        assert [(w["text"].upper(), w["in_lexicon"]) for w in rec["words"]] == [("OPEN", True), ("DAILY", True)]
+
+
+def test_lm_weight_reaches_the_photo_reader(photos: Path, capsys, monkeypatch) -> None:
+    import crnn.detection.photo_reader as photo_reader
+
+    weights: list[float | None] = []
+    init = photo_reader.PhotoReader.__init__
+
+    def spy(self, *args, **kwargs):
+        weights.append(kwargs.get("lm_weight"))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(photo_reader.PhotoReader, "__init__", spy)
+    code = main([str(photos / "a_line.png"), "--detect", "--detector", FAKE, "--decoder", "lm", "--lm-weight", "0.2"])
+    out = capsys.readouterr().out
+    assert code == 0 and weights == [0.2] and "OPEN" in out.upper()
 
 
 def test_missing_detect_extra_is_one_line_naming_it(photos: Path, capsys, monkeypatch) -> None:
@@ -177,6 +206,25 @@ def test_a_resume_refuses_photos_over_crops_and_the_reverse() -> None:
     assert run_changes(photos, photos) == []
 
 
+def test_ray_driver_draws_each_photo_from_its_record(photos: Path, tmp_path: Path, capsys) -> None:
+    from crnn.commands.photo_ocr import DrawFolder
+    from crnn.commands.ray_ocr import Drawer
+
+    code, out, _ = run(capsys, str(photos / "a_line.png"), "--detect", "--format", "jsonl")
+    (record,) = [json.loads(x) for x in out.splitlines()]
+    assert code == 0 and record["words"]
+    gone = {**record, "path": str(tmp_path / "moved.png")}  # a path the driver cannot read (e.g. on another machine)
+    failed = Drawer(DrawFolder(tmp_path / "drawn"), 40_000_000)([record, {"path": "x.jpg", "error": "bad"}, gone])
+    err = capsys.readouterr().err
+    assert failed == 1 and "moved.png: --draw: " in err and len(_errors_said(err)) == 1
+    assert sorted(p.name for p in (tmp_path / "drawn").iterdir()) == ["a_line.jpg"]
+    # The same drawing as without --ray (drawn from the reading itself).
+    run(capsys, str(photos / "a_line.png"), "--detect", "--draw", str(tmp_path / "plain"), "-o", str(tmp_path / "o.tsv"))
+    ray_drawn = np.asarray(Image.open(tmp_path / "drawn" / "a_line.jpg")).astype(int)
+    plain = np.asarray(Image.open(tmp_path / "plain" / "a_line.jpg")).astype(int)
+    assert ray_drawn.shape == plain.shape and np.abs(ray_drawn - plain).mean() < 1.0  # polygons rounded to 0.1 px
+
+
 @pytest.mark.parametrize(("then", "now", "expected"), [
     ({}, {"space_prob": 0.01}, ["the photo reader's inferred spaces (space_prob none then, 0.01 now)"]),
     ({"space_prob": 0.01}, {"space_prob": 0.02}, ["the photo reader's inferred spaces (space_prob 0.01 then, 0.02 now)"]),
@@ -208,8 +256,9 @@ def test_ray_reads_photos_as_crnn_ocr_detect_does(tmp_path: Path, capsys) -> Non
     try:
         for fmt in ("jsonl", "parquet"):  # one Ray start for both (seconds each)
             code = main([str(d), "--detect", "--ray", "--output", str(tmp_path / fmt), "--ray-actors", "1",
-                         "--ray-format", fmt, "--decoder", "greedy"])
+                         "--ray-format", fmt, "--decoder", "greedy", "--draw", str(tmp_path / f"drawn-{fmt}")])
             assert code == 1
+            assert sorted(p.name for p in (tmp_path / f"drawn-{fmt}").iterdir()) == ["a.jpg", "b.jpg"]  # c: no photo
             shards = read_results(tmp_path / fmt, fmt)
             assert [r["path"] for r in shards] == [r["path"] for r in plain]
             for a, b in zip(shards, plain):
@@ -244,3 +293,16 @@ def test_model_reads_photos_with_the_named_shipped_model(photos: Path, capsys, m
     code, out, _ = run(capsys, str(photos / "a_line.png"), "--detect", "--model", name, "--backend", "torch")
     assert code == 0 and loaded == [f"{stem}.safetensors"]
     assert [r[2] for r in csv.reader(io.StringIO(out), delimiter="\t")][1:]  # words were read
+
+
+@pytest.mark.parametrize("lexicon", [False, True])
+def test_parquet_shards_carry_in_lexicon_only_with_a_lexicon(lexicon: bool) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    from crnn.commands.photo_output import photo_record, photo_shard_bytes
+
+    poly = np.array([[1, 2], [11, 2], [11, 8], [1, 8]], np.float32)
+    word = PhotoWord("A", 0.9, poly, 0, in_lexicon=True if lexicon else None)
+    rec = photo_record(PhotoRow("p.jpg", PhotoReading([word], [], 40, 30)))
+    table = pq.read_table(io.BytesIO(photo_shard_bytes([rec], "parquet")))
+    (got,) = table.column("words").to_pylist()[0]
+    assert ("in_lexicon" in got) == lexicon and got.get("in_lexicon", True) is True

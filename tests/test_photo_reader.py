@@ -284,3 +284,125 @@ def test_read_photo_end_to_end(detector, recognizer):
     reading = read_photo(photo, detector=detector, recognizer=recognizer)
     assert " ".join(w.text.upper() for w in reading.words) == "OPEN DAILY"
     assert read_photo(np.zeros((1, 1, 3), np.uint8), detector=detector, recognizer=recognizer).words == []
+
+
+# ---- the line decoder's options: lm_weight, and a lexicon on each word ------------------------------------------------
+
+
+@pytest.mark.parametrize("split", ["ctc", "chars"])
+def test_lm_weight_reaches_the_line_decoder(recognizer, monkeypatch, split):
+    import crnn.decoding.ctc_decode as ctc_decode
+    import crnn.detection.photo_reader as photo_reader
+    import crnn.reading.text_recognizer as text_recognizer
+
+    seen: list[float | None] = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("lm_weight"))
+        return ctc_decode.decode(*args, **kwargs)
+
+    for module in (photo_reader, text_recognizer):  # the CTC split's decode, and the recognizer's (split="chars")
+        monkeypatch.setattr(module, "decode", spy)
+    photo, _ = line_photo(["OPEN", "DAILY"])
+    h, w = photo.shape[:2]
+    det = FakeDetector([DetectedText(quad(10, 30, w - 10, 85), 0.9)])
+    PhotoReader(det, recognizer, split=split, decoder="lm", lm_weight=0.25).read(photo)
+    assert seen and set(seen) == {0.25}
+
+
+def planted(text: str, charset, frames_per_char: int = 3, runner_up: dict[int, str] | None = None) -> np.ndarray:
+    """Log-probabilities (T, C) that read ``text``: each character on one frame at 0.9, then blanks; at character
+    index i of ``runner_up``, that character fires instead and the text's own is second (0.3)."""
+    rows = []
+    for i, ch in enumerate(text):
+        p = np.full(charset.num_classes, 1e-4)
+        if runner_up and i in runner_up:
+            p[charset.encode(runner_up[i])[0]], p[charset.encode(ch)[0]] = 0.6, 0.3
+        else:
+            p[charset.encode(ch)[0]] = 0.9
+        rows.append(p)
+        for _ in range(frames_per_char - 1):
+            b = np.full(charset.num_classes, 1e-4)
+            b[0] = 0.9
+            rows.append(b)
+    lp = np.log(np.array(rows) / np.array(rows).sum(axis=1, keepdims=True))
+    return lp.astype(np.float32)
+
+
+def test_word_frames_are_the_words_own_without_the_space(recognizer):
+    from crnn.detection.word_lexicon import word_frames
+    from crnn.detection.word_split import align
+
+    cs = recognizer.charset
+    lp = planted("AB CD", cs)  # frames: A=0, B=3, space=6, C=9, D=12 (T=15)
+    space = cs.encode(" ")[0]
+    lp2 = np.concatenate([lp[:7], lp[6:7], lp[7:]])  # the space fires on two frames (6 and 7)
+    peaks = align(lp2, cs.encode("AB CD"))
+    assert peaks.tolist() == [0, 3, 6, 10, 13]
+    assert word_frames("AB CD", peaks, lp2, space) == [(0, 6), (8, 16)]  # frame 7 (still the space) is the gap's
+    assert word_frames("AB", align(lp[:6], cs.encode("AB")), lp[:6], space) == [(0, 6)]
+
+
+def _line(text: str, lp: np.ndarray, recognizer) -> tuple[list, list]:
+    from crnn.detection.photo_reader import PhotoLine, PhotoWord
+    from crnn.detection.word_split import word_spans
+
+    box = quad(0, 0, 10, 10)
+    words = [PhotoWord(text[a:b], 0.5, box + k, 0) for k, (a, b) in enumerate(word_spans(text))]
+    return words, [PhotoLine(text, 0.5, box, 0.9)]
+
+
+LARGE = [f"filler{i}" for i in range(600)]  # past SMALL_LEXICON_WORDS: a list that may not hold the word
+
+
+@pytest.mark.parametrize("lexicon, texts, flags", [
+    # A misread letter (HOTFL: F fired, E second) becomes the list word; the number stays as read (not in the list).
+    (["hotel", "paris", *LARGE], ["HOTEL", "PARIS", "2024"], [True, True, False]),
+    # A small list is closed (the crop path's rule): every word becomes one of its words.
+    (["hotel", "paris"], ["HOTEL", "PARIS", None], [True, True, True]),
+    (["Hotel", "paris"], ["HOTEL", "PARIS", None], [True, True, True]),  # the case the image shows
+], ids=["large", "small", "case"])
+def test_each_word_is_decoded_from_its_own_frames_under_the_lexicon(recognizer, lexicon, texts, flags):
+    from crnn.decoding.lexicon import Lexicon
+    from crnn.detection.word_lexicon import constrain_words
+
+    cs = recognizer.charset
+    read = "HOTFL PARIS 2024"
+    lp = planted("HOTEL PARIS 2024", cs, runner_up={3: "F"})
+    words, lines = _line(read, lp, recognizer)
+    out, new_lines = constrain_words(words, lines, [lp], cs, Lexicon(lexicon, cs), "greedy", 10, None)
+    assert [w.in_lexicon for w in out] == flags
+    for w, want, before in zip(out, texts, words):
+        if want is not None:
+            assert w.text == want
+        assert np.array_equal(w.polygon, before.polygon) and w.line == before.line  # the box is the word's own
+    if flags[2] is False:
+        assert out[2].text == "2024" and out[2].confidence == words[2].confidence  # the reading stands
+    else:
+        assert out[2].text.lower() in {"hotel", "paris"}
+    assert new_lines[0].text == " ".join(w.text for w in out)
+
+
+def test_lexicon_on_photos_through_the_reader(recognizer):
+    photo, _ = line_photo(["HOTEL", "PARIS"])
+    h, w = photo.shape[:2]
+    det = FakeDetector([DetectedText(quad(10, 30, w - 10, 85), 0.9)])
+    plain = PhotoReader(det, recognizer, decoder="greedy").read(photo)
+    read = PhotoReader(det, recognizer, decoder="greedy", lexicon=["paris", "hotel", *LARGE]).read(photo)
+    assert [x.text.upper() for x in read.words] == ["HOTEL", "PARIS"] and all(x.in_lexicon for x in read.words)
+    assert [x.polygon.tolist() for x in read.words] == [x.polygon.tolist() for x in plain.words]
+    assert all(x.in_lexicon is None and "in_lexicon" not in x.to_dict() for x in plain.words)
+    assert read.words[0].to_dict()["in_lexicon"] is True
+    chars = PhotoReader(det, recognizer, decoder="greedy", split="chars", lexicon=["paris", "hotel"]).read(photo)
+    assert [x.text.upper() for x in chars.words] == ["HOTEL", "PARIS"]
+
+
+def test_lexicon_needs_a_ctc_recognizer(recognizer):
+    from crnn.errors import DecoderOptionError
+
+    class NoFrames:
+        kind = "attention"
+        charset = recognizer.charset
+
+    with pytest.raises(DecoderOptionError, match="CTC recognizer"):
+        PhotoReader(FakeDetector(), NoFrames(), lexicon=["word"])  # type: ignore[arg-type]

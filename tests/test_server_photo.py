@@ -120,14 +120,35 @@ def test_rows_are_the_library_reading(client: TestClient, recognizer: Any, photo
     {"decoder": "beam", "beam_width": "3"},
     {"min_confidence": "1"},  # no line is that sure: all dropped
     {"min_confidence": "0"},
+    {"decoder": "lm", "lm_weight": "0"},  # the line decoder's weight: passed through as the library takes it
+    {"lm_weight": "3.5"},
 ])
 def test_options_are_the_readers(client: TestClient, recognizer: Any, photo: bytes, options: dict[str, str]) -> None:
     (result,) = read_photos(client, [("p", photo)], **options)
     result.pop("timings_ms")
-    typed = {k: (int(v) if k == "beam_width" else float(v) if k == "min_confidence" else v) for k, v in options.items()}
+    typed = {k: (int(v) if k == "beam_width" else float(v) if k in ("min_confidence", "lm_weight") else v)
+             for k, v in options.items()}
     assert result == {"name": "p", **expected(recognizer, photo, **typed)}
     if options.get("min_confidence") == "1":
         assert result["words"] == [] and result["dropped"] == 1
+
+
+@pytest.mark.parametrize("form", ["multipart", "json"])
+def test_lexicon_constrains_each_word_as_the_library_does(client: TestClient, recognizer: Any, photo: bytes,
+                                                          form: str) -> None:
+    words = ["world", "hello", *(f"filler{i}" for i in range(40))]  # at most the test server's 50 words
+    if form == "multipart":
+        (result,) = read_photos(client, [("p", photo)], decoder="greedy", lexicon="\n".join(words))
+    else:
+        r = client.post("/v1/read", json={"images": [{"name": "p", "data": b64(photo)}], "decoder": "greedy",
+                                          "lexicon": words})
+        assert r.status_code == 200, r.text
+        (result,) = r.json()["results"]
+    result.pop("timings_ms")
+    assert result == {"name": "p", **expected(recognizer, photo, decoder="greedy", lexicon=words)}
+    assert [(w["text"].upper(), w["in_lexicon"]) for w in result["words"]] == [(x, True) for x in WORDS]
+    (plain,) = read_photos(client, [("p", photo)], decoder="greedy")  # the next request has no lexicon: none kept
+    assert all("in_lexicon" not in w for w in plain["words"])
 
 
 def test_options_are_the_forms_fields() -> None:
@@ -200,10 +221,15 @@ READ_BAD_REQUESTS: list[tuple[str, dict[str, Any], int, str]] = [
     ("multipart-no-boundary", {"content": b"x", "headers": {"Content-Type": "multipart/form-data"}}, 400, "malformed_body"),
     ("multipart-only-options", {"files": [("split", (None, "chars"))]}, 422, "no_images"),
     ("multipart-too-many", {"files": [("files", (f"{i}.png", PNG)) for i in range(4)]}, 413, "too_many_images"),
-    ("multipart-lexicon", {"files": [("files", ("x.png", PNG)), ("lexicon", (None, "open"))]}, 422, "invalid_request"),
+    ("multipart-lexicon-charset", {"files": [("files", ("x.png", PNG)), ("lexicon", (None, "caf\u00e9"))]}, 422, "invalid_request"),
+    ("json-lexicon-over-limit", {"json": {"images": [{"data": b64(PNG)}], "lexicon": [f"w{i}" for i in range(51)]}}, 422, "invalid_request"),
+    ("json-lexicon-blank-word", {"json": {"images": [{"data": b64(PNG)}], "lexicon": ["open", " "]}}, 422, "invalid_request"),
+    ("json-lexicon-not-a-list", {"json": {"images": [{"data": b64(PNG)}], "lexicon": "open"}}, 422, "invalid_request"),
     ("multipart-bad-split", {"files": [("files", ("x.png", PNG))], "data": {"split": "words"}}, 422, "invalid_request"),
     ("multipart-min-confidence-2", {"files": [("files", ("x.png", PNG))], "data": {"min_confidence": "2"}}, 422, "invalid_request"),
     ("multipart-min-confidence-text", {"files": [("files", ("x.png", PNG))], "data": {"min_confidence": "high"}}, 422, "invalid_request"),
+    ("multipart-lm-weight-greedy", {"files": [("files", ("x.png", PNG))], "data": {"decoder": "greedy", "lm_weight": "1"}}, 422, "invalid_request"),
+    ("json-lm-weight-over-10", {"json": {"images": [{"data": b64(PNG)}], "lm_weight": 11}}, 422, "invalid_request"),
     ("multipart-beam-over-limit", {"files": [("files", ("x.png", PNG))], "data": {"beam_width": "21"}}, 422, "invalid_request"),
     ("json-invalid", {"content": b'{"images": [', "headers": {"Content-Type": "application/json"}}, 400, "malformed_body"),
     ("json-empty-images", {"json": {"images": []}}, 422, "no_images"),
@@ -388,3 +414,141 @@ def test_photos_are_read_with_the_photo_model_unless_one_is_chosen(
     assert service.model_name == expected and loaded == ([expected] if expected else [])
     assert reader.preprocess.max_pixels <= PHOTO_LIMITS.get("max_photo_pixels", reader.preprocess.max_pixels)
     assert service.describe()["model"] == expected
+
+
+# ---- hostile requests: seeded, parametrised; a typed 4xx or the photo's own invalid_image, never a 500 --------------
+
+HOSTILE_SEED = 35  # the issue's number: the cases below are the same on every run
+REQUEST_CODES = {"empty_request", "malformed_body", "payload_too_large", "too_many_images", "unsupported_media_type",
+                 "no_images", "invalid_request"}
+
+
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+
+def absurd_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` (its few pixels are never decoded)."""
+    import struct
+    import zlib
+
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + _chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _chunk(b"IEND", b""))
+
+
+def absurd_jpeg(width: int, height: int) -> bytes:
+    """A real JPEG's bytes with its frame header (SOF0) rewritten to claim ``width`` x ``height``."""
+    buf = io.BytesIO()
+    Image.new("L", (16, 16), 255).save(buf, "JPEG")
+    data = bytearray(buf.getvalue())
+    at = data.index(b"\xff\xc0") + 5  # marker, length (2), precision (1), then height and width
+    data[at : at + 4] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def absurd_gif(width: int, height: int) -> bytes:
+    return b"GIF89a" + width.to_bytes(2, "little") + height.to_bytes(2, "little") + b"\x00\x00\x00" + b"\x3b"
+
+
+def _encoded(fmt: str, **kw: Any) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(line_photo(WORDS)[0]).save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def hostile_photos() -> list[tuple[str, bytes]]:
+    """Photos a client might send (each must come back as that photo's invalid_image entry), seeded."""
+    rng = np.random.default_rng(HOSTILE_SEED)
+    good_png, good_jpeg = _encoded("PNG"), _encoded("JPEG", quality=80)
+    out = [(f"random-{n}", rng.integers(0, 256, n, dtype=np.uint8).tobytes()) for n in (1, 17, 4096)]
+    out += [(f"png-cut-{k}", good_png[: int(len(good_png) * f)]) for k, f in enumerate(rng.uniform(0.05, 0.9, 3))]
+    out += [(f"jpeg-cut-{k}", good_jpeg[: int(len(good_jpeg) * f)]) for k, f in enumerate(rng.uniform(0.05, 0.6, 3))]
+    out += [("png-magic-only", b"\x89PNG\r\n\x1a\n"), ("jpeg-magic-only", b"\xff\xd8\xff")]
+    out += [("png-2^31-wide", absurd_png(2**31 - 1, 1)), ("png-100k-square", absurd_png(100_000, 100_000)),
+            ("png-0x0", absurd_png(0, 0)), ("jpeg-65535-square", absurd_jpeg(65535, 65535)),
+            ("gif-65535-square", absurd_gif(65535, 65535))]
+    # Huge but valid: every pixel there, over the test server's --max-photo-pixels (2,000,000), refused from the header.
+    out += [("huge-png", png(Image.new("L", (2000, 1500), 255))),
+            ("huge-jpeg", (lambda b: (Image.new("RGB", (1800, 1200), "white").save(b, "JPEG", quality=30), b.getvalue())[1])(io.BytesIO()))]
+    return out
+
+
+@pytest.mark.parametrize("name,data", hostile_photos(), ids=[h[0] for h in hostile_photos()])
+@pytest.mark.parametrize("form", ["multipart", "json"])
+def test_hostile_photos_get_their_own_invalid_image(client: TestClient, photo: bytes, form: str, name: str,
+                                                    data: bytes) -> None:
+    if form == "multipart":
+        r = client.post("/v1/read", files=files([(name, data), ("good.png", photo)]))
+    else:
+        r = client.post("/v1/read", json={"images": [{"name": name, "data": b64(data)}, {"data": b64(photo)}]})
+    assert r.status_code == 200, r.text
+    bad, good = r.json()["results"]
+    assert bad == {"name": name, "error": bad["error"], "code": "invalid_image"} and bad["error"]
+    assert [w["text"].upper() for w in good["words"]] == WORDS  # the request's other photo is read
+
+
+def _multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "hostile") -> tuple[bytes, dict[str, str]]:
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{n}"'.encode()
+                    + (f'; filename="{f}"'.encode() if f is not None else b"") + b"\r\n\r\n" + d + b"\r\n"
+                    for n, f, d in parts)
+    return body + f"--{boundary}--\r\n".encode(), {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+def hostile_requests() -> list[tuple[str, dict[str, Any], int, str | None]]:
+    """Requests no photo can be read from: (id, client.post kwargs, status, code or None for any typed 4xx)."""
+    rng = np.random.default_rng(HOSTILE_SEED + 1)
+    one = b64(PNG)
+    out: list[tuple[str, dict[str, Any], int, str | None]] = []
+    for k, n in enumerate((0, 7, 2000)):  # random bytes as the whole body, under each accepted media type
+        noise = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        out += [(f"json-random-{k}", {"content": noise, "headers": {"Content-Type": "application/json"}}, 400, None),
+                (f"multipart-random-{k}", {"content": noise, "headers": {"Content-Type": "multipart/form-data; boundary=zz"}},
+                 400, None)]
+    empty_body, empty_headers = _multipart([])
+    out.append(("multipart-empty", {"content": empty_body, "headers": empty_headers}, 422, "no_images"))
+    for field in ("file", "image", "photos", "Files", ""):  # (files[] is an accepted spelling of files)
+        body, headers = _multipart([(field, "p.png", PNG)])
+        out.append((f"multipart-field-{field or 'blank'}", {"content": body, "headers": headers}, 422, None))
+    body, headers = _multipart([("files", "p.png", PNG), ("min_confidence", None, b"\xff\xfe")])
+    out.append(("multipart-option-not-utf8", {"content": body, "headers": headers}, 422, None))
+    for name, value in [("list", [{"data": one}]), ("string", "images"), ("number", 35), ("null", None),
+                        ("images-dict", {"images": {"data": one}}), ("images-strings", {"images": [one]}),
+                        ("images-nested", {"images": [[{"data": one}]]}), ("data-number", {"images": [{"data": 35}]}),
+                        ("data-list", {"images": [{"data": [one]}]}), ("no-data", {"images": [{"name": "x"}]}),
+                        ("unknown-key", {"images": [{"data": one}], "detect": True}),
+                        ("image-unknown-key", {"images": [{"data": one, "box": [0, 0, 1, 1]}]}),
+                        ("name-too-long", {"images": [{"name": "n" * 300, "data": one}]}),
+                        ("split-number", {"images": [{"data": one}], "split": 1}),
+                        ("beam-float", {"images": [{"data": one}], "beam_width": 2.5})]:
+        out.append((f"json-{name}", {"json": value}, 422, None))
+    out.append(("json-too-many", {"json": {"images": [{"data": one}] * 4}}, 413, "too_many_images"))
+    out.append(("multipart-too-many", {"files": [("files", (f"{i}.png", PNG)) for i in range(5)]}, 413, "too_many_images"))
+    out.append(("json-deep", {"content": b"[" * 100_000 + b"]" * 100_000,
+                              "headers": {"Content-Type": "application/json"}}, 400, None))
+    return out
+
+
+@pytest.mark.parametrize("kwargs,status,code", [h[1:] for h in hostile_requests()], ids=[h[0] for h in hostile_requests()])
+def test_hostile_requests_get_a_typed_4xx(client: TestClient, kwargs: dict[str, Any], status: int,
+                                          code: str | None) -> None:
+    r = client.post("/v1/read", **kwargs)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text[:300])
+    body = r.json()
+    assert body["error"]["code"] in REQUEST_CODES and body["error"]["message"], body
+    if code is not None:
+        assert (r.status_code, body["error"]["code"]) == (status, code)
+
+
+def test_the_server_keeps_serving_after_every_hostile_input(recognizer: Any, photo: bytes) -> None:
+    """Every hostile photo and request above, one after the other on a fresh server; then a photo is read as before."""
+    with make_client(recognizer) as c:
+        for name, data in hostile_photos():
+            assert c.post("/v1/read", files=files([(name, data)])).status_code == 200
+        for _, kwargs, _, _ in hostile_requests():
+            assert c.post("/v1/read", **kwargs).status_code < 500
+        assert c.get("/healthz").status_code == 200
+        (result,) = read_photos(c, [("after.png", photo)])
+    assert [w["text"].upper() for w in result["words"]] == WORDS

@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="--detect: drop lines whose mean character confidence is below this (default 0.5, "
                        "rapidocr's rule)")
     photo.add_argument("--draw", metavar="DIR", help="--detect: also write each photo with its word boxes and texts "
-                       "drawn into DIR (JPEG, named after the photo)")
+                       "drawn into DIR (JPEG, named after the photo; with --ray the driver draws them, so it must "
+                       "be able to read the photos' paths)")
     ray = p.add_argument_group("Ray (many cores or machines; the ray extra; docs/scale-out.md)")
     ray.add_argument("--ray", action="store_true", help="read on Ray Data actors into resumable shards in "
                      "--output DIR; inputs may also be manifests (.csv or .parquet with a path column)")
@@ -89,10 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _detect_problem(args: argparse.Namespace) -> str | None:
     """Why these `crnn ocr --detect` options cannot run together (a usage error), or None; fills in the defaults."""
-    if args.lexicon or args.lm_weight is not None:
-        return "--lexicon and --lm-weight do not run with --detect yet (docs/photos.md)"
-    if args.draw and args.ray:
-        return "--draw does not run with --ray (the actors may be on other machines): read without --ray to draw"
     if args.min_confidence is None:
         from crnn.detection.photo_reader import MIN_LINE_CONFIDENCE
 

@@ -19,9 +19,9 @@ from crnn.commands.photo_output import PhotoRow, PhotoWriter
 from crnn.errors import CRNNError
 from crnn.io.inputs import expand_inputs
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
 
+if TYPE_CHECKING:
     from crnn.detection.photo_reader import PhotoReader
 
 PREFETCH = 4  # photos decoded ahead of the one being read (a few full-size photos: ~100 MB at most)
@@ -36,6 +36,8 @@ class PhotoOptions:
     detector_threads: int | None = None
     load: dict[str, Any] = field(default_factory=dict)
     reader: dict[str, Any] = field(default_factory=dict)
+    lexicon: str | None = None  # a word list file (absolute: the actors may run elsewhere), read by each reader
+    lexicon_case: str = "image"
 
 
 def photo_options(args: argparse.Namespace, detector_threads: int | None, recognizer_threads: int | None) -> PhotoOptions:
@@ -45,18 +47,25 @@ def photo_options(args: argparse.Namespace, detector_threads: int | None, recogn
         load=dict(weights=args.weights, device=args.device, threads=recognizer_threads, precision=args.precision,
                   backend=args.backend),
         reader=dict(min_confidence=args.min_confidence, decoder=args.decoder, beam_width=args.beam_width,
-                    batch_size=args.batch_size, orientation=args.orientation or "auto"),
+                    batch_size=args.batch_size, orientation=args.orientation or "auto",
+                    lm_weight=getattr(args, "lm_weight", None)),
+        lexicon=os.path.abspath(args.lexicon) if getattr(args, "lexicon", None) else None,
+        lexicon_case=getattr(args, "lexicon_case", "image"),
     )
 
 
 def build_reader(options: PhotoOptions) -> PhotoReader:
     """The detector (BackendError when its extra is missing: checked first) and the recognizer, as a PhotoReader."""
+    from crnn.decoding.lexicon import Lexicon
     from crnn.detection.photo_reader import PhotoReader
     from crnn.detection.registry import load_detector
     from crnn.kinds.loading import load_recognizer
 
     detector = load_detector(options.detector, threads=options.detector_threads)
-    return PhotoReader(detector, load_recognizer(**options.load), **options.reader)
+    recognizer = load_recognizer(**options.load)
+    # The words it drops are said once, by the command (run_photos; --ray's driver), not by each reader.
+    lexicon = Lexicon.from_file(options.lexicon, recognizer.charset, options.lexicon_case) if options.lexicon else None
+    return PhotoReader(detector, recognizer, lexicon=lexicon, **options.reader)
 
 
 def _load(path: str, max_pixels: int) -> np.ndarray:
@@ -121,6 +130,17 @@ class DrawFolder:
         out = self.name_for(path)
         draw_words(rgb, row.reading.words if row.reading else []).save(out, "JPEG", quality=90)
 
+    def write_record(self, record: dict[str, Any], max_pixels: int) -> None:
+        """Draw a photo record's words (photo_record's, as `--ray` actors return them) on the photo at its path, read
+        again here (raises CRNNError when it cannot be read here, OSError when the drawing cannot be written)."""
+        from crnn.detection.photo_image import load_photo
+        from crnn.detection.photo_reader import PhotoReading, PhotoWord
+
+        words = [PhotoWord(w["text"], w["confidence"], np.asarray(w["polygon"], np.float32), w["line"])
+                 for w in record.get("words") or ()]
+        rgb = load_photo(record["path"], max_pixels)
+        self.write(record["path"], rgb, PhotoRow(record["path"], PhotoReading(words, [], rgb.shape[1], rgb.shape[0])))
+
 
 def run_photos(args: argparse.Namespace) -> int:
     """`crnn ocr --detect` without --ray: exit 0 when every photo was read, 1 when some failed, 2 on usage errors."""
@@ -138,6 +158,12 @@ def run_photos(args: argparse.Namespace) -> int:
         # The detector takes every core, one photo at a time; the recognizer reads a photo's few crops on one
         # thread on a CPU (a 32x128 crop took 18 ms on 1 torch thread, 121 ms on 2, on a shared 2-core machine).
         reader = build_reader(photo_options(args, cores, 1 if on_cpu else args.threads))
+        if reader.lexicon is not None:
+            from crnn.decoding.lexicon import dropped_report
+
+            note = dropped_report([reader.lexicon])
+            if note:
+                print(f"crnn ocr: warning: --lexicon {args.lexicon}: {note}", file=sys.stderr)
         draw = DrawFolder(args.draw) if args.draw else None
     except (CRNNError, OSError, ValueError) as e:
         print(f"crnn ocr: {e}", file=sys.stderr)
@@ -156,7 +182,7 @@ def run_photos(args: argparse.Namespace) -> int:
     say = (lambda m: bar.write(m)) if bar else (lambda m: print(m, file=sys.stderr))
     failed = 0
     try:
-        writer = PhotoWriter(out, args.format)
+        writer = PhotoWriter(out, args.format, lexicon=reader.lexicon is not None)
         for row, rgb in read_photos(reader, expand_inputs(args.paths)):
             writer.write(row)
             if row.error is not None:

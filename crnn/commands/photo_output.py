@@ -16,6 +16,8 @@ from crnn.detection.photo_reader import PhotoReading
 # text as it reads), in photo pixels.
 CORNERS = ["x1", "y1", "x2", "y2", "x3", "y3", "x4", "y4"]
 COLUMNS = ["path", "line", "text", "confidence", *CORNERS, "error"]
+# With a lexicon (`--lexicon`), as on crops: an in_lexicon column before error (true/false); without one, none.
+LEXICON_COLUMNS = [*COLUMNS[:-1], "in_lexicon", "error"]
 
 
 @dataclass
@@ -44,25 +46,28 @@ def photo_line(record: dict[str, Any]) -> str:
 
 class PhotoWriter:
     """Writes photo rows as JSON lines (one per photo) or TSV/CSV (one row per word; none for a photo without text;
-    one row with only ``path`` and ``error`` for a photo that could not be read)."""
+    one row with only ``path`` and ``error`` for a photo that could not be read); ``lexicon``: TSV/CSV get an
+    ``in_lexicon`` column."""
 
-    def __init__(self, out: IO[str], fmt: str = "tsv") -> None:
-        self.out, self.fmt = out, fmt
+    def __init__(self, out: IO[str], fmt: str = "tsv", lexicon: bool = False) -> None:
+        self.out, self.fmt, self.lexicon = out, fmt, lexicon
+        self.columns = LEXICON_COLUMNS if lexicon else COLUMNS
         if fmt in ("tsv", "csv"):
             self._csv = csv.writer(out, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
-            self._csv.writerow(COLUMNS)
+            self._csv.writerow(self.columns)
 
     def write(self, row: PhotoRow) -> None:
         """Write one photo's rows."""
         if self.fmt == "jsonl":
             self.out.write(photo_line(photo_record(row)) + "\n")
         elif row.reading is None:
-            self._row([row.path] + [""] * (len(COLUMNS) - 2) + [row.error or ""])
+            self._row([row.path] + [""] * (len(self.columns) - 2) + [row.error or ""])
         else:
             for w in row.reading.words:
                 d = w.to_dict()
                 corners = [f"{v:g}" for point in d["polygon"] for v in point]
-                self._row([row.path, str(w.line), w.text, f"{w.confidence:.4f}", *corners, ""])
+                flag = [] if not self.lexicon else ["" if w.in_lexicon is None else str(w.in_lexicon).lower()]
+                self._row([row.path, str(w.line), w.text, f"{w.confidence:.4f}", *corners, *flag, ""])
 
     def _row(self, fields: list[str]) -> None:
         try:
@@ -81,7 +86,10 @@ def photo_shard_bytes(records: Sequence[dict[str, Any]], fmt: str) -> bytes:
     import pyarrow.parquet as pq
 
     polygon = pa.list_(pa.list_(pa.float64()))
-    word = pa.struct([("text", pa.string()), ("confidence", pa.float64()), ("polygon", polygon), ("line", pa.int64())])
+    fields = [("text", pa.string()), ("confidence", pa.float64()), ("polygon", polygon), ("line", pa.int64())]
+    if any("in_lexicon" in w for rec in records for w in rec.get("words") or ()):  # a run with a lexicon only
+        fields.append(("in_lexicon", pa.bool_()))
+    word = pa.struct(fields)
     line = pa.struct([("text", pa.string()), ("confidence", pa.float64()), ("polygon", polygon),
                       ("detector_score", pa.float64()), ("orientation", pa.string())])
     schema = pa.schema([("path", pa.string()), ("width", pa.int64()), ("height", pa.int64()),

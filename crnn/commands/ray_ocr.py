@@ -529,6 +529,14 @@ def run_ray(args: argparse.Namespace) -> int:
         header = read_header(args.weights or default_weights_path())
         if args.lexicon:  # read here once, to say what it drops (and refuse one that keeps nothing), not by N actors
             load_lexicon(args.lexicon, Charset.from_dict(header["charset"]), args.lexicon_case)
+        draw = None
+        if detect and getattr(args, "draw", None):
+            # The driver draws: it has every photo's path and receives its record (the actors may be on other
+            # machines, with no way to hand back a file); a photo it cannot read here is that photo's --draw error.
+            from crnn.commands.photo_ocr import DrawFolder
+            from crnn.io.preprocess import PreprocessConfig
+
+            draw = Drawer(DrawFolder(args.draw), PreprocessConfig.from_dict(header["preprocess"]).max_pixels)
         # Hashed once, here: a resume must read with the very same weights and lexicon (docs/scale-out.md).
         prepare_output(folder, run_record(options, fmt, args.ray_shard_size, photo))
         # Which shards are still to do (a shard file exists only when complete: written, then renamed); they are
@@ -559,7 +567,7 @@ def run_ray(args: argparse.Namespace) -> int:
         return 1 if failed_before else 0
     show = args.progress or sys.stderr.isatty()
     try:
-        failed = _run_shards(args, options, blocks, todo, folder, fmt, show, photo)
+        failed = _run_shards(args, options, blocks, todo, folder, fmt, show, photo, draw)
     except KeyboardInterrupt:
         print("crnn ocr: interrupted; the shards written so far stand: rerun the same command to finish",
               file=sys.stderr)
@@ -573,6 +581,28 @@ def run_ray(args: argparse.Namespace) -> int:
     print(f"crnn ocr: done: {len(todo)} shard{'s' * (len(todo) != 1)} written to {folder}; {bad} "
           f"image{'s' * (bad != 1)} could not be read", file=sys.stderr)
     return 1 if failed or failed_before else 0
+
+
+@dataclass
+class Drawer:
+    """`--detect --ray --draw DIR` on the driver: draws each read photo of a shard from its record."""
+
+    folder: Any  # crnn.commands.photo_ocr.DrawFolder (imported only by a run that draws)
+    max_pixels: int
+
+    def __call__(self, records: Sequence[dict[str, Any]]) -> int:
+        """Draw each read photo of ``records``; how many could not be drawn (each said on stderr, as without --ray)."""
+        failed = 0
+        for rec in records:
+            if rec.get("error") is not None:
+                continue
+            try:
+                self.folder.write_record(rec, self.max_pixels)
+            except (CRNNError, OSError) as e:  # the words stand (in the shard); the drawing is what failed
+                failed += 1
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                print(f"crnn ocr: error: {_utf8(rec['path'])}: --draw: {_utf8(why)}", file=sys.stderr)
+        return failed
 
 
 def _block_rows(args: argparse.Namespace, photo: PhotoOptions | None) -> int:
@@ -597,9 +627,9 @@ def _input_blocks(k: int, items: list[tuple[str, str | None]], block_rows: int) 
 
 
 def _run_shards(args: argparse.Namespace, options: OcrOptions, blocks: list[pa.Table], expected: dict[int, int],
-                folder: Path, fmt: str, show: bool, photo: PhotoOptions | None = None) -> int:
+                folder: Path, fmt: str, show: bool, photo: PhotoOptions | None = None, draw: Drawer | None = None) -> int:
     """Read the shards still to do on the actor pool (photo actors with ``photo``) and write each one as its last row
-    comes back; the errors."""
+    comes back (``draw``: and draw its photos); the errors."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -632,6 +662,8 @@ def _run_shards(args: argparse.Namespace, options: OcrOptions, blocks: list[pa.T
                         for p, e in zip(*table.sort_by("index").select(["path", "error"]).to_pydict().values())]
                 records = [json.loads(r) for r in table.sort_by("index").column("record").to_pylist()]
                 write_atomically(folder / shard_name(k, fmt), photo_shard_bytes(records, fmt))
+                if draw is not None:
+                    failed += draw(records)
             else:
                 rows = rows_of(table)
                 write_atomically(folder / shard_name(k, fmt), shard_bytes(rows, fmt, options.lexicon is not None))

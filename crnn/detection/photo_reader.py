@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ import numpy as np
 from crnn.decoding.ctc_decode import DEFAULT_DECODER, decode
 from crnn.detection.detector import DEFAULT_DETECTOR, DetectedText, TextDetector
 from crnn.detection.registry import load_detector
+from crnn.detection.word_lexicon import Lexicon, as_lexicon, check_recognizer, constrain_words
 from crnn.detection.line_crop import LineCrop, cut, is_tall
 from crnn.detection.photo_image import load_photo
 from crnn.detection.reading_order import reading_order
@@ -55,11 +56,16 @@ class PhotoWord:
     confidence: float
     polygon: np.ndarray
     line: int
+    in_lexicon: bool | None = None  # only with a lexicon: whether the text is a lexicon word (as on crops)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (``text``, ``confidence``, ``polygon`` as [[x, y], ...], ``line``)."""
-        return {"text": self.text, "confidence": round(self.confidence, 4), "polygon": _round_polygon(self.polygon),
-                "line": self.line}
+        """A JSON-able dict (``text``, ``confidence``, ``polygon`` as [[x, y], ...], ``line``; ``in_lexicon`` only
+        when a lexicon was used, as on crops)."""
+        out = {"text": self.text, "confidence": round(self.confidence, 4), "polygon": _round_polygon(self.polygon),
+               "line": self.line}
+        if self.in_lexicon is not None:
+            out["in_lexicon"] = self.in_lexicon
+        return out
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,9 @@ class _Candidate:
 
 class PhotoReader:
     """Reads whole photos: ``detector`` (a TextDetector) finds the text lines, ``recognizer`` (a TextRecognizer)
-    reads them, and each line is split into words.
+    reads them, and each line is split into words. ``decoder``, ``beam_width`` and ``lm_weight`` (the ``lm``
+    decoder's language-model weight; None: the tuned one) decode the lines. ``lexicon``: each word (not line) is
+    constrained to it, decoded from its own CTC frames as a crop is (crnn.detection.word_lexicon; a CTC recognizer).
 
     ``split``: ``"ctc"`` (default) places the word boxes from the CTC alignment of the read characters, where the
     recognizer gives per-frame outputs (any CTC kind, either backend); ``"chars"`` splits by character count (also
@@ -132,7 +140,8 @@ class PhotoReader:
     def __init__(self, detector: TextDetector, recognizer: TextRecognizer, split: str = "ctc",
                  min_confidence: float = MIN_LINE_CONFIDENCE, orientation: str | OrientationClassifier | None = "auto",
                  decoder: str = DEFAULT_DECODER, beam_width: int = 10, batch_size: int = 64,
-                 space_prob: float | str | None = "auto") -> None:
+                 space_prob: float | str | None = "auto", lm_weight: float | None = None,
+                 lexicon: Lexicon | Iterable[str] | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
         if space_prob == "auto":
@@ -149,6 +158,10 @@ class PhotoReader:
         self.decoder = decoder
         self.beam_width = beam_width
         self.batch_size = batch_size
+        self.lm_weight = lm_weight
+        self.lexicon = as_lexicon(lexicon, recognizer.charset)
+        if self.lexicon is not None:
+            check_recognizer(recognizer)
 
     def with_split(self, split: str) -> PhotoReader:
         """A reader like this one (the same detector, recognizer and classifier) that splits lines by ``split``."""
@@ -235,6 +248,9 @@ class PhotoReader:
                 used += b - a
                 words.append(PhotoWord(text[a:b], float(np.mean(cc)) if len(cc) else conf,
                                        c.crop.box_to_photo(x0, x1), line_no))
+        if self.lexicon is not None:  # each word of each kept line, from its own frames
+            words, lines = constrain_words(words, lines, [frames[kept[i][1]] for i in order], self.recognizer.charset,
+                                           self.lexicon, self.decoder, self.beam_width, self.lm_weight)
         return PhotoReading(words, lines, w, h, unreadable, dropped)
 
     def _candidates(self, gray: np.ndarray, regions: Sequence[DetectedText]) -> list[_Candidate]:
@@ -270,13 +286,15 @@ class PhotoReader:
             return [], []
         batch_log_probs = getattr(rec, "batch_log_probs", None)
         batches = getattr(rec, "batches", None)
-        if self.split != "ctc" or batch_log_probs is None or batches is None:
-            return rec.recognize_prepared(arrays, self.batch_size, self.decoder, self.beam_width), [None] * len(arrays)
+        if (self.split != "ctc" and self.lexicon is None) or batch_log_probs is None or batches is None:
+            return (rec.recognize_prepared(arrays, self.batch_size, self.decoder, self.beam_width, lm_weight=self.lm_weight),
+                    [None] * len(arrays))
         preds: list[Prediction | None] = [None] * len(arrays)
         frames: list[np.ndarray | None] = [None] * len(arrays)
         for idx in batches(arrays, self.batch_size):
             lp, lengths = batch_log_probs([arrays[i] for i in idx])
-            for j, (i, p) in enumerate(zip(idx, decode(lp, lengths, rec.charset, self.decoder, self.beam_width))):
+            preds_batch = decode(lp, lengths, rec.charset, self.decoder, self.beam_width, lm_weight=self.lm_weight)
+            for j, (i, p) in enumerate(zip(idx, preds_batch)):
                 preds[i] = p
                 frames[i] = np.asarray(lp[j, : int(lengths[j])])
         return preds, frames  # type: ignore[return-value]
