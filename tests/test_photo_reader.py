@@ -188,6 +188,8 @@ def test_the_default_space_prob_is_the_models_own(metadata, space_prob, words):
 def test_reader_refuses_a_bad_space_prob(space_prob):
     with pytest.raises(ValueError, match="space_prob"):
         PhotoReader(FakeDetector(), DroppedSpaceRecognizer(0.3), space_prob=space_prob)
+    with pytest.raises(ValueError, match="space_prob"):  # the copy with another threshold checks it alike
+        PhotoReader(FakeDetector(), DroppedSpaceRecognizer(0.3)).with_space_prob(space_prob)
 
 
 def test_reading_order_and_json(recognizer):

@@ -47,6 +47,13 @@ def model_space_prob(recognizer: TextRecognizer) -> float | None:
     return None if value is None else float(value)
 
 
+def _checked_space_prob(value: float | str | None) -> float | None:
+    """``value`` when it is a space probability PhotoReader takes ((0, 1]) or None; ValueError otherwise."""
+    if value is not None and (isinstance(value, str) or not 0.0 < value <= 1.0):
+        raise ValueError(f"space_prob must be in (0, 1] or None, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class PhotoWord:
     """One word of a photo: its text, confidence (the mean of its characters'), and quadrilateral (4, 2) float32 in
@@ -144,11 +151,7 @@ class PhotoReader:
                  lexicon: Lexicon | Iterable[str] | None = None) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-        if space_prob == "auto":
-            space_prob = model_space_prob(recognizer)
-        if space_prob is not None and (isinstance(space_prob, str) or not 0.0 < space_prob <= 1.0):
-            raise ValueError(f"space_prob must be in (0, 1] or None, got {space_prob!r}")
-        self.space_prob = space_prob
+        self.space_prob = _checked_space_prob(model_space_prob(recognizer) if space_prob == "auto" else space_prob)
         self.detector = detector
         self.recognizer = recognizer
         self.split = split
@@ -174,9 +177,7 @@ class PhotoReader:
     def with_space_prob(self, space_prob: float | None) -> PhotoReader:
         """A reader like this one that infers dropped spaces at ``space_prob`` (None: not at all)."""
         other = copy.copy(self)
-        if space_prob is not None and not 0.0 < space_prob <= 1.0:
-            raise ValueError(f"space_prob must be in (0, 1] or None, got {space_prob!r}")
-        other.space_prob = space_prob
+        other.space_prob = _checked_space_prob(space_prob)
         return other
 
     @property
